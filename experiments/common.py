@@ -27,3 +27,14 @@ def replace(config, **changes):
 def realmix(**changes):
     """The default recipe on realmix, with `changes` applied."""
     return replace(TrainConfig(data=realmix_data()), **changes)
+
+
+def frozen_reference(**changes):
+    """The reference of the one-change-at-a-time comparisons (experiments `frozen_*`).
+
+    `realmix_aug_features`: the heads on 5 passes of frozen EfficientNet-Lite0
+    features (1 plain + 4 augmented), 30 epochs, conv-attached class-agnostic
+    box head, GIoU, alpha 0.5, 224 px. Cheap (~3 min on 2 cores), so each
+    choice is compared at the same budget.
+    """
+    return realmix(**{"frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0, **changes})

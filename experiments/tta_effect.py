@@ -1,4 +1,4 @@
-"""Effect of test-time augmentation (none, flip, multicrop) on realmix val.
+"""Effect of test-time augmentation (none, flip, multicrop; each without and with the zoomed refinement) on realmix val.
 
     python -m experiments.tta_effect --model=work/realmix_default/best.keras
 
@@ -27,13 +27,15 @@ def main(argv):
     predictor = inference.Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)
     rows = {}
-    for mode in inference.TTA_MODES:
-        start = time.perf_counter()
-        summary = evaluate.evaluate(predictor, source, "val", mode, progress=False)[0]
-        seconds = time.perf_counter() - start
-        rows[mode] = {k: summary[k] for k in KEYS}
-        rows[mode].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
-        rows[mode]["seconds"] = round(seconds, 1)
+    for refine in (False, True):
+        for mode in inference.TTA_MODES:
+            name = f"{mode} + refine" if refine else mode
+            start = time.perf_counter()
+            summary = evaluate.evaluate(predictor, source, "val", mode, progress=False, refine=refine)[0]
+            seconds = time.perf_counter() - start
+            rows[name] = {k: summary[k] for k in KEYS}
+            rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
+            rows[name]["seconds"] = round(seconds, 1)
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores",
         "command": f"python -m experiments.tta_effect --model={FLAGS.model}", "split": "val", "modes": rows,

@@ -18,7 +18,7 @@ import typing
 import keras
 
 from localizer import efficientnet_lite
-from localizer.layers import ImagePreprocessing
+from localizer.layers import ImagePreprocessing, PackFineFeatures
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -96,8 +96,47 @@ def _normalize_weights(weights):
     return weights
 
 
-def build_backbone(name, image_size, weights="imagenet"):
+FEATURE_STRIDES = (32, 16)
+PACK_LAYER = "pack_fine_features"
+
+
+def fine_feature_layer(inner):
+    """The backbone's last feature map at twice its final resolution (stride 16 of 32).
+
+    A block output (an `Add` of a residual block) when there is one, so the
+    features are complete: e.g. `block10_add` of EfficientNet-Lite0 (112
+    channels), `block_12_add` of MobileNetV2.
+    """
+    final = inner.output.shape[1:3]
+    wanted = tuple(None if n is None else 2 * n for n in final)
+    candidates = [
+        layer for layer in inner.layers
+        if len(getattr(layer.output, "shape", ())) == 4 and tuple(layer.output.shape[1:3]) == wanted
+    ]
+    if not candidates:
+        raise ValueError(
+            f"Backbone {inner.name!r} has no feature map at twice its final resolution {final}; "
+            "use an image size that is a multiple of 32, or feature_stride=32."
+        )
+    adds = [layer for layer in candidates if isinstance(layer, keras.layers.Add)]
+    return (adds or candidates)[-1]
+
+
+def fine_feature_channels(backbone):
+    """Channels of the stride-16 map packed into a `feature_stride=16` backbone's output; 0 if none."""
+    try:
+        pack = backbone.get_layer(PACK_LAYER)
+    except ValueError:
+        return 0
+    return int(pack.input[1].shape[-1])
+
+
+def build_backbone(name, image_size, weights="imagenet", feature_stride=32):
     """Builds backbone `name` for square inputs of `image_size` raw RGB pixels.
+
+    `feature_stride=16` adds the backbone's stride-16 map for small objects,
+    packed into the stride-32 output by `PackFineFeatures` (channels C + 4c;
+    `fine_feature_channels` gives c).
 
     Returns:
       A `keras.Model` named "backbone": `[S, S, 3]` pixels in [0, 255] -> feature map.
@@ -108,6 +147,8 @@ def build_backbone(name, image_size, weights="imagenet"):
     """
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; expected one of {sorted(BACKBONES)}.")
+    if feature_stride not in FEATURE_STRIDES:
+        raise ValueError(f"feature_stride must be one of {FEATURE_STRIDES}; got {feature_stride!r}.")
     spec = BACKBONES[name]
     weights = _normalize_weights(weights)
     input_shape = (image_size, image_size, 3)
@@ -125,6 +166,11 @@ def build_backbone(name, image_size, weights="imagenet"):
             f"{str(error).splitlines()[0] if str(error) else ''}). Without internet use "
             f"--backbone=efficientnet_lite0 (ImageNet weights offline), --weights=PATH, or --weights=none."
         ) from None
+    if feature_stride == 16:
+        fine = fine_feature_layer(inner)
+        inner = keras.Model(inner.input, [inner.output, fine.output], name=inner.name)
     pixels = keras.Input(input_shape, name="pixels")
     features = inner(ImagePreprocessing(spec.preprocessing, name="preprocessing")(pixels))
+    if feature_stride == 16:
+        features = PackFineFeatures(name=PACK_LAYER)(features)
     return keras.Model(pixels, features, name="backbone")

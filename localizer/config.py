@@ -48,6 +48,9 @@ class TrainConfig:
     box_loss: str = "giou"
     alpha: float = 0.5
     label_smoothing: float = 0.1
+    # attach="dense" only: weights of the per-cell losses, relative to the box loss.
+    cell_box_loss_weight: float = 1.0
+    centre_loss_weight: float = 0.2
     # Stage 1: heads on a frozen backbone. With cache_features, the backbone
     # runs over the training set `feature_passes` times (the first pass plain,
     # the others augmented) and the heads train on those features.

@@ -84,7 +84,7 @@ def evaluation_dataset(source, split, predictor, tta, batch_size):
     }).prefetch(tf.data.AUTOTUNE)
 
 
-def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True):
+def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True, refine=False):
     """Runs `predictor` over a split; returns (metrics dict, best examples, worst examples, ious, labels, predicted)."""
     if predictor.class_names != list(source.class_names):
         raise ValueError(
@@ -96,8 +96,11 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True)
     labels, true_boxes, pred_boxes, probabilities, class_boxes, all_ious = [], [], [], [], [], []
     extremes = _Extremes(EXAMPLES_SHOWN)
     run = tf.function(predictor.predict_views, reduce_retracing=True)
+    run_refine = tf.function(predictor.refine, reduce_retracing=True)
     for batch in batches:
         box, probs, per_class = run(batch["inputs"], batch["windows"], batch["mirrored"])
+        if refine:
+            box, probs = run_refine(batch[IMAGE], batch[ops.ORIGINAL_SIZE], box, probs)
         box, probs = box.numpy(), probs.numpy()
         ious = box_lib.iou(batch[BOX], box).numpy()
         for i, iou in enumerate(ious):
@@ -124,7 +127,7 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True)
         true_boxes, labels, pred_boxes, probabilities, predictor.class_names,
         class_boxes=np.concatenate(class_boxes) if class_boxes else None,
     )
-    summary.update({"split": split, "tta": tta, "model": predictor.path})
+    summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
     best, worst = extremes.sorted()
     return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1)
 
@@ -166,7 +169,8 @@ def markdown_report(summary):
     """The metrics as Markdown tables."""
     lines = [
         f"# Evaluation: {summary['model']}", "",
-        f"Split `{summary['split']}`, {summary['num_examples']} images, test-time augmentation `{summary['tta']}`. "
+        f"Split `{summary['split']}`, {summary['num_examples']} images, test-time augmentation `{summary['tta']}`"
+        f"{', zoomed refinement' if summary.get('refine') else ''}. "
         "Boxes compared in the original image.", "",
         "| metric | value |", "|---|---|",
     ]
@@ -201,7 +205,9 @@ def main(argv):
         manual_dir=FLAGS.manual_dir, image_dir=FLAGS.image_dir,
     )
     source = build_source(data)
-    summary, best, worst, ious, labels, predicted = evaluate(predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size)
+    summary, best, worst, ious, labels, predicted = evaluate(
+        predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size, refine=FLAGS.refine
+    )
     report_dir = FLAGS.report_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model)), f"report-{FLAGS.split}")
     paths = write_report(summary, best, worst, ious, labels, predicted, predictor.class_names, report_dir)
     print(markdown_report(summary))
@@ -215,5 +221,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("model", None, "A .keras file or an exported SavedModel version folder.", required=True)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default: beside the model).")
     flags.DEFINE_enum("tta", "none", list(inference.TTA_MODES), "Test-time augmentation.")
+    flags.DEFINE_boolean("refine", False, "A second, zoomed look around the first box (small objects).")
     flags.DEFINE_integer("batch_size", 16, "Images per batch.")
     app.run(main)

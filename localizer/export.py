@@ -64,6 +64,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from localizer import inference
 from localizer import model as model_lib
 from pipelines import ops
 
@@ -120,8 +121,9 @@ class LocalizerServing(tf.Module):
     does, works with both.
     """
 
-    def __init__(self, model, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(self, model, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS, refine=False):
         super().__init__(name="localizer_serving")
+        self._refine = bool(refine)
         metadata = model_lib.model_metadata(model)
         self._keras = _Untracked(model)
         self._class_names = list(metadata["class_names"])
@@ -145,6 +147,7 @@ class LocalizerServing(tf.Module):
             "resize_mode": self._resize_mode,
             "image_size": self._image_size,
             "max_image_pixels": self._max_image_pixels,
+            "refine": self._refine,
         }
 
     def signatures(self):
@@ -200,15 +203,33 @@ class LocalizerServing(tf.Module):
         )
         logits, box = self._run_model(images)
         probabilities = tf.nn.softmax(logits, axis=-1)
+        box = ops.to_original_frame(box, windows)
+        if self._refine:
+            # The second, zoomed look (localizer.inference): decode again rather
+            # than carry variable-size images through map_fn.
+            zoom_images, zoom_windows = tf.map_fn(
+                self._prepare_zoom, (image_bytes, box),
+                fn_output_signature=(tf.TensorSpec([size, size, 3], tf.uint8), tf.TensorSpec([4], tf.float32)),
+            )
+            zoom_logits, zoom_box = self._run_model(zoom_images)
+            box, probabilities = inference.merge_refinement(
+                box, probabilities, ops.to_original_frame(zoom_box, zoom_windows), tf.nn.softmax(zoom_logits, axis=-1)
+            )
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         class_names = tf.constant(self._class_names, tf.string, name="class_names")
         return {
             CLASS_ID: class_id,
             CLASS_NAME: tf.gather(class_names, class_id),
             SCORE: tf.reduce_max(probabilities, axis=-1),
-            BOX: ops.to_original_frame(box, windows),
+            BOX: box,
             PROBABILITIES: probabilities,
         }
+
+    def _prepare_zoom(self, inputs):
+        data, box = inputs
+        image = ops.decode_image_bytes(data)
+        window = inference.zoom_window(box, tf.shape(image)[:2])
+        return inference.render_crop(image, window, self._image_size, self._resize_mode)
 
 
 def _captured_variables(functions):
@@ -295,7 +316,7 @@ def _check_version(version):
 
 
 def export_saved_model(model, export_dir, version=None, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-                       verify=True, tflite=False):
+                       verify=True, tflite=False, refine=False):
     """Exports `model` to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -311,6 +332,8 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=DEFAULT
         folder: `predict_images` (uint8 model inputs) converted to TFLite,
         checked against the SavedModel. Decoding and resizing stay with the
         caller (TFLite has no image decoding ops).
+      refine: serving_default takes the second, zoomed look around the first
+        box (`localizer.inference`; ~2x the compute per image).
 
     Raises:
       FileExistsError: `version` exists already.
@@ -324,13 +347,13 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=DEFAULT
         if version in existing_versions(export_dir):
             raise FileExistsError(f"Version {version} exists already: {os.path.join(export_dir, str(version))}.")
 
-    module = LocalizerServing(model, max_image_pixels)
+    module = LocalizerServing(model, max_image_pixels, refine)
     temporary = os.path.join(export_dir, f"{TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
     _ACTIVE.add(temporary)
     try:
         _write(module, temporary)
         if verify:
-            verify_export(temporary, model)
+            verify_export(temporary, model, refine=refine)
         if tflite:
             export_tflite(temporary, os.path.join(temporary, TFLITE_FILE))
         return _publish(temporary, export_dir, version)
@@ -379,11 +402,12 @@ def _publish(temporary, export_dir, version):
 # ----------------------------------------------------------------------------
 
 
-def keras_predictions(model, image_bytes):
+def keras_predictions(model, image_bytes, refine=False):
     """What serving_default must return, computed eagerly with the Keras model.
 
     The same preprocessing as training (`decode_image_bytes`, `resize_image`)
-    and `to_original_frame`; returns numpy arrays keyed like the signature.
+    and `to_original_frame`, and with `refine` the zoomed second look of
+    `localizer.inference`; returns numpy arrays keyed like the signature.
     """
     metadata = model_lib.model_metadata(model)
     images, windows = [], []
@@ -394,13 +418,28 @@ def keras_predictions(model, image_bytes):
         images.append(image)
         windows.append(window)
     outputs = model(tf.stack(images), training=False)
-    probabilities = tf.nn.softmax(tf.cast(outputs[CLASS_LOGITS], tf.float32), axis=-1).numpy()
+    probabilities = tf.nn.softmax(tf.cast(outputs[CLASS_LOGITS], tf.float32), axis=-1)
+    box = ops.to_original_frame(tf.cast(outputs[BOX], tf.float32), tf.stack(windows))
+    if refine:
+        zoom_images, zoom_windows = [], []
+        for data, first_box in zip(image_bytes, box):
+            image = ops.decode_image_bytes(tf.constant(data))
+            window = inference.zoom_window(first_box, tf.shape(image)[:2])
+            zoom_image, zoom_window = inference.render_crop(image, window, metadata["image_size"], metadata["resize_mode"])
+            zoom_images.append(zoom_image)
+            zoom_windows.append(zoom_window)
+        zoom = model(tf.stack(zoom_images), training=False)
+        box, probabilities = inference.merge_refinement(
+            box, probabilities, ops.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows)),
+            tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
+        )
+    probabilities = probabilities.numpy()
     class_id = probabilities.argmax(axis=-1).astype(np.int32)
     return {
         CLASS_ID: class_id,
         CLASS_NAME: np.array([metadata["class_names"][i].encode() for i in class_id], dtype=object),
         SCORE: probabilities.max(axis=-1),
-        BOX: ops.to_original_frame(tf.cast(outputs[BOX], tf.float32), tf.stack(windows)).numpy(),
+        BOX: box.numpy(),
         PROBABILITIES: probabilities,
     }
 
@@ -424,7 +463,7 @@ def _computes_in_low_precision(model):
     return False
 
 
-def verify_export(path, model, atol=None):
+def verify_export(path, model, atol=None, refine=False):
     """Loads the SavedModel at `path` and checks both signatures against `model`.
 
     `atol` defaults to 1e-4, or 1e-2 for a model computing in float16/bfloat16
@@ -438,7 +477,7 @@ def verify_export(path, model, atol=None):
         raise ExportVerificationError(f"{path}: signatures {sorted(missing)} missing.")
     metadata = model_lib.model_metadata(model)
     data = _check_images(metadata["image_size"])
-    expected = keras_predictions(model, data)
+    expected = keras_predictions(model, data, refine)
     served = loaded.signatures[SERVING_SIGNATURE](**{BYTES_INPUT: tf.constant(data)})
     names = served[CLASS_NAME].numpy()
     if not np.array_equal(names, np.array([metadata["class_names"][i].encode() for i in served[CLASS_ID].numpy()],
@@ -535,7 +574,7 @@ def main(argv):
     try:
         path = export_saved_model(
             model, FLAGS.export_dir, version=FLAGS.version, max_image_pixels=FLAGS.max_image_pixels,
-            tflite=FLAGS.tflite,
+            tflite=FLAGS.tflite, refine=FLAGS.refine,
         )
     except (FileExistsError, ValueError, ExportVerificationError) as error:
         sys.exit(f"Export failed: {error}")
@@ -559,5 +598,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
                          "serving_default refuses JPEG/PNG images with more pixels (0: no limit).")
     flags.DEFINE_boolean("tflite", False, "Also write assets.extra/localizer.tflite (predict_images, checked).")
+    flags.DEFINE_boolean("refine", False, "serving_default takes a second, zoomed look around the first box.")
     flags.mark_flag_as_required("model")
     app.run(main)

@@ -13,6 +13,13 @@ the views are merged:
              boxes combined, weighted by each view's confidence in the
              merged class
 
+Refinement (`refine=True`, any mode): a second look. A square window around
+the merged box (`ZOOM_CONTEXT` times its longer side, at least
+`MIN_ZOOM_FRACTION` of the image) is rendered at the input size, so a small
+object fills far more of the model's grid; the box found there replaces the
+first one when the two agree (IoU >= `AGREEMENT_IOU`), and the class
+probabilities of both looks are averaged. It pays where objects are small.
+
 Boxes everywhere are BOX_FORMAT (normalized yxyx).
 """
 
@@ -27,6 +34,10 @@ from localizer import model as model_lib
 from pipelines import ops
 
 TTA_MODES = ("none", "flip", "multicrop")
+
+AGREEMENT_IOU = 0.5
+"""A view's box is merged only if it overlaps the whole-image view's box this much."""
+
 
 CROP_FRACTION = 0.7
 """Side of each multicrop crop, as a fraction of the image side."""
@@ -54,18 +65,78 @@ def render_views(image, image_size, resize_mode, mode):
       `(inputs, windows, mirrored)`: uint8 `[V, S, S, 3]`, the `[V, 4]` windows
       actually shown (original coordinates) and bool `[V]`.
     """
-    size = tf.cast(tf.shape(image)[:2], tf.float32)
     inputs, windows, mirrored = [], [], []
     for crop, flip in view_crops(mode):
-        crop = tf.constant(crop, tf.float32)
-        crop_pixels = tf.stack([crop[2] - crop[0], crop[3] - crop[1]]) * size
-        frame = ops.resize_window(crop_pixels, image_size, resize_mode)
-        window = box_lib.reframe(frame, box_lib.invert_window(crop))
-        rendered, window = ops.render(image, window, image_size)
+        rendered, window = render_crop(image, tf.constant(crop, tf.float32), image_size, resize_mode)
         inputs.append(tf.reverse(rendered, axis=[1]) if flip else rendered)
         windows.append(window)
         mirrored.append(flip)
     return tf.stack(inputs), tf.stack(windows), tf.constant(mirrored)
+
+
+def render_crop(image, crop, image_size, resize_mode):
+    """Renders `crop` (a window of `image`) as training renders whole images: `(uint8 [S, S, 3], window)`."""
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    crop_pixels = tf.stack([crop[2] - crop[0], crop[3] - crop[1]]) * size
+    frame = ops.resize_window(crop_pixels, image_size, resize_mode)
+    return ops.render(image, box_lib.reframe(frame, box_lib.invert_window(crop)), image_size)
+
+
+ZOOM_CONTEXT = 2.0
+"""Refinement window side, as a multiple of the first box's longer side."""
+
+MIN_ZOOM_FRACTION = 0.3
+"""Refinement windows are at least this fraction of the image's longer side (at most ~3.3x zoom)."""
+
+
+def zoom_window(box, original_size, context=ZOOM_CONTEXT, min_fraction=MIN_ZOOM_FRACTION):
+    """A square window (in pixels) around `box`, shifted inside the image where it fits.
+
+    Args:
+      box: BOX_FORMAT `[4]` in the original image.
+      original_size: `[2]` (height, width) in pixels.
+
+    Returns:
+      BOX_FORMAT `[4]`: the window, in original image coordinates.
+    """
+    box = box_lib.check_boxes(tf.convert_to_tensor(box, tf.float32))
+    size = tf.cast(original_size, tf.float32)
+    height, width = size[0], size[1]
+    box_px = box * tf.stack([height, width, height, width])
+    longest = tf.maximum(height, width)
+    side = tf.maximum(tf.reduce_max(box_px[2:] - box_px[:2]) * context, min_fraction * longest)
+    side = tf.minimum(side, longest)
+
+    def place(centre, extent):
+        start = centre - side / 2
+        # Inside the image when the window fits along this axis, else centred on it.
+        start = tf.where(side <= extent, tf.clip_by_value(start, 0.0, extent - side), (extent - side) / 2)
+        return start / extent, (start + side) / extent
+
+    y0, y1 = place((box_px[0] + box_px[2]) / 2, height)
+    x0, x1 = place((box_px[1] + box_px[3]) / 2, width)
+    return tf.stack([y0, x0, y1, x1])
+
+
+def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
+    """The refinement view of each image of a padded batch: `(inputs [B, S, S, 3], windows [B, 4])`."""
+
+    def one(args):
+        image, original_size, box = args
+        image = image[: original_size[0], : original_size[1]]
+        return render_crop(image, zoom_window(box, original_size), image_size, resize_mode)
+
+    return tf.map_fn(
+        one, (images, original_sizes, boxes),
+        fn_output_signature=(tf.TensorSpec([image_size, image_size, 3], tf.uint8), tf.TensorSpec([4], tf.float32)),
+    )
+
+
+def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabilities, agreement_iou=AGREEMENT_IOU):
+    """The zoomed box where it agrees with the first, else the first; probabilities averaged."""
+    agrees = box_lib.iou(first_boxes, zoom_boxes) >= agreement_iou
+    boxes = tf.where(agrees[:, None], zoom_boxes, first_boxes)
+    return boxes, (first_probabilities + zoom_probabilities) / 2.0
 
 
 def to_original(boxes, windows, mirrored):
@@ -76,10 +147,6 @@ def to_original(boxes, windows, mirrored):
     boxes = tf.where(flip, box_lib.flip_left_right(boxes), boxes)
     window = tf.reshape(windows, tf.concat([tf.shape(windows)[:-1], tf.ones([extra], tf.int32), [4]], 0))
     return ops.to_original_frame(boxes, window)
-
-
-AGREEMENT_IOU = 0.5
-"""A view's box is merged only if it overlaps the whole-image view's box this much."""
 
 
 def merge_views(boxes, probabilities, class_boxes=None, agreement_iou=AGREEMENT_IOU):
@@ -194,9 +261,21 @@ class Predictor:
             class_boxes = to_original(per_view(class_boxes), windows, mirrored)
         return merge_views(boxes, per_view(probabilities), class_boxes)
 
-    def predict_image(self, image, tta="none"):
+    def refine(self, images, original_sizes, boxes, probabilities):
+        """The second, zoomed look (see the module docstring) for a padded batch of decoded images.
+
+        Returns `(boxes [B, 4], probabilities [B, C])` in the original frame.
+        """
+        inputs, windows = render_zoom_views(images, original_sizes, boxes, self.image_size, self.resize_mode)
+        zoom_boxes, zoom_probabilities, _ = self.predict_inputs(inputs)
+        zoom_boxes = ops.to_original_frame(zoom_boxes, windows)
+        return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities)
+
+    def predict_image(self, image, tta="none", refine=False):
         """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C]) in the original frame."""
         inputs, windows, mirrored = render_views(image, self.image_size, self.resize_mode, tta)
         box, probabilities, _ = self.predict_views(inputs[None], windows[None], mirrored[None])
+        if refine:
+            box, probabilities = self.refine(image[None], tf.shape(image)[None, :2], box, probabilities)
         return box[0].numpy(), probabilities[0].numpy()
 

@@ -89,16 +89,49 @@ class SelectClassBox(keras.layers.Layer):
         return (boxes_shape[0], boxes_shape[2])
 
 
+def cell_centres(height, width):
+    """Centres of a `height x width` grid of cells, normalized: `([1, h, 1, 1], [1, 1, w, 1])`."""
+    cy = (ops.cast(ops.arange(height), "float32") + 0.5) / ops.cast(height, "float32")
+    cx = (ops.cast(ops.arange(width), "float32") + 0.5) / ops.cast(width, "float32")
+    return ops.reshape(cy, (1, -1, 1, 1)), ops.reshape(cx, (1, 1, -1, 1))
+
+
+def decode_cell_boxes(box_logits, num_sets):
+    """Per-cell boxes `[B, h, w, K, 4]` (BOX_FORMAT) from logits `[B, h, w, 4K]`.
+
+    Each cell (centre cy, cx) predicts a box that contains its own centre and
+    stays inside the image: ymin = cy * (1 - sigmoid(a)), ymax = cy + (1 - cy)
+    * sigmoid(b) (the same for x). So every per-cell box is valid, and so is
+    any weighted average of them.
+    """
+    box_logits = ops.cast(box_logits, "float32")
+    shape = ops.shape(box_logits)
+    cy, cx = cell_centres(shape[1], shape[2])
+    fractions = ops.sigmoid(ops.reshape(box_logits, (-1, shape[1], shape[2], num_sets, 4)))
+    ymin = cy * (1.0 - fractions[..., 0])
+    xmin = cx * (1.0 - fractions[..., 1])
+    ymax = cy + (1.0 - cy) * fractions[..., 2]
+    xmax = cx + (1.0 - cx) * fractions[..., 3]
+    return ops.stack([ymin, xmin, ymax, xmax], axis=-1)
+
+
+def softmax_pool_boxes(attention_logits, cell_boxes):
+    """`[B, h, w, K]` logits, `[B, h, w, K, 4]` boxes -> `[B, K, 4]`: boxes averaged by softmax over cells."""
+    shape = ops.shape(cell_boxes)
+    cells = shape[1] * shape[2]
+    weights = ops.softmax(ops.reshape(ops.cast(attention_logits, "float32"), (-1, cells, shape[3])), axis=1)
+    return ops.sum(ops.reshape(cell_boxes, (-1, cells, shape[3], 4)) * weights[..., None], axis=1)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AttentionBoxPooling(keras.layers.Layer):
     """One box from per-cell boxes, weighted by a softmax attention over cells.
 
     Inputs `[attention_logits [B, h, w, K], box_logits [B, h, w, 4K]]` for K
-    box sets (1 class-agnostic, C per-class). Each cell (centre cy, cx)
-    predicts a box that contains its own centre and stays inside the image:
-    ymin = cy * (1 - sigmoid(a)), ymax = cy + (1 - cy) * sigmoid(b) (same for
-    x), so every per-cell box is valid and so is their weighted average.
-    Output `[B, 4]` for K = 1, else `[B, K, 4]`, in BOX_FORMAT.
+    box sets (1 class-agnostic, C per-class); per-cell boxes as in
+    `decode_cell_boxes`. Output `[B, 4]` for K = 1, else `[B, K, 4]`, in
+    BOX_FORMAT. The attention is learned only through the pooled box's loss
+    (attach="spatial"); attach="dense" supervises it (see `CellBoxes`).
 
     Every cell shares the same weights, so the head is translation-equivariant:
     it needs far fewer examples than a dense layer on flattened features.
@@ -110,24 +143,7 @@ class AttentionBoxPooling(keras.layers.Layer):
 
     def call(self, inputs):
         attention_logits, box_logits = inputs
-        attention_logits = ops.cast(attention_logits, "float32")
-        box_logits = ops.cast(box_logits, "float32")
-        shape = ops.shape(attention_logits)
-        height, width = shape[1], shape[2]
-        cy = (ops.cast(ops.arange(height), "float32") + 0.5) / ops.cast(height, "float32")
-        cx = (ops.cast(ops.arange(width), "float32") + 0.5) / ops.cast(width, "float32")
-        cy = ops.reshape(cy, (1, -1, 1, 1))
-        cx = ops.reshape(cx, (1, 1, -1, 1))
-        logits = ops.reshape(box_logits, (-1, height, width, self.num_sets, 4))
-        fractions = ops.sigmoid(logits)
-        ymin = cy * (1.0 - fractions[..., 0])
-        xmin = cx * (1.0 - fractions[..., 1])
-        ymax = cy + (1.0 - cy) * fractions[..., 2]
-        xmax = cx + (1.0 - cx) * fractions[..., 3]
-        cell_boxes = ops.stack([ymin, xmin, ymax, xmax], axis=-1)  # [B, h, w, K, 4]
-        weights = ops.softmax(ops.reshape(attention_logits, (-1, height * width, self.num_sets)), axis=1)
-        cell_boxes = ops.reshape(cell_boxes, (-1, height * width, self.num_sets, 4))
-        boxes = ops.sum(cell_boxes * weights[..., None], axis=1)  # [B, K, 4]
+        boxes = softmax_pool_boxes(attention_logits, decode_cell_boxes(box_logits, self.num_sets))
         return boxes[:, 0] if self.num_sets == 1 else boxes
 
     def compute_output_shape(self, input_shapes):
@@ -136,6 +152,91 @@ class AttentionBoxPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_sets": self.num_sets}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CellBoxes(keras.layers.Layer):
+    """Per-cell class-agnostic boxes: logits `[B, h, w, 4]` -> BOX_FORMAT `[B, h, w, 4]`.
+
+    The dense head (attach="dense", FCOS/CenterNet-style): every cell
+    predicts the object's box (see `decode_cell_boxes`); training supervises
+    the cells near the object's centre directly (`losses.CellBoxLoss`).
+    """
+
+    def call(self, box_logits):
+        return decode_cell_boxes(box_logits, 1)[..., 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CentreWeightedBox(keras.layers.Layer):
+    """The dense head's box: per-cell boxes averaged by softmax(centre logits).
+
+    Inputs `[centre_logits [B, h, w, 1], cell_boxes [B, h, w, 4]]`; output
+    `[B, 4]`. The centre map is trained towards a Gaussian around the true
+    box's centre (`losses.CentreLoss`), so the average is a vote of the cells
+    nearest the object's centre, each of which was trained to predict the box.
+    """
+
+    def call(self, inputs):
+        centre_logits, cell_boxes = inputs
+        return softmax_pool_boxes(centre_logits, ops.cast(cell_boxes, "float32")[..., None, :])[:, 0]
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], 4)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PackFineFeatures(keras.layers.Layer):
+    """Packs a backbone's stride-16 map into its stride-32 one, losslessly.
+
+    Inputs `[coarse [B, h, w, C], fine [B, 2h, 2w, c]]`; output `[B, h, w, C +
+    4c]` = concat(coarse, space-to-depth(fine)). One tensor per image keeps
+    the frozen-feature cache, the heads' input and the model's wiring as they
+    are for a single feature map; `UnpackFineFeatures` inverts it exactly.
+    """
+
+    def call(self, inputs):
+        coarse, fine = inputs
+        shape = ops.shape(coarse)
+        height, width, channels = shape[1], shape[2], ops.shape(fine)[-1]
+        fine = ops.reshape(fine, (-1, height, 2, width, 2, channels))
+        fine = ops.reshape(ops.transpose(fine, (0, 1, 3, 2, 4, 5)), (-1, height, width, 4 * channels))
+        return ops.concatenate([coarse, ops.cast(fine, coarse.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        coarse, fine = input_shapes
+        return (*coarse[:3], coarse[3] + 4 * fine[3])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UnpackFineFeatures(keras.layers.Layer):
+    """Inverse of `PackFineFeatures`: `[B, h, w, C + 4c]` -> `[coarse [B, h, w, C], fine [B, 2h, 2w, c]]`."""
+
+    def __init__(self, fine_channels, **kwargs):
+        super().__init__(**kwargs)
+        self.fine_channels = int(fine_channels)
+
+    def call(self, packed):
+        shape = ops.shape(packed)
+        height, width, c = shape[1], shape[2], self.fine_channels
+        coarse = packed[..., : packed.shape[-1] - 4 * c]
+        fine = ops.reshape(packed[..., packed.shape[-1] - 4 * c:], (-1, height, width, 2, 2, c))
+        fine = ops.reshape(ops.transpose(fine, (0, 1, 3, 2, 4, 5)), (-1, 2 * height, 2 * width, c))
+        return [coarse, fine]
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        double = lambda n: None if n is None else 2 * n  # noqa: E731
+        return [
+            (batch, height, width, channels - 4 * self.fine_channels),
+            (batch, double(height), double(width), self.fine_channels),
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "fine_channels": self.fine_channels}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -244,3 +244,92 @@ class PerClassBoxLoss(_BoxLossBase):
         true_boxes, labels = split_box_and_label(y_true)
         pred_boxes = select_class_boxes(y_pred, labels)
         return box_regression_loss(self.kind, true_boxes, pred_boxes, self.smooth_l1_beta)
+
+
+# ----------------------------------------------------------------------------
+# The dense head's auxiliary losses (model attach="dense")
+# ----------------------------------------------------------------------------
+
+CENTRE_SIGMA_FRACTION = 0.15
+"""Width of the centre target: the Gaussian's sigma per axis, as a fraction of the box's side.
+
+At least half a cell, so a box smaller than a cell still has a peaked,
+well-defined target. 0.15 puts ~90 % of the mass within the central 50 % of
+the box: the cells whose receptive fields see most of the object.
+"""
+
+
+def centre_target(true_boxes, height, width, sigma_fraction=CENTRE_SIGMA_FRACTION):
+    """A distribution over the `height x width` cells peaked at each box's centre.
+
+    Args:
+      true_boxes: BOX_FORMAT `[B, 4]`.
+      height, width: grid size.
+
+    Returns:
+      float32 `[B, height, width]`, summing to 1 over the cells of each example.
+    """
+    true_boxes = box_lib.check_boxes_any_backend(_float32(true_boxes), "true_boxes")
+    cy = (ops.cast(ops.arange(height), "float32") + 0.5) / height
+    cx = (ops.cast(ops.arange(width), "float32") + 0.5) / width
+    box_cy = (true_boxes[:, 0] + true_boxes[:, 2]) / 2.0
+    box_cx = (true_boxes[:, 1] + true_boxes[:, 3]) / 2.0
+    sigma_y = ops.maximum((true_boxes[:, 2] - true_boxes[:, 0]) * sigma_fraction, 0.5 / height)
+    sigma_x = ops.maximum((true_boxes[:, 3] - true_boxes[:, 1]) * sigma_fraction, 0.5 / width)
+    log_y = -0.5 * ops.square((cy[None, :] - box_cy[:, None]) / sigma_y[:, None])  # [B, h]
+    log_x = -0.5 * ops.square((cx[None, :] - box_cx[:, None]) / sigma_x[:, None])  # [B, w]
+    logits = log_y[:, :, None] + log_x[:, None, :]
+    return ops.reshape(ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1), (-1, height, width))
+
+
+def _grid(y_pred):
+    shape = ops.shape(y_pred)
+    if len(shape) != 4:
+        raise ValueError(f"Expected a per-cell map [B, h, w, channels]; got shape {shape}.")
+    return shape[1], shape[2]
+
+
+def centre_loss(true_boxes, centre_logits):
+    """KL(target || softmax(logits)) over cells per example; logits `[B, h, w, 1]` -> `[B]`.
+
+    Zero exactly when the predicted distribution equals `centre_target`.
+    """
+    height, width = _grid(centre_logits)
+    target = ops.reshape(centre_target(true_boxes, height, width), (-1, height * width))
+    log_p = ops.log_softmax(ops.reshape(_float32(centre_logits), (-1, height * width)), axis=-1)
+    return ops.sum(target * (ops.log(ops.maximum(target, 1e-12)) - log_p), axis=-1)
+
+
+def cell_box_loss(kind, true_boxes, cell_boxes, smooth_l1_beta=SMOOTH_L1_BETA):
+    """Every cell's box against the true box, weighted by `centre_target`: `[B, h, w, 4]` -> `[B]`.
+
+    Cells near the object's centre must each predict the whole box; far cells
+    are free (they get ~zero weight and, at inference, ~zero attention).
+    """
+    height, width = _grid(cell_boxes)
+    weights = centre_target(true_boxes, height, width)
+    true = ops.broadcast_to(_float32(true_boxes)[:, None, None, :], ops.shape(cell_boxes))
+    per_cell = box_regression_loss(kind, true, cell_boxes, smooth_l1_beta)
+    return ops.sum(ops.reshape(per_cell * weights, (-1, height * width)), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="localizer")
+class CentreLoss(keras.losses.Loss):
+    """`centre_loss`: y_true BOX_FORMAT `[B, 4]`, y_pred centre logits `[B, h, w, 1]`."""
+
+    def __init__(self, name="centre_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return centre_loss(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="localizer")
+class CellBoxLoss(_BoxLossBase):
+    """`cell_box_loss`: y_true BOX_FORMAT `[B, 4]`, y_pred per-cell boxes `[B, h, w, 4]`."""
+
+    def __init__(self, kind="giou", smooth_l1_beta=SMOOTH_L1_BETA, name="cell_box_loss", **kwargs):
+        super().__init__(kind, smooth_l1_beta, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return cell_box_loss(self.kind, y_true, y_pred, self.smooth_l1_beta)

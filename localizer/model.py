@@ -10,6 +10,11 @@
              "spatial": the feature map, every cell predicting a box around
                         itself, pooled by a learned attention map (shared
                         weights: translation-equivariant)
+             "dense":   the feature map, FCOS/CenterNet-style: every cell
+                        predicts the object's box and a centre score; both
+                        supervised per cell ("centre_logits", "cell_boxes"
+                        in the training views); the box is the cells' boxes
+                        averaged by softmax(centre score)
            and either
              "class_agnostic": 4 numbers -> one box                      = "box"
              "per_class":      C x 4 -> a box per class ("class_boxes");
@@ -18,8 +23,9 @@
 Boxes are BOX_FORMAT (normalized yxyx), always valid (see `BoxFromLogits`).
 The inference model has exactly two outputs, "class_logits" and "box"; the
 training views (`training_view`, `features_training_view`) add
-"class_boxes" (per-class) and "localization" (= box ++ logits, for the
-class-and-box metric) over the same layers.
+"class_boxes" (per-class), "centre_logits" and "cell_boxes" (dense) and
+"localization" (= box ++ logits, for the class-and-box metric) over the same
+layers.
 """
 
 import dataclasses
@@ -27,15 +33,25 @@ import dataclasses
 import keras
 
 from localizer import backbones
-from localizer.layers import AttentionBoxPooling, BoxFromLogits, LabelledLogits, SelectClassBox
+from localizer.layers import (
+    AttentionBoxPooling, BoxFromLogits, CellBoxes, CentreWeightedBox, LabelledLogits, SelectClassBox,
+    UnpackFineFeatures,
+)
 
-ATTACH_MODES = ("conv", "fc", "spatial")
+ATTACH_MODES = ("conv", "fc", "spatial", "dense")
 REGRESSION_MODES = ("class_agnostic", "per_class")
+HEAD_CONFIGURATIONS = tuple(
+    (attach, regression) for attach in ATTACH_MODES for regression in REGRESSION_MODES
+    if not (attach == "dense" and regression == "per_class")
+)
+"""Every valid (attach, regression) pair."""
 
 CLASS_LOGITS = "class_logits"
 BOX = "box"
 CLASS_BOXES = "class_boxes"
 LOCALIZATION = "localization"
+CENTRE_LOGITS = "centre_logits"
+CELL_BOXES = "cell_boxes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +64,14 @@ class ModelConfig:
     backbone: str = backbones.DEFAULT_BACKBONE
     weights: str = "imagenet"  # "imagenet", "none", or a weights file
     image_size: int = 224
+    # 16: the backbone's stride-16 map too (small objects); the dense head
+    # fuses it with the upsampled stride-32 map and predicts on the finer grid.
+    feature_stride: int = 32
     attach: str = "conv"
     regression: str = "class_agnostic"
     head_units: int = 256
     conv_head_channels: int = 64
+    dense_channels: int = 128  # attach="dense": width of its convolutions
     dropout: float = 0.2
 
     def validate(self):
@@ -63,11 +83,20 @@ class ModelConfig:
             raise ValueError(f"attach must be one of {ATTACH_MODES}; got {self.attach!r}.")
         if self.regression not in REGRESSION_MODES:
             raise ValueError(f"regression must be one of {REGRESSION_MODES}; got {self.regression!r}.")
+        if self.attach == "dense" and self.regression != "class_agnostic":
+            raise ValueError(
+                "attach='dense' predicts one class-agnostic box per cell; per-class regression "
+                "is available with attach='conv', 'fc' or 'spatial'."
+            )
         return self
 
 
-def build_heads(feature_shape, config):
-    """The two heads as a model named "heads": feature map -> dict of outputs."""
+def build_heads(feature_shape, config, fine_channels=0):
+    """The two heads as a model named "heads": feature map -> dict of outputs.
+
+    `fine_channels` > 0: the feature map packs a stride-16 map of that many
+    channels (`backbones.build_backbone(feature_stride=16)`).
+    """
     features = keras.Input(feature_shape, name="features")
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = keras.layers.Dropout(config.dropout, name="class_dropout")(pooled)
@@ -80,6 +109,9 @@ def build_heads(feature_shape, config):
     outputs = {CLASS_LOGITS: class_logits}
     if config.attach == "spatial":
         outputs.update(_spatial_box_head(features, class_logits, config))
+        return keras.Model(features, outputs, name="heads")
+    if config.attach == "dense":
+        outputs.update(_dense_box_head(features, config, fine_channels))
         return keras.Model(features, outputs, name="heads")
     if config.attach == "conv":
         x = keras.layers.Conv2D(config.conv_head_channels, 1, activation="relu", name="box_conv")(features)
@@ -117,6 +149,35 @@ def _spatial_box_head(features, class_logits, config):
     return {CLASS_BOXES: boxes, BOX: SelectClassBox(dtype="float32", name=BOX)([boxes, class_logits])}
 
 
+def _dense_box_head(features, config, fine_channels):
+    """Per-cell boxes and centre scores, supervised per cell (see `losses.CentreLoss`, `losses.CellBoxLoss`).
+
+    The features are first projected to `dense_channels` (1x1). With a
+    packed stride-16 map, a minimal feature pyramid: both maps projected, the
+    coarse one upsampled, summed; the cells are then those of the stride-16
+    grid.
+    """
+    width = config.dense_channels
+    lateral = lambda name: keras.layers.Conv2D(width, 1, activation="relu", name=name)  # noqa: E731
+    if fine_channels:
+        coarse, fine = UnpackFineFeatures(fine_channels, name="unpack_features")(features)
+        coarse = keras.layers.UpSampling2D(2, interpolation="bilinear", name="box_upsample")(
+            lateral("box_lateral_coarse")(coarse)
+        )
+        x = keras.layers.Add(name="box_fuse")([coarse, lateral("box_lateral_fine")(fine)])
+    else:
+        x = lateral("box_lateral")(features)
+    x = keras.layers.SpatialDropout2D(config.dropout, name="box_dropout")(x)
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="box_conv")(x)
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="box_conv2")(x)
+    # Zero-initialized: uniform centre scores and mid-range boxes at the start.
+    zeros = {"kernel_initializer": "zeros", "dtype": "float32"}
+    centre_logits = keras.layers.Conv2D(1, 1, name=CENTRE_LOGITS, **zeros)(x)
+    cell_boxes = CellBoxes(dtype="float32", name=CELL_BOXES)(keras.layers.Conv2D(4, 1, name="box_cells", **zeros)(x))
+    box = CentreWeightedBox(dtype="float32", name=BOX)([centre_logits, cell_boxes])
+    return {BOX: box, CENTRE_LOGITS: centre_logits, CELL_BOXES: cell_boxes}
+
+
 def build_model(config):
     """The inference model: image -> {"class_logits", "box"}.
 
@@ -125,8 +186,8 @@ def build_model(config):
     Keras fine-tuning guide: small batches would wreck their statistics).
     """
     config.validate()
-    backbone = backbones.build_backbone(config.backbone, config.image_size, config.weights)
-    heads = build_heads(tuple(backbone.output.shape[1:]), config)
+    backbone = backbones.build_backbone(config.backbone, config.image_size, config.weights, config.feature_stride)
+    heads = build_heads(tuple(backbone.output.shape[1:]), config, backbones.fine_feature_channels(backbone))
     image = keras.Input((config.image_size, config.image_size, 3), name="image")
     outputs = heads(backbone(image, training=False))
     model = keras.Model(image, {CLASS_LOGITS: outputs[CLASS_LOGITS], BOX: outputs[BOX]}, name="localizer")

@@ -33,11 +33,11 @@ def image_files(paths):
             yield path
 
 
-def predict_file(predictor, path, tta="none"):
+def predict_file(predictor, path, tta="none", refine=False):
     """The prediction record for one file (raises OSError / InvalidArgumentError)."""
     with open(path, "rb") as f:
         image = ops.decode_image_bytes(f.read())
-    box, probabilities = predictor.predict_image(image, tta)
+    box, probabilities = predictor.predict_image(image, tta, refine)
     height, width = image.shape[:2]
     top = np.argsort(probabilities)[::-1][:5]
     names = predictor.class_names
@@ -72,13 +72,13 @@ def draw(image, record, out_path):
     plt.close(fig)
 
 
-def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout):
+def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=False):
     """Predicts every image; writes JSON lines to `out`; returns the number of failures."""
     predictor = inference.Predictor(model_path)
     failures = 0
     for path in image_files(paths):
         try:
-            record, image = predict_file(predictor, path, tta)
+            record, image = predict_file(predictor, path, tta, refine)
         except (OSError, tf.errors.InvalidArgumentError) as error:
             failures += 1
             message = getattr(error, "message", None) or str(error)
@@ -100,7 +100,7 @@ def main(argv):
     if not paths:
         print("usage: python -m localizer.predict --model=MODEL IMAGE_OR_FOLDER...", file=sys.stderr)
         sys.exit(2)
-    failures = run(FLAGS.model, paths, FLAGS.draw_dir, FLAGS.tta)
+    failures = run(FLAGS.model, paths, FLAGS.draw_dir, FLAGS.tta, refine=FLAGS.refine)
     sys.exit(1 if failures else 0)
 
 
@@ -108,4 +108,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("model", None, "A .keras file or an exported SavedModel version folder.", required=True)
     flags.DEFINE_string("draw_dir", None, "Write each image with its box and label drawn here.")
     flags.DEFINE_enum("tta", "none", list(inference.TTA_MODES), "Test-time augmentation.")
+    flags.DEFINE_boolean("refine", False, "A second, zoomed look around the first box (small objects).")
     app.run(main)

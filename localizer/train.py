@@ -33,7 +33,7 @@ from localizer import config as config_lib
 from localizer import files
 from localizer import losses, metrics
 from localizer import model as model_lib
-from localizer.model import BOX, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION
+from localizer.model import BOX, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION
 from pipelines import input_pipeline
 from pipelines.source import LABEL, Subset, check_usable, write_problems
 
@@ -111,8 +111,10 @@ def check_data(source, data, workdir):
         check_usable(source, split, data.max_skipped_fraction)
 
 
-def training_targets(per_class):
-    """Maps pipeline targets {"label", "box"} to one target per model output."""
+def training_targets(model_config):
+    """Maps pipeline targets {"label", "box"} to one target per output of the training view."""
+    per_class = model_config.regression == "per_class"
+    dense = model_config.attach == "dense"
 
     def to_targets(inputs, targets):
         label = tf.cast(targets[LABEL], tf.int32)
@@ -121,6 +123,9 @@ def training_targets(per_class):
         y = {CLASS_LOGITS: label, BOX: box, LOCALIZATION: packed}
         if per_class:
             y[CLASS_BOXES] = packed
+        if dense:  # both auxiliary losses derive their per-cell targets from the box
+            y[CENTRE_LOGITS] = box
+            y[CELL_BOXES] = box
         return inputs, y
 
     return to_targets
@@ -160,13 +165,21 @@ def compile_model(train_model, config, peak_lr, steps_per_epoch, epochs):
     per_class = CLASS_BOXES in train_model.output
     box_output = CLASS_BOXES if per_class else BOX
     box_loss = losses.PerClassBoxLoss(config.box_loss) if per_class else losses.BoxLoss(config.box_loss)
+    loss = {CLASS_LOGITS: losses.ClassificationLoss(config.label_smoothing), box_output: box_loss}
+    loss_weights = losses.combined_loss_weights(config.alpha, box_output)
+    if CENTRE_LOGITS in train_model.output:
+        # The dense head's per-cell supervision, on the box side of the alpha weighting.
+        loss[CELL_BOXES] = losses.CellBoxLoss(config.box_loss)
+        loss[CENTRE_LOGITS] = losses.CentreLoss()
+        loss_weights[CELL_BOXES] = (1.0 - config.alpha) * config.cell_box_loss_weight
+        loss_weights[CENTRE_LOGITS] = (1.0 - config.alpha) * config.centre_loss_weight
     train_model.compile(
         optimizer=keras.optimizers.AdamW(
             learning_rate=learning_rate_schedule(peak_lr, steps_per_epoch, epochs, config.warmup_epochs),
             weight_decay=config.weight_decay,
         ),
-        loss={CLASS_LOGITS: losses.ClassificationLoss(config.label_smoothing), box_output: box_loss},
-        loss_weights=losses.combined_loss_weights(config.alpha, box_output),
+        loss=loss,
+        loss_weights=loss_weights,
         metrics={
             CLASS_LOGITS: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             BOX: [metrics.MeanBoxIoU(), metrics.IoUAccuracy(0.5), metrics.IoUAccuracy(0.75), metrics.IoUAccuracy(0.9)],
@@ -292,7 +305,7 @@ class _Run:
 
     @property
     def to_targets(self):
-        return training_targets(self.config.model.regression == "per_class")
+        return training_targets(self.config.model)
 
     def fit(self, stage, train_model, train_data, val_inputs, peak_lr, steps_per_epoch, initial_epoch, epochs):
         with self.strategy.scope():

@@ -126,3 +126,46 @@ def test_predict_cli_lines_errors_and_exit_code(tmp_path, voc_folder, tiny_model
     xmin, ymin, xmax, ymax = record["box_pixels_xyxy"]
     assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
     assert len(os.listdir(tmp_path / "drawn")) == 6
+
+
+def test_zoom_window_is_square_in_pixels_inside_the_image_and_around_the_box():
+    size = tf.constant([200, 400])
+    # A 20 x 20 px box centred at (100, 200): window side = max(2 * 20, 0.3 * 400) = 120 px.
+    window = inference.zoom_window([0.45, 0.475, 0.55, 0.525], size).numpy()
+    np.testing.assert_allclose((window[2] - window[0]) * 200, 120, atol=1e-3)
+    np.testing.assert_allclose((window[3] - window[1]) * 400, 120, atol=1e-3)
+    np.testing.assert_allclose([(window[0] + window[2]) / 2, (window[1] + window[3]) / 2], [0.5, 0.5], atol=1e-6)
+    # Near a corner: shifted inside the image, still containing the box.
+    corner_box = np.array([0.0, 0.0, 0.1, 0.05])
+    window = inference.zoom_window(corner_box, size).numpy()
+    assert window[0] == 0.0 and window[1] == 0.0 and np.all(window[2:] >= corner_box[2:])
+    # A box wider than the image's height: the window spans the height, centred vertically.
+    window = inference.zoom_window([0.1, 0.1, 0.9, 0.9], size).numpy()
+    np.testing.assert_allclose([window[1], window[3]], [0.0, 1.0], atol=1e-6)
+    assert window[0] < 0.0 and window[2] > 1.0 and abs(window[0] + window[2] - 1.0) < 1e-6
+
+
+def test_refinement_view_maps_a_perfect_prediction_back_to_the_true_box():
+    image = tf.zeros((60, 90, 3), tf.uint8)
+    true_box = tf.constant([[0.3, 0.4, 0.4, 0.5]])
+    inputs, windows = inference.render_zoom_views(image[None], tf.constant([[60, 90]]), true_box, 48, "letterbox")
+    assert inputs.shape == (1, 48, 48, 3)
+    back = pipelines.ops.to_original_frame(box_lib.reframe(true_box, windows), windows)
+    np.testing.assert_allclose(back, true_box, atol=1e-5)
+
+
+def test_refinement_keeps_the_first_box_when_the_looks_disagree():
+    first = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6]])
+    zoom = tf.constant([[0.22, 0.2, 0.6, 0.62], [0.7, 0.7, 0.9, 0.9]])
+    probabilities = tf.constant([[0.8, 0.2], [0.6, 0.4]])
+    boxes, merged = inference.merge_refinement(first, probabilities, zoom, tf.constant([[0.6, 0.4], [0.2, 0.8]]))
+    np.testing.assert_allclose(boxes, [zoom[0], first[1]], atol=1e-6)
+    np.testing.assert_allclose(merged, [[0.7, 0.3], [0.4, 0.6]], atol=1e-6)
+
+
+def test_evaluate_with_refinement(voc_folder, tiny_model_path):
+    predictor = inference.Predictor(tiny_model_path)
+    source = pipelines.get_source("voc_dir", data_dir=voc_folder)
+    summary = evaluate.evaluate(predictor, source, "train", "flip", batch_size=2, refine=True)[0]
+    assert summary["refine"] is True and summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
+    assert 0.0 <= summary["mean_iou"] <= 1.0

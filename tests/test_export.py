@@ -367,3 +367,27 @@ def test_temporary_folders_of_live_exports_are_kept(tmp_path):
     (tmp_path / "notes").mkdir()  # not ours: untouched
     assert export.remove_stale_temporaries(str(tmp_path)) == [str(stale_own)]
     assert sorted(os.listdir(tmp_path)) == sorted([busy.name, "notes"])
+
+
+def test_refining_export_matches_the_evaluation_path(tmp_path):
+    """serving_default with --refine gives what `localizer.evaluate --refine` computes."""
+    import keras
+
+    from localizer import inference
+
+    keras.utils.set_random_seed(2)
+    model = tiny_model(seed=2)
+    model_path = str(tmp_path / "model.keras")
+    model.save(model_path)
+    path = export.export_saved_model(model, str(tmp_path / "models"), refine=True)
+    assert export.load_metadata(path)["refine"] is True
+    encoded = sample_images()
+    served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
+    predictor = inference.Predictor(model_path)
+    for i, data in enumerate(encoded):
+        box, probabilities = predictor.predict_image(ops.decode_image_bytes(tf.constant(data)), refine=True)
+        np.testing.assert_allclose(served["box"][i].numpy(), box, atol=1e-4)
+        np.testing.assert_allclose(served["probabilities"][i].numpy(), probabilities, atol=1e-5)
+    # The second look changed the output (its probabilities are always averaged in).
+    plain = reference(model, encoded)
+    assert not np.allclose(served["probabilities"].numpy(), plain[1], atol=1e-3)

@@ -269,3 +269,47 @@ def test_compiled_per_class_model_loss_is_alpha_weighted_sum():
     ce = np.mean([math.log(math.exp(2.0) + 2.0) - 2.0, math.log(3.0)])
     box = np.mean([1.0 - (1 / 7 - (0.36 - 0.28) / 0.36), 0.0])
     np.testing.assert_allclose(got["loss"], alpha * ce + (1 - alpha) * box, rtol=1e-4)
+
+
+# --- the dense head's per-cell losses ------------------------------------------
+
+
+def test_centre_target_is_a_distribution_peaked_at_the_box_centre():
+    target = _np(losses.centre_target(np.array([[0.5, 0.0, 1.0, 0.5], [0.0, 0.0, 0.02, 0.02]]), 4, 4))
+    np.testing.assert_allclose(target.sum(axis=(1, 2)), [1.0, 1.0], atol=1e-6)
+    # Box centre (0.75, 0.25) lies on the border of rows 2 and 3 and of columns 0 and 1: they tie.
+    assert np.unravel_index(target[0].argmax(), (4, 4))[0] in (2, 3)
+    np.testing.assert_allclose(target[0, 2], target[0, 3], atol=1e-6)
+    # A box smaller than a cell: sigma floors at half a cell, the mass sits in cell (0, 0).
+    assert target[1, 0, 0] > 0.8
+
+
+def test_centre_loss_is_zero_at_the_target_and_positive_elsewhere():
+    boxes = np.array([[0.1, 0.2, 0.5, 0.9]], "float32")
+    target = _np(losses.centre_target(boxes, 5, 6))
+    perfect = np.log(target)[..., None]
+    np.testing.assert_allclose(_np(losses.centre_loss(boxes, perfect)), [0.0], atol=1e-5)
+    assert _np(losses.centre_loss(boxes, np.zeros((1, 5, 6, 1), "float32")))[0] > 0.1
+
+
+@pytest.mark.parametrize("kind", losses.BOX_LOSSES)
+def test_cell_box_loss_weights_cells_by_the_centre_target(kind):
+    true = np.array([[0.2, 0.2, 0.6, 0.6]], "float32")
+    cells = np.tile(np.array(true)[:, None, None, :], (1, 3, 3, 1))
+    np.testing.assert_allclose(_np(losses.cell_box_loss(kind, true, cells)), [0.0], atol=1e-6)
+    # A wrong box in a far corner cell costs (almost) nothing; in the centre cell, a lot.
+    corner, centre = cells.copy(), cells.copy()
+    corner[0, 2, 2] = FAR
+    centre[0, 1, 1] = FAR
+    cost_corner = _np(losses.cell_box_loss(kind, true, corner))[0]
+    cost_centre = _np(losses.cell_box_loss(kind, true, centre))[0]
+    assert cost_corner < 0.01 * cost_centre
+
+
+def test_dense_losses_in_keras_wrappers_and_in_a_graph():
+    true = np.array([[0.2, 0.2, 0.6, 0.6], [0.0, 0.5, 0.5, 1.0]], "float32")
+    logits = np.random.default_rng(0).normal(size=(2, 7, 7, 1)).astype("float32")
+    eager = _np(losses.CentreLoss()(true, logits))
+    graph = tf.function(lambda t, p: losses.CentreLoss()(t, p))(true, logits).numpy()
+    np.testing.assert_allclose(eager, graph, rtol=1e-5)
+    assert losses.CellBoxLoss.from_config(losses.CellBoxLoss("diou").get_config()).kind == "diou"

@@ -1,7 +1,5 @@
 """The model: every head configuration builds, round-trips, and gives valid boxes."""
 
-import itertools
-
 import keras
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from localizer import model as model_lib
 from localizer.layers import BoxFromLogits, ImagePreprocessing, SelectClassBox
 
 TINY = dict(num_classes=3, backbone="tiny", weights="none", image_size=32)
-CONFIGS = list(itertools.product(model_lib.ATTACH_MODES, model_lib.REGRESSION_MODES))
+CONFIGS = list(model_lib.HEAD_CONFIGURATIONS)
 
 
 def _images(n=2, size=32, seed=0):
@@ -38,6 +36,7 @@ def test_training_views_share_weights(attach, regression):
     view = model_lib.training_view(model)
     outputs = view(_images())
     expected = {"class_logits", "box", "localization"} | ({"class_boxes"} if regression == "per_class" else set())
+    expected |= {"centre_logits", "cell_boxes"} if attach == "dense" else set()
     assert set(outputs) == expected
     np.testing.assert_allclose(outputs["box"], model(_images())["box"], atol=1e-6)
     np.testing.assert_allclose(outputs["localization"][:, :4], outputs["box"], atol=1e-6)
@@ -139,3 +138,45 @@ def test_model_carries_its_metadata_through_keras_files(tmp_path):
     assert model_lib.model_metadata(loaded) == {
         "class_names": ["cat", "dog", "plate"], "resize_mode": "stretch", "image_size": 32,
     }
+
+
+def test_fine_features_pack_and_unpack_exactly():
+    from localizer.layers import PackFineFeatures, UnpackFineFeatures
+
+    rng = np.random.default_rng(0)
+    coarse, fine = rng.random((2, 3, 4, 5), "float32"), rng.random((2, 6, 8, 7), "float32")
+    packed = PackFineFeatures()([coarse, fine])
+    assert packed.shape == (2, 3, 4, 5 + 4 * 7)
+    got_coarse, got_fine = UnpackFineFeatures(7)(packed)
+    np.testing.assert_array_equal(got_coarse, coarse)
+    np.testing.assert_array_equal(got_fine, fine)
+
+
+@pytest.mark.parametrize("attach", ["dense", "conv"])
+def test_stride_16_features_reach_the_heads(tmp_path, attach):
+    config = model_lib.ModelConfig(**{**TINY, "image_size": 64}, attach=attach, feature_stride=16)
+    model = model_lib.build_model(config)
+    backbone = model.get_layer("backbone")
+    # tiny: 4 stride-2 convs -> 4x4x32 final map; its 8x8x32 map is packed in.
+    assert backbone.output.shape[1:] == (4, 4, 32 + 4 * 32)
+    assert backbones.fine_feature_channels(backbone) == 32
+    view = model_lib.training_view(model)
+    outputs = view(_images(size=64))
+    if attach == "dense":
+        assert outputs["cell_boxes"].shape == (2, 8, 8, 4)  # the stride-16 grid
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded(_images(size=64))["box"], model(_images(size=64))["box"], atol=1e-6)
+
+
+def test_fine_feature_layer_of_efficientnet_lite0_is_a_block_output():
+    backbone = backbones.build_backbone("efficientnet_lite0", 224, "none", feature_stride=16)
+    assert backbone.output.shape[1:] == (7, 7, 1280 + 4 * 112)
+    inner = [layer for layer in backbone.layers if isinstance(layer, keras.Model)][0]
+    assert backbones.fine_feature_layer(keras.Model(inner.input, inner.output[0])).name == "block10_add"
+
+
+def test_dense_head_refuses_per_class_regression():
+    with pytest.raises(ValueError, match="dense"):
+        model_lib.build_model(model_lib.ModelConfig(**TINY, attach="dense", regression="per_class"))

@@ -1,6 +1,5 @@
 """Training: every configuration steps, the model learns, runs repeat, resume and distribute."""
 
-import itertools
 import json
 import os
 import signal
@@ -42,7 +41,7 @@ def synthetic_batch():
 
 @pytest.mark.parametrize(
     "attach,regression,box_loss",
-    list(itertools.product(model_lib.ATTACH_MODES, model_lib.REGRESSION_MODES, losses.BOX_LOSSES)),
+    [(*head, loss) for head in model_lib.HEAD_CONFIGURATIONS for loss in losses.BOX_LOSSES],
 )
 def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box_loss):
     model_config = model_lib.ModelConfig(
@@ -53,7 +52,7 @@ def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box
     view = model_lib.training_view(model)
     config = config_lib.TrainConfig(box_loss=box_loss)
     train.compile_model(view, config, 1e-2, steps_per_epoch=1, epochs=1)
-    images, targets = train.training_targets(regression == "per_class")(*synthetic_batch)
+    images, targets = train.training_targets(model_config)(*synthetic_batch)
     before = [w.numpy().copy() for w in model.get_layer("heads").trainable_weights]
     logs = view.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"]) and 0 <= logs["box_mean_iou"] <= 1

@@ -1,0 +1,16 @@
+"""Box loss L2 instead of GIoU (realmix).
+
+One change from the frozen reference (`experiments.common.frozen_reference`,
+= realmix_aug_features): heads on 5 passes of frozen EfficientNet-Lite0
+features, 30 epochs, 224 px.
+
+    python -m experiments.run frozen_loss_l2
+
+Result: experiments/RESULTS.md, row "frozen_loss_l2".
+"""
+
+from experiments.common import frozen_reference
+
+
+def get_config():
+    return frozen_reference(**{"box_loss": 'l2'})

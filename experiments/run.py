@@ -1,0 +1,50 @@
+"""Runs named experiments one after another, records each, regenerates RESULTS.md.
+
+    python -m experiments.run frozen_fc_head frozen_per_class   # named ones
+    python -m experiments.run --rerun realmix_default           # even if already run
+
+Each experiment trains in its own process (`python -m localizer.train
+--experiment=NAME --workdir=work/NAME`), so its peak-memory figure is its own.
+An experiment whose work dir already holds a train_summary.json is only
+recorded again, not retrained, unless --rerun is given. A failed run is
+reported and the next one still runs; the exit code says whether any failed.
+"""
+
+import os
+import subprocess
+import sys
+
+from experiments import results
+
+WORK_ROOT = "work"
+
+
+def run_experiment(name, rerun=False):
+    """Trains `name` (unless already done) and records it; returns True on success."""
+    workdir = os.path.join(WORK_ROOT, name)
+    summary = os.path.join(workdir, "train_summary.json")
+    if rerun or not os.path.exists(summary):
+        command = [sys.executable, "-m", "localizer.train", f"--experiment={name}", f"--workdir={workdir}"]
+        print("$", " ".join(command), flush=True)
+        if subprocess.call(command) != 0:
+            print(f"experiment {name} failed; see the output above.", file=sys.stderr)
+            return False
+    print(results.record(workdir, name), flush=True)
+    return True
+
+
+def main(argv):
+    names = [a for a in argv[1:] if not a.startswith("--")]
+    rerun = "--rerun" in argv
+    if not names:
+        print(__doc__)
+        return 2
+    failed = [name for name in names if not run_experiment(name, rerun)]
+    print(results.write_results())
+    if failed:
+        print("failed:", " ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
