@@ -29,12 +29,26 @@ def realmix(**changes):
     return replace(TrainConfig(data=realmix_data()), **changes)
 
 
+CONV_RECIPE = {
+    "model.attach": "conv", "model.feature_stride": 32, "fine_tune_fraction": 0.3,
+    "pipeline.augment.crop_area_range": (0.25, 1.0),
+}
+"""The first ladder's recipe (the default before the dense head): flatten +
+dense box head on stride-32 features, crops down to 25% of the image, top 30%
+of the backbone fine-tuned. Pinned here so those rows mean what was run."""
+
+
+def realmix_conv(**changes):
+    """`CONV_RECIPE` on realmix, with `changes` applied."""
+    return realmix(**{**CONV_RECIPE, **changes})
+
+
 def frozen_reference(**changes):
     """The reference of the one-change-at-a-time comparisons (experiments `frozen_*`).
 
     `realmix_aug_features`: the heads on 5 passes of frozen EfficientNet-Lite0
-    features (1 plain + 4 augmented), 30 epochs, conv-attached class-agnostic
-    box head, GIoU, alpha 0.5, 224 px. Cheap (~3 min on 2 cores), so each
+    features (1 plain + 4 augmented), 30 epochs, `CONV_RECIPE` (conv-attached
+    class-agnostic box head on stride-32 features), GIoU, alpha 0.5, 224 px. Cheap (~3 min on 2 cores), so each
     choice is compared at the same budget.
     """
-    return realmix(**{"frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0, **changes})
+    return realmix_conv(**{"frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0, **changes})

@@ -5,8 +5,8 @@
 Result: see experiments/RESULTS.md.
 """
 
-from experiments.common import realmix
+from experiments.common import realmix_conv
 
 
 def get_config():
-    return realmix(**{"model.image_size": 320})
+    return realmix_conv(**{"model.image_size": 320})

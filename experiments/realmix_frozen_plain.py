@@ -6,8 +6,8 @@ un-augmented pass, no fine-tuning (realmix). The step after tutorial_baseline.
 Result: see experiments/RESULTS.md.
 """
 
-from experiments.common import realmix
+from experiments.common import realmix_conv
 
 
 def get_config():
-    return realmix(**{"frozen_epochs": 30, "feature_passes": 1, "fine_tune_epochs": 0})
+    return realmix_conv(**{"frozen_epochs": 30, "feature_passes": 1, "fine_tune_epochs": 0})

@@ -6,8 +6,8 @@ frozen-feature passes (realmix); compare with realmix_aug_features (flatten + de
 Result: see experiments/RESULTS.md.
 """
 
-from experiments.common import realmix
+from experiments.common import realmix_conv
 
 
 def get_config():
-    return realmix(**{"model.attach": "spatial", "frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0})
+    return realmix_conv(**{"model.attach": "spatial", "frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0})

@@ -21,9 +21,14 @@ BENCH_TRAINING = os.path.join(HERE, "results", "bench_training.json")
 TTA = os.path.join(HERE, "results", "tta_effect.json")
 BENCH_SERVING = os.path.join(HERE, "results", "bench_serving.json")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
-# Table order: each realmix row changes one thing from the row above it.
-ORDER = ("quickstart", "tutorial_baseline", "realmix_frozen_plain", "realmix_aug_features", "realmix_spatial",
-         "realmix_default", "realmix_320")
+# Table order: the ladder from the tutorials' recipe to the best one, then the
+# one-change comparisons against the frozen reference (realmix_aug_features).
+ORDER = (
+    "quickstart", "tutorial_baseline", "realmix_frozen_plain", "realmix_aug_features", "frozen_dense_head",
+    "frozen_dense16", "realmix_default", "realmix_320", "realmix_dense16_320",
+    "frozen_fc_head", "frozen_per_class", "realmix_spatial", "frozen_loss_l2", "frozen_loss_smooth_l1",
+    "frozen_loss_diou", "frozen_loss_ciou", "frozen_alpha_025", "frozen_alpha_075", "frozen_no_aug",
+)
 
 
 def record(workdir, name=None):

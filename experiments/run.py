@@ -6,11 +6,13 @@
 Each experiment trains in its own process (`python -m localizer.train
 --experiment=NAME --workdir=work/NAME`), so its peak-memory figure is its own.
 An experiment whose work dir already holds a train_summary.json is only
-recorded again, not retrained, unless --rerun is given. A failed run is
+recorded again, not retrained, unless --rerun is given (which deletes the old
+work dir first: training would otherwise resume from its backups). A failed run is
 reported and the next one still runs; the exit code says whether any failed.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +25,8 @@ def run_experiment(name, rerun=False):
     """Trains `name` (unless already done) and records it; returns True on success."""
     workdir = os.path.join(WORK_ROOT, name)
     summary = os.path.join(workdir, "train_summary.json")
+    if rerun and os.path.exists(workdir):
+        shutil.rmtree(workdir)  # a fresh run: train.py would otherwise resume the old one
     if rerun or not os.path.exists(summary):
         command = [sys.executable, "-m", "localizer.train", f"--experiment={name}", f"--workdir={workdir}"]
         print("$", " ".join(command), flush=True)

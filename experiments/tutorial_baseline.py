@@ -8,12 +8,12 @@ loss, no augmentation (EfficientNet-Lite0, 224 px).
 Result: see experiments/RESULTS.md (row "tutorial_baseline").
 """
 
-from experiments.common import realmix
+from experiments.common import realmix_conv
 from pipelines.ops import AugmentConfig
 
 
 def get_config():
-    return realmix(**{
+    return realmix_conv(**{
         "model.attach": "fc",
         "box_loss": "l2",
         "pipeline.augment": AugmentConfig.off(),
