@@ -1,4 +1,4 @@
-"""`realmix_dense16` with keras.applications MobileNetV2, weights=None (random init).
+"""`realmix_default` (the default recipe) with keras.applications MobileNetV2, weights=None (random init).
 
 The issue's "keras.applications backbone without pretraining" (ImageNet
 weights for it need a download, impossible offline); the whole backbone is
@@ -10,8 +10,7 @@ Result: experiments/RESULTS.md, row "backbone_mobilenet_v2_scratch".
 """
 
 from experiments.common import realmix
-from experiments.realmix_dense16 import DENSE16
 
 
 def get_config():
-    return realmix(**{**DENSE16, "model.backbone": "mobilenet_v2", "model.weights": "none", "fine_tune_fraction": 1.0})
+    return realmix(**{"model.backbone": "mobilenet_v2", "model.weights": "none", "fine_tune_fraction": 1.0})

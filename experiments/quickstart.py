@@ -1,5 +1,7 @@
-"""What `make train` runs with no arguments: the synthetic dataset, frozen
-EfficientNet-Lite0, heads on 2 feature passes; a few minutes on 2 CPU cores.
+"""What `make train` runs with no arguments: the default model on synthetic data, frozen backbone.
+
+The synthetic dataset, frozen EfficientNet-Lite0, heads on 2 feature passes;
+a few minutes on 2 CPU cores.
 
     make train
     python -m localizer.train --experiment=quickstart --workdir=work/quickstart

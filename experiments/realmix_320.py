@@ -1,4 +1,4 @@
-"""realmix_default at 320 px input (small objects such as plates and boards need pixels).
+"""realmix_conv_two_stage at 320 px input (small objects such as plates and boards need pixels).
 
     python -m localizer.train --experiment=realmix_320 --workdir=work/realmix_320
 

@@ -1,5 +1,7 @@
-"""Default heads (regression on conv features, GIoU) on plain frozen features: one
-un-augmented pass, no fine-tuning (realmix). The step after tutorial_baseline.
+"""Box head on the conv features (flatten + dense), GIoU, on one plain frozen-feature pass.
+
+One un-augmented pass, no fine-tuning (realmix); `CONV_RECIPE`. The step
+after tutorial_baseline.
 
     python -m localizer.train --experiment=realmix_frozen_plain --workdir=work/realmix_frozen_plain
 

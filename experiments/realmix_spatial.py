@@ -1,5 +1,7 @@
-"""Spatial attention box head (per-cell boxes pooled by attention) on 5 augmented
-frozen-feature passes (realmix); compare with realmix_aug_features (flatten + dense).
+"""Per-cell boxes pooled by an unsupervised attention map instead of flatten + dense.
+
+On 5 augmented frozen-feature passes (realmix); compare with
+realmix_aug_features (flatten + dense), which it equals otherwise.
 
     python -m localizer.train --experiment=realmix_spatial --workdir=work/realmix_spatial
 

@@ -598,6 +598,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
                          "serving_default refuses JPEG/PNG images with more pixels (0: no limit).")
     flags.DEFINE_boolean("tflite", False, "Also write assets.extra/localizer.tflite (predict_images, checked).")
-    flags.DEFINE_boolean("refine", False, "serving_default takes a second, zoomed look around the first box.")
+    flags.DEFINE_boolean("refine", True, "serving_default takes a second, zoomed look around the first box "
+                         "(--norefine: one look, about half the compute).")
     flags.mark_flag_as_required("model")
     app.run(main)

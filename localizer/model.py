@@ -66,8 +66,8 @@ class ModelConfig:
     image_size: int = 224
     # 16: the backbone's stride-16 map too (small objects); the dense head
     # fuses it with the upsampled stride-32 map and predicts on the finer grid.
-    feature_stride: int = 32
-    attach: str = "conv"
+    feature_stride: int = 16
+    attach: str = "dense"
     regression: str = "class_agnostic"
     head_units: int = 256
     conv_head_channels: int = 64

@@ -70,7 +70,7 @@ def test_views_map_back_exactly(mode, resize_mode):
 def tiny_model_path(tmp_path):
     config = model_lib.ModelConfig(
         num_classes=3, class_names=fixtures.CLASSES, backbone="tiny", weights="none", image_size=32,
-        regression="per_class",
+        attach="conv", regression="per_class",  # per-class boxes exercise top-5 localization
     )
     path = str(tmp_path / "tiny.keras")
     model_lib.build_model(config).save(path)

@@ -31,7 +31,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def tiny_model(resize_mode="letterbox", seed=0):
     """The tiny localizer, with random class and box weights so outputs depend on the image.
 
-    (The box layer is zero-initialized, which would make every box the same.)
+    The default head (dense, stride 16). Its box layers are zero-initialized,
+    which would make every box the same.
     """
     model = model_lib.build_model(model_lib.ModelConfig(
         num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=32,
@@ -39,7 +40,7 @@ def tiny_model(resize_mode="letterbox", seed=0):
     ))
     rng = np.random.default_rng(seed)
     heads = model.get_layer("heads")
-    for name, scale in (("class_dense", 20.0), ("box_raw", 1.0)):
+    for name, scale in (("class_dense", 20.0), ("box_cells", 1.0), ("centre_logits", 1.0)):
         layer = heads.get_layer(name)
         kernel, bias = layer.get_weights()
         layer.set_weights([rng.normal(0.0, scale, kernel.shape).astype("float32"), bias])
@@ -92,7 +93,7 @@ def exported(tmp_path_factory):
     export_dir = str(root / "models" / "localizer")
     result = subprocess.run(
         [sys.executable, "-m", "localizer.export", f"--model={model_path}", f"--export_dir={export_dir}",
-         "--version=7"],
+         "--version=7", "--norefine"],  # compared below with the one-look reference
         cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -377,6 +378,11 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
 
     keras.utils.set_random_seed(2)
     model = tiny_model(seed=2)
+    # Small boxes, so the zoom window is a real crop (a box near the image's
+    # size would give a window equal to the whole image: nothing to test).
+    cells = model.get_layer("heads").get_layer("box_cells")
+    kernel, bias = cells.get_weights()
+    cells.set_weights([kernel * 0.1, bias - 3.0])
     model_path = str(tmp_path / "model.keras")
     model.save(model_path)
     path = export.export_saved_model(model, str(tmp_path / "models"), refine=True)
