@@ -31,11 +31,12 @@ def realmix(**changes):
 
 CONV_RECIPE = {
     "model.attach": "conv", "model.feature_stride": 32, "fine_tune_fraction": 0.3,
-    "pipeline.augment.crop_area_range": (0.25, 1.0),
+    "pipeline.augment.crop_area_range": (0.25, 1.0), "best_metric": "localization_accuracy",
 }
 """The first ladder's recipe (the default before the dense head): flatten +
 dense box head on stride-32 features, crops down to 25% of the image, top 30%
-of the backbone fine-tuned. Pinned here so those rows mean what was run."""
+of the backbone fine-tuned, best epoch by localization accuracy. Pinned here so
+those rows mean what was run."""
 
 
 def realmix_conv(**changes):

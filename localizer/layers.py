@@ -178,14 +178,47 @@ class CentreWeightedBox(keras.layers.Layer):
     `[B, 4]`. The centre map is trained towards a Gaussian around the true
     box's centre (`losses.CentreLoss`), so the average is a vote of the cells
     nearest the object's centre, each of which was trained to predict the box.
+
+    At inference only the cells within `peak_radius` of the highest centre
+    score vote: when the map has two peaks (a pistol and the person holding
+    it, two boards on a table) the average over every cell would give a box
+    between them. Training averages over all cells (every cell's box gets its
+    share of the gradient). Measured on realmix: on `train` the two agree
+    (0.860 vs 0.860 mean IoU), on `val` the peak window gains +0.008 mean IoU
+    and +0.034 IoU >= 0.5.
     """
 
-    def call(self, inputs):
+    def __init__(self, peak_radius=2, **kwargs):
+        super().__init__(**kwargs)
+        self.peak_radius = int(peak_radius)
+
+    def call(self, inputs, training=None):
         centre_logits, cell_boxes = inputs
+        centre_logits = ops.cast(centre_logits, "float32")
+        if not training:
+            centre_logits = _keep_near_peak(centre_logits, self.peak_radius)
         return softmax_pool_boxes(centre_logits, ops.cast(cell_boxes, "float32")[..., None, :])[:, 0]
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[0][0], 4)
+
+    def get_config(self):
+        return {**super().get_config(), "peak_radius": self.peak_radius}
+
+
+def _keep_near_peak(logits, radius):
+    """`[B, h, w, 1]` logits with every cell farther than `radius` from the maximum set to -1e9."""
+    shape = ops.shape(logits)
+    height, width = shape[1], shape[2]
+    peak = ops.argmax(ops.reshape(logits, (-1, height * width)), axis=-1)
+    peak_y, peak_x = peak // width, peak % width
+    rows = ops.reshape(ops.arange(height), (1, -1, 1))
+    cols = ops.reshape(ops.arange(width), (1, 1, -1))
+    near = ops.logical_and(
+        ops.abs(rows - ops.cast(peak_y, rows.dtype)[:, None, None]) <= radius,
+        ops.abs(cols - ops.cast(peak_x, cols.dtype)[:, None, None]) <= radius,
+    )
+    return ops.where(near[..., None], logits, -1e9)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

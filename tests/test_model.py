@@ -180,3 +180,20 @@ def test_fine_feature_layer_of_efficientnet_lite0_is_a_block_output():
 def test_dense_head_refuses_per_class_regression():
     with pytest.raises(ValueError, match="dense"):
         model_lib.build_model(model_lib.ModelConfig(**TINY, attach="dense", regression="per_class"))
+
+
+def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training():
+    from localizer.layers import CentreWeightedBox
+
+    # Two peaks: cell (0, 0) slightly higher than cell (3, 3), each with its own box.
+    logits = np.full((1, 4, 4, 1), -10.0, "float32")
+    logits[0, 0, 0, 0], logits[0, 3, 3, 0] = 5.0, 4.9
+    boxes = np.zeros((1, 4, 4, 4), "float32")
+    boxes[0, :2, :2] = [0.0, 0.0, 0.3, 0.3]
+    boxes[0, 2:, 2:] = [0.7, 0.7, 1.0, 1.0]
+    layer = CentreWeightedBox(peak_radius=1)
+    np.testing.assert_allclose(layer([logits, boxes], training=False)[0], [0.0, 0.0, 0.3, 0.3], atol=1e-4)
+    # Training averages both peaks: a box between the two objects.
+    between = np.asarray(layer([logits, boxes], training=True)[0])
+    assert 0.3 < between[0] < 0.4 and 0.6 < between[2] < 0.7
+    assert CentreWeightedBox.from_config(layer.get_config()).peak_radius == 1
