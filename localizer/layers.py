@@ -207,18 +207,15 @@ class CentreWeightedBox(keras.layers.Layer):
 
 
 def _keep_near_peak(logits, radius):
-    """`[B, h, w, 1]` logits with every cell farther than `radius` from the maximum set to -1e9."""
-    shape = ops.shape(logits)
-    height, width = shape[1], shape[2]
-    peak = ops.argmax(ops.reshape(logits, (-1, height * width)), axis=-1)
-    peak_y, peak_x = peak // width, peak % width
-    rows = ops.reshape(ops.arange(height), (1, -1, 1))
-    cols = ops.reshape(ops.arange(width), (1, 1, -1))
-    near = ops.logical_and(
-        ops.abs(rows - ops.cast(peak_y, rows.dtype)[:, None, None]) <= radius,
-        ops.abs(cols - ops.cast(peak_x, cols.dtype)[:, None, None]) <= radius,
-    )
-    return ops.where(near[..., None], logits, -1e9)
+    """`[B, h, w, 1]` logits with every cell farther than `radius` cells from the maximum set to -1e9.
+
+    The peak's neighbourhood is the peak mask dilated by a max-pool: no
+    argmax or integer arithmetic, which would bring ops TFLite lacks (Keras'
+    argmax bit-casts floats to order -0.0 before 0.0).
+    """
+    peak = ops.cast(logits >= ops.max(logits, axis=(1, 2), keepdims=True), "float32")
+    near = ops.max_pool(peak, pool_size=2 * radius + 1, strides=1, padding="same")
+    return ops.where(near > 0.5, logits, -1e9)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
