@@ -227,9 +227,7 @@ class LocalizerServing(tf.Module):
 
     def _prepare_zoom(self, inputs):
         data, box = inputs
-        image = ops.decode_image_bytes(data)
-        window = inference.zoom_window(box, tf.shape(image)[:2])
-        return inference.render_crop(image, window, self._image_size, self._resize_mode)
+        return inference.render_zoom_view(ops.decode_image_bytes(data), box, self._image_size, self._resize_mode)
 
 
 def _captured_variables(functions):
@@ -410,24 +408,16 @@ def keras_predictions(model, image_bytes, refine=False):
     `localizer.inference`; returns numpy arrays keyed like the signature.
     """
     metadata = model_lib.model_metadata(model)
-    images, windows = [], []
-    for data in image_bytes:
-        image, window = ops.resize_image(
-            ops.decode_image_bytes(tf.constant(data)), metadata["image_size"], metadata["resize_mode"]
-        )
-        images.append(image)
-        windows.append(window)
+    size, mode = metadata["image_size"], metadata["resize_mode"]
+    decoded = [ops.decode_image_bytes(tf.constant(data)) for data in image_bytes]
+    images, windows = zip(*(ops.resize_image(image, size, mode) for image in decoded))
     outputs = model(tf.stack(images), training=False)
     probabilities = tf.nn.softmax(tf.cast(outputs[CLASS_LOGITS], tf.float32), axis=-1)
     box = ops.to_original_frame(tf.cast(outputs[BOX], tf.float32), tf.stack(windows))
     if refine:
-        zoom_images, zoom_windows = [], []
-        for data, first_box in zip(image_bytes, box):
-            image = ops.decode_image_bytes(tf.constant(data))
-            window = inference.zoom_window(first_box, tf.shape(image)[:2])
-            zoom_image, zoom_window = inference.render_crop(image, window, metadata["image_size"], metadata["resize_mode"])
-            zoom_images.append(zoom_image)
-            zoom_windows.append(zoom_window)
+        zoom_images, zoom_windows = zip(*(
+            inference.render_zoom_view(image, first_box, size, mode) for image, first_box in zip(decoded, box)
+        ))
         zoom = model(tf.stack(zoom_images), training=False)
         box, probabilities = inference.merge_refinement(
             box, probabilities, ops.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows)),

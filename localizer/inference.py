@@ -118,13 +118,17 @@ def zoom_window(box, original_size, context=ZOOM_CONTEXT, min_fraction=MIN_ZOOM_
     return tf.stack([y0, x0, y1, x1])
 
 
+def render_zoom_view(image, box, image_size, resize_mode):
+    """The refinement view of one decoded image around its first `box`: `(uint8 [S, S, 3], window [4])`."""
+    return render_crop(image, zoom_window(box, tf.shape(image)[:2]), image_size, resize_mode)
+
+
 def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
     """The refinement view of each image of a padded batch: `(inputs [B, S, S, 3], windows [B, 4])`."""
 
     def one(args):
         image, original_size, box = args
-        image = image[: original_size[0], : original_size[1]]
-        return render_crop(image, zoom_window(box, original_size), image_size, resize_mode)
+        return render_zoom_view(image[: original_size[0], : original_size[1]], box, image_size, resize_mode)
 
     return tf.map_fn(
         one, (images, original_sizes, boxes),
