@@ -197,3 +197,13 @@ def ciou(boxes1, boxes2):
     # alpha is a weight, not a path for gradients (as in the paper).
     alpha = ops.stop_gradient(v / (1.0 - t["iou"] + v + _EPS))
     return t["iou"] - t["centre_dist2"] / (t["enclose_diag2"] + _EPS) - alpha * v
+
+
+def grid_centres(count):
+    """Normalized centres of `count` equal cells along one axis: `(i + 0.5) / count`, float32 `[count]`.
+
+    The one definition of a feature-map cell's position, shared by the dense
+    head's per-cell boxes (`localizer.layers`) and their training targets
+    (`localizer.losses`), which must agree.
+    """
+    return (ops.cast(ops.arange(count), "float32") + 0.5) / ops.cast(count, "float32")

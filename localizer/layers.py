@@ -4,7 +4,7 @@ files load with `safe_mode=True`)."""
 import keras
 from keras import ops
 
-from localizer.boxes import MIN_BOX_SIZE
+from localizer.boxes import MIN_BOX_SIZE, grid_centres
 
 _PACKAGE = "localizer"
 
@@ -91,9 +91,7 @@ class SelectClassBox(keras.layers.Layer):
 
 def cell_centres(height, width):
     """Centres of a `height x width` grid of cells, normalized: `([1, h, 1, 1], [1, 1, w, 1])`."""
-    cy = (ops.cast(ops.arange(height), "float32") + 0.5) / ops.cast(height, "float32")
-    cx = (ops.cast(ops.arange(width), "float32") + 0.5) / ops.cast(width, "float32")
-    return ops.reshape(cy, (1, -1, 1, 1)), ops.reshape(cx, (1, 1, -1, 1))
+    return ops.reshape(grid_centres(height), (1, -1, 1, 1)), ops.reshape(grid_centres(width), (1, 1, -1, 1))
 
 
 def decode_cell_boxes(box_logits, num_sets):

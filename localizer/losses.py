@@ -270,8 +270,7 @@ def centre_target(true_boxes, height, width, sigma_fraction=CENTRE_SIGMA_FRACTIO
       float32 `[B, height, width]`, summing to 1 over the cells of each example.
     """
     true_boxes = box_lib.check_boxes_any_backend(_float32(true_boxes), "true_boxes")
-    cy = (ops.cast(ops.arange(height), "float32") + 0.5) / height
-    cx = (ops.cast(ops.arange(width), "float32") + 0.5) / width
+    cy, cx = box_lib.grid_centres(height), box_lib.grid_centres(width)
     box_cy = (true_boxes[:, 0] + true_boxes[:, 2]) / 2.0
     box_cx = (true_boxes[:, 1] + true_boxes[:, 3]) / 2.0
     sigma_y = ops.maximum((true_boxes[:, 2] - true_boxes[:, 0]) * sigma_fraction, 0.5 / height)
