@@ -34,8 +34,8 @@ def generated_voc_folder(root, count=300, seed=0):
     """A VOC folder of synthetic JPEGs (about 480x360) for machines without realmix."""
     import tensorflow as tf
 
-    from pipelines import synthetic
-    from pipelines.voc_dir import voc_xml
+    from pipelines.sources import synthetic
+    from pipelines.sources.voc_dir import voc_xml
 
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -83,30 +83,6 @@ def tfdata_pass(dataset):
     return sum(int(image.shape[0]) for image, _ in dataset)
 
 
-def _pipeline_with_plain_decode(source, split, config):
-    """The same pipeline with a bare `tf.io.decode_image(channels=3)` decoder.
-
-    Measures what the bad-input handling costs per example on clean data (the
-    index-time checks run once, before the pipeline). The decode function is
-    swapped only while the dataset is built (traced).
-    """
-    import tensorflow as tf
-
-    from pipelines import input_pipeline, ops
-
-    def plain(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return image
-
-    validating = ops.decode_indexed_image
-    ops.decode_indexed_image = plain
-    try:
-        return input_pipeline.make_dataset(source, split, config, training=True)
-    finally:
-        ops.decode_indexed_image = validating
-
-
 def timed(fn):
     start = time.perf_counter()
     count = fn()
@@ -120,19 +96,18 @@ def run_benchmark(data_dir, split, runs, image_size=224, batch_size=32):
 
     source = pipelines.get_source("voc_dir", data_dir=data_dir)
     num_examples = source.num_examples(split)
-    uncached = input_pipeline.PipelineConfig(image_size=image_size, batch_size=batch_size, cache="none", seed=0)
-    cached = input_pipeline.PipelineConfig(image_size=image_size, batch_size=batch_size, cache="memory", seed=0)
+    uncached = input_pipeline.PipelineConfig(
+        image_size=image_size, resize_mode="letterbox", batch_size=batch_size, cache="none", seed=0)
+    cached = input_pipeline.PipelineConfig(
+        image_size=image_size, resize_mode="letterbox", batch_size=batch_size, cache="memory", seed=0)
     from_files = input_pipeline.make_dataset(source, split, uncached, training=True)
     from_cache = input_pipeline.make_dataset(source, split, cached, training=True)
-    without_validation = _pipeline_with_plain_decode(source, split, uncached)
     tfdata_pass(from_cache)  # fills the cache once; later passes are steady-state epochs
-    results = {"python_loader": [], "tfdata_from_jpeg": [], "tfdata_cached_epoch": [],
-               "tfdata_from_jpeg_plain_decode": []}
+    results = {"python_loader": [], "tfdata_from_jpeg": [], "tfdata_cached_epoch": []}
     for _ in range(runs):
         results["python_loader"].append(timed(lambda: python_loader_pass(data_dir, split, image_size, batch_size)))
         results["tfdata_from_jpeg"].append(timed(lambda: tfdata_pass(from_files)))
         results["tfdata_cached_epoch"].append(timed(lambda: tfdata_pass(from_cache)))
-        results["tfdata_from_jpeg_plain_decode"].append(timed(lambda: tfdata_pass(without_validation)))
     return {"num_examples": num_examples, "runs": results}
 
 
@@ -146,9 +121,6 @@ def summarize(raw, data_dir, split):
         "command": "python -m experiments.bench_pipeline",
         "images_per_s_median": {k: round(v, 1) for k, v in medians.items()},
         "ratio_to_python_loader": {k: round(v / base, 2) for k, v in medians.items()},
-        "validating_decode_vs_plain": round(
-            statistics.median(a / b for a, b in zip(raw["runs"]["tfdata_from_jpeg"],
-                                                    raw["runs"]["tfdata_from_jpeg_plain_decode"])), 3),
         "images_per_s_runs": {k: [round(x, 1) for x in v] for k, v in raw["runs"].items()},
     }
 

@@ -4,7 +4,7 @@
 
 Builds the default-size localizer (EfficientNet-Lite0, 224 px, 9 classes;
 random weights: only the time matters), exports it with
-`localizer.export.export_saved_model` and loads it back, then times, in one
+`localizer.export_lib.export_saved_model` and loads it back, then times, in one
 process, at batch 1 and 32:
 
   savedmodel_from_bytes   serving_default on encoded JPEG bytes: decode +
@@ -59,7 +59,7 @@ def generated_jpegs(count, seed=0):
     """Synthetic scenes of about 480x360 for machines without realmix."""
     import tensorflow as tf
 
-    from pipelines import synthetic
+    from pipelines.sources import synthetic
 
     return [
         tf.io.encode_jpeg(synthetic.render_example(tf.constant([seed, i], tf.int64), (360, 480))["image"]).numpy()
@@ -71,10 +71,10 @@ def build_paths(model, loaded, encoded, image_size, resize_mode):
     """`{path name: (callable(batch_index_slice) -> None, inputs per batch)}` for the benchmark."""
     import tensorflow as tf
 
-    from pipelines import ops
+    from pipelines import decode, render
 
     images = tf.stack([
-        ops.resize_image(ops.decode_image_bytes(tf.constant(d)), image_size, resize_mode)[0] for d in encoded
+        render.resize_image(decode.decode_image_bytes(tf.constant(d)), image_size, resize_mode)[0] for d in encoded
     ])
     encoded = tf.constant(encoded)
     serve = loaded.signatures["serving_default"]
@@ -161,7 +161,7 @@ def main(argv):
     import tensorflow as tf
     from absl import logging
 
-    from localizer import export
+    from localizer.serving import export_lib
     from localizer import model as model_lib
 
     logging.set_verbosity(logging.WARNING)  # SavedModel's INFO lines while exporting
@@ -183,7 +183,7 @@ def main(argv):
     calls = {b: max(1, FLAGS.images_per_run // b) for b in batch_sizes}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        path = export.export_saved_model(model, tmp)
+        path = export_lib.export_saved_model(model, tmp)
         export_s = time.perf_counter() - started
         loaded = tf.saved_model.load(path)
         paths = build_paths(model, loaded, encoded, metadata["image_size"], metadata["resize_mode"])

@@ -53,21 +53,21 @@ def main(argv):
     del argv
     import pipelines
     from experiments.common import REALMIX_DIR
-    from localizer import config as config_lib
+    from localizer.training import config as config_lib
     from localizer import model as model_lib
-    from localizer import train
+    from localizer.training import objective
     from pipelines import input_pipeline
 
     data_dir = FLAGS.data_dir or REALMIX_DIR
     source = pipelines.get_source("voc_dir", data_dir=data_dir)
     config = config_lib.default_config()
     model_config = dataclasses.replace(config.model, num_classes=len(source.class_names))
-    pipeline = dataclasses.replace(config.pipeline, batch_size=FLAGS.batch_size, image_size=model_config.image_size)
+    pipeline = dataclasses.replace(config.input_pipeline(), batch_size=FLAGS.batch_size)
     model = model_lib.build_model(model_config)
     model_lib.unfreeze_top_of_backbone(model, config.fine_tune_fraction)
     view = model_lib.training_view(model)
-    train.compile_model(view, config, 1e-4, steps_per_epoch=FLAGS.steps, epochs=100)
-    to_targets = train.training_targets(per_class=False)
+    objective.compile_model(view, config, 1e-4, steps_per_epoch=FLAGS.steps, epochs=100)
+    to_targets = objective.training_targets(per_class=False)
     from_jpeg = iter(input_pipeline.make_dataset(source, "train", pipeline, training=True).map(to_targets).repeat())
     one_batch = next(from_jpeg)
     in_memory = repeated(one_batch)
@@ -80,10 +80,10 @@ def main(argv):
     # Frozen stage: the whole model with a frozen backbone vs the heads on cached features.
     model_lib.freeze_backbone(model)
     frozen_view = model_lib.training_view(model)
-    train.compile_model(frozen_view, config, 1e-3, steps_per_epoch=FLAGS.steps, epochs=100)
+    objective.compile_model(frozen_view, config, 1e-3, steps_per_epoch=FLAGS.steps, epochs=100)
     features = model.get_layer("backbone")(one_batch[0], training=False)
     heads_view = model_lib.features_training_view(model)
-    train.compile_model(heads_view, config, 1e-3, steps_per_epoch=FLAGS.steps, epochs=100)
+    objective.compile_model(heads_view, config, 1e-3, steps_per_epoch=FLAGS.steps, epochs=100)
     cached = repeated((features, one_batch[1]))
     timed_steps(frozen_view, in_memory, 3)
     timed_steps(heads_view, cached, 3)

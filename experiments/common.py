@@ -1,9 +1,8 @@
 """Shared pieces of the experiment configs."""
 
-import dataclasses
 import os
 
-from localizer.config import DataConfig, TrainConfig
+from localizer.training.config import DataConfig, TrainConfig, replace_fields
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REALMIX_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "realmix")
@@ -15,13 +14,8 @@ def realmix_data():
 
 
 def replace(config, **changes):
-    """`dataclasses.replace` for nested fields: replace(c, **{"model.attach": "fc"})."""
-    for path, value in changes.items():
-        head, _, rest = path.partition(".")
-        if rest:
-            value = replace(getattr(config, head), **{rest: value})
-        config = dataclasses.replace(config, **{head: value})
-    return config
+    """`replace(c, **{"model.attach": "pooled"})`: `localizer.training.config.replace_fields`."""
+    return replace_fields(config, changes)
 
 
 def realmix(**changes):
@@ -30,7 +24,7 @@ def realmix(**changes):
 
 
 CONV_RECIPE = {
-    "model.attach": "conv", "model.feature_stride": 32, "fine_tune_fraction": 0.3,
+    "model.attach": "flattened", "model.feature_stride": 32, "fine_tune_fraction": 0.3,
     "pipeline.augment.crop_area_range": (0.25, 1.0), "best_metric": "localization_accuracy",
 }
 """The first ladder's recipe (the default before the dense head): flatten +

@@ -14,4 +14,4 @@ from experiments.common import frozen_reference
 
 
 def get_config():
-    return frozen_reference(**{"model.attach": "dense", "model.feature_stride": 16})
+    return frozen_reference(**{"model.attach": "centre_weighted", "model.feature_stride": 16})

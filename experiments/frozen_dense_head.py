@@ -15,4 +15,4 @@ from experiments.common import frozen_reference
 
 
 def get_config():
-    return frozen_reference(**{"model.attach": "dense"})
+    return frozen_reference(**{"model.attach": "centre_weighted"})

@@ -10,7 +10,7 @@ Result: experiments/RESULTS.md, row "frozen_no_aug".
 """
 
 from experiments.common import frozen_reference
-from pipelines.ops import AugmentConfig
+from pipelines.augment import AugmentConfig
 
 
 def get_config():

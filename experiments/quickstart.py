@@ -9,7 +9,7 @@ a few minutes on 2 CPU cores.
 Result: see experiments/RESULTS.md.
 """
 
-from localizer.config import default_config
+from localizer.training.config import default_config
 from experiments.common import replace
 
 

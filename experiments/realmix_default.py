@@ -1,10 +1,9 @@
-"""The project's default recipe (`localizer.config.default_config()`) on realmix.
+"""The project's default recipe (`localizer.training.config.default_config()`) on realmix.
 
-Dense box head on a stride-16 + stride-32 feature pyramid of EfficientNet-Lite0
-(ImageNet, offline), 224 px; heads on 5 frozen feature passes (1 plain, 4
-augmented with crops zooming in up to ~3.5x; 12 epochs), then the top 40% of
-the backbone fine-tuned (10 epochs, lr 1e-4). Evaluated with the zoomed
-refinement (`--refine`).
+Centre-weighted box head on a stride-16 + stride-32 feature pyramid of
+EfficientNet-Lite0 (ImageNet, offline); heads on frozen feature passes, then
+the top of the backbone fine-tuned; every number is a `TrainConfig` default.
+Evaluated with the zoomed refinement (`--refine`, the default).
 
     make train EXPERIMENT=realmix_default
     python -m experiments.run realmix_default

@@ -2,6 +2,7 @@
 
     python -m experiments.results record work/realmix_finetune [--name=realmix_finetune]
     python -m experiments.results            # rewrite experiments/RESULTS.md
+    python -m experiments.results check      # records today's configs no longer reproduce
 
 A record is the run's train_summary.json plus its config.json, saved as
 experiments/results/runs/<name>.json (small, committed). The table shows what
@@ -22,12 +23,14 @@ BENCH_TRAINING = os.path.join(HERE, "results", "bench_training.json")
 TTA = os.path.join(HERE, "results", "tta_effect.json")
 BENCH_SERVING = os.path.join(HERE, "results", "bench_serving.json")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
+REALMIX_RELATIVE = "../shared/data/realmix"
+"""How records name the realmix folder (beside the project root), whatever the machine's path."""
 # The tables, in order. Each run appears in the first group that names it;
 # runs named nowhere go to "Other runs".
 GROUPS = (
     ("The ladder: from the tutorials' recipe to the default", (
         "quickstart", "tutorial_baseline", "realmix_frozen_plain", "realmix_aug_features", "frozen_dense_head",
-        "frozen_dense16", "realmix_conv_two_stage", "realmix_320", "realmix_dense16_320", "realmix_default",
+        "frozen_dense16", "realmix_conv_two_stage", "realmix_dense16_320", "realmix_default",
     )),
     ("One change at a time against the frozen reference (realmix_aug_features)", (
         "realmix_aug_features", "frozen_reference_seed1", "frozen_fc_head", "frozen_per_class", "realmix_spatial",
@@ -40,8 +43,12 @@ GROUPS = (
 )
 
 
+RUNTIME_FIELDS = ("class_names", "replicas")
+"""Keys of a work dir's config.json that describe the run, not the recipe (compared separately)."""
+
+
 def record(workdir, name=None):
-    """Copies a work dir's summary and config into a run record."""
+    """Copies a work dir's summary and config into a run record: what ran, with which code and command."""
     name = name or os.path.basename(os.path.normpath(workdir))
     with open(os.path.join(workdir, "train_summary.json")) as f:
         summary = json.load(f)
@@ -51,12 +58,79 @@ def record(workdir, name=None):
     for key in ("workdir", "best_model", "final_model", "metrics_history"):
         summary.pop(key, None)
     experiment = name if os.path.exists(os.path.join(HERE, f"{name}.py")) else None
-    command = f"python -m localizer.train --experiment={experiment} --workdir=work/{name}" if experiment else None
+    command = summary.pop("command", None) or (
+        f"python -m localizer.train --experiment={experiment} --workdir=work/{name}" if experiment else None
+    )
     os.makedirs(RUNS, exist_ok=True)
     path = os.path.join(RUNS, f"{name}.json")
+    body = {"name": name, "command": command, "code": summary.pop("code", None), "summary": summary,
+            "config": portable_config(config)}
     with open(path, "w") as f:
-        json.dump({"name": name, "command": command, "summary": summary, "config": config}, f, indent=2, sort_keys=True)
+        json.dump(body, f, indent=2, sort_keys=True)
     return path
+
+
+def portable_config(config):
+    """`config` with a realmix data dir written relative to the repo (records are compared on any machine)."""
+    config = json.loads(json.dumps(config))
+    data_dir = (config.get("data") or {}).get("data_dir")
+    if data_dir and os.path.normpath(data_dir).endswith(os.path.join("shared", "data", "realmix")):
+        config["data"]["data_dir"] = REALMIX_RELATIVE
+    return config
+
+
+def config_mismatches(run):
+    """`[(field path, recorded, today's)]` between a record and today's `get_config()` of its experiment.
+
+    Today's config is resolved as the run resolved it (its classes and
+    replica count), so a difference is a change of recipe: a default that
+    moved, a field added since (recorded as `<absent>`), or a value changed.
+    """
+    from localizer.model import LEGACY_ATTACH_NAMES
+    from localizer.training import config as config_lib
+
+    recorded = portable_config(run["config"])
+    model = recorded.get("model") or {}
+    if model.get("attach") in LEGACY_ATTACH_NAMES:
+        model["attach"] = LEGACY_ATTACH_NAMES[model["attach"]]
+    config = config_lib.load_experiment(run["name"]).resolve(recorded["class_names"], recorded.get("replicas", 1))
+    today = portable_config(config_lib.to_dict(config))
+    return list(_differences(today, {k: v for k, v in recorded.items() if k not in RUNTIME_FIELDS}))
+
+
+def _differences(today, recorded, prefix=""):
+    for key in sorted(set(today) | set(recorded)):
+        path = f"{prefix}{key}"
+        if key not in recorded:
+            yield path, "<absent>", today[key]
+        elif key not in today:
+            yield path, recorded[key], "<absent>"
+        elif isinstance(today[key], dict) and isinstance(recorded[key], dict):
+            yield from _differences(today[key], recorded[key], path + ".")
+        elif today[key] != recorded[key]:
+            yield path, recorded[key], today[key]
+
+
+def read_runs():
+    """Every run record, by name."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(RUNS, "*.json"))):
+        with open(path) as f:
+            run = json.load(f)
+        runs[run["name"]] = run
+    return runs
+
+
+def check_records():
+    """Lines naming every record that today's experiment configs no longer reproduce."""
+    lines = []
+    for name, run in read_runs().items():
+        if not os.path.exists(os.path.join(HERE, f"{name}.py")):
+            lines.append(f"{name}: no experiments/{name}.py")
+            continue
+        for path, recorded, today in config_mismatches(run):
+            lines.append(f"{name}: {path} recorded {recorded!r}, today {today!r}")
+    return lines
 
 
 def _read_json(path):
@@ -111,10 +185,6 @@ def bench_section():
     for name, value in bench["images_per_s_median"].items():
         lines.append(f"| {name} | {value} | {bench['ratio_to_python_loader'][name]} "
                      f"| {', '.join(map(str, bench['images_per_s_runs'][name]))} |")
-    if "validating_decode_vs_plain" in bench:
-        lines += ["", "Clean-data cost of the bad-input handling (alpha compositing, grayscale/CMYK "
-                  "conversion in the decoder; index-time checks add nothing per example): from-JPEG throughput "
-                  f"with it / without it = **{bench['validating_decode_vs_plain']}** (median of per-run ratios)."]
     return lines + [""]
 
 
@@ -219,11 +289,16 @@ def write_results():
 
 
 def main(argv):
+    if len(argv) >= 2 and argv[1] == "check":
+        problems = check_records()
+        print("\n".join(problems) or "Every record matches its experiment's config.")
+        return 1 if problems else 0
     if len(argv) >= 3 and argv[1] == "record":
         name = next((a.split("=", 1)[1] for a in argv[3:] if a.startswith("--name=")), None)
         print(record(argv[2], name))
     print(write_results())
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.exit(main(sys.argv))

@@ -22,16 +22,17 @@ def main(argv):
     del argv
     import pipelines
     from experiments.common import REALMIX_DIR
-    from localizer import evaluate, inference
+    from localizer.inference import evaluation, views
+    from localizer.views.predictor import Predictor
 
-    predictor = inference.Predictor(FLAGS.model)
+    predictor = Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)
     rows = {}
     for refine in (False, True):
-        for mode in inference.TTA_MODES:
+        for mode in views.TTA_MODES:
             name = f"{mode} + refine" if refine else mode
             start = time.perf_counter()
-            summary = evaluate.evaluate(predictor, source, "val", mode, progress=False, refine=refine)[0]
+            summary = evaluation.evaluate(predictor, source, "val", mode, progress=False, refine=refine)[0]
             seconds = time.perf_counter() - start
             rows[name] = {k: summary[k] for k in KEYS}
             rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})

@@ -9,12 +9,12 @@ Result: see experiments/RESULTS.md (row "tutorial_baseline").
 """
 
 from experiments.common import realmix_conv
-from pipelines.ops import AugmentConfig
+from pipelines.augment import AugmentConfig
 
 
 def get_config():
     return realmix_conv(**{
-        "model.attach": "fc",
+        "model.attach": "pooled",
         "box_loss": "l2",
         "pipeline.augment": AugmentConfig.off(),
         "cache_features": True,

@@ -204,6 +204,6 @@ def grid_centres(count):
 
     The one definition of a feature-map cell's position, shared by the dense
     head's per-cell boxes (`localizer.layers`) and their training targets
-    (`localizer.losses`), which must agree.
+    (`localizer.model.losses`), which must agree.
     """
     return (ops.cast(ops.arange(count), "float32") + 0.5) / ops.cast(count, "float32")

@@ -1,9 +1,19 @@
-"""Writing files so that a kill at any moment leaves the old file or the new one, never half of one."""
+"""Files the project writes: atomically (a kill at any moment leaves the old file
+or the new one, never half of one), and where its caches live."""
 
 import contextlib
 import json
 import os
 import uuid
+
+
+CACHE_DIR_ENV = "LOCALIZER_CACHE_DIR"
+"""Environment variable that moves the cache (converted weights, composited images)."""
+
+
+def cache_dir():
+    """The project's cache folder: `$LOCALIZER_CACHE_DIR`, else `~/.cache/localizer`."""
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "localizer")
 
 
 def atomic_write(path, write):

@@ -2,14 +2,14 @@
 
 `DATASETS` maps a dataset name (the `--dataset` flag) to its source class;
 `get_source(name, data_dir=..., **options)` builds one with a clear error for
-unknown names. Every source yields the same element (see `pipelines.source`).
+unknown names. Every source yields the same element (see `pipelines.sources.source`).
 """
 
-from pipelines.csv_source import CsvSource
-from pipelines.source import BOX, ID, IMAGE, IMAGE_PATH, LABEL, DatasetError, Source
-from pipelines.synthetic import SyntheticSource
-from pipelines.voc_dir import VocDirSource
-from pipelines.voc_tfds import VocTfdsSource
+from pipelines.sources.csv_source import CsvSource
+from pipelines.sources.source import BOX, ID, IMAGE, IMAGE_PATH, LABEL, DatasetError, Source
+from pipelines.sources.synthetic import SyntheticSource
+from pipelines.sources.voc_dir import VocDirSource
+from pipelines.sources.voc_tfds import VocTfdsSource
 
 DATASETS = {
     "synthetic": SyntheticSource,

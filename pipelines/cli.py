@@ -6,6 +6,7 @@ Only `__main__` code calls these; library functions take a source object.
 from absl import flags
 
 import pipelines
+from pipelines.sources.source import POLICIES
 
 
 def define_dataset_flags(default_split="train", with_split=True):
@@ -17,7 +18,7 @@ def define_dataset_flags(default_split="train", with_split=True):
     )
     if with_split:
         flags.DEFINE_string("split", default_split, "Split to read.")
-    flags.DEFINE_enum("policy", "largest", ["largest", "single"],
+    flags.DEFINE_enum("policy", POLICIES[0], list(POLICIES),
                       "Multi-object images: train on the largest object, or keep single-object images only.")
     flags.DEFINE_string("voc_year", "2007", "voc: 2007 or 2012.")
     flags.DEFINE_string("manual_dir", None, "voc: folder holding the official VOC tar files (no internet).")

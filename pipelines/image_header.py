@@ -13,7 +13,7 @@ import dataclasses
 import os
 import struct
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers that carry the size (not DHT C4, JPG C8, DAC CC).
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
@@ -52,7 +52,7 @@ def read_image_info(path):
     """
     with open(path, "rb") as f:
         head = f.read(32)
-        if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
             width, height = struct.unpack(">II", head[16:24])
             kind, channels = "png", _PNG_CHANNELS.get(head[25], 3)
         elif head[:6] in (b"GIF87a", b"GIF89a"):

@@ -6,7 +6,7 @@ Fixed order (big_vision / Model Garden style):
   -> shuffle (seeded) -> augment (training only) -> resize -> batch -> prefetch
 
 Augmentation only moves a view window until the image is rendered at the
-model's resolution (see `pipelines.ops`), so resize happens inside it.
+model's resolution (see `pipelines.render`), so resize happens inside it.
 
 When the decoded dataset is too large to cache in memory, shuffling happens on
 the cheap source elements before decoding instead.
@@ -17,8 +17,9 @@ import typing
 
 import tensorflow as tf
 
-from pipelines import ops
-from pipelines.source import BOX, ID, IMAGE, LABEL
+from pipelines import augment as augment_ops
+from pipelines import decode, render
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL
 
 MEMORY_CACHE_MAX_EXAMPLES = 5000
 """`cache="auto"` keeps decoded images in memory up to this many examples."""
@@ -28,13 +29,15 @@ MEMORY_CACHE_MAX_EXAMPLES = 5000
 class PipelineConfig:
     """Everything the input pipeline needs; no flags are read here."""
 
-    image_size: int = 224
-    resize_mode: str = "letterbox"  # one of ops.RESIZE_MODES
+    # The model's input contract. Training sets both from the model config
+    # (`TrainConfig.input_pipeline()`), the only place they are chosen there.
+    image_size: typing.Optional[int] = None
+    resize_mode: typing.Optional[str] = None  # one of render.RESIZE_MODES
     batch_size: int = 32
     shuffle_buffer: int = 1024
     # "auto" (memory when small), "memory", "none", or a file path prefix.
     cache: str = "auto"
-    augment: ops.AugmentConfig = dataclasses.field(default_factory=ops.AugmentConfig)
+    augment: augment_ops.AugmentConfig = dataclasses.field(default_factory=augment_ops.AugmentConfig)
     seed: typing.Optional[int] = 0
 
 
@@ -74,10 +77,31 @@ def _use_memory_cache(config, num_examples):
     return config.cache == "memory"
 
 
+def decode_and_sanitize(ds, drop_counter=None):
+    """Source elements -> decoded RGB images with sanitized boxes; degenerate ones dropped (and counted).
+
+    The one decoding path of training, evaluation and the dataset preview.
+    """
+    autotune = tf.data.AUTOTUNE
+    ds = ds.map(decode.decode, num_parallel_calls=autotune)
+    ds = ds.map(decode.sanitize, num_parallel_calls=autotune)
+    return ds.filter((drop_counter or DropCounter()).keep)
+
+
+def decoded(source, split, drop_counter=None):
+    """`decode_and_sanitize` of a split, in source order."""
+    return decode_and_sanitize(source.load(split), drop_counter)
+
+
+def _check_resolved(config):
+    if config.image_size is None or config.resize_mode is None:
+        raise ValueError("PipelineConfig needs image_size and resize_mode (training takes them from the model config).")
+
+
 def decoded_examples(source, split, config, training, drop_counter=None):
     """Decoded, sanitized, cached and (for training) shuffled, augmented and resized
     examples as feature dicts, unbatched."""
-    autotune = tf.data.AUTOTUNE
+    _check_resolved(config)
     ds = source.load(split)
     cache_in_memory = _use_memory_cache(config, source.num_examples(split))
     cache_to_file = config.cache not in ("auto", "memory", "none")
@@ -85,10 +109,7 @@ def decoded_examples(source, split, config, training, drop_counter=None):
     if training and not caching:
         # Shuffle cheap source elements (paths, boxes) before decoding.
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.map(ops.decode, num_parallel_calls=autotune)
-    ds = ds.map(ops.sanitize, num_parallel_calls=autotune)
-    drop_counter = drop_counter or DropCounter()
-    ds = ds.filter(drop_counter.keep)
+    ds = decode_and_sanitize(ds, drop_counter)
     if caching:
         ds = ds.cache("" if cache_in_memory else config.cache)
         if training:
@@ -98,18 +119,19 @@ def decoded_examples(source, split, config, training, drop_counter=None):
 
 def augment_and_resize(ds, config, training):
     """Augments (training only, one stateless seed per example) and resizes decoded examples."""
+    _check_resolved(config)
     autotune = tf.data.AUTOTUNE
-    if training and config.augment != ops.AugmentConfig.off():
+    if training and config.augment != augment_ops.AugmentConfig.off():
         # New draws every epoch, the same draws for the same seed.
         seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
         return tf.data.Dataset.zip(ds, seeds).map(
-            lambda features, seed: ops.augment_and_resize(
+            lambda features, seed: augment_ops.augment_and_resize(
                 features, seed, config.augment, config.image_size, config.resize_mode
             ),
             num_parallel_calls=autotune,
         )
     return ds.map(
-        lambda f: ops.resize(f, config.image_size, config.resize_mode), num_parallel_calls=autotune
+        lambda f: render.resize(f, config.image_size, config.resize_mode), num_parallel_calls=autotune
     )
 
 
@@ -120,7 +142,7 @@ def _batch(ds, config, training):
 def batched_examples(source, split, config, training, drop_counter=None):
     """Batches of feature dicts (image, label, box, id, original_size, window)."""
     ds = decoded_examples(source, split, config, training, drop_counter)
-    keys = (IMAGE, LABEL, BOX, ID, ops.ORIGINAL_SIZE, ops.WINDOW)
+    keys = (IMAGE, LABEL, BOX, ID, render.ORIGINAL_SIZE, render.WINDOW)
     ds = ds.map(lambda f: {k: f[k] for k in keys}, num_parallel_calls=tf.data.AUTOTUNE)
     return _batch(ds, config, training).prefetch(tf.data.AUTOTUNE)
 
@@ -134,7 +156,7 @@ def make_dataset(source, split, config, training, drop_counter=None):
     """The model-ready dataset: batches of `(image uint8, {"label", "box"})`.
 
     Args:
-      source: a `pipelines.source.Source`.
+      source: a `pipelines.sources.source.Source`.
       split: split name understood by the source ("train", "val", ...).
       config: a `PipelineConfig`.
       training: shuffle, augment and drop the last partial batch when True.

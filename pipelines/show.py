@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from localizer import boxes as box_lib  # noqa: E402
-from pipelines import cli, input_pipeline, ops  # noqa: E402
-from pipelines.source import BOX, IMAGE, LABEL  # noqa: E402
+from pipelines import cli, input_pipeline, render  # noqa: E402
+from pipelines.sources.source import BOX, IMAGE, LABEL  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -34,7 +34,7 @@ def draw_example(ax, image, box, title):
 
 def preview_grid(source, split, config, num_examples, out_path, columns=4):
     """Writes a PNG: `num_examples` decoded examples and their augmented versions."""
-    raw = source.load(split).map(ops.decode).map(ops.sanitize).filter(lambda f: f["valid"])
+    raw = input_pipeline.decoded(source, split)
     augmented = input_pipeline.augment_and_resize(raw, config, training=True)
     rows = -(-num_examples // columns)
     fig, axes = plt.subplots(rows, 2 * columns, figsize=(4 * columns, 2.2 * rows), squeeze=False)
@@ -69,6 +69,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("out", "grid.png", "Output PNG.")
     flags.DEFINE_integer("num_examples", 16, "Examples to show.")
     flags.DEFINE_integer("image_size", 224, "Model input size.")
-    flags.DEFINE_enum("resize_mode", "letterbox", list(ops.RESIZE_MODES), "Resize mode.")
+    flags.DEFINE_enum("resize_mode", "letterbox", list(render.RESIZE_MODES), "Resize mode.")
     flags.DEFINE_integer("seed", 0, "Shuffle and augmentation seed.")
     app.run(main)

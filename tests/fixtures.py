@@ -10,7 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from pipelines.voc_dir import voc_xml
+from pipelines.sources.voc_dir import voc_xml
 
 CLASSES = ("cat", "dog", "plate")
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "plate": (0, 0, 255)}

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from pipelines import input_pipeline, ops
-from pipelines.source import ID, DatasetError, check_usable
+from pipelines import decode, input_pipeline, render
+from pipelines.sources.source import ID, DatasetError, check_usable
 from tests import fixtures
 
 
@@ -42,7 +42,7 @@ def test_kept_faulty_examples_decode_through_the_pipeline(tmp_path, kind):
     maker = fixtures.make_faulty_voc_folder if kind == "voc_dir" else fixtures.make_faulty_csv_folder
     root, expected = maker(tmp_path / "data")
     source = pipelines.get_source(kind, data_dir=root)
-    config = input_pipeline.PipelineConfig(image_size=32, batch_size=4, seed=0)
+    config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, seed=0)
     counter = input_pipeline.DropCounter()
     batches = list(input_pipeline.make_dataset(source, "train", config, training=True, drop_counter=counter))
     images = sum(int(b[0].shape[0]) for b in batches)
@@ -53,11 +53,11 @@ def test_kept_faulty_examples_decode_through_the_pipeline(tmp_path, kind):
 def test_alpha_is_composited_and_gray_becomes_rgb():
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 0] = 255  # red, fully transparent
-    decoded = ops.decode_image_bytes(tf.io.encode_png(rgba)).numpy()
-    assert (decoded == ops.PAD_VALUE).all()  # the background, not the hidden red
-    gray = ops.decode_image_bytes(tf.io.encode_png(np.full((2, 2, 1), 9, np.uint8))).numpy()
+    decoded = decode.decode_image_bytes(tf.io.encode_png(rgba)).numpy()
+    assert (decoded == render.PAD_VALUE).all()  # the background, not the hidden red
+    gray = decode.decode_image_bytes(tf.io.encode_png(np.full((2, 2, 1), 9, np.uint8))).numpy()
     assert gray.shape == (2, 2, 3) and (gray == 9).all()
-    cmyk = ops.decode_image_bytes(fixtures._cmyk_jpeg(8, 8)).numpy()
+    cmyk = decode.decode_image_bytes(fixtures._cmyk_jpeg(8, 8)).numpy()
     assert cmyk.shape == (8, 8, 3) and cmyk[..., 0].mean() > 200 and cmyk[..., 1].mean() < 50
 
 
@@ -72,7 +72,7 @@ def test_empty_split_and_too_many_skips_fail_early(tmp_path):
 
 
 def test_training_refuses_then_logs_the_faults(tmp_path):
-    from localizer import train
+    from localizer.training import trainer as train
     from tests.test_train import tiny_config
 
     root, expected = fixtures.make_faulty_voc_folder(tmp_path / "data")
@@ -92,7 +92,7 @@ def test_alpha_image_trains_on_the_same_pixels_serving_sees(tmp_path):
     root, _ = fixtures.make_faulty_voc_folder(tmp_path / "data")
     source = pipelines.get_source("voc_dir", data_dir=root)
     element = next(e for e in source.load("train") if e[ID].numpy() == b"alpha")
-    trained_on = ops.decode(element)["image"].numpy()
+    trained_on = decode.decode(element)["image"].numpy()
     with open(os.path.join(root, "JPEGImages", "alpha.png"), "rb") as f:
-        served = ops.decode_image_bytes(f.read()).numpy()
+        served = decode.decode_image_bytes(f.read()).numpy()
     np.testing.assert_array_equal(trained_on, served)

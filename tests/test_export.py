@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer import export
+from localizer.serving import export_lib, graph, signatures, tflite, verify, versions
 from localizer import model as model_lib
-from pipelines import ops
+from pipelines import decode, render
 from tests import fixtures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,14 +59,14 @@ def reference(model, encoded):
     metadata = model_lib.model_metadata(model)
     images, windows = [], []
     for data in encoded:
-        image, window = ops.resize_image(
-            ops.decode_image_bytes(tf.constant(data)), metadata["image_size"], metadata["resize_mode"]
+        image, window = render.resize_image(
+            decode.decode_image_bytes(tf.constant(data)), metadata["image_size"], metadata["resize_mode"]
         )
         images.append(image)
         windows.append(window)
     outputs = model(tf.stack(images), training=False)
     probabilities = tf.nn.softmax(outputs["class_logits"], axis=-1).numpy()
-    boxes = ops.to_original_frame(outputs["box"], tf.stack(windows)).numpy()
+    boxes = render.to_original_frame(outputs["box"], tf.stack(windows)).numpy()
     return probabilities.argmax(-1), probabilities, boxes, outputs["box"].numpy()
 
 
@@ -104,9 +104,9 @@ def test_cli_writes_the_requested_version_with_assets(exported):
     model, export_dir, version_dir = exported
     assert sorted(os.listdir(export_dir)) == ["7"]  # no temporary folder left
     assets = os.path.join(version_dir, "assets")
-    with open(os.path.join(assets, export.CLASS_NAMES_ASSET)) as f:
+    with open(os.path.join(assets, signatures.CLASS_NAMES_ASSET)) as f:
         assert f.read().splitlines() == list(CLASS_NAMES)
-    metadata = export.load_metadata(version_dir)
+    metadata = signatures.load_metadata(version_dir)
     assert metadata["class_names"] == list(CLASS_NAMES)
     assert (metadata["resize_mode"], metadata["image_size"]) == ("letterbox", 32)
 
@@ -240,7 +240,7 @@ def test_empty_batch(loaded):
 def test_predict_images_gives_input_frame_outputs(exported, loaded):
     model = exported[0]
     encoded = sample_images()
-    images = tf.stack([ops.resize_image(ops.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
+    images = tf.stack([render.resize_image(decode.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
                        for d in encoded])
     raw = loaded.signatures["predict_images"](images=images)
     keras_outputs = model(images, training=False)
@@ -270,13 +270,13 @@ def test_huge_images_refused_from_their_header(loaded):
     for huge in (_png_header(20000, 20000), _jpeg_claiming(20000, 20000)):
         with pytest.raises(tf.errors.InvalidArgumentError, match="Image too large"):
             serve(image_bytes=tf.constant([huge]))
-    assert export.encoded_image_pixels(tf.constant(_png_header(3, 0x80000001))).numpy() == 3 * 0x80000001
+    assert graph.encoded_image_pixels(tf.constant(_png_header(3, 0x80000001))).numpy() == 3 * 0x80000001
 
 
 def test_stretch_model_export(tmp_path):
     model = tiny_model(resize_mode="stretch", seed=1)
-    path = export.export_saved_model(model, str(tmp_path))
-    assert export.load_metadata(path)["resize_mode"] == "stretch"
+    path = export_lib.export_saved_model(model, str(tmp_path))
+    assert signatures.load_metadata(path)["resize_mode"] == "stretch"
     encoded = sample_images()
     outputs = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
     check_against_reference({k: v.numpy() for k, v in outputs.items()}, reference(model, encoded))
@@ -286,9 +286,9 @@ def test_stretch_model_export(tmp_path):
                     reason="this TensorFlow has no tf.lite (LiteRT moved out)")
 def test_tflite_export_matches_predict_images(tmp_path):
     model = tiny_model()
-    path = export.export_saved_model(model, str(tmp_path), tflite=True, verify=False)
-    content = open(os.path.join(path, export.TFLITE_FILE), "rb").read()
-    images = tf.stack([ops.resize_image(ops.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
+    path = export_lib.export_saved_model(model, str(tmp_path), tflite=True, verify=False)
+    content = open(os.path.join(path, signatures.TFLITE_FILE), "rb").read()
+    images = tf.stack([render.resize_image(decode.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
                        for d in sample_images()])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice that LiteRT replaces it
@@ -302,14 +302,14 @@ def test_tflite_export_matches_predict_images(tmp_path):
 def test_versions_are_numbered_and_never_overwritten(tmp_path):
     model = tiny_model()
     export_dir = str(tmp_path / "models")
-    assert export.export_saved_model(model, export_dir) == os.path.join(export_dir, "1")
-    assert export.export_saved_model(model, export_dir, verify=False) == os.path.join(export_dir, "2")
+    assert export_lib.export_saved_model(model, export_dir) == os.path.join(export_dir, "1")
+    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(export_dir, "2")
     with pytest.raises(FileExistsError):
-        export.export_saved_model(model, export_dir, version=2, verify=False)
-    assert export.export_saved_model(model, export_dir, version=7, verify=False) == os.path.join(export_dir, "7")
-    assert export.export_saved_model(model, export_dir, verify=False) == os.path.join(export_dir, "8")
+        export_lib.export_saved_model(model, export_dir, version=2, verify=False)
+    assert export_lib.export_saved_model(model, export_dir, version=7, verify=False) == os.path.join(export_dir, "7")
+    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(export_dir, "8")
     with pytest.raises(ValueError):
-        export.export_saved_model(model, export_dir, version=0, verify=False)
+        export_lib.export_saved_model(model, export_dir, version=0, verify=False)
     assert sorted(os.listdir(export_dir), key=int) == ["1", "2", "7", "8"]
 
 
@@ -322,25 +322,25 @@ def test_failed_save_leaves_no_version(tmp_path, monkeypatch):
             f.write(b"half written")
         raise OSError("disk full")
 
-    monkeypatch.setattr(export.tf.saved_model, "save", failing_save)
+    monkeypatch.setattr(export_lib.tf.saved_model, "save", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        export.export_saved_model(tiny_model(), export_dir)
+        export_lib.export_saved_model(tiny_model(), export_dir)
     assert os.listdir(export_dir) == []
 
 
 _KILLED_EXPORT = r"""
 import os, signal, sys
-from localizer import export
+from localizer.serving import export_lib
 from tests.test_export import tiny_model
 
-real_write = export._write
+real_write = export_lib._write
 
 def write_then_die(module, path):
     real_write(module, path)  # a complete SavedModel, not yet renamed to its number
     os.kill(os.getpid(), signal.SIGKILL)
 
-export._write = write_then_die
-export.export_saved_model(tiny_model(), sys.argv[1], verify=False)
+export_lib._write = write_then_die
+export_lib.export_saved_model(tiny_model(), sys.argv[1], verify=False)
 """
 
 
@@ -352,9 +352,9 @@ def test_killed_export_leaves_no_version_and_next_export_cleans_up(tmp_path):
     left = os.listdir(export_dir)
     assert len(left) == 1 and left[0].startswith(".tmp-"), left
     assert os.path.exists(os.path.join(export_dir, left[0], "saved_model.pb"))
-    assert export.existing_versions(export_dir) == []
+    assert versions.existing_versions(export_dir) == []
 
-    path = export.export_saved_model(tiny_model(), export_dir, verify=False)
+    path = export_lib.export_saved_model(tiny_model(), export_dir, verify=False)
     assert path == os.path.join(export_dir, "1")
     assert os.listdir(export_dir) == ["1"]
 
@@ -366,7 +366,7 @@ def test_temporary_folders_of_live_exports_are_kept(tmp_path):
     busy.mkdir()
     stale_own.mkdir()
     (tmp_path / "notes").mkdir()  # not ours: untouched
-    assert export.remove_stale_temporaries(str(tmp_path)) == [str(stale_own)]
+    assert versions.remove_stale_temporaries(str(tmp_path)) == [str(stale_own)]
     assert sorted(os.listdir(tmp_path)) == sorted([busy.name, "notes"])
 
 
@@ -374,7 +374,7 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
     """serving_default with --refine gives what `localizer.evaluate --refine` computes."""
     import keras
 
-    from localizer import inference
+    from localizer.inference.predictor import Predictor
 
     keras.utils.set_random_seed(2)
     model = tiny_model(seed=2)
@@ -385,13 +385,13 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
     cells.set_weights([kernel * 0.1, bias - 3.0])
     model_path = str(tmp_path / "model.keras")
     model.save(model_path)
-    path = export.export_saved_model(model, str(tmp_path / "models"), refine=True)
-    assert export.load_metadata(path)["refine"] is True
+    path = export_lib.export_saved_model(model, str(tmp_path / "models"), refine=True)
+    assert signatures.load_metadata(path)["refine"] is True
     encoded = sample_images()
     served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
-    predictor = inference.Predictor(model_path)
+    predictor = Predictor(model_path)
     for i, data in enumerate(encoded):
-        box, probabilities = predictor.predict_image(ops.decode_image_bytes(tf.constant(data)), refine=True)
+        box, probabilities = predictor.predict_image(decode.decode_image_bytes(tf.constant(data)), refine=True)
         np.testing.assert_allclose(served["box"][i].numpy(), box, atol=1e-4)
         np.testing.assert_allclose(served["probabilities"][i].numpy(), probabilities, atol=1e-5)
     # The second look changed the output (its probabilities are always averaged in).

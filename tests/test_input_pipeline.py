@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from pipelines import input_pipeline, ops
-from pipelines.source import BOX, ID, IMAGE, LABEL
+from pipelines import input_pipeline, render
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL
 
-CONFIG = input_pipeline.PipelineConfig(image_size=32, batch_size=4, shuffle_buffer=16, seed=3)
+CONFIG = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=3)
 
 
 def _synthetic(count=12):
@@ -34,12 +34,12 @@ def test_eval_keeps_every_example_in_order_with_metadata():
     first = batches[0]
     # Boxes map back to the source's boxes exactly.
     raw = [e[BOX].numpy() for e in source.load("val").take(4)]
-    np.testing.assert_allclose(ops.to_original_frame(first[BOX], first[ops.WINDOW]), raw, atol=1e-5)
+    np.testing.assert_allclose(render.to_original_frame(first[BOX], first[render.WINDOW]), raw, atol=1e-5)
 
 
 def test_same_seed_same_batches_different_seed_different():
     def run(seed):
-        config = input_pipeline.PipelineConfig(image_size=32, batch_size=4, shuffle_buffer=16, seed=seed)
+        config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=seed)
         return [b[0].numpy() for b in input_pipeline.make_dataset(_synthetic(), "train", config, training=True)]
 
     a, b, c = run(1), run(1), run(2)
@@ -56,7 +56,7 @@ def test_epochs_reshuffle_and_redraw_augmentation():
 
 @pytest.mark.parametrize("cache", ["memory", "none"])
 def test_cache_modes_give_all_examples(cache):
-    config = input_pipeline.PipelineConfig(image_size=32, batch_size=4, cache=cache, seed=0)
+    config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, cache=cache, seed=0)
     ds = input_pipeline.make_dataset(_synthetic(12), "train", config, training=True)
     labels = sorted(int(l) for _, t in ds for l in t[LABEL])
     expected = sorted(int(e[LABEL]) for e in _synthetic(12).load("train"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer import losses
+from localizer.model import losses
 
 # Hand-made boxes, BOX_FORMAT.
 A = [0.0, 0.0, 0.4, 0.4]  # area 0.16

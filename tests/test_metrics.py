@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer import losses, metrics
+from localizer.model import losses, metrics
 
 A = [0.0, 0.0, 0.4, 0.4]
 B = [0.2, 0.2, 0.6, 0.6]  # IoU(A, B) = 0.04 / 0.28 = 1/7
@@ -205,7 +205,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
-    from localizer import metrics
+    from localizer.model import metrics
     from tests.test_metrics import compile_like_the_trainer, evaluation_set, identity_model
 
     x, y = evaluation_set()

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from localizer import backbones
+from localizer.model import backbones
 from localizer import model as model_lib
-from localizer.layers import BoxFromLogits, ImagePreprocessing, SelectClassBox
+from localizer.model.layers import BoxFromLogits, ImagePreprocessing, SelectClassBox
 
 TINY = dict(num_classes=3, backbone="tiny", weights="none", image_size=32)
 CONFIGS = list(model_lib.HEAD_CONFIGURATIONS)
@@ -26,7 +26,7 @@ def test_builds_round_trips_and_has_no_lambda(tmp_path, attach, regression):
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(loaded(_images())["box"], outputs["box"], atol=1e-6)
-    leaves = list(model_lib._leaf_layers(model))
+    leaves = list(model_lib.leaf_layers(model))
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in leaves)
 
 
@@ -36,7 +36,7 @@ def test_training_views_share_weights(attach, regression):
     view = model_lib.training_view(model)
     outputs = view(_images())
     expected = {"class_logits", "box", "localization"} | ({"class_boxes"} if regression == "per_class" else set())
-    expected |= {"centre_logits", "cell_boxes"} if attach == "dense" else set()
+    expected |= {"centre_logits", "cell_boxes"} if attach == "centre_weighted" else set()
     assert set(outputs) == expected
     np.testing.assert_allclose(outputs["box"], model(_images())["box"], atol=1e-6)
     np.testing.assert_allclose(outputs["localization"][:, :4], outputs["box"], atol=1e-6)
@@ -75,7 +75,7 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
     model_lib.freeze_backbone(model)
     assert not model.get_layer("backbone").trainable_weights
     count = model_lib.unfreeze_top_of_backbone(model, 0.5)
-    leaves = [layer for layer in model_lib._leaf_layers(model.get_layer("backbone")) if layer.weights]
+    leaves = [layer for layer in model_lib.leaf_layers(model.get_layer("backbone")) if layer.weights]
     assert count >= 1
     assert not any(layer.trainable for layer in leaves if isinstance(layer, keras.layers.BatchNormalization))
     assert leaves[-2].trainable and not leaves[0].trainable  # top conv trainable, bottom frozen
@@ -108,7 +108,7 @@ def test_unknown_names_are_clear():
 
 
 def test_attention_box_pooling_hand_cases():
-    from localizer.layers import AttentionBoxPooling
+    from localizer.model.layers import AttentionBoxPooling
 
     zeros = np.zeros((1, 2, 2, 1), "float32")
     # Uniform attention over a 2x2 grid, sigmoid(0) = 0.5 everywhere:
@@ -141,7 +141,7 @@ def test_model_carries_its_metadata_through_keras_files(tmp_path):
 
 
 def test_fine_features_pack_and_unpack_exactly():
-    from localizer.layers import PackFineFeatures, UnpackFineFeatures
+    from localizer.model.layers import PackFineFeatures, UnpackFineFeatures
 
     rng = np.random.default_rng(0)
     coarse, fine = rng.random((2, 3, 4, 5), "float32"), rng.random((2, 6, 8, 7), "float32")
@@ -152,7 +152,7 @@ def test_fine_features_pack_and_unpack_exactly():
     np.testing.assert_array_equal(got_fine, fine)
 
 
-@pytest.mark.parametrize("attach", ["dense", "conv"])
+@pytest.mark.parametrize("attach", ["centre_weighted", "flattened"])
 def test_stride_16_features_reach_the_heads(tmp_path, attach):
     config = model_lib.ModelConfig(**{**TINY, "image_size": 64}, attach=attach, feature_stride=16)
     model = model_lib.build_model(config)
@@ -162,7 +162,7 @@ def test_stride_16_features_reach_the_heads(tmp_path, attach):
     assert backbones.fine_feature_channels(backbone) == 32
     view = model_lib.training_view(model)
     outputs = view(_images(size=64))
-    if attach == "dense":
+    if attach == "centre_weighted":
         assert outputs["cell_boxes"].shape == (2, 8, 8, 4)  # the stride-16 grid
     path = str(tmp_path / "m.keras")
     model.save(path)
@@ -178,12 +178,12 @@ def test_fine_feature_layer_of_efficientnet_lite0_is_a_block_output():
 
 
 def test_dense_head_refuses_per_class_regression():
-    with pytest.raises(ValueError, match="dense"):
-        model_lib.build_model(model_lib.ModelConfig(**TINY, attach="dense", regression="per_class"))
+    with pytest.raises(ValueError, match="centre_weighted"):
+        model_lib.build_model(model_lib.ModelConfig(**TINY, attach="centre_weighted", regression="per_class"))
 
 
 def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training():
-    from localizer.layers import CentreWeightedBox
+    from localizer.model.layers import CentreWeightedBox
 
     # Two peaks: cell (0, 0) slightly higher than cell (3, 3), each with its own box.
     logits = np.full((1, 4, 4, 1), -10.0, "float32")

@@ -12,7 +12,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORKER = """
 import sys
-from localizer import train
+from localizer.training import trainer as train
 from tests.test_train import tiny_config
 config = tiny_config(strategy="multi_worker", frozen_epochs="1", fine_tune_epochs="1")
 summary = train.train_and_evaluate(config, sys.argv[1])

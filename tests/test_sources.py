@@ -7,13 +7,14 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from pipelines import image_header, ops
-from pipelines.source import BOX, ID, IMAGE, LABEL, DatasetError, ImageObjects, IndexStats, choose_target
+from pipelines import decode, render
+from pipelines import image_header
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError, ImageObjects, IndexStats, choose_target
 from tests import fixtures
 
 
 def _elements(source, split):
-    return [ops.decode(e) for e in source.load(split)]
+    return [decode.decode(e) for e in source.load(split)]
 
 
 def _check_against_fixture(elements, examples, difficult_aware=True):
@@ -25,7 +26,7 @@ def _check_against_fixture(elements, examples, difficult_aware=True):
         assert int(element[LABEL]) == label
         np.testing.assert_allclose(element[BOX], box, atol=1e-6)
         # The box is measured on the decoded image: its pixels are the object's colour.
-        assert tuple(element[ops.ORIGINAL_SIZE].numpy()) == example[1:3]
+        assert tuple(element[render.ORIGINAL_SIZE].numpy()) == example[1:3]
 
 
 def test_registry_names_every_source():

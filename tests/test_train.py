@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import pipelines
-from localizer import config as config_lib
-from localizer import losses
+from localizer.training import config as config_lib
+from localizer.model import losses
 from localizer import model as model_lib
-from localizer import train
+from localizer.training import objective
+from localizer.training import trainer as train
 from pipelines import input_pipeline
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def tiny_config(**changes):
 @pytest.fixture(scope="module")
 def synthetic_batch():
     source = pipelines.get_source("synthetic", sizes={"train": 16}, image_size_range=(40, 60))
-    config = input_pipeline.PipelineConfig(image_size=32, batch_size=16, seed=0)
+    config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=16, seed=0)
     return next(iter(input_pipeline.make_dataset(source, "train", config, training=True)))
 
 
@@ -51,8 +52,8 @@ def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box
     model = model_lib.build_model(model_config)
     view = model_lib.training_view(model)
     config = config_lib.TrainConfig(box_loss=box_loss)
-    train.compile_model(view, config, 1e-2, steps_per_epoch=1, epochs=1)
-    images, targets = train.training_targets(model_config)(*synthetic_batch)
+    objective.compile_model(view, config, 1e-2, steps_per_epoch=1, epochs=1)
+    images, targets = objective.training_targets(model_config)(*synthetic_batch)
     before = [w.numpy().copy() for w in model.get_layer("heads").trainable_weights]
     logs = view.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"]) and 0 <= logs["box_mean_iou"] <= 1
@@ -112,7 +113,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from localizer import config as config_lib, train
+from localizer.training import config as config_lib, trainer as train
 from tests.test_train import tiny_config
 summary = train.train_and_evaluate(tiny_config(strategy="mirrored"), {str(tmp_path)!r})
 print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync)
@@ -164,7 +165,7 @@ def test_resumes_after_sigkill_from_last_completed_epoch(tmp_path):
 
 
 def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
-    from localizer import callbacks
+    from localizer.training import callbacks
 
     model = model_lib.build_model(model_lib.ModelConfig(num_classes=3, backbone="tiny", weights="none", image_size=32))
     path = str(tmp_path / "best.keras")
@@ -198,9 +199,9 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
 
 def test_overrides_parse_by_type_and_name_bad_fields():
     config = config_lib.apply_overrides(config_lib.default_config(), [
-        "model.attach=fc", "alpha=0.25", "cache_features=false", "data.data_dir=none", "frozen_epochs=3",
+        "model.attach=pooled", "alpha=0.25", "cache_features=false", "data.data_dir=none", "frozen_epochs=3",
     ])
-    assert (config.model.attach, config.alpha, config.cache_features, config.frozen_epochs) == ("fc", 0.25, False, 3)
+    assert (config.model.attach, config.alpha, config.cache_features, config.frozen_epochs) == ("pooled", 0.25, False, 3)
     with pytest.raises(ValueError, match="no field"):
         config_lib.apply_overrides(config, ["model.nope=1"])
     with pytest.raises(ValueError, match="not a valid int"):

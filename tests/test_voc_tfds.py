@@ -20,8 +20,10 @@ from tensorflow_datasets.core.download import checksums as tfds_checksums
 from tensorflow_datasets.core.download import download_manager as tfds_download_manager
 from tensorflow_datasets.testing import mocking as tfds_mocking
 
-from pipelines import ops, voc_tfds
-from pipelines.source import BOX, ID, IMAGE, LABEL, DatasetError
+from pipelines import decode, render
+
+from pipelines.sources import voc_tfds
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError
 
 NUM_CLASSES = 20
 
@@ -141,7 +143,7 @@ EXPECTED = {
 
 
 def _check_element(element):
-    decoded = ops.decode(element)
+    decoded = decode.decode(element)
     image = decoded[IMAGE]
     assert element[IMAGE].dtype == tf.string
     assert image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3
@@ -386,7 +388,7 @@ def test_prepares_from_manual_dir_offline(tmp_path, monkeypatch):
     assert got["000002.jpg"][0] == "person"  # the larger object
     for element in train:
         _check_element(element)
-        assert tuple(ops.decode(element)[ops.ORIGINAL_SIZE].numpy()) == TINY_VOC[
+        assert tuple(decode.decode(element)[render.ORIGINAL_SIZE].numpy()) == TINY_VOC[
             element[ID].numpy().decode()[:-4]][:2]
     # Validation: 000003's larger object is difficult, 000004 has only a difficult one.
     val = list(source.load("val"))
@@ -436,7 +438,7 @@ def test_read_order_change_is_detected(online):
 def test_preview_renders_voc_under_mock_data(online, tmp_path):
     from pipelines import input_pipeline, show
 
-    config = input_pipeline.PipelineConfig(image_size=64, shuffle_buffer=8, seed=0)
+    config = input_pipeline.PipelineConfig(image_size=64, resize_mode="letterbox", shuffle_buffer=8, seed=0)
     with tfds.testing.mock_data(as_dataset_fn=_hand_built_as_dataset(HAND_BUILT)):
         source = voc_tfds.VocTfdsSource(data_dir="/nonexistent/tfds", policy="largest")
         path = show.preview_grid(source, "train", config, 4, str(tmp_path / "voc.png"), columns=2)

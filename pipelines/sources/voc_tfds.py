@@ -13,9 +13,9 @@ archives of a year, whatever split is asked for:
   - 2007: `VOCtrainval_06-Nov-2007.tar` and `VOCtest_06-Nov-2007.tar`,
   - 2012: `VOCtrainval_11-May-2012.tar` and `VOC2012test.tar`.
 
-Images are kept encoded (`tfds.decode.SkipDecoding`); `pipelines.ops.decode`
+Images are kept encoded (`tfds.decode.SkipDecoding`); `pipelines.decode.decode`
 decodes them later. Each image is reduced to one target at index time by the
-`TargetPolicy` (see `pipelines.source.choose_target`); objects marked
+`--policy` (see `pipelines.sources.source.choose_target`); objects marked
 `is_difficult` are never targets.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines.source import (
+from pipelines.sources.source import (
     BOX, ID, IMAGE, LABEL, POLICIES, DatasetError, ImageObjects, IndexStats, Source,
     choose_target, log_index,
 )
@@ -107,7 +107,7 @@ class VocTfdsSource(Source):
     Args:
       data_dir: TFDS data dir (None: TFDS's default, `~/tensorflow_datasets`).
       year: "2007" or "2012" (2012's test split has no annotations).
-      policy: target policy, one of `pipelines.source.POLICIES`.
+      policy: target policy, one of `pipelines.sources.source.POLICIES`.
       manual_dir: folder holding the official VOC tar files (no internet
         needed). None: TFDS's default, `<data_dir>/downloads/manual`.
       download: whether TFDS may download the archives that are not in the

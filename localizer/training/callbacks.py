@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from localizer import files
-from localizer import metrics as metrics_lib
+from localizer.model import metrics as metrics_lib
 from localizer.model import BOX, CLASS_BOXES, CLASS_LOGITS
 
 HISTORY_JSONL = "metrics.jsonl"
@@ -46,8 +46,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` whose backups survive a kill at any moment.
 
     Keras writes the weights and the epoch metadata in place, one after the
-    other: a SIGKILL during the write leaves a corrupt HDF5 file (seen in this
-    project's resume test) or weights and epoch that disagree. Here each
+    other: a SIGKILL during the write can leave a corrupt HDF5 file or weights
+    and epoch that disagree. Here each
     epoch's weights go to their own file (temporary name, then rename), and
     only then does the metadata, itself replaced atomically, point at them.
     """

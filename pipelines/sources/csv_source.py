@@ -17,8 +17,8 @@ import glob
 import logging
 import os
 
-from pipelines import file_index
-from pipelines.source import DatasetError
+from pipelines.sources import file_index
+from pipelines.sources.source import DatasetError
 
 REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 

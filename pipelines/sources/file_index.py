@@ -18,7 +18,7 @@ import tensorflow as tf
 from localizer import boxes as box_lib
 from localizer import files
 from pipelines import image_header
-from pipelines.source import (
+from pipelines.sources.source import (
     BOX, ID, IMAGE_PATH, LABEL, DatasetError, ImageObjects, IndexStats, Source, choose_target, log_index,
 )
 
@@ -72,7 +72,7 @@ def build_index(records, image_root, class_names, policy, stats):
       records: iterable of `AnnotatedImage`.
       image_root: folder the record filenames are relative to.
       class_names: list of names; objects of other classes are ignored (counted).
-      policy: single-target policy (see `pipelines.source.POLICIES`).
+      policy: single-target policy (see `pipelines.sources.source.POLICIES`).
       stats: `IndexStats`, updated with what was kept, repaired and skipped.
 
     Returns:
@@ -138,22 +138,22 @@ _NEEDS_COPY = {("png", 2), ("png", 4)}  # the decoder would drop alpha: composit
 def composited_copy(path):
     """A PNG of `path` with alpha composited over the padding grey, made once and cached.
 
-    The training decoder stays branch-free (see `ops.decode_indexed_image`);
+    The training decoder stays branch-free (see `decode.decode_indexed_image`);
     the copy lives under $LOCALIZER_CACHE_DIR (default ~/.cache/localizer)/composited,
     named by the source file's path, size and modification time.
     """
     import hashlib
 
-    from pipelines import ops
+    from pipelines import decode
 
     stat = os.stat(path)
     key = hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    folder = os.path.join(os.environ.get("LOCALIZER_CACHE_DIR", os.path.expanduser("~/.cache/localizer")), "composited")
+    folder = os.path.join(files.cache_dir(), "composited")
     copy = os.path.join(folder, f"{key}.png")
     if not os.path.exists(copy):
         os.makedirs(folder, exist_ok=True)
         with open(path, "rb") as f:
-            pixels = ops.decode_image_bytes(f.read())
+            pixels = decode.decode_image_bytes(f.read())
         files.atomic_write(copy, lambda temporary: tf.io.write_file(temporary, tf.io.encode_png(pixels)))
     return copy
 

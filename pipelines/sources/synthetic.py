@@ -15,7 +15,7 @@ import math
 
 import tensorflow as tf
 
-from pipelines.source import BOX, ID, IMAGE, LABEL, Source
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL, Source
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "cross", "ring")
 """Class names. Every shape touches all four sides of its box, so the box is tight."""

@@ -15,8 +15,8 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 
-from pipelines import file_index
-from pipelines.source import DatasetError
+from pipelines.sources import file_index
+from pipelines.sources.source import DatasetError
 
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
@@ -81,7 +81,7 @@ class VocDirSource(file_index.FileSource):
 
     Args:
       data_dir: the folder holding JPEGImages/, Annotations/, ImageSets/Main/.
-      policy: single-target policy, "largest" or "single" (see `pipelines.source`).
+      policy: single-target policy, "largest" or "single" (see `pipelines.sources.source`).
     """
 
     name = "voc_dir"

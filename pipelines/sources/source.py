@@ -4,16 +4,16 @@ A source turns some on-disk (or generated) dataset into a `tf.data.Dataset` of
 *source elements*: dicts with
 
   - `IMAGE`: uint8 `[H, W, 3]` pixels, or `tf.string` encoded JPEG/PNG bytes;
-    or instead `IMAGE_PATH`: a `tf.string` file path (read by `ops.decode`),
+    or instead `IMAGE_PATH`: a `tf.string` file path (read by `pipelines.decode.decode`),
   - `LABEL`: int32 class index into `source.class_names`,
   - `BOX`: float32 `[4]` box in `localizer.boxes.BOX_FORMAT` (normalized yxyx),
   - `ID`: `tf.string` naming the example (file name or synthetic index).
 
-`pipelines.ops.decode` turns all three image forms into uint8 RGB, so the rest
+`pipelines.decode.decode` turns all three image forms into uint8 RGB, so the rest
 of the pipeline never cares where an example came from.
 
 Datasets with several objects per image (Pascal VOC) are reduced to one target
-here, at index time, by a `TargetPolicy`, and every source counts what it kept,
+here, at index time, by a policy (`choose_target`), and every source counts what it kept,
 repaired and skipped, so a user sees at once how much of their data is used.
 """
 

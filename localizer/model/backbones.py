@@ -17,8 +17,8 @@ import typing
 
 import keras
 
-from localizer import efficientnet_lite
-from localizer.layers import ImagePreprocessing, PackFineFeatures
+from localizer.model import efficientnet_lite_weights
+from localizer.model.layers import ImagePreprocessing, PackFineFeatures
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -48,7 +48,7 @@ def _keras_application(constructor, **extra):
 
 def _efficientnet_lite(variant):
     def build(input_shape, weights):
-        return efficientnet_lite.build_efficientnet_lite(variant, input_shape=input_shape, weights=weights)
+        return efficientnet_lite_weights.build_pretrained(variant, weights, input_shape=input_shape)
 
     return build
 
@@ -156,7 +156,7 @@ def build_backbone(name, image_size, weights="imagenet", feature_stride=32):
         inner = spec.build(input_shape, weights)
     except WeightsUnavailableError:
         raise
-    except efficientnet_lite.WeightsUnavailableError as error:
+    except efficientnet_lite_weights.WeightsUnavailableError as error:
         raise WeightsUnavailableError(str(error)) from None
     except Exception as error:  # Keras raises plain Exception on a failed download
         if weights is None:

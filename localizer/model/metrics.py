@@ -26,7 +26,7 @@ import numpy as np
 from keras import ops
 
 from localizer import boxes as box_lib
-from localizer import losses as loss_lib
+from localizer.model import losses as loss_lib
 
 LOC_IOU_THRESHOLD = 0.5
 """ILSVRC localization criterion: a box counts as found when IoU >= 0.5."""

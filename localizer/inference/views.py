@@ -1,8 +1,9 @@
-"""Running a trained localizer on images: the path evaluate and predict share.
+"""Views of an image and how their predictions merge: the inference computation
+that evaluate, predict and the serving graph share.
 
 An image is shown to the model as one or more *views*; each view is a window
 of the original image (BOX_FORMAT, may reach outside it) rendered at the
-model's input size exactly as training renders images (`pipelines.ops.render`),
+model's input size exactly as training renders images (`pipelines.render.render`),
 optionally mirrored. Every view's box is mapped back to the original image and
 the views are merged:
 
@@ -20,18 +21,18 @@ object fills far more of the model's grid; the box found there replaces the
 first one when the two agree (IoU >= `AGREEMENT_IOU`), and the class
 probabilities of both looks are averaged. It pays where objects are small.
 
+`look_at_views` and `zoomed_look` are that computation, for any `run_model`
+(a Keras model, a SavedModel signature or the serving graph's own call):
+`images uint8 [N, S, S, 3] -> (boxes [N, 4] input frame, probabilities [N, C],
+class boxes [N, C, 4] or None)`.
+
 Boxes everywhere are BOX_FORMAT (normalized yxyx).
 """
 
-import json
-import os
-
-import keras
 import tensorflow as tf
 
 from localizer import boxes as box_lib
-from localizer import model as model_lib
-from pipelines import ops
+from pipelines import render
 
 TTA_MODES = ("none", "flip", "multicrop")
 
@@ -78,8 +79,8 @@ def render_crop(image, crop, image_size, resize_mode):
     """Renders `crop` (a window of `image`) as training renders whole images: `(uint8 [S, S, 3], window)`."""
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     crop_pixels = tf.stack([crop[2] - crop[0], crop[3] - crop[1]]) * size
-    frame = ops.resize_window(crop_pixels, image_size, resize_mode)
-    return ops.render(image, box_lib.reframe(frame, box_lib.invert_window(crop)), image_size)
+    frame = render.resize_window(crop_pixels, image_size, resize_mode)
+    return render.render(image, box_lib.reframe(frame, box_lib.invert_window(crop)), image_size)
 
 
 ZOOM_CONTEXT = 2.0
@@ -143,14 +144,14 @@ def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabil
     return boxes, (first_probabilities + zoom_probabilities) / 2.0
 
 
-def to_original(boxes, windows, mirrored):
+def views_to_original(boxes, windows, mirrored):
     """Maps view boxes `[..., V, 4]` (or `[..., V, K, 4]`) back to the original image."""
     boxes = box_lib.check_boxes(boxes)
     extra = boxes.shape.rank - windows.shape.rank  # 1 for per-class boxes
     flip = tf.reshape(mirrored, tf.concat([tf.shape(mirrored), tf.ones([extra + 1], tf.int32)], 0))
     boxes = tf.where(flip, box_lib.flip_left_right(boxes), boxes)
     window = tf.reshape(windows, tf.concat([tf.shape(windows)[:-1], tf.ones([extra], tf.int32), [4]], 0))
-    return ops.to_original_frame(boxes, window)
+    return render.to_original_frame(boxes, window)
 
 
 def merge_views(boxes, probabilities, class_boxes=None, agreement_iou=AGREEMENT_IOU):
@@ -201,85 +202,23 @@ def _weighted_mean(boxes, weights):
     return tf.reduce_sum(boxes * weights[..., None], axis=1)
 
 
-class Predictor:
-    """A trained localizer, from a `.keras` file or an exported SavedModel folder.
+def look_at_views(run_model, inputs, windows, mirrored):
+    """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes."""
+    shape = tf.shape(inputs)
+    flat = tf.reshape(inputs, tf.concat([[-1], shape[2:]], 0))
+    boxes, probabilities, class_boxes = run_model(flat)
+    per_view = lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0))  # noqa: E731
+    boxes = views_to_original(per_view(boxes), windows, mirrored)
+    if class_boxes is not None:
+        class_boxes = views_to_original(per_view(class_boxes), windows, mirrored)
+    return merge_views(boxes, per_view(probabilities), class_boxes)
 
-    `predict_inputs(images)` runs rendered model inputs (uint8 `[N, S, S, 3]`)
-    and returns boxes in the input frame, class probabilities and, for
-    per-class heads of Keras models, the box of every class.
+
+def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows):
+    """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first.
+
+    Returns `(boxes [B, 4], probabilities [B, C])` in the original frame.
     """
-
-    def __init__(self, path):
-        self.path = path
-        if os.path.isdir(path):
-            self._load_saved_model(path)
-        else:
-            self._load_keras(path)
-
-    def _load_keras(self, path):
-        model = keras.models.load_model(path, safe_mode=True)
-        self.metadata = model_lib.model_metadata(model)
-        view = model_lib.training_view(model)  # adds class_boxes for per-class heads
-        self._per_class = model_lib.CLASS_BOXES in view.output
-        self._run = tf.function(lambda images: view(images, training=False))
-
-    def _load_saved_model(self, path):
-        loaded = tf.saved_model.load(path)
-        signature = loaded.signatures["predict_images"]
-        with open(os.path.join(path, "assets", "metadata.json"), encoding="utf-8") as f:
-            self.metadata = json.load(f)
-        self._per_class = False
-        self._run = lambda images: signature(images=images)
-        self._loaded = loaded  # keeps the variables alive
-
-    @property
-    def class_names(self):
-        return self.metadata["class_names"]
-
-    @property
-    def image_size(self):
-        return self.metadata["image_size"]
-
-    @property
-    def resize_mode(self):
-        return self.metadata["resize_mode"]
-
-    def predict_inputs(self, images):
-        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None)`, input frame."""
-        outputs = self._run(tf.convert_to_tensor(images, tf.uint8))
-        if "probabilities" in outputs:
-            probabilities = outputs["probabilities"]
-        else:
-            probabilities = tf.nn.softmax(outputs[model_lib.CLASS_LOGITS], axis=-1)
-        class_boxes = outputs.get(model_lib.CLASS_BOXES) if self._per_class else None
-        return outputs[model_lib.BOX], probabilities, class_boxes
-
-    def predict_views(self, inputs, windows, mirrored):
-        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes."""
-        shape = tf.shape(inputs)
-        flat = tf.reshape(inputs, tf.concat([[-1], shape[2:]], 0))
-        boxes, probabilities, class_boxes = self.predict_inputs(flat)
-        per_view = lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0))  # noqa: E731
-        boxes = to_original(per_view(boxes), windows, mirrored)
-        if class_boxes is not None:
-            class_boxes = to_original(per_view(class_boxes), windows, mirrored)
-        return merge_views(boxes, per_view(probabilities), class_boxes)
-
-    def refine(self, images, original_sizes, boxes, probabilities):
-        """The second, zoomed look (see the module docstring) for a padded batch of decoded images.
-
-        Returns `(boxes [B, 4], probabilities [B, C])` in the original frame.
-        """
-        inputs, windows = render_zoom_views(images, original_sizes, boxes, self.image_size, self.resize_mode)
-        zoom_boxes, zoom_probabilities, _ = self.predict_inputs(inputs)
-        zoom_boxes = ops.to_original_frame(zoom_boxes, windows)
-        return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities)
-
-    def predict_image(self, image, tta="none", refine=False):
-        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C]) in the original frame."""
-        inputs, windows, mirrored = render_views(image, self.image_size, self.resize_mode, tta)
-        box, probabilities, _ = self.predict_views(inputs[None], windows[None], mirrored[None])
-        if refine:
-            box, probabilities = self.refine(image[None], tf.shape(image)[None, :2], box, probabilities)
-        return box[0].numpy(), probabilities[0].numpy()
-
+    zoom_boxes, zoom_probabilities, _ = run_model(zoom_inputs)
+    zoom_boxes = render.to_original_frame(zoom_boxes, zoom_windows)
+    return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities)

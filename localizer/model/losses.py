@@ -1,6 +1,6 @@
 """Losses of the localizer: softmax cross-entropy plus one box regression loss.
 
-The training objective is the lecture's
+The training objective is the multi-task loss of single-object localization
 
     Loss = alpha * softmax_loss + (1 - alpha) * box_loss
 
@@ -20,11 +20,9 @@ import keras
 from keras import ops
 
 from localizer import boxes as box_lib
+from localizer.model.outputs import BOX, CLASS_BOXES, CLASS_LOGITS
 
-CLASS_OUTPUT = "class_logits"
-"""Model output holding the class logits `[B, C]`; its target is the int label."""
-
-BOX_OUTPUTS = ("box", "class_boxes")
+BOX_OUTPUTS = (BOX, CLASS_BOXES)
 """Outputs a box loss can be attached to: class-agnostic `[B, 4]`, per-class `[B, C, 4]`."""
 
 BOX_LOSSES = ("l2", "smooth_l1", "giou", "diou", "ciou")
@@ -161,7 +159,7 @@ def split_box_and_label(y_true):
     return _float32(y_true[..., :4]), _int_labels(y_true[..., 4], len(ops.shape(y_true)) - 1)
 
 
-def combined_loss_weights(alpha, box_output="box"):
+def combined_loss_weights(alpha, box_output=BOX):
     """`loss_weights` for `Loss = alpha * softmax_loss + (1 - alpha) * box_loss`.
 
     Args:
@@ -177,7 +175,7 @@ def combined_loss_weights(alpha, box_output="box"):
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}.")
     if box_output not in BOX_OUTPUTS:
         raise ValueError(f"Unknown box output {box_output!r}; choose one of {BOX_OUTPUTS}.")
-    return {CLASS_OUTPUT: alpha, box_output: 1.0 - alpha}
+    return {CLASS_LOGITS: alpha, box_output: 1.0 - alpha}
 
 
 @keras.saving.register_keras_serializable(package="localizer")
@@ -247,7 +245,7 @@ class PerClassBoxLoss(_BoxLossBase):
 
 
 # ----------------------------------------------------------------------------
-# The dense head's auxiliary losses (model attach="dense")
+# The centre-weighted head's auxiliary losses (model attach="centre_weighted")
 # ----------------------------------------------------------------------------
 
 CENTRE_SIGMA_FRACTION = 0.15

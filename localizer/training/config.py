@@ -11,9 +11,13 @@ import importlib
 import json
 import typing
 
-from localizer import losses
+from localizer.model import losses
 from localizer.model import ModelConfig
 from pipelines.input_pipeline import PipelineConfig
+from pipelines.sources.source import DEFAULT_MAX_SKIPPED_FRACTION, POLICIES
+
+INPUT_CONTRACT = ("image_size", "resize_mode")
+"""Set in `ModelConfig` only; the pipeline renders images with the model's values."""
 
 BEST_METRICS = ("localization_accuracy", "mean_iou", "macro_mean_iou", "classification_accuracy")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
@@ -28,27 +32,27 @@ class DataConfig:
     data_dir: typing.Optional[str] = None
     train_split: str = "train"
     val_split: str = "val"
-    policy: str = "largest"  # multi-object images: voc, voc_dir, csv
+    policy: str = POLICIES[0]  # multi-object images: voc, voc_dir, csv (one of POLICIES)
     voc_year: str = "2007"
     manual_dir: typing.Optional[str] = None
     image_dir: typing.Optional[str] = None
     max_examples: typing.Optional[int] = None  # cap per split, for quick runs
     # Fail before training when more than this share of a split is unusable.
-    max_skipped_fraction: float = 0.05
+    max_skipped_fraction: float = DEFAULT_MAX_SKIPPED_FRACTION
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything `localizer.train.train_and_evaluate` needs."""
+    """Everything `localizer.training.trainer.train_and_evaluate` needs."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
-    # Loss = alpha * softmax cross-entropy + (1 - alpha) * box loss (the lecture's weighting).
+    # Loss = alpha * softmax cross-entropy + (1 - alpha) * box loss.
     box_loss: str = "giou"
     alpha: float = 0.5
     label_smoothing: float = 0.1
-    # attach="dense" only: weights of the per-cell losses, relative to the box loss.
+    # attach="centre_weighted" only: weights of the per-cell losses, relative to the box loss.
     cell_box_loss_weight: float = 1.0
     centre_loss_weight: float = 0.2
     # Stage 1: heads on a frozen backbone. With cache_features, the backbone
@@ -61,7 +65,7 @@ class TrainConfig:
     # Stage 2: the top of the backbone unfrozen (BatchNorm stays frozen), lower LR.
     fine_tune_epochs: int = 20
     fine_tune_lr: float = 1e-4
-    fine_tune_fraction: float = 0.4  # from block 10 of Lite0: the stride-16 features are tuned too
+    fine_tune_fraction: float = 0.4  # reaches Lite0's stride-16 blocks, so the finer features are tuned too
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
     # Evaluation, checkpoints and hardware.
@@ -87,19 +91,38 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
         if self.frozen_epochs + self.fine_tune_epochs <= 0:
             raise ValueError("Nothing to train: frozen_epochs + fine_tune_epochs must be > 0.")
+        for name in INPUT_CONTRACT:
+            value, model_value = getattr(self.pipeline, name), getattr(self.model, name)
+            if value is not None and value != model_value:
+                raise ValueError(
+                    f"pipeline.{name}={value!r} contradicts model.{name}={model_value!r}: the model's input is "
+                    f"set once, as model.{name}; drop pipeline.{name}."
+                )
         return self
+
+    def input_pipeline(self):
+        """The `PipelineConfig` with the model's input contract (image size, resize mode) filled in."""
+        return dataclasses.replace(self.pipeline, **{name: getattr(self.model, name) for name in INPUT_CONTRACT})
+
+    def resolve(self, class_names, replicas=1):
+        """The config as a run uses it (and saves it): the dataset's classes in the model,
+        the model's input contract in the pipeline, the global batch for `replicas`."""
+        model = dataclasses.replace(self.model, num_classes=len(class_names), class_names=tuple(class_names))
+        pipeline = dataclasses.replace(
+            self.input_pipeline(), batch_size=self.pipeline.batch_size * replicas, seed=self.seed,
+        )
+        return dataclasses.replace(self, model=model, pipeline=pipeline)
 
 
 def default_config():
     """The project's default recipe: the best found on realmix within a CPU budget.
 
-    EfficientNet-Lite0 (ImageNet), 224 px, the dense box head on its
-    stride-16 + stride-32 features; the heads on 5 frozen feature passes (1
-    plain, 4 augmented; 12 epochs), then the top 40% of the backbone
-    fine-tuned with augmentation (20 epochs, lr 1e-4); the best epoch by
-    class-averaged IoU. About 10 minutes on 800 images on 2 CPU cores.
-    Evaluate and export it with `--refine`. How it was chosen:
-    experiments/RESULTS.md.
+    EfficientNet-Lite0 (ImageNet) with the centre-weighted box head on its
+    stride-16 + stride-32 features; the heads first on frozen feature passes
+    (one plain, the others augmented), then the top of the backbone
+    fine-tuned with augmentation; the best epoch by class-averaged IoU. The
+    numbers are the `TrainConfig` defaults above; what they cost and give,
+    and how they were chosen: experiments/RESULTS.md.
     """
     return TrainConfig()
 
@@ -141,6 +164,16 @@ def from_dict(data, cls=TrainConfig):
     return cls(**kwargs)
 
 
+def replace_fields(config, changes):
+    """`dataclasses.replace` for nested fields: `replace_fields(c, {"model.attach": "pooled"})`.
+
+    Values are taken as they are; `apply_overrides` parses strings first.
+    """
+    for path, value in changes.items():
+        config = _replace_path(config, path.split("."), lambda current, hint, value=value: value, path)
+    return config
+
+
 def apply_overrides(config, overrides):
     """Applies `["model.image_size=160", "alpha=0.3", ...]` to a config.
 
@@ -151,20 +184,25 @@ def apply_overrides(config, overrides):
         path, sep, raw = override.partition("=")
         if not sep:
             raise ValueError(f"Override {override!r} must look like field.path=value.")
-        config = _replace_path(config, path.strip().split("."), raw.strip(), override)
+        raw = raw.strip()
+        parse = lambda current, hint, raw=raw, override=override: _parse(raw, hint, current, override)  # noqa: E731
+        config = _replace_path(config, path.strip().split("."), parse, override)
     return config
 
 
-def _replace_path(node, path, raw, override):
+def _replace_path(node, path, make_value, what):
+    """`node` with the field at `path` replaced by `make_value(current value, type hint)`."""
+    if not dataclasses.is_dataclass(node):
+        raise ValueError(f"{what!r}: {type(node).__name__} has no fields.")
     names = {f.name for f in dataclasses.fields(node)}
     if path[0] not in names:
-        raise ValueError(f"Override {override!r}: {type(node).__name__} has no field {path[0]!r}; fields: {sorted(names)}.")
+        raise ValueError(f"{what!r}: {type(node).__name__} has no field {path[0]!r}; fields: {sorted(names)}.")
     hints = typing.get_type_hints(type(node))
     current = getattr(node, path[0])
     if len(path) > 1:
-        value = _replace_path(current, path[1:], raw, override)
+        value = _replace_path(current, path[1:], make_value, what)
     else:
-        value = _parse(raw, hints[path[0]], current, override)
+        value = make_value(current, hints[path[0]])
     return dataclasses.replace(node, **{path[0]: value})
 
 

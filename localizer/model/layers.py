@@ -129,7 +129,7 @@ class AttentionBoxPooling(keras.layers.Layer):
     box sets (1 class-agnostic, C per-class); per-cell boxes as in
     `decode_cell_boxes`. Output `[B, 4]` for K = 1, else `[B, K, 4]`, in
     BOX_FORMAT. The attention is learned only through the pooled box's loss
-    (attach="spatial"); attach="dense" supervises it (see `CellBoxes`).
+    (attach="attention_pooled"); attach="centre_weighted" supervises it (see `CellBoxes`).
 
     Every cell shares the same weights, so the head is translation-equivariant:
     it needs far fewer examples than a dense layer on flattened features.
@@ -156,7 +156,7 @@ class AttentionBoxPooling(keras.layers.Layer):
 class CellBoxes(keras.layers.Layer):
     """Per-cell class-agnostic boxes: logits `[B, h, w, 4]` -> BOX_FORMAT `[B, h, w, 4]`.
 
-    The dense head (attach="dense", FCOS/CenterNet-style): every cell
+    The centre-weighted head (attach="centre_weighted", FCOS/CenterNet-style): every cell
     predicts the object's box (see `decode_cell_boxes`); training supervises
     the cells near the object's centre directly (`losses.CellBoxLoss`).
     """
@@ -268,8 +268,8 @@ class UnpackFineFeatures(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LabelledLogits(keras.layers.Layer):
-    """Identity on the class logits that carries what a model's user needs to know.
+class ModelMetadata(keras.layers.Layer):
+    """The class-logits output layer, an identity, that holds the model's metadata.
 
     `class_names` (label i is `class_names[i]`), `resize_mode` and
     `image_size` (how images were resized to the input) live in this layer's
@@ -294,3 +294,8 @@ class LabelledLogits(keras.layers.Layer):
             **super().get_config(), "class_names": self.class_names,
             "resize_mode": self.resize_mode, "image_size": self.image_size,
         }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LabelledLogits(ModelMetadata):
+    """`ModelMetadata` under its former name, so that models saved before the rename still load."""

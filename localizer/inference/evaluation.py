@@ -1,0 +1,120 @@
+"""Evaluate a localizer on a dataset split: every figure of `localizer.model.metrics.summarize`.
+
+Boxes are compared in the original image (the letterbox undone). It streams:
+predictions are accumulated as small arrays, and only the images of the
+current best and worst examples are kept, as thumbnails.
+"""
+
+import heapq
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from localizer import boxes as box_lib
+from localizer.inference import views
+from localizer.model import metrics as metrics_lib
+from pipelines import input_pipeline, render
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL
+
+THUMBNAIL_SIDE = 256
+
+
+EXAMPLES_SHOWN = 8  # best and worst each
+
+
+class _Extremes:
+    """The k best and k worst examples by IoU seen so far, with thumbnails."""
+
+    def __init__(self, k):
+        self.k = k
+        self.best, self.worst = [], []  # heaps of (key, counter, record)
+        self._counter = 0
+
+    def offer(self, iou, record_fn):
+        self._counter += 1
+        for heap, key in ((self.best, iou), (self.worst, -iou)):
+            if len(heap) < self.k or key > heap[0][0]:
+                entry = (key, self._counter, record_fn())
+                (heapq.heappush if len(heap) < self.k else heapq.heapreplace)(heap, entry)
+
+    def sorted(self):
+        best = [r for _, _, r in sorted(self.best, key=lambda e: -e[0])]
+        worst = [r for _, _, r in sorted(self.worst, key=lambda e: -e[0])]
+        return best, worst
+
+
+def _thumbnail(image):
+    height, width = image.shape[:2]
+    scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
+    if scale == 1.0:
+        return image
+    size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    return tf.cast(tf.image.resize(image, size, antialias=True), tf.uint8).numpy()
+
+
+def evaluation_dataset(source, split, predictor, tta, batch_size):
+    """Batches of views, windows, mirrored flags, true label and box, id, decoded image and its size."""
+    size, mode = predictor.image_size, predictor.resize_mode
+
+    def views_of(features):
+        inputs, windows, mirrored = views.render_views(features[IMAGE], size, mode, tta)
+        return {"inputs": inputs, "windows": windows, "mirrored": mirrored, LABEL: features[LABEL],
+                BOX: features[BOX], ID: features[ID], IMAGE: features[IMAGE],
+                render.ORIGINAL_SIZE: features[render.ORIGINAL_SIZE]}
+
+    ds = input_pipeline.decoded(source, split).map(views_of, num_parallel_calls=tf.data.AUTOTUNE)
+    # Decoded images differ in size: keep them out of the batched tensors.
+    return ds.padded_batch(batch_size, padded_shapes={
+        "inputs": [None, size, size, 3], "windows": [None, 4], "mirrored": [None], LABEL: [], BOX: [4], ID: [],
+        IMAGE: [None, None, 3], render.ORIGINAL_SIZE: [2],
+    }).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True, refine=False):
+    """Runs `predictor` over a split; returns (metrics dict, best examples, worst examples, ious, labels, predicted)."""
+    if predictor.class_names != list(source.class_names):
+        raise ValueError(
+            f"The model's classes {predictor.class_names} differ from the dataset's {source.class_names}."
+        )
+    batches = evaluation_dataset(source, split, predictor, tta, batch_size)
+    total = source.num_examples(split)
+    bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0)
+    labels, true_boxes, pred_boxes, probabilities, class_boxes, all_ious = [], [], [], [], [], []
+    extremes = _Extremes(EXAMPLES_SHOWN)
+    run = tf.function(predictor.predict_views, reduce_retracing=True)
+    run_refine = tf.function(predictor.refine, reduce_retracing=True)
+    for batch in batches:
+        box, probs, per_class = run(batch["inputs"], batch["windows"], batch["mirrored"])
+        if refine:
+            box, probs = run_refine(batch[IMAGE], batch[render.ORIGINAL_SIZE], box, probs)
+        box, probs = box.numpy(), probs.numpy()
+        ious = box_lib.iou(batch[BOX], box).numpy()
+        for i, iou in enumerate(ious):
+            def record(i=i):
+                height, width = batch[render.ORIGINAL_SIZE][i].numpy()
+                return {
+                    "id": batch[ID][i].numpy().decode(), "iou": float(ious[i]),
+                    "label": int(batch[LABEL][i]), "predicted": int(probs[i].argmax()),
+                    "true_box": batch[BOX][i].numpy(), "box": box[i],
+                    "image": _thumbnail(batch[IMAGE][i, :height, :width].numpy()),
+                }
+            extremes.offer(float(iou), record)
+        all_ious.append(ious)
+        labels.append(batch[LABEL].numpy())
+        true_boxes.append(batch[BOX].numpy())
+        pred_boxes.append(box)
+        probabilities.append(probs)
+        if per_class is not None:
+            class_boxes.append(per_class.numpy())
+        bar.add(len(ious))
+    labels, true_boxes = np.concatenate(labels), np.concatenate(true_boxes)
+    pred_boxes, probabilities = np.concatenate(pred_boxes), np.concatenate(probabilities)
+    summary = metrics_lib.summarize(
+        true_boxes, labels, pred_boxes, probabilities, predictor.class_names,
+        class_boxes=np.concatenate(class_boxes) if class_boxes else None,
+    )
+    summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
+    best, worst = extremes.sorted()
+    return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1)

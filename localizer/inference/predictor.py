@@ -1,0 +1,84 @@
+"""A trained localizer, loaded from a `.keras` file or an exported SavedModel, ready to run on images."""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from localizer import model as model_lib
+from localizer.inference import views
+from localizer.serving import signatures
+
+
+class Predictor:
+    """A trained localizer, from a `.keras` file or an exported SavedModel folder.
+
+    `predict_inputs(images)` runs rendered model inputs (uint8 `[N, S, S, 3]`)
+    and returns boxes in the input frame, class probabilities and, for
+    per-class heads of Keras models, the box of every class.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        if os.path.isdir(path):
+            self._load_saved_model(path)
+        else:
+            self._load_keras(path)
+
+    def _load_keras(self, path):
+        model = keras.models.load_model(path, safe_mode=True)
+        self.metadata = model_lib.model_metadata(model)
+        view = model_lib.training_view(model)  # adds class_boxes for per-class heads
+        self._per_class = model_lib.CLASS_BOXES in view.output
+        self._run = tf.function(lambda images: view(images, training=False))
+
+    def _load_saved_model(self, path):
+        loaded = tf.saved_model.load(path)
+        signature = loaded.signatures[signatures.IMAGES_SIGNATURE]
+        self.metadata = signatures.load_metadata(path)
+        self._per_class = False
+        self._run = lambda images: signature(**{signatures.IMAGES_INPUT: images})
+        self._loaded = loaded  # keeps the variables alive
+
+    @property
+    def class_names(self):
+        return self.metadata["class_names"]
+
+    @property
+    def image_size(self):
+        return self.metadata["image_size"]
+
+    @property
+    def resize_mode(self):
+        return self.metadata["resize_mode"]
+
+    def predict_inputs(self, images):
+        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None)`, input frame."""
+        outputs = self._run(tf.convert_to_tensor(images, tf.uint8))
+        if signatures.PROBABILITIES in outputs:
+            probabilities = outputs[signatures.PROBABILITIES]
+        else:
+            probabilities = tf.nn.softmax(outputs[model_lib.CLASS_LOGITS], axis=-1)
+        class_boxes = outputs.get(model_lib.CLASS_BOXES) if self._per_class else None
+        return outputs[model_lib.BOX], probabilities, class_boxes
+
+    def predict_views(self, inputs, windows, mirrored):
+        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes."""
+        return views.look_at_views(self.predict_inputs, inputs, windows, mirrored)
+
+    def refine(self, images, original_sizes, boxes, probabilities):
+        """The second, zoomed look (see the module docstring) for a padded batch of decoded images.
+
+        Returns `(boxes [B, 4], probabilities [B, C])` in the original frame.
+        """
+        inputs, windows = views.render_zoom_views(images, original_sizes, boxes, self.image_size, self.resize_mode)
+        return views.zoomed_look(self.predict_inputs, boxes, probabilities, inputs, windows)
+
+    def predict_image(self, image, tta="none", refine=False):
+        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C]) in the original frame."""
+        inputs, windows, mirrored = views.render_views(image, self.image_size, self.resize_mode, tta)
+        box, probabilities, _ = self.predict_views(inputs[None], windows[None], mirrored[None])
+        if refine:
+            box, probabilities = self.refine(image[None], tf.shape(image)[None, :2], box, probabilities)
+        return box[0].numpy(), probabilities[0].numpy()
+

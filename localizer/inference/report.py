@@ -1,0 +1,67 @@
+"""The evaluation report: metrics.json, report.md and the plots."""
+
+import os
+
+from localizer import files
+
+
+REPORT_FILES = {
+    "metrics": "metrics.json",
+    "report": "report.md",
+    "iou_histogram": "iou_histogram.png",
+    "per_class": "per_class.png",
+    "confusion_matrix": "confusion_matrix.png",
+    "examples": "examples.png",
+}
+"""What a report dir holds, by key: our own files, each replaced atomically."""
+
+
+def report_paths(report_dir):
+    return {key: os.path.join(report_dir, name) for key, name in REPORT_FILES.items()}
+
+
+def write_report(summary, best, worst, ious, labels, predicted, class_names, report_dir):
+    """Writes metrics.json, report.md and the plots (each atomically); returns the paths written."""
+    os.makedirs(report_dir, exist_ok=True)
+    paths = report_paths(report_dir)
+    files.write_json_atomically(paths["metrics"], summary, indent=2)
+    files.atomic_write(paths["report"], lambda temporary: _write_text(temporary, markdown_report(summary)))
+    from localizer.inference import plots  # matplotlib only when a report is written
+
+    files.atomic_write(paths["iou_histogram"], lambda temporary: plots.iou_histogram(ious, temporary))
+    files.atomic_write(paths["per_class"], lambda temporary: plots.per_class_bars(summary["per_class"], temporary))
+    files.atomic_write(paths["confusion_matrix"],
+                       lambda temporary: plots.confusion_matrix(labels, predicted, class_names, temporary))
+    files.atomic_write(paths["examples"], lambda temporary: plots.examples_grid(best, worst, class_names, temporary))
+    return paths
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _fmt(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
+def markdown_report(summary):
+    """The metrics as Markdown tables."""
+    lines = [
+        f"# Evaluation: {summary['model']}", "",
+        f"Split `{summary['split']}`, {summary['num_examples']} images, test-time augmentation `{summary['tta']}`"
+        f"{', zoomed refinement' if summary.get('refine') else ''}. "
+        "Boxes compared in the original image.", "",
+        "| metric | value |", "|---|---|",
+    ]
+    for key in ("classification_accuracy", "top5_accuracy", "mean_iou", "median_iou", "macro_mean_iou",
+                "localization_accuracy", "macro_localization_accuracy", "top5_localization_error"):
+        if key in summary:
+            lines.append(f"| {key} | {_fmt(summary[key])} |")
+    for threshold, value in summary["iou_accuracy"].items():
+        lines.append(f"| IoU >= {threshold} | {_fmt(value)} |")
+    lines += ["", "| class | count | mean IoU | localization acc | classification acc |", "|---|---|---|---|---|"]
+    for name, stats in summary["per_class"].items():
+        lines.append(f"| {name} | {stats['count']} | {_fmt(stats['mean_iou'])} | "
+                     f"{_fmt(stats['localization_accuracy'])} | {_fmt(stats['classification_accuracy'])} |")
+    return "\n".join(lines) + "\n"

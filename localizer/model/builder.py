@@ -1,0 +1,106 @@
+"""The localizer: a Keras functional model with a pretrained backbone and two heads.
+
+    image [S, S, 3] raw RGB (uint8 or float, 0..255)
+      -> "backbone" (preprocessing + pretrained CNN) -> feature map [h, w, F]
+      -> "heads":
+           classification: global average pool -> dropout -> Dense(C)   = "class_logits"
+           box regression, attached (config.attach, `localizer.model.config`) to
+             "flattened":        the flattened conv feature map (1x1 conv, flatten,
+                                 dense: keeps *where*)
+             "pooled":           the pooled vector (the popular tutorials' recipe)
+             "attention_pooled": every cell predicts a box around itself, pooled
+                                 by a learned attention map
+             "centre_weighted":  FCOS/CenterNet-style: every cell predicts the
+                                 object's box and a centre score, both supervised
+                                 per cell; the box is the cells' boxes averaged
+                                 by softmax(centre score)
+           and either
+             "class_agnostic": 4 numbers -> one box                      = "box"
+             "per_class":      C x 4 -> a box per class ("class_boxes");
+                               "box" is the predicted class's box
+
+Boxes are BOX_FORMAT (normalized yxyx), always valid (see `BoxFromLogits`).
+The inference model has exactly two outputs; the training views
+(`training_view`, `features_training_view`) add the others named in
+`localizer.model.outputs` over the same layers.
+"""
+
+import keras
+
+from localizer.model import backbones
+from localizer.model.heads import build_heads
+from localizer.model.outputs import BOX, CLASS_LOGITS, LOCALIZATION
+
+
+def build_model(config):
+    """The inference model: image -> {"class_logits", "box"}.
+
+    The backbone always runs with `training=False`, so its BatchNormalization
+    layers stay in inference mode even while fine-tuning (the practice of the
+    Keras fine-tuning guide: small batches would wreck their statistics).
+    """
+    config.validate()
+    backbone = backbones.build_backbone(config.backbone, config.image_size, config.weights, config.feature_stride)
+    heads = build_heads(tuple(backbone.output.shape[1:]), config, backbones.fine_feature_channels(backbone))
+    image = keras.Input((config.image_size, config.image_size, 3), name="image")
+    outputs = heads(backbone(image, training=False))
+    model = keras.Model(image, {CLASS_LOGITS: outputs[CLASS_LOGITS], BOX: outputs[BOX]}, name="localizer")
+    return model
+
+
+def model_metadata(model):
+    """`{"class_names", "resize_mode", "image_size"}` stored in a localizer model."""
+    layer = model.get_layer("heads").get_layer(CLASS_LOGITS)  # a ModelMetadata layer
+    return {"class_names": list(layer.class_names), "resize_mode": layer.resize_mode, "image_size": layer.image_size}
+
+
+def _with_training_outputs(inputs, head_outputs):
+    outputs = dict(head_outputs)
+    outputs[LOCALIZATION] = keras.layers.Concatenate(name=LOCALIZATION)(
+        [head_outputs[BOX], head_outputs[CLASS_LOGITS]]
+    )
+    return outputs
+
+
+def training_view(model):
+    """The model as trained: same layers, plus "class_boxes" and "localization" outputs."""
+    image = keras.Input(model.input.shape[1:], name="image")
+    features = model.get_layer("backbone")(image, training=False)
+    outputs = _with_training_outputs(image, model.get_layer("heads")(features))
+    return keras.Model(image, outputs, name="localizer_training")
+
+
+def features_training_view(model):
+    """The heads alone on precomputed backbone features (frozen-backbone training)."""
+    heads = model.get_layer("heads")
+    features = keras.Input(heads.input.shape[1:], name="features")
+    return keras.Model(features, _with_training_outputs(features, heads(features)), name="heads_training")
+
+
+def freeze_backbone(model):
+    model.get_layer("backbone").trainable = False
+
+
+def unfreeze_top_of_backbone(model, fraction):
+    """Makes the top `fraction` of the backbone's layers trainable, BatchNorm excepted.
+
+    Returns the number of layers made trainable.
+    """
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
+    layers = [layer for layer in leaf_layers(backbone) if layer.weights]
+    first = int(round(len(layers) * (1.0 - fraction)))
+    count = 0
+    for i, layer in enumerate(layers):
+        trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        count += trainable
+    return count
+
+
+def leaf_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer)
+        else:
+            yield layer

@@ -1,0 +1,36 @@
+"""Which code produced a result: the git commit of this checkout and whether its tree was dirty.
+
+Run records, work-dir fingerprints and train summaries name it, so a figure can
+be traced to the code that made it. Outside a git checkout (an installed
+wheel) the commit is None and the package version stands in.
+"""
+
+import functools
+import os
+import subprocess
+
+import localizer
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(localizer.__file__)))
+
+
+def _git(*args):
+    try:
+        result = subprocess.run(
+            ["git", "-C", REPO_ROOT, *args], capture_output=True, text=True, timeout=30, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_version():
+    """`{"commit": sha or None, "dirty": bool or None, "version": package version}`."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+        "version": localizer.__version__,
+    }

@@ -1,0 +1,130 @@
+"""Exports a localizer as a versioned SavedModel that TF Serving serves as is.
+
+    python -m localizer.export --model=work/quickstart/best.keras --export_dir=models/localizer [--version=N]
+    (or `make export MODEL=...`)
+
+writes `<export_dir>/<version>/`, the layout `tensorflow_model_server
+--model_base_path=<export_dir>` (and the `tensorflow/serving` Docker image)
+expects: one numbered folder per version, the highest served by default.
+
+Signatures (see `saved_model_cli show --all --dir <export_dir>/<version>`):
+
+  serving_default
+    in:  image_bytes  string [B]   encoded JPEG/PNG/GIF/BMP images, any size
+    out: class_id     int32 [B]    the predicted class
+         class_name   string [B]   its name
+         score        float32 [B]  its softmax probability
+         box          float32 [B, 4]  normalized [ymin, xmin, ymax, xmax] of the
+                                   ORIGINAL image (the letterbox is undone)
+         probabilities float32 [B, C]
+    Inside the graph (`localizer.serving.graph`): decode, render exactly as in
+    training (the model's `resize_mode` and `image_size`), the model, the box
+    mapped back to the photo: the computation evaluate and predict run.
+    The input's name ends in `_bytes` by the Cloud ML Engine convention TF
+    Serving follows; TF Serving's REST API base64-decodes `{"b64": "..."}`
+    values for any string input (see the README).
+
+  predict_images
+    in:  images        uint8 [B, S, S, 3]  already resized model inputs
+    out: class_logits  float32 [B, C]
+         probabilities float32 [B, C]
+         box           float32 [B, 4]  in the input's frame
+
+Errors: an image that does not decode, or whose header announces more than
+`max_image_pixels` pixels (JPEG and PNG headers are read before decoding; GIF
+and BMP are not checked), fails the whole request with InvalidArgument; the
+server keeps serving. An empty batch gives empty outputs.
+
+The class names travel inside the SavedModel: as a constant in the graph (the
+`class_name` output), and as the assets `class_names.txt` (one per line) and
+`metadata.json` (`class_names`, `resize_mode`, `image_size`,
+`max_image_pixels`).
+
+The export is atomic: it is written to `<export_dir>/.tmp-<pid>-<hex>` (a name
+TF Serving ignores, as it is not a number), loaded back and checked against
+the Keras model (eagerly, and in a TF1 session the way TF Serving's C++
+loads it), then renamed to its number. A killed export leaves only a
+temporary folder, which the next export removes.
+
+`--tflite` also writes `<version>/assets.extra/localizer.tflite`:
+`predict_images` converted to TFLite (uint8 model inputs; decoding and
+resizing stay with the caller) and checked against the SavedModel.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+
+import tensorflow as tf
+
+from localizer.serving.signatures import CLASS_NAMES_ASSET, METADATA_ASSET, TFLITE_FILE
+from localizer.serving import versions
+from localizer.serving.graph import LocalizerServing
+from localizer.serving.tflite import export_tflite
+from localizer.serving.verify import verify_export
+from pipelines.image_header import MAX_IMAGE_PIXELS
+
+
+def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMAGE_PIXELS,
+                       verify=True, tflite=False, refine=False):
+    """Exports `model` to `<export_dir>/<version>/`; returns that path.
+
+    Args:
+      model: a localizer (`localizer.model.build_model` or a loaded `.keras`).
+      export_dir: the model base path TF Serving is pointed at.
+      version: positive integer; default: one more than the highest existing
+        version (1 in an empty folder). An existing version is refused.
+      max_image_pixels: see `pipelines.image_header.MAX_IMAGE_PIXELS` (0: off).
+      verify: load the written SavedModel back (with `tf.saved_model.load`
+        and with the TF1 session loader TF Serving's C++ uses) and check it
+        against `model` on two generated images before publishing it.
+      tflite: also write `assets.extra/localizer.tflite` in the version
+        folder: `predict_images` (uint8 model inputs) converted to TFLite,
+        checked against the SavedModel. Decoding and resizing stay with the
+        caller (TFLite has no image decoding ops).
+      refine: serving_default takes the second, zoomed look around the first
+        box (`localizer.inference`; ~2x the compute per image).
+
+    Raises:
+      FileExistsError: `version` exists already.
+      ExportVerificationError: the loaded export disagrees with the model.
+    """
+    export_dir = os.path.abspath(export_dir)
+    os.makedirs(export_dir, exist_ok=True)
+    versions.remove_stale_temporaries(export_dir)
+    if version is not None:
+        version = versions.check_version(version)
+        if version in versions.existing_versions(export_dir):
+            raise FileExistsError(f"Version {version} exists already: {os.path.join(export_dir, str(version))}.")
+
+    module = LocalizerServing(model, max_image_pixels, refine)
+    temporary = os.path.join(export_dir, f"{versions.TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
+    versions.ACTIVE.add(temporary)
+    try:
+        _write(module, temporary)
+        if verify:
+            verify_export(temporary, model, refine=refine)
+        if tflite:
+            export_tflite(temporary, os.path.join(temporary, TFLITE_FILE))
+        return versions.publish(temporary, export_dir, version)
+    finally:
+        versions.ACTIVE.discard(temporary)
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _write(module, path):
+    """The SavedModel with its signatures and the two assets."""
+    metadata = module.metadata()
+    with tempfile.TemporaryDirectory() as assets:
+        names_file = os.path.join(assets, CLASS_NAMES_ASSET)
+        with open(names_file, "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in metadata["class_names"]))
+        metadata_file = os.path.join(assets, METADATA_ASSET)
+        with open(metadata_file, "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2)
+        module.class_names_file = tf.saved_model.Asset(names_file)
+        module.metadata_file = tf.saved_model.Asset(metadata_file)
+        tf.saved_model.save(module, path, signatures=module.signatures())

@@ -1,0 +1,182 @@
+"""The serving graph: a `tf.Module` with the two signatures TF Serving runs.
+
+  serving_default  image_bytes string [B] -> class_id, class_name, score, box
+                   (normalized yxyx of the ORIGINAL image), probabilities
+  predict_images   images uint8 [B, S, S, 3] -> class_logits, probabilities, box
+
+Inside serving_default: the header's pixel count is checked before decoding,
+then the same computation as evaluation and `predict`
+(`localizer.inference.views.look_at_views`, and with refinement
+`zoomed_look`).
+"""
+
+import tensorflow as tf
+
+from localizer import model as model_lib
+from localizer.inference import views
+from localizer.model.outputs import BOX, CLASS_LOGITS
+from localizer.serving.signatures import (
+    BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
+)
+from pipelines import decode
+from pipelines.image_header import MAX_IMAGE_PIXELS, PNG_SIGNATURE
+
+
+class _Untracked:
+    """Holds an object without making it part of the SavedModel."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class LocalizerServing(tf.Module):
+    """The serving graph: a `tf.Module` with the two signatures and the variables they read.
+
+    The Keras model itself is deliberately not tracked: a SavedModel that
+    tracks a Keras 3 model as an object loads with `tf.saved_model.load` but
+    not with the TF1 session loader that TF Serving's C++ uses (its variables
+    are never restored there: "Could not find variable ..."). Tracking the
+    tf.Variables the signatures capture, as `keras.export.ExportArchive`
+    does, works with both.
+    """
+
+    def __init__(self, model, max_image_pixels=MAX_IMAGE_PIXELS, refine=False):
+        super().__init__(name="localizer_serving")
+        self._refine = bool(refine)
+        metadata = model_lib.model_metadata(model)
+        self._keras = _Untracked(model)
+        self._class_names = list(metadata["class_names"])
+        self._resize_mode = metadata["resize_mode"]
+        self._image_size = int(metadata["image_size"])
+        self._max_image_pixels = int(max_image_pixels or 0)
+        size = self._image_size
+        self.serve_bytes = tf.function(
+            self._serve_bytes,
+            input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)],
+        )
+        self.predict_images = tf.function(
+            self._predict_images,
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name=IMAGES_INPUT)],
+        )
+        self.model_variables = _captured_variables(self.signatures().values())
+
+    def metadata(self):
+        return {
+            "class_names": self._class_names,
+            "resize_mode": self._resize_mode,
+            "image_size": self._image_size,
+            "max_image_pixels": self._max_image_pixels,
+            "refine": self._refine,
+        }
+
+    def signatures(self):
+        return {
+            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
+            IMAGES_SIGNATURE: self.predict_images.get_concrete_function(),
+        }
+
+    def _run_model(self, images):
+        """`(class_logits [B, C], box [B, 4])`; an empty batch skips the model."""
+        num_classes = len(self._class_names)
+
+        def run():
+            outputs = self._keras.value(images, training=False)
+            return tf.cast(outputs[CLASS_LOGITS], tf.float32), tf.cast(outputs[BOX], tf.float32)
+
+        def empty():
+            return tf.zeros([0, num_classes], tf.float32), tf.zeros([0, 4], tf.float32)
+
+        # Some CPU kernels (BatchNormalization under oneDNN) reject zero-sized
+        # batches, so an empty request never reaches the model.
+        logits, box = tf.cond(tf.shape(images)[0] > 0, run, empty)
+        logits.set_shape([None, num_classes])
+        box.set_shape([None, 4])
+        return logits, box
+
+    def _predict_images(self, images):
+        logits, box = self._run_model(images)
+        return {CLASS_LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits, axis=-1), BOX: box}
+
+    def _run_for_views(self, images):
+        """The model as `localizer.inference.views` runs it: `(box, probabilities, None)`."""
+        logits, box = self._run_model(images)
+        return box, tf.nn.softmax(logits, axis=-1), None
+
+    def _decode(self, data):
+        """One encoded image, its header's pixel count checked before decoding."""
+        if self._max_image_pixels > 0:
+            pixels = encoded_image_pixels(data)
+            check = tf.debugging.assert_less_equal(
+                pixels, tf.constant(self._max_image_pixels, tf.int64),
+                message=f"Image too large: more than {self._max_image_pixels} pixels (header size)",
+            )
+            with tf.control_dependencies([check]):
+                data = tf.identity(data)
+        return decode.decode_image_bytes(data)
+
+    def _prepare(self, data):
+        """One encoded image -> its single whole-image view, rendered as in training."""
+        return views.render_views(self._decode(data), self._image_size, self._resize_mode, "none")
+
+    def _prepare_zoom(self, inputs):
+        data, box = inputs
+        return views.render_zoom_view(decode.decode_image_bytes(data), box, self._image_size, self._resize_mode)
+
+    def _serve_bytes(self, image_bytes):
+        size = self._image_size
+        inputs, windows, mirrored = tf.map_fn(
+            self._prepare,
+            image_bytes,
+            fn_output_signature=(
+                tf.TensorSpec([1, size, size, 3], tf.uint8),
+                tf.TensorSpec([1, 4], tf.float32),
+                tf.TensorSpec([1], tf.bool),
+            ),
+        )
+        box, probabilities, _ = views.look_at_views(self._run_for_views, inputs, windows, mirrored)
+        if self._refine:
+            # Decode again rather than carry variable-size images through map_fn.
+            zoom_inputs, zoom_windows = tf.map_fn(
+                self._prepare_zoom, (image_bytes, box),
+                fn_output_signature=(tf.TensorSpec([size, size, 3], tf.uint8), tf.TensorSpec([4], tf.float32)),
+            )
+            box, probabilities = views.zoomed_look(self._run_for_views, box, probabilities, zoom_inputs, zoom_windows)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        class_names = tf.constant(self._class_names, tf.string, name="class_names")
+        return {
+            CLASS_ID: class_id,
+            CLASS_NAME: tf.gather(class_names, class_id),
+            SCORE: tf.reduce_max(probabilities, axis=-1),
+            BOX: box,
+            PROBABILITIES: probabilities,
+        }
+
+
+def _captured_variables(functions):
+    """The tf.Variables the concrete `functions` read, each once."""
+    found = {}
+    for function in functions:
+        for variable in function.variables:
+            found.setdefault(id(variable), variable)
+    return list(found.values())
+
+
+def encoded_image_pixels(data):
+    """Height x width (int64) from a JPEG or PNG header, without decoding; 0 for other formats."""
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():
+        # IHDR: big-endian uint32 width and height at bytes 16..24.
+        size = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.int32, little_endian=False)
+        size = tf.bitwise.bitwise_and(tf.cast(size, tf.int64), 0xFFFFFFFF)
+        return size[0] * size[1]
+
+    is_png = tf.logical_and(
+        tf.strings.length(data) >= 24, tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
+    )
+    return tf.cond(
+        tf.io.is_jpeg(data), jpeg, lambda: tf.cond(is_png, png, lambda: tf.constant(0, tf.int64))
+    )

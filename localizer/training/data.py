@@ -1,0 +1,54 @@
+"""Training data: the source a config names, its checks before training, the
+validation targets and the floor a model must clear (the best constant guess)."""
+
+import os
+
+import numpy as np
+
+import pipelines
+from localizer.model import metrics
+from pipelines.sources.source import BOX, LABEL, Subset, check_usable, write_problems
+
+DATA_ISSUES = "data_issues.tsv"
+"""Work-dir file listing every skipped or repaired example: split, file, action, reason."""
+
+
+def build_source(data):
+    """The dataset source a `DataConfig` names."""
+    source = pipelines.source_with_options(
+        data.dataset, data.data_dir, policy=data.policy, voc_year=data.voc_year,
+        manual_dir=data.manual_dir, image_dir=data.image_dir,
+    )
+    return Subset(source, data.max_examples) if data.max_examples else source
+
+
+def check_data(source, data, workdir):
+    """Lists every skipped or repaired file in the work dir; fails early on too many skips."""
+    splits = dict.fromkeys((data.train_split, data.val_split))
+    for split in splits:
+        source.num_examples(split)  # builds the index
+        splits[split] = source.index_stats(split)
+    write_problems(os.path.join(workdir, DATA_ISSUES), splits)
+    for split in splits:
+        check_usable(source, split, data.max_skipped_fraction)
+
+
+def collect_targets(dataset):
+    labels, boxes = [], []
+    for _, targets in dataset:
+        labels.append(targets[LABEL].numpy())
+        boxes.append(targets[BOX].numpy())
+    return np.concatenate(labels), np.concatenate(boxes)
+
+
+def constant_guess_baseline(labels, boxes, class_names):
+    """The best constant guess on a split: its majority class and its mean box.
+
+    Uses the split's own statistics, so it is an upper bound for any constant
+    guess: the floor a localizer must clear by far.
+    """
+    num_classes = len(class_names)
+    majority = np.bincount(labels, minlength=num_classes).argmax()
+    logits = np.tile(np.eye(num_classes)[majority], (len(labels), 1))
+    mean_box = np.tile(boxes.mean(axis=0), (len(labels), 1))
+    return metrics.summarize(boxes, labels, mean_box, logits, class_names)

@@ -1,0 +1,119 @@
+"""The two training stages: (1) the heads on a frozen backbone, by default on
+cached features; (2) the top of the backbone fine-tuned, BatchNorm frozen.
+
+Each stage is a `Model.fit` with resumable backups, TensorBoard and the IoU
+callback; `StageInputs` holds what both read.
+"""
+
+import dataclasses
+import os
+import sys
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from localizer import model as model_lib
+from localizer.training import callbacks as callbacks_lib
+from localizer.training import config as config_lib
+from localizer.training import feature_cache
+from localizer.training.objective import compile_model, training_targets
+from pipelines import input_pipeline
+from pipelines.sources.source import BOX, LABEL, Source
+
+FROZEN, FINE_TUNE = "frozen", "fine_tune"
+
+
+def _fit_stage(stage, train_model, export_model, train_data, val_inputs, val_targets, config,
+               class_names, workdir, peak_lr, steps_per_epoch, initial_epoch, epochs):
+    """One stage: compile, fit with resumable backups and the IoU callback."""
+    compile_model(train_model, config, peak_lr, steps_per_epoch, epochs - initial_epoch)
+    iou_callback = callbacks_lib.IoUCallback(
+        val_inputs, val_targets[0], val_targets[1], class_names, workdir, export_model,
+        best_metric=config.best_metric, every=config.eval_every, stage=stage, total_epochs=epochs,
+    )
+    train_model.fit(
+        train_data.repeat(),
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,  # the datasets shuffle themselves, seeded
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=[
+            callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup", stage)),
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
+            iou_callback,
+        ],
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return iou_callback
+
+
+@dataclasses.dataclass
+class StageInputs:
+    """What both training stages read: the resolved config, the work dir, the
+    strategy, the data, the model being trained and the validation set."""
+
+    config: config_lib.TrainConfig
+    workdir: str
+    strategy: tf.distribute.Strategy
+    source: Source
+    pipeline: input_pipeline.PipelineConfig
+    model: keras.Model
+    val_ds: tf.data.Dataset
+    val_targets: tuple  # (labels [N], boxes [N, 4]) in the model-input frame
+    steps_per_epoch: int
+
+    @property
+    def to_targets(self):
+        return training_targets(self.config.model)
+
+    def fit(self, stage, train_model, train_data, val_inputs, peak_lr, steps_per_epoch, initial_epoch, epochs):
+        with self.strategy.scope():
+            return _fit_stage(
+                stage, train_model, self.model, train_data, val_inputs, self.val_targets, self.config,
+                self.source.class_names, self.workdir, peak_lr, steps_per_epoch, initial_epoch, epochs,
+            )
+
+
+def frozen_stage(run):
+    """Stage 1: the heads on a frozen backbone (on cached features by default)."""
+    config = run.config
+    with run.strategy.scope():
+        model_lib.freeze_backbone(run.model)
+    if not config.cache_features:
+        train_data = input_pipeline.make_dataset(run.source, config.data.train_split, run.pipeline, training=True)
+        with run.strategy.scope():
+            train_model = model_lib.training_view(run.model)
+        run.fit(FROZEN, train_model, train_data.map(run.to_targets), run.val_ds.map(lambda images, _: images),
+                config.frozen_lr, run.steps_per_epoch, 0, config.frozen_epochs)
+        return
+    backbone = run.model.get_layer("backbone")
+    features, labels, boxes = feature_cache.extract_training_features(
+        backbone, run.source, config.data.train_split, run.pipeline, config.feature_passes
+    )
+    val_features, _, _ = feature_cache.extract_features(backbone, run.val_ds, "val")
+    train_data = (
+        tf.data.Dataset.from_tensor_slices((features, {LABEL: labels, BOX: boxes}))
+        .shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(run.pipeline.batch_size, drop_remainder=True)
+        .map(run.to_targets)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_inputs = tf.data.Dataset.from_tensor_slices(val_features).batch(run.pipeline.batch_size)
+    with run.strategy.scope():
+        train_model = model_lib.features_training_view(run.model)
+    run.fit(FROZEN, train_model, train_data, val_inputs, config.frozen_lr,
+            run.steps_per_epoch * config.feature_passes, 0, config.frozen_epochs)
+
+
+def fine_tune_stage(run):
+    """Stage 2: the top of the backbone unfrozen (BatchNorm frozen), with augmentation."""
+    config = run.config
+    train_data = input_pipeline.make_dataset(run.source, config.data.train_split, run.pipeline, training=True)
+    with run.strategy.scope():
+        unfrozen = model_lib.unfreeze_top_of_backbone(run.model, config.fine_tune_fraction)
+        logging.info("Fine-tuning the top %d backbone layers (BatchNorm frozen).", unfrozen)
+        train_model = model_lib.training_view(run.model)
+    run.fit(FINE_TUNE, train_model, train_data.map(run.to_targets), run.val_ds.map(lambda images, _: images),
+            config.fine_tune_lr, run.steps_per_epoch, config.frozen_epochs,
+            config.frozen_epochs + config.fine_tune_epochs)

@@ -1,0 +1,113 @@
+"""Train a localizer: `train_and_evaluate(config, workdir)`, what `python -m localizer.train` calls.
+
+Two stages, as practitioners do (`localizer.training.stages`): (1) the heads
+on a frozen backbone, by default on backbone features computed once (a large
+saving on CPU); (2) optionally the top of the backbone unfrozen with a lower
+learning rate, BatchNorm kept in inference mode. AdamW with warm-up and
+cosine decay. Killed and re-run with the same command, it resumes from the
+last completed epoch.
+
+The work dir receives: config.json, metrics.jsonl / metrics.csv (the IoU
+callback's full validation picture per epoch), tensorboard/, backup/
+(resumable state), best.keras (best by `best_metric`), final.keras and
+train_summary.json.
+"""
+
+import os
+import platform
+import resource
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from localizer import files, provenance
+from localizer import model as model_lib
+from localizer.training import callbacks as callbacks_lib
+from localizer.training import config as config_lib
+from localizer.training import data as data_lib
+from localizer.training import stages
+from localizer.training.strategy import make_strategy, set_precision
+from localizer.training.workdir import check_workdir, mark_stage_done, stage_done_marker
+from pipelines import input_pipeline
+
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "train_summary.json"
+FINAL_MODEL = "final.keras"
+
+
+def train_and_evaluate(config, workdir, command=None):
+    """Trains per `config`, writing everything into `workdir`; returns the summary dict.
+
+    `command`: the command line that asked for it, kept in the summary (and
+    so in run records) beside the code version.
+    """
+    config.validate()
+    check_workdir(workdir)
+    start = time.time()
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(config.strategy)
+    precision = set_precision(config.precision, strategy)
+    replicas = strategy.num_replicas_in_sync
+
+    source = data_lib.build_source(config.data)
+    data_lib.check_data(source, config.data, workdir)
+    class_names = source.class_names
+    config = config.resolve(class_names, replicas)
+    model_config, pipeline = config.model, config.pipeline
+    files.write_json_atomically(os.path.join(workdir, CONFIG_FILE), {
+        **config_lib.to_dict(config), "class_names": class_names, "replicas": replicas,
+        "resolved_precision": precision, "code": provenance.code_version(),
+    }, indent=2, sort_keys=True)
+    logging.info("Training on %s (%d classes) with %d replica(s), %s.", source.name, len(class_names), replicas, precision)
+
+    val_ds = input_pipeline.make_dataset(source, config.data.val_split, pipeline, training=False)
+    with strategy.scope():
+        model = model_lib.build_model(model_config)
+    run = stages.StageInputs(
+        config=config, workdir=workdir, strategy=strategy, source=source, pipeline=pipeline, model=model,
+        val_ds=val_ds, val_targets=data_lib.collect_targets(val_ds),
+        steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size),
+    )
+    frozen_marker = stage_done_marker(workdir, stages.FROZEN)
+    if config.frozen_epochs and os.path.exists(frozen_marker):
+        model.load_weights(frozen_marker)
+        logging.info("Stage %s already done; loaded %s.", stages.FROZEN, frozen_marker)
+    elif config.frozen_epochs:
+        stages.frozen_stage(run)
+        mark_stage_done(model, workdir, stages.FROZEN)
+    if config.fine_tune_epochs:
+        stages.fine_tune_stage(run)
+    callbacks_lib.save_model_atomically(model, os.path.join(workdir, FINAL_MODEL))
+    summary = _summary(run, time.time() - start, replicas)
+    summary.update({"command": command, "code": provenance.code_version()})
+    files.write_json_atomically(os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
+    return summary
+
+
+def _summary(run, seconds, replicas):
+    workdir = os.path.abspath(run.workdir)
+    history = callbacks_lib.read_history(workdir)
+    metric = run.config.best_metric
+    best = max(history, key=lambda r: r.get(metric) or -1) if history else None
+    return {
+        "workdir": workdir,
+        "best_model": os.path.join(workdir, callbacks_lib.BEST_MODEL),
+        "final_model": os.path.join(workdir, FINAL_MODEL),
+        "metrics_history": os.path.join(workdir, callbacks_lib.HISTORY_JSONL),
+        "train_seconds": round(seconds, 1),
+        # ru_maxrss is in KiB on Linux.
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {replicas} replica(s)",
+        "best_metric": metric,
+        "best_epoch": best["epoch"] if best else None,
+        "best": {k: v for k, v in best.items() if k != "train"} if best else None,
+        "last": {k: v for k, v in history[-1].items() if k != "train"} if history else None,
+        "constant_guess_baseline": data_lib.constant_guess_baseline(*run.val_targets, run.source.class_names),
+    }
