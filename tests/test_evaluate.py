@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from pipelines import render
+from pipelines import input_pipeline, render
 from localizer import boxes as box_lib
 from localizer.inference import evaluation, report, views
 from localizer.inference.predictor import Predictor
@@ -94,8 +94,19 @@ def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_pat
     for name in ("iou_histogram", "per_class", "confusion_matrix", "examples"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
     assert "| mean_iou |" in open(paths["report"]).read()
-    # Boxes were compared in the original image: the true boxes are the fixture's.
-    assert all(0.0 <= r["iou"] <= 1.0 for r in best + worst)
+    # Boxes were compared in the original image: each example's true box is
+    # the fixture's largest object in its own pixels, and its IoU is that of
+    # the two boxes shown.
+    truth = {}
+    for example_id, height, width, objects, _ in fixtures.VOC_EXAMPLES["train"]:
+        name, (xmin, ymin, xmax, ymax) = max(objects, key=lambda o: (o[1][2] - o[1][0]) * (o[1][3] - o[1][1]))
+        truth[example_id] = [ymin / height, xmin / width, ymax / height, xmax / width]
+    for record in best + worst:
+        np.testing.assert_allclose(record["true_box"], truth[record["id"]], atol=1e-6)
+        expected_iou = box_lib.iou(record["true_box"][None], record["box"][None]).numpy()[0]
+        assert record["iou"] == pytest.approx(expected_iou, abs=1e-6)
+    assert [r["iou"] for r in best] == sorted((r["iou"] for r in best), reverse=True)
+    assert metrics["mean_iou"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
 
 
 def test_class_mismatch_is_refused(tmp_path, tiny_model_path):
@@ -168,6 +179,13 @@ def test_refinement_keeps_the_first_box_when_the_looks_disagree():
 def test_evaluate_with_refinement(voc_folder, tiny_model_path):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary = evaluation.evaluate(predictor, source, "train", "flip", batch_size=2, refine=True)[0]
-    assert summary["refine"] is True and summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
-    assert 0.0 <= summary["mean_iou"] <= 1.0
+    summary, best, worst, ious, labels, predicted = evaluation.evaluate(
+        predictor, source, "train", "flip", batch_size=2, refine=True
+    )
+    assert summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
+    # Batched evaluation gives what the predictor gives image by image.
+    one_by_one = []
+    for features in input_pipeline.decoded(source, "train"):
+        box, _ = predictor.predict_image(features[pipelines.IMAGE], tta="flip", refine=True)
+        one_by_one.append(box_lib.iou(features[pipelines.BOX][None], box[None]).numpy()[0])
+    np.testing.assert_allclose(ious, one_by_one, atol=1e-5)

@@ -39,6 +39,9 @@ def test_record_is_reproduced_by_todays_config(name):
 def test_record_names_its_code_and_command(name):
     run = RUNS[name]
     assert run["command"] and f"--experiment={name}" in run["command"]
+    if name in results.UNVERSIONED_RECORDS:  # written before records named their code; listed to be rerun
+        assert not (run.get("code") or {}).get("commit"), f"{name} names its commit now: take it off the list"
+        return
     assert (run.get("code") or {}).get("commit"), f"{name}: rerun it (python -m experiments.run --rerun {name})"
 
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from localizer.model import losses
+from tests import roundtrip
 
 # Hand-made boxes, BOX_FORMAT.
 A = [0.0, 0.0, 0.4, 0.4]  # area 0.16
@@ -216,14 +217,7 @@ WRAPPERS = [
 
 @pytest.mark.parametrize("loss", WRAPPERS, ids=lambda x: type(x).__name__)
 def test_wrappers_round_trip_through_config(loss):
-    config = loss.get_config()
-    clone = type(loss).from_config(config)
-    assert clone.get_config() == config
-    serialized = keras.saving.serialize_keras_object(loss)
-    assert serialized["registered_name"] == f"localizer>{type(loss).__name__}"
-    restored = keras.saving.deserialize_keras_object(serialized)
-    assert type(restored) is type(loss)
-    assert restored.get_config() == config
+    roundtrip.assert_object_round_trips(loss)
 
 
 def test_config_values():
@@ -244,31 +238,38 @@ def test_combined_loss_weights():
 
 
 def test_compiled_per_class_model_loss_is_alpha_weighted_sum():
-    """The compile contract: per-output losses, loss_weights from combined_loss_weights."""
+    """The trainer's compile_model on a per-class layout: per-output losses weighted by alpha."""
+    from localizer.training import config as config_lib
+    from localizer.training import objective
+
     num_classes = 3
     logits_in = keras.Input((num_classes,), name="logits_in")
     boxes_in = keras.Input((num_classes, 4), name="boxes_in")
+    box_in = keras.Input((4,), name="box_in")
+    class_logits = keras.layers.Identity(name="class_logits")(logits_in)
+    box = keras.layers.Identity(name="box")(box_in)
     outputs = {
-        "class_logits": keras.layers.Identity(name="class_logits")(logits_in),
+        "class_logits": class_logits,
         "class_boxes": keras.layers.Identity(name="class_boxes")(boxes_in),
+        "box": box,
+        "localization": keras.layers.Concatenate(name="localization")([box, class_logits]),
     }
-    model = keras.Model([logits_in, boxes_in], outputs)
+    model = keras.Model([logits_in, boxes_in, box_in], outputs)
     alpha = 0.3
-    model.compile(
-        loss={"class_logits": losses.ClassificationLoss(), "class_boxes": losses.PerClassBoxLoss("giou")},
-        loss_weights=losses.combined_loss_weights(alpha, "class_boxes"),
-    )
+    config = config_lib.TrainConfig(alpha=alpha, box_loss="giou", label_smoothing=0.0)
+    objective.compile_model(model, config, peak_lr=1e-3, steps_per_epoch=1, epochs=1)
     logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
     labels = np.array([0, 1])
-    y = {
-        "class_logits": labels,
-        "class_boxes": np.array([B + [0.0], TALL + [1.0]], np.float32),
-    }
+    packed = np.array([B + [0.0], TALL + [1.0]], np.float32)
+    y = {"class_logits": labels, "class_boxes": packed, "box": packed[:, :4], "localization": packed}
     # Example 0 (class 0): box A vs true B; example 1 (class 1): TALL vs true TALL.
-    got = model.evaluate([logits, _class_boxes()], y, batch_size=2, verbose=0, return_dict=True)
+    boxes = _class_boxes()
+    got = model.evaluate([logits, boxes, boxes[[0, 1], [0, 1]]], y, batch_size=2, verbose=0, return_dict=True)
     ce = np.mean([math.log(math.exp(2.0) + 2.0) - 2.0, math.log(3.0)])
     box = np.mean([1.0 - (1 / 7 - (0.36 - 0.28) / 0.36), 0.0])
     np.testing.assert_allclose(got["loss"], alpha * ce + (1 - alpha) * box, rtol=1e-4)
+    # Only the per-class boxes carry a box loss (the selected box is for the metrics).
+    assert "box_loss" not in got and "class_boxes_loss" in got
 
 
 # --- the dense head's per-cell losses ------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from localizer.model import losses, metrics
+from tests import roundtrip
 
 A = [0.0, 0.0, 0.4, 0.4]
 B = [0.2, 0.2, 0.6, 0.6]  # IoU(A, B) = 0.04 / 0.28 = 1/7
@@ -100,14 +101,7 @@ METRICS = [
 
 @pytest.mark.parametrize("metric", METRICS, ids=lambda x: type(x).__name__)
 def test_metrics_round_trip_through_config(metric):
-    config = metric.get_config()
-    clone = type(metric).from_config(config)
-    assert clone.get_config() == config
-    serialized = keras.saving.serialize_keras_object(metric)
-    assert serialized["registered_name"] == f"localizer>{type(metric).__name__}"
-    restored = keras.saving.deserialize_keras_object(serialized)
-    assert type(restored) is type(metric) and restored.get_config() == config
-    assert restored._direction == "up"
+    assert roundtrip.assert_object_round_trips(metric)._direction == "up"
 
 
 # --- the compile contract, single device and under MirroredStrategy --------
@@ -128,20 +122,12 @@ def identity_model(num_classes=NUM_CLASSES):
 
 
 def compile_like_the_trainer(model):
-    model.compile(
-        loss={"class_logits": losses.ClassificationLoss(), "box": losses.BoxLoss("giou")},
-        loss_weights=losses.combined_loss_weights(ALPHA, "box"),
-        metrics={
-            "class_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            "box": [
-                metrics.MeanBoxIoU(),
-                metrics.IoUAccuracy(0.5),
-                metrics.IoUAccuracy(0.75),
-                metrics.IoUAccuracy(0.9),
-            ],
-            "localization": [metrics.LocalizationAccuracy()],
-        },
-    )
+    """The trainer's own `compile_model`, with the weighting these hand values use."""
+    from localizer.training import config as config_lib
+    from localizer.training import objective
+
+    config = config_lib.TrainConfig(alpha=ALPHA, box_loss="giou", label_smoothing=0.0)
+    objective.compile_model(model, config, peak_lr=1e-3, steps_per_epoch=1, epochs=1)
     return model
 
 

@@ -6,7 +6,9 @@ import pytest
 
 from localizer.model import backbones
 from localizer import model as model_lib
+from localizer.model import layers as layers_lib
 from localizer.model.layers import BoxFromLogits, ImagePreprocessing, SelectClassBox
+from tests import roundtrip
 
 TINY = dict(num_classes=3, backbone="tiny", weights="none", image_size=32)
 CONFIGS = list(model_lib.HEAD_CONFIGURATIONS)
@@ -22,12 +24,7 @@ def test_builds_round_trips_and_has_no_lambda(tmp_path, attach, regression):
     outputs = model(_images())
     assert set(outputs) == {"class_logits", "box"}
     assert outputs["class_logits"].shape == (2, 3) and outputs["box"].shape == (2, 4)
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(loaded(_images())["box"], outputs["box"], atol=1e-6)
-    leaves = list(model_lib.leaf_layers(model))
-    assert not any(isinstance(layer, keras.layers.Lambda) for layer in leaves)
+    roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
 
 
 @pytest.mark.parametrize("attach,regression", CONFIGS)
@@ -132,9 +129,7 @@ def test_attention_box_pooling_hand_cases():
 def test_model_carries_its_metadata_through_keras_files(tmp_path):
     config = model_lib.ModelConfig(class_names=("cat", "dog", "plate"), resize_mode="stretch", **TINY)
     model = model_lib.build_model(config)
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
+    loaded = roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
     assert model_lib.model_metadata(loaded) == {
         "class_names": ["cat", "dog", "plate"], "resize_mode": "stretch", "image_size": 32,
     }
@@ -164,10 +159,7 @@ def test_stride_16_features_reach_the_heads(tmp_path, attach):
     outputs = view(_images(size=64))
     if attach == "centre_weighted":
         assert outputs["cell_boxes"].shape == (2, 8, 8, 4)  # the stride-16 grid
-    path = str(tmp_path / "m.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(loaded(_images(size=64))["box"], model(_images(size=64))["box"], atol=1e-6)
+    roundtrip.assert_model_round_trips(model, _images(size=64), str(tmp_path / "m.keras"))
 
 
 def test_fine_feature_layer_of_efficientnet_lite0_is_a_block_output():
@@ -196,4 +188,37 @@ def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training()
     # Training averages both peaks: a box between the two objects.
     between = np.asarray(layer([logits, boxes], training=True)[0])
     assert 0.3 < between[0] < 0.4 and 0.6 < between[2] < 0.7
-    assert CentreWeightedBox.from_config(layer.get_config()).peak_radius == 1
+    assert roundtrip.assert_object_round_trips(layer).peak_radius == 1
+
+
+LAYERS = [
+    layers_lib.ImagePreprocessing("torch"),
+    layers_lib.BoxFromLogits(),
+    layers_lib.ModelMetadata(["cat", "dog"], "stretch", 64),
+    layers_lib.LabelledLogits(["cat", "dog"], "letterbox", 32),  # the former name of ModelMetadata
+    layers_lib.CellBoxes(),
+    layers_lib.UnpackFineFeatures(7),
+]
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: type(layer).__name__)
+def test_custom_layers_round_trip(layer):
+    inputs = {
+        "ImagePreprocessing": _images().astype("float32"),
+        "BoxFromLogits": np.random.default_rng(1).normal(size=(3, 4)).astype("float32"),
+        "ModelMetadata": np.ones((2, 2), "float32"),
+        "LabelledLogits": np.ones((2, 2), "float32"),
+        "CellBoxes": np.random.default_rng(2).normal(size=(1, 2, 3, 4)).astype("float32"),
+        "UnpackFineFeatures": None,
+    }[type(layer).__name__]
+    roundtrip.assert_object_round_trips(layer, inputs)
+
+
+def test_legacy_head_names_still_load():
+    for old, new in model_lib.LEGACY_ATTACH_NAMES.items():
+        assert model_lib.ModelConfig(attach=old).attach == new
+    from localizer.training import config as config_lib
+
+    saved = config_lib.to_dict(config_lib.default_config())
+    saved["model"]["attach"] = "dense"  # a config.json written before the rename
+    assert config_lib.from_dict(saved).model.attach == model_lib.CENTRE_WEIGHTED

@@ -9,6 +9,7 @@ import tensorflow as tf
 import pipelines
 from pipelines import decode, render
 from pipelines import image_header
+from pipelines.sources import synthetic
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError, ImageObjects, IndexStats, choose_target
 from tests import fixtures
 
@@ -100,7 +101,9 @@ def test_synthetic_is_deterministic_for_a_seed():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x[IMAGE], y[IMAGE])
         np.testing.assert_array_equal(x[BOX], y[BOX])
-    assert not np.array_equal(a[0][IMAGE].numpy(), c[0][IMAGE].numpy()) or a[0][IMAGE].shape != c[0][IMAGE].shape
+    # Another seed draws other objects: boxes (always [4]) and pixels differ.
+    assert not np.allclose(np.stack([x[BOX] for x in a]), np.stack([x[BOX] for x in c]))
+    assert any(x[IMAGE].shape != y[IMAGE].shape or not np.array_equal(x[IMAGE], y[IMAGE]) for x, y in zip(a, c))
 
 
 def test_synthetic_examples_are_valid_and_varied():
@@ -112,9 +115,17 @@ def test_synthetic_examples_are_valid_and_varied():
     assert np.all(boxes[:, :2] < boxes[:, 2:]) and boxes.min() >= 0 and boxes.max() <= 1
     # Varied positions and sizes: a constant box cannot fit them all.
     assert boxes.std(axis=0).min() > 0.1
-    for e in elements[:5]:
-        # The object is drawn on its box: the box edges hold object pixels.
-        assert e[IMAGE].dtype == tf.uint8 and e[IMAGE].shape[-1] == 3
+    for index in range(5):
+        # The box is tight on the object drawn: each of its edge rows and
+        # columns holds object pixels, and none lie outside it.
+        example = synthetic.render_example(tf.constant([7, index], tf.int64), with_mask=True)
+        mask = example[synthetic.OBJECT_MASK].numpy()
+        height, width = mask.shape
+        ymin, xmin, ymax, xmax = np.round(example[BOX].numpy() * [height, width, height, width]).astype(int)
+        inside = mask[ymin:ymax, xmin:xmax]
+        assert mask.sum() == inside.sum() > 0
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+        assert example[IMAGE].dtype == tf.uint8 and example[IMAGE].shape == (height, width, 3)
 
 
 def test_choose_target_policies():

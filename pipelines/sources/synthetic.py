@@ -24,6 +24,10 @@ _SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
 _DEFAULT_SIZES = {"train": 2000, "val": 400, "test": 400}
 
 
+OBJECT_MASK = "object_mask"
+"""Key of the object's pixel mask (`render_example(with_mask=True)`, for tests)."""
+
+
 def _shape_mask(shape_id, u, v):
     """Inside-mask of each shape on coordinates u, v in [-1, 1] across its box."""
     r2 = u * u + v * v
@@ -52,11 +56,13 @@ def _grating(seeds, yy, xx, count):
     return 0.5 + 0.5 * texture / count
 
 
-def render_example(seed, image_size_range=(160, 288)):
+def render_example(seed, image_size_range=(160, 288), with_mask=False):
     """Renders one example from a stateless seed `[2]`.
 
     Returns:
-      dict with uint8 `IMAGE` `[H, W, 3]`, int32 `LABEL` and float32 `BOX` (BOX_FORMAT).
+      dict with uint8 `IMAGE` `[H, W, 3]`, int32 `LABEL` and float32 `BOX`
+      (BOX_FORMAT); with `with_mask`, also `OBJECT_MASK`: bool `[H, W]`, the
+      pixels the object was drawn on.
     """
     seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 24))
     low, high = image_size_range
@@ -112,7 +118,10 @@ def render_example(seed, image_size_range=(160, 288)):
         tf.cast(tf.reduce_max(cols) + 1, tf.float32) / w,
     ])
     image = tf.saturate_cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
-    return {IMAGE: image, LABEL: label, BOX: box}
+    example = {IMAGE: image, LABEL: label, BOX: box}
+    if with_mask:
+        example[OBJECT_MASK] = mask[..., 0] > 0
+    return example
 
 
 class SyntheticSource(Source):
@@ -140,6 +149,9 @@ class SyntheticSource(Source):
     def num_examples(self, split):
         self._check_split(split)
         return self.sizes[split]
+
+    def identity(self, split):
+        return {**super().identity(split), "seed": self.seed, "image_size_range": list(self.image_size_range)}
 
     def _check_split(self, split):
         if split not in _SPLIT_OFFSETS:
