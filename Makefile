@@ -2,9 +2,9 @@
 # environment first when needed.
 #
 #   make train [DATASET=synthetic|voc|voc_dir|csv] [DATA_DIR=...] [EXPERIMENT=...]
-#   make evaluate MODEL=work/synthetic/best.keras
+#   make evaluate [MODEL=work/quickstart/best.keras]
 #   make export MODEL=... EXPORT_DIR=models/localizer
-#   make test | test-slow | bench | clean
+#   make test | test-slow | coverage | bench | clean
 #
 # TF=cpu (default) installs the `tensorflow-cpu` wheel and no CUDA packages;
 # TF=gpu installs `tensorflow[and-cuda]` for machines with an NVIDIA GPU.
@@ -21,7 +21,9 @@ DATASET ?=
 DATA_DIR ?=
 SPLIT ?= val
 EXPERIMENT ?= $(if $(DATASET),,quickstart)
-WORK_DIR ?= work/$(DATASET)$(if $(and $(DATASET),$(EXPERIMENT)),-)$(EXPERIMENT)
+# The default work dir is work/<dataset>[-<data folder>][-<experiment>], from the one
+# rule in localizer/training/workdir.py (asked only when a target needs it).
+WORK_DIR ?= $(shell $(PY) -m localizer.training.workdir "$(DATASET)" "$(DATA_DIR)" "$(EXPERIMENT)")
 DATA_FLAGS = $(if $(DATASET),--dataset=$(DATASET)) $(if $(DATA_DIR),--data_dir="$(DATA_DIR)")
 MODEL ?= $(WORK_DIR)/best.keras
 REPORT_DIR ?= $(WORK_DIR)/report
@@ -30,7 +32,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install train evaluate export test test-slow bench clean
+.PHONY: install train evaluate export test test-slow coverage bench clean
 
 install: $(STAMP)
 
@@ -58,6 +60,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Line coverage of the fast suite (in-process code; the commands' subprocesses are not traced).
+coverage: $(STAMP)
+	$(PY) -m coverage run --source=localizer,pipelines,experiments -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m coverage report --skip-empty --sort=cover
 
 # Needs ../shared/data/realmix for real photos (generated JPEGs otherwise).
 bench: $(STAMP)

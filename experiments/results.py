@@ -43,6 +43,12 @@ GROUPS = (
 )
 
 
+UNVERSIONED_RECORDS = ("backbone_lite2", "realmix_dense16_320")
+"""Records written before records named their code (commit unknown); their configs still match today's.
+Rerun them (`python -m experiments.run --all`) and take them off this list."""
+
+BENCH_HOSTILE = os.path.join(HERE, "results", "bench_hostile.json")
+
 RUNTIME_FIELDS = ("class_names", "replicas")
 """Keys of a work dir's config.json that describe the run, not the recipe (compared separately)."""
 
@@ -157,19 +163,46 @@ def describe(name):
 
 def table_rows(runs):
     yield ("| run | what | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
-           "| train time | peak mem | date, machine | command |")
-    yield "|" + "---|" * 13
+           "| train time | peak mem | date, machine | commit | command |")
+    yield "|" + "---|" * 14
     for run in runs:
         s = run["summary"]
         best = s.get("best") or {}
         acc = best.get("iou_accuracy", {})
         yield (
-            f"| {run['name']} | {describe(run['name'])} | {_fmt(best.get('mean_iou'))} | {_fmt(best.get('macro_mean_iou'))} "
+            f"| {run['name']} | {describe(run['name'])} | {_fmt(best.get('mean_iou'))} "
+            f"| {_fmt(best.get('macro_mean_iou'))} "
             f"| {_fmt(acc.get('0.5'))} | {_fmt(acc.get('0.75'))} | {_fmt(acc.get('0.9'))} "
             f"| {_fmt(best.get('localization_accuracy'))} | {_fmt(best.get('classification_accuracy'))} "
             f"| {s['train_seconds'] / 60:.1f} min | {s.get('peak_memory_mb', '-')} MB "
-            f"| {s.get('date', '-')}, {s.get('machine', '-')} | `{run['command'] or '-'}` |"
+            f"| {s.get('date', '-')}, {s.get('machine', '-')} | {_commit(run)} | `{run['command'] or '-'}` |"
         )
+
+
+def _commit(run):
+    code = run.get("code") or {}
+    if not code.get("commit"):
+        return "not recorded"
+    return code["commit"][:7] + ("+dirty" if code.get("dirty") else "")
+
+
+def hostile_section():
+    bench = _read_json(BENCH_HOSTILE)
+    if bench is None:
+        return []
+    lines = [
+        "## Hostile inputs: peak memory", "",
+        f"`{bench['command']}`; {bench['machine']}; {bench['date']}; commit "
+        f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each case in its own process (peak RSS of the child); "
+        "each image bomb is followed by a good image in the same `predict` call.", "",
+        "| input | file size | peak RSS | exit code | good file still predicted | the bomb's line |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, case in bench["cases"].items():
+        good = "-" if case["good_file_predicted"] is None else ("yes" if case["good_file_predicted"] else "no")
+        lines.append(f"| {name} | {case['file_bytes']} B | {case['peak_rss_mb']} MB | {case['exit_code']} | {good} "
+                     f"| {(case['bomb_line'] or '-').replace('|', '/')[:160]} |")
+    return lines + [""]
 
 
 def bench_section():
@@ -278,6 +311,7 @@ def write_results():
         *bench_training_section(),
         *tta_section(),
         *serving_section(),
+        *hostile_section(),
     ]
     notes_path = os.path.join(HERE, "results", "NOTES.md")
     if os.path.exists(notes_path):

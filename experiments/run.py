@@ -31,7 +31,8 @@ NOT_EXPERIMENTS = {"__init__", "common", "results", "run", "tta_effect"}
 def experiment_names():
     """Every experiments/<name>.py with a get_config()."""
     return sorted(
-        name for name in (os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(results.HERE, "*.py")))
+        name for name in (os.path.splitext(os.path.basename(p))[0]
+                          for p in glob.glob(os.path.join(results.HERE, "*.py")))
         if name not in NOT_EXPERIMENTS and not name.startswith("bench_")
     )
 

@@ -4,40 +4,48 @@
         --dataset=voc_dir --data_dir=../shared/data/realmix --split=val \
         --report_dir=reports/realmix --tta=multicrop
 
-Flags and `main` only (`localizer.inference.evaluation`, `localizer.inference.report`).
 `--model` is a `.keras` file or an exported SavedModel version folder. Boxes
 are compared in the original image (the letterbox undone). Writes into the
-report dir: metrics.json (every figure below), report.md (the same as
-Markdown tables), iou_histogram.png, per_class.png, confusion_matrix.png and
-examples.png (the best and worst examples with true and predicted boxes).
+report dir (checked writable before the evaluation starts; its files are
+replaced atomically): metrics.json, report.md (the same as Markdown tables),
+iou_histogram.png, per_class.png, confusion_matrix.png and examples.png (the
+best and worst examples with true and predicted boxes).
+
+Flags and `main` only: `localizer.inference.evaluation`, `localizer.inference.report`.
 """
 
 import os
 
-from absl import app, flags
+from absl import flags
 
+from localizer import cli
 from localizer.inference import evaluation, report, views
 from localizer.inference.predictor import Predictor
-from pipelines import cli
+from pipelines import cli as dataset_cli
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
+    cli.require_positive(FLAGS.batch_size, "batch_size")
+    report_dir = FLAGS.report_dir or os.path.join(
+        os.path.dirname(os.path.abspath(FLAGS.model)), f"report-{FLAGS.split}")
+    report.check_report_dir(report_dir, FLAGS.data_dir)
+    cli.check_writable_folder(report_dir, "report dir")
     predictor = Predictor(FLAGS.model)
-    source = cli.source_from_flags(FLAGS)
+    source = dataset_cli.source_from_flags(FLAGS)
     summary, best, worst, ious, labels, predicted = evaluation.evaluate(
         predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size, refine=FLAGS.refine
     )
-    report_dir = FLAGS.report_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model)), f"report-{FLAGS.split}")
     paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names, report_dir)
     print(report.markdown_report(summary))
     print(f"Report: {paths['report']}\nMetrics: {paths['metrics']}\nPlots: {report_dir}/*.png")
 
 
 def define_flags():
-    cli.define_dataset_flags(default_split="val")
+    dataset_cli.define_dataset_flags(default_split="val")
     flags.DEFINE_string("model", None, "A .keras file or an exported SavedModel version folder.", required=True)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default: beside the model).")
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
@@ -47,5 +55,4 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

@@ -6,32 +6,34 @@ Flags and `main` only: the work is `localizer.serving.export_lib.export_saved_mo
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from localizer.serving import export_lib, verify
+from localizer import cli
+from localizer.inference.predictor import load_keras_model
+from localizer.serving import export_lib
 from localizer.serving.signatures import (
     BYTES_INPUT, IMAGES_INPUT, IMAGES_SIGNATURE, SERVING_SIGNATURE, TFLITE_FILE, load_metadata,
 )
-from pipelines.image_header import MAX_IMAGE_PIXELS
+from pipelines import cli as dataset_cli
+from pipelines.image_header import check_pixel_limit
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    del argv
-    import keras
-
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
     logging.set_verbosity(logging.WARNING)  # SavedModel's INFO lines about renamed captures
-    model = keras.models.load_model(FLAGS.model, compile=False)
-    try:
-        path = export_lib.export_saved_model(
-            model, FLAGS.export_dir, version=FLAGS.version, max_image_pixels=FLAGS.max_image_pixels,
-            tflite=FLAGS.tflite, refine=FLAGS.refine,
-        )
-    except (FileExistsError, ValueError, verify.ExportVerificationError) as error:
-        sys.exit(f"Export failed: {error}")
+    max_image_pixels = check_pixel_limit(FLAGS.max_image_pixels)
+    if FLAGS.version is not None:
+        cli.require_positive(FLAGS.version, "version")
+    cli.check_writable_folder(FLAGS.export_dir, "export dir")
+    model = load_keras_model(FLAGS.model)
+    path = export_lib.export_saved_model(
+        model, FLAGS.export_dir, version=FLAGS.version, max_image_pixels=max_image_pixels,
+        tflite=FLAGS.tflite, refine=FLAGS.refine,
+    )
     metadata = load_metadata(path)
     print(f"Exported {FLAGS.model} -> {path}")
     print(f"  {len(metadata['class_names'])} classes, {metadata['resize_mode']} to {metadata['image_size']} px")
@@ -44,17 +46,14 @@ def main(argv):
 
 
 def define_flags():
-    flags.DEFINE_string("model", None, "The .keras model to export.")
+    flags.DEFINE_string("model", None, "The .keras model to export.", required=True)
     flags.DEFINE_string("export_dir", "models/localizer", "Model base path; the version folder goes inside.")
     flags.DEFINE_integer("version", None, "Version number (default: the next free one).")
-    flags.DEFINE_integer("max_image_pixels", MAX_IMAGE_PIXELS,
-                         "serving_default refuses JPEG/PNG images with more pixels (0: no limit).")
+    dataset_cli.define_pixel_limit_flag()
     flags.DEFINE_boolean("tflite", False, "Also write assets.extra/localizer.tflite (predict_images, checked).")
     flags.DEFINE_boolean("refine", True, "serving_default takes a second, zoomed look around the first box "
                          "(--norefine: one look, about half the compute).")
-    flags.mark_flag_as_required("model")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

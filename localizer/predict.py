@@ -3,17 +3,21 @@
     python -m localizer.predict --model=work/realmix_default/best.keras photo.jpg folder/ [--draw_dir=out]
 
 Prints one JSON line per image: file, class, score, top-5, the box normalized
-yxyx and in original-image pixels xyxy. A file that cannot be read or decoded
-gets a line with its error; the others still run, and the exit code is 1.
+yxyx and in original-image pixels xyxy. A file that cannot be read, is not a
+supported image or announces more pixels than `--max_image_pixels` gets a line
+with its error; the others still run, and the exit code is 1. Drawings are
+`<name>.<ext>.pred.png` in `--draw_dir`, which must not hold the inputs.
 
 Flags and `main` only: the work is `localizer.inference.image_files`.
 """
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from localizer import cli
 from localizer.inference import image_files, views
+from pipelines import cli as dataset_cli
 
 FLAGS = flags.FLAGS
 
@@ -21,20 +25,20 @@ FLAGS = flags.FLAGS
 def main(argv):
     paths = argv[1:]
     if not paths:
-        print("usage: python -m localizer.predict --model=MODEL IMAGE_OR_FOLDER...", file=sys.stderr)
-        sys.exit(2)
-    failures = image_files.run(FLAGS.model, paths, FLAGS.draw_dir, FLAGS.tta, refine=FLAGS.refine)
-    sys.exit(1 if failures else 0)
+        raise cli.UserError("no image given; usage: python -m localizer.predict --model=MODEL IMAGE_OR_FOLDER...")
+    failures = image_files.run(FLAGS.model, paths, FLAGS.draw_dir, FLAGS.tta, refine=FLAGS.refine,
+                               max_image_pixels=FLAGS.max_image_pixels)
+    sys.exit(cli.EXIT_SOME_FILES_FAILED if failures else 0)
 
 
 def define_flags():
     flags.DEFINE_string("model", None, "A .keras file or an exported SavedModel version folder.", required=True)
-    flags.DEFINE_string("draw_dir", None, "Write each image with its box and label drawn here.")
+    flags.DEFINE_string("draw_dir", None, "Write each image with its box and label drawn here (not among the inputs).")
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
     flags.DEFINE_boolean("refine", True, "A second, zoomed look around the first box (small objects); "
                          "--norefine: one look, about half the compute.")
+    dataset_cli.define_pixel_limit_flag()
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

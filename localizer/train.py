@@ -11,11 +11,14 @@ import os
 import shlex
 import sys
 
-from absl import app, flags
+from absl import flags
 
-import pipelines
+from localizer import cli
 from localizer.training import config as config_lib
+from localizer.training import workdir as workdir_lib
 from localizer.training.trainer import train_and_evaluate
+from pipelines import cli as dataset_cli
+from pipelines.image_header import check_pixel_limit
 
 FLAGS = flags.FLAGS
 
@@ -41,15 +44,15 @@ def config_from_flags(flag_values):
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
     config = config_from_flags(FLAGS)
-    workdir = FLAGS.workdir or os.path.join("work", config.data.dataset + (f"-{FLAGS.experiment}" if FLAGS.experiment else ""))
-    try:
-        command = " ".join(["python -m localizer.train", shlex.join(sys.argv[1:])]).strip()
-        summary = train_and_evaluate(config, workdir, command=command)
-    except (pipelines.DatasetError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    workdir = FLAGS.workdir or workdir_lib.default_workdir(
+        FLAGS.dataset if FLAGS["dataset"].present else None, FLAGS.data_dir, FLAGS.experiment or None,
+    )
+    command = " ".join(["python -m localizer.train", shlex.join(sys.argv[1:])]).strip()
+    summary = train_and_evaluate(config, workdir, command=command, overwrite=FLAGS.overwrite,
+                                 max_image_pixels=check_pixel_limit(FLAGS.max_image_pixels))
     best, base = summary["best"], summary["constant_guess_baseline"]
     print()
     if best:
@@ -65,11 +68,11 @@ def main(argv):
 
 
 def define_flags():
-    from pipelines import cli
-
-    cli.define_dataset_flags(with_split=False)
+    dataset_cli.define_dataset_flags(with_split=False)
     flags.DEFINE_string("experiment", "", "Name of experiments/<name>.py (empty: the default recipe).")
-    flags.DEFINE_string("workdir", "", "Output folder (default: work/<dataset>[-<experiment>]).")
+    flags.DEFINE_string("workdir", "", "Output folder (default: work/<dataset>[-<data folder>][-<experiment>]).")
+    flags.DEFINE_boolean("overwrite", False, "The work dir holds another run: move it aside (kept as "
+                         "<workdir>.replaced-<time>) and start afresh.")
     flags.DEFINE_string("backbone", None, "Backbone name (see localizer.backbones.BACKBONES).")
     flags.DEFINE_string("weights", None, "imagenet, none, or a weights file.")
     flags.DEFINE_integer("image_size", None, "Model input size.")
@@ -82,5 +85,4 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

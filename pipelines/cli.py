@@ -6,6 +6,7 @@ Only `__main__` code calls these; library functions take a source object.
 from absl import flags
 
 import pipelines
+from pipelines.image_header import MAX_IMAGE_PIXELS, check_pixel_limit
 from pipelines.sources.source import POLICIES
 
 
@@ -23,6 +24,12 @@ def define_dataset_flags(default_split="train", with_split=True):
     flags.DEFINE_string("voc_year", "2007", "voc: 2007 or 2012.")
     flags.DEFINE_string("manual_dir", None, "voc: folder holding the official VOC tar files (no internet).")
     flags.DEFINE_string("image_dir", None, "csv: folder the CSV filenames are relative to.")
+    define_pixel_limit_flag()
+
+
+def define_pixel_limit_flag():
+    flags.DEFINE_integer("max_image_pixels", MAX_IMAGE_PIXELS,
+                         "Images whose header announces more pixels are refused before decoding (0: no limit).")
 
 
 def source_from_flags(flag_values):
@@ -30,4 +37,5 @@ def source_from_flags(flag_values):
     return pipelines.source_with_options(
         flag_values.dataset, flag_values.data_dir, policy=flag_values.policy, voc_year=flag_values.voc_year,
         manual_dir=flag_values.manual_dir, image_dir=flag_values.image_dir,
+        max_image_pixels=check_pixel_limit(flag_values.max_image_pixels),
     )

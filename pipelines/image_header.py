@@ -19,13 +19,48 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 
 
 MAX_IMAGE_PIXELS = 50_000_000
-"""Largest image (height x width) read; a 48 MP photo passes, a decompression bomb does not."""
+"""Largest image (height x width, from its header) any command decodes by default: a 48 MP
+photo passes, a decompression bomb does not. `--max_image_pixels` changes it; 0 turns it off."""
+
+FORMATS = ("jpeg", "png", "gif", "bmp", "webp")
+"""Formats whose size this module reads from the header (and TF decodes)."""
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+"""File names taken as images when a folder is given."""
+
+MIN_IMAGE_SIDE = 8
+"""Images smaller than this (pixels, either side) hold nothing to localize: training skips them."""
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # PNG colour type -> channels
 
 
 class ImageHeaderError(ValueError):
-    """The file is not a JPEG/PNG/GIF/BMP image this reader understands."""
+    """The file is not a JPEG/PNG/GIF/BMP/WebP image this reader understands."""
+
+
+class ImageTooLargeError(ImageHeaderError):
+    """The header announces more pixels than the limit: refused before decoding."""
+
+
+def check_pixel_limit(limit):
+    """A `--max_image_pixels` value: 0 (off) or positive; negative is a mistake."""
+    if limit is None or int(limit) < 0:
+        raise ValueError(f"--max_image_pixels={limit} must be 0 (no limit) or a positive pixel count")
+    return int(limit)
+
+
+def check_image_file(path, max_pixels=MAX_IMAGE_PIXELS):
+    """`ImageInfo` of `path`, refused (ImageTooLargeError) when its header announces more than `max_pixels`.
+
+    Memory stays bounded whatever the file claims: only the header is read.
+    """
+    info = read_image_info(path)
+    if max_pixels and info.height * info.width > max_pixels:
+        raise ImageTooLargeError(
+            f"{path}: image header announces {info.width}x{info.height} = {info.height * info.width} pixels, "
+            f"over the limit of {max_pixels} (--max_image_pixels; 0 turns it off)"
+        )
+    return info
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +79,7 @@ class ImageInfo:
 
 
 def read_image_info(path):
-    """`ImageInfo` of a JPEG, PNG, GIF or BMP file.
+    """`ImageInfo` of a JPEG, PNG, GIF, BMP or WebP file.
 
     Raises:
       ImageHeaderError: naming the file, when it is not a readable image.
@@ -66,8 +101,11 @@ def read_image_info(path):
             f.seek(2)
             height, width, channels = _jpeg_frame(f, path)
             kind = "jpeg"
+        elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            height, width, channels = _webp_size(head, path)
+            kind = "webp"
         else:
-            raise ImageHeaderError(f"{path}: not a JPEG, PNG, GIF or BMP image.")
+            raise ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
         complete = _ends_properly(f, kind, head)
     if height <= 0 or width <= 0:
         raise ImageHeaderError(f"{path}: image header gives size {width}x{height}.")
@@ -85,12 +123,31 @@ def _ends_properly(f, kind, head):
         return b"IEND" in tail
     if kind == "gif":
         return tail.rstrip(b"\x00").endswith(b"\x3b")
+    if kind == "webp":
+        (declared,) = struct.unpack("<I", head[4:8])  # RIFF payload size
+        return size >= declared + 8
     (declared,) = struct.unpack("<I", head[2:6])  # BMP file size
     return size >= declared
 
 
+def _webp_size(head, path):
+    """`(height, width, channels)` from a WebP's first chunk: VP8 (lossy), VP8L (lossless) or VP8X."""
+    chunk = head[12:16]
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return height & 0x3FFF, width & 0x3FFF, 3
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        (bits,) = struct.unpack("<I", head[21:25])
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1, 4 if bits >> 28 & 1 else 3
+    if chunk == b"VP8X":
+        width = int.from_bytes(head[24:27], "little") + 1
+        height = int.from_bytes(head[27:30], "little") + 1
+        return height, width, 4 if head[20] & 0x10 else 3
+    raise ImageHeaderError(f"{path}: WebP without a readable size (chunk {chunk!r}).")
+
+
 def read_image_size(path):
-    """Returns `(height, width)` of a JPEG, PNG, GIF or BMP file (see `read_image_info`)."""
+    """Returns `(height, width)` of a JPEG, PNG, GIF, BMP or WebP file (see `read_image_info`)."""
     info = read_image_info(path)
     return info.height, info.width
 

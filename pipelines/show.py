@@ -8,15 +8,18 @@ training pipeline gives them to the model after augmentation and resizing
 """
 
 import itertools
+import os
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from localizer import boxes as box_lib  # noqa: E402
-from pipelines import cli, input_pipeline, render  # noqa: E402
+from localizer import cli, files  # noqa: E402
+from pipelines import cli as dataset_cli  # noqa: E402
+from pipelines import input_pipeline, render  # noqa: E402
 from pipelines.sources.source import BOX, IMAGE, LABEL  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -48,14 +51,37 @@ def preview_grid(source, split, config, num_examples, out_path, columns=4):
         ax.axis("off")
     fig.suptitle(f"{source.name} [{split}]: decoded (left) and as trained on (right)")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=80)
+    files.atomic_write(out_path, lambda temporary: fig.savefig(
+        temporary, dpi=80, format="png", metadata={"Software": PREVIEW_MARK}))
     plt.close(fig)
     return out_path
 
 
+PREVIEW_MARK = "localizer pipelines.show"
+"""Written into each preview PNG (its Software text chunk): only such files are replaced."""
+
+
+def check_output(path):
+    """`--out` must be a new file, or a preview this command wrote before: never a file the user brought."""
+    if not path.lower().endswith(".png"):
+        raise cli.UserError(f"--out={path} must end in .png")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if PREVIEW_MARK.encode() not in head:
+            raise cli.UserError(f"--out={path} exists and is not a preview written by pipelines.show; "
+                                f"choose a new file name")
+    cli.check_writable_folder(os.path.dirname(os.path.abspath(path)), "output folder")
+    return path
+
+
 def main(argv):
-    del argv
-    source = cli.source_from_flags(FLAGS)
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
+    cli.require_positive(FLAGS.num_examples, "num_examples")
+    cli.require_positive(FLAGS.image_size, "image_size")
+    check_output(FLAGS.out)
+    source = dataset_cli.source_from_flags(FLAGS)
     config = input_pipeline.PipelineConfig(
         image_size=FLAGS.image_size, resize_mode=FLAGS.resize_mode, shuffle_buffer=64, seed=FLAGS.seed
     )
@@ -64,11 +90,14 @@ def main(argv):
     print(path)
 
 
-if __name__ == "__main__":
-    cli.define_dataset_flags()
-    flags.DEFINE_string("out", "grid.png", "Output PNG.")
+def define_flags():
+    dataset_cli.define_dataset_flags()
+    flags.DEFINE_string("out", "grid.png", "Output PNG (a new file, or an earlier preview).")
     flags.DEFINE_integer("num_examples", 16, "Examples to show.")
     flags.DEFINE_integer("image_size", 224, "Model input size.")
     flags.DEFINE_enum("resize_mode", "letterbox", list(render.RESIZE_MODES), "Resize mode.")
     flags.DEFINE_integer("seed", 0, "Shuffle and augmentation seed.")
-    app.run(main)
+
+
+if __name__ == "__main__":
+    cli.run(main, define_flags)

@@ -6,6 +6,8 @@ agree.
 """
 
 import os
+import struct
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -228,3 +230,37 @@ def make_faulty_csv_folder(root):
     with open(os.path.join(root, "labels.txt"), "w") as f:
         f.write("\n".join(CLASSES) + "\n")
     return root, expected
+
+
+# --- decompression bombs: small files whose headers announce huge images ------------------------
+
+
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bomb(width=20000, height=20000, real=False):
+    """RGBA PNG bytes announcing `width` x `height`; `real`: its IDAT really inflates to all of it."""
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (1 + 4 * width)
+    rows = height if real else 1
+    data = b"".join(compressor.compress(row) for _ in range(rows)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + header + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+def gif_bomb(width=65535, height=65535):
+    """A GIF whose screen and only frame announce `width` x `height` pixels, in a few dozen bytes."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + frame + b"\x3b"
+
+
+def webp_bomb(width=16383, height=16383):
+    """An extended (VP8X) WebP announcing `width` x `height` with a tiny lossy frame."""
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + (width - 1).to_bytes(3, "little") + \
+        (height - 1).to_bytes(3, "little")
+    frame = b"\x30\x01\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\0" * 8
+    vp8 = b"VP8 " + struct.pack("<I", len(frame)) + frame
+    body = b"WEBP" + vp8x + vp8
+    return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer.serving import export_lib, graph, signatures, tflite, verify, versions
+from localizer.serving import export_lib, graph, signatures, verify, versions
 from localizer import model as model_lib
 from pipelines import decode, render
 from tests import fixtures
@@ -54,29 +54,25 @@ def sample_images():
     return [tf.io.encode_jpeg(landscape, quality=95).numpy(), tf.io.encode_png(portrait).numpy()]
 
 
-def reference(model, encoded):
-    """In-memory Keras model + the training preprocessing + to_original_frame."""
+def reference(model, encoded, refine=False):
+    """What serving_default must return: the export's own independent reference, computed eagerly."""
+    return verify.reference_predictions(model, encoded, refine)
+
+
+def input_frame_boxes(model, encoded):
+    """The model's boxes in its letterboxed input frame, before they are mapped back to the photo."""
     metadata = model_lib.model_metadata(model)
-    images, windows = [], []
-    for data in encoded:
-        image, window = render.resize_image(
-            decode.decode_image_bytes(tf.constant(data)), metadata["image_size"], metadata["resize_mode"]
-        )
-        images.append(image)
-        windows.append(window)
-    outputs = model(tf.stack(images), training=False)
-    probabilities = tf.nn.softmax(outputs["class_logits"], axis=-1).numpy()
-    boxes = render.to_original_frame(outputs["box"], tf.stack(windows)).numpy()
-    return probabilities.argmax(-1), probabilities, boxes, outputs["box"].numpy()
+    images = [render.resize_image(decode.decode_image_bytes(tf.constant(data)), metadata["image_size"],
+                                  metadata["resize_mode"])[0] for data in encoded]
+    return model(tf.stack(images), training=False)["box"].numpy()
 
 
 def check_against_reference(result, expected):
-    class_id, probabilities, boxes, _ = expected
-    np.testing.assert_array_equal(np.asarray(result["class_id"]), class_id)
-    assert [_text(name) for name in result["class_name"]] == [CLASS_NAMES[i] for i in class_id]
-    np.testing.assert_allclose(np.asarray(result["box"]), boxes, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(result["probabilities"]), probabilities, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(result["score"]), probabilities.max(-1), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(result["class_id"]), expected["class_id"])
+    assert [_text(name) for name in result["class_name"]] == [CLASS_NAMES[i] for i in expected["class_id"]]
+    np.testing.assert_allclose(np.asarray(result["box"]), expected["box"], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(result["probabilities"]), expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(result["score"]), expected["score"], atol=1e-5)
 
 
 def _text(value):
@@ -183,7 +179,7 @@ def test_fresh_process_rest_body_and_tf1_session_match_keras(exported, tmp_path)
         columns = {k: [p[k] for p in predictions] for k in predictions[0]}
         check_against_reference(columns, expected)
     # The box is in the original image's frame: letterboxing is undone.
-    assert not np.allclose(served["direct"]["box"], expected[3], atol=1e-3)
+    assert not np.allclose(served["direct"]["box"], input_frame_boxes(model, encoded), atol=1e-3)
 
 
 def _saved_model_cli():
@@ -264,13 +260,37 @@ def _jpeg_claiming(height, width):
     return bytes(data)
 
 
+def _pil(format, **options):
+    def encode(array):
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format, **options)
+        return buffer.getvalue()
+
+    return encode
+
+
+_gif, _bmp, _webp = _pil("GIF"), _pil("BMP"), _pil("WEBP", lossless=True)
+
+
 def test_huge_images_refused_from_their_header(loaded):
     serve = loaded.signatures["serving_default"]
     assert tf.image.extract_jpeg_shape(_jpeg_claiming(20000, 20000)).numpy().tolist() == [20000, 20000, 3]
-    for huge in (_png_header(20000, 20000), _jpeg_claiming(20000, 20000)):
+    for huge in (_png_header(20000, 20000), _jpeg_claiming(20000, 20000), fixtures.gif_bomb(), fixtures.webp_bomb()):
         with pytest.raises(tf.errors.InvalidArgumentError, match="Image too large"):
             serve(image_bytes=tf.constant([huge]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unsupported image"):
+        serve(image_bytes=tf.constant([b"II*\0" + b"\0" * 64]))  # a TIFF header
     assert graph.encoded_image_pixels(tf.constant(_png_header(3, 0x80000001))).numpy() == 3 * 0x80000001
+    # The same header fields as the file reader, for every format it reads.
+    for width, height in ((30, 20), (7, 300)):
+        for encode in (lambda a: tf.io.encode_png(a), lambda a: tf.io.encode_jpeg(a), _gif, _bmp, _webp):
+            data = encode(np.zeros((height, width, 3), np.uint8))
+            data = data.numpy() if hasattr(data, "numpy") else data
+            assert graph.encoded_image_pixels(tf.constant(data)).numpy() == width * height
 
 
 def test_stretch_model_export(tmp_path):
@@ -396,4 +416,4 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
         np.testing.assert_allclose(served["probabilities"][i].numpy(), probabilities, atol=1e-5)
     # The second look changed the output (its probabilities are always averaged in).
     plain = reference(model, encoded)
-    assert not np.allclose(served["probabilities"].numpy(), plain[1], atol=1e-3)
+    assert not np.allclose(served["probabilities"].numpy(), plain["probabilities"], atol=1e-3)

@@ -39,7 +39,8 @@ def test_eval_keeps_every_example_in_order_with_metadata():
 
 def test_same_seed_same_batches_different_seed_different():
     def run(seed):
-        config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=seed)
+        config = input_pipeline.PipelineConfig(
+            image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=seed)
         return [b[0].numpy() for b in input_pipeline.make_dataset(_synthetic(), "train", config, training=True)]
 
     a, b, c = run(1), run(1), run(2)

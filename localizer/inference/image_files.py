@@ -1,4 +1,10 @@
-"""Predictions for image files: one JSON record per file, optionally drawn."""
+"""Predictions for image files: one JSON record per file, optionally drawn.
+
+Every file is checked from its header before it is decoded (format, pixel
+limit), so a decompression bomb costs nothing and the files after it still
+run. Drawings go to `<name>.<ext>.pred.png` in the draw dir: they never
+replace an input, and two inputs never share a drawing.
+"""
 
 import json
 import os
@@ -8,33 +14,80 @@ import numpy as np
 import tensorflow as tf
 
 from localizer import boxes as box_lib
+from localizer import files
 from localizer.inference.predictor import Predictor
-from pipelines import decode
+from pipelines import decode, image_header
+
+DRAWING_SUFFIX = ".pred.png"
+
+UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".svg", ".psd")
+"""Image formats seen in photo folders that are not decoded here: listed with an error, never skipped silently."""
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+class DrawDirError(ValueError):
+    """The draw dir would put drawings among the inputs."""
 
 
 def image_files(paths):
-    """Files named directly, plus the images inside named folders (sorted)."""
+    """Files named directly, plus the image files inside named folders (sorted)."""
     for path in paths:
         if os.path.isdir(path):
             for name in sorted(os.listdir(path)):
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    yield os.path.join(path, name)
+                full = os.path.join(path, name)
+                listed = name.lower().endswith(image_header.IMAGE_EXTENSIONS + UNSUPPORTED_EXTENSIONS)
+                if listed and os.path.isfile(full):
+                    yield full
         else:
             yield path
 
 
-def predict_file(predictor, path, tta="none", refine=False):
-    """The prediction record for one file (raises OSError / InvalidArgumentError)."""
+def check_draw_dir(draw_dir, inputs):
+    """Refuses a draw dir that holds any input (or is one); returns it, created and writable."""
+    target = os.path.realpath(draw_dir)
+    for path in inputs:
+        real = os.path.realpath(path)
+        folder = real if os.path.isdir(real) else os.path.dirname(real)
+        if folder == target:
+            raise DrawDirError(
+                f"--draw_dir={draw_dir} holds the input {path}; drawings must not go among the photos, "
+                f"choose another --draw_dir"
+            )
+    return draw_dir
+
+
+def drawing_names(paths):
+    """`{input path: drawing file name}`: `<name>.<ext>.pred.png`, numbered where two inputs share a name."""
+    names, taken = {}, set()
+    for path in paths:
+        base = os.path.basename(path)
+        name, count = f"{base}{DRAWING_SUFFIX}", 1
+        while name in taken:
+            count += 1
+            name = f"{base}-{count}{DRAWING_SUFFIX}"
+        taken.add(name)
+        names[path] = name
+    return names
+
+
+def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    """The decoded uint8 image of `path`, its header checked first (format, size, pixel limit)."""
+    if path.lower().endswith(UNSUPPORTED_EXTENSIONS):
+        raise image_header.ImageHeaderError(
+            f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, PNG or WebP"
+        )
+    image_header.check_image_file(path, max_image_pixels)
     with open(path, "rb") as f:
-        image = decode.decode_image_bytes(f.read())
+        return decode.decode_image_bytes(f.read())
+
+
+def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    """The prediction record for one file (raises OSError, ImageHeaderError or InvalidArgumentError)."""
+    image = read_image(path, max_image_pixels)
     box, probabilities = predictor.predict_image(image, tta, refine)
     height, width = image.shape[:2]
     top = np.argsort(probabilities)[::-1][:5]
     names = predictor.class_names
-    return {
+    record = {
         "file": path,
         "class": names[int(top[0])],
         "score": round(float(probabilities[top[0]]), 4),
@@ -42,18 +95,22 @@ def predict_file(predictor, path, tta="none", refine=False):
         "box": [round(float(v), 4) for v in box],
         "box_pixels_xyxy": [round(float(v), 1) for v in box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width)],
         "image_size": [int(height), int(width)],
-    }, image
+    }
+    if min(height, width) < image_header.MIN_IMAGE_SIDE:
+        record["warning"] = (f"image is {width}x{height}: under {image_header.MIN_IMAGE_SIDE} px a side "
+                             f"(training skips such images), the box means little")
+    return record, image
 
 
 def draw(image, record, out_path):
-    """Saves the image with the predicted box and label drawn."""
+    """Saves the image with the predicted box and label drawn (atomically: a kill leaves no half file)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     height, width = image.shape[:2]
-    fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(width, 16) / 100, max(height, 16) / 100), dpi=100)
     ax.imshow(image.numpy())
     xmin, ymin, xmax, ymax = record["box_pixels_xyxy"]
     ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color="red", linewidth=2))
@@ -61,25 +118,42 @@ def draw(image, record, out_path):
             fontsize=9, backgroundcolor="red")
     ax.axis("off")
     fig.subplots_adjust(0, 0, 1, 1)
-    fig.savefig(out_path)
+    files.atomic_write(out_path, lambda temporary: fig.savefig(temporary, format="png"))
     plt.close(fig)
 
 
-def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=False):
-    """Predicts every image; writes JSON lines to `out`; returns the number of failures."""
+def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=False,
+        max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    """Predicts every image; writes JSON lines to `out`; returns the number of failures.
+
+    Mistakes that concern the whole run (the model, the draw dir) raise
+    before any image is read.
+    """
+    image_header.check_pixel_limit(max_image_pixels)
+    if draw_dir:
+        check_draw_dir(draw_dir, paths)
+        os.makedirs(draw_dir, exist_ok=True)
     predictor = Predictor(model_path)
+    listed = list(image_files(paths))
+    drawings = drawing_names(listed)
     failures = 0
-    for path in image_files(paths):
+    for path in listed:
         try:
-            record, image = predict_file(predictor, path, tta, refine)
-        except (OSError, tf.errors.InvalidArgumentError) as error:
+            record, image = predict_file(predictor, path, tta, refine, max_image_pixels)
+        except (OSError, image_header.ImageHeaderError, tf.errors.InvalidArgumentError) as error:
             failures += 1
-            message = getattr(error, "message", None) or str(error)
-            out.write(json.dumps({"file": path, "error": message.splitlines()[0]}) + "\n")
+            out.write(json.dumps({"file": path, "error": _one_line(error)}) + "\n")
+            out.flush()
             continue
         if draw_dir:
-            os.makedirs(draw_dir, exist_ok=True)
-            draw(image, record, os.path.join(draw_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
+            draw(image, record, os.path.join(draw_dir, drawings[path]))
         out.write(json.dumps(record) + "\n")
         out.flush()
     return failures
+
+
+def _one_line(error):
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        message = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return " ".join(message.strip().splitlines()[0].split()) if message.strip() else type(error).__name__

@@ -1,6 +1,7 @@
 """A trained localizer, loaded from a `.keras` file or an exported SavedModel, ready to run on images."""
 
 import os
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -8,6 +9,44 @@ import tensorflow as tf
 from localizer import model as model_lib
 from localizer.inference import views
 from localizer.serving import signatures
+
+
+class ModelFileError(ValueError):
+    """The model path is missing, or is not a localizer `.keras` file or exported SavedModel."""
+
+
+MODEL_HINT = "pass --model=<a .keras file from training, or an export's version folder such as models/localizer/1>"
+
+
+def load_keras_model(path):
+    """A localizer `.keras` file, loaded safely (no Lambda layers); one-line errors for the usual mistakes."""
+    if not os.path.exists(path):
+        raise ModelFileError(f"model {path} not found; {MODEL_HINT}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"model {path} is not a .keras file (not a zip archive: truncated, or another "
+                             f"format); {MODEL_HINT}")
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        model_lib.model_metadata(model)
+    except Exception as error:  # Keras raises many types for a damaged or foreign archive
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ModelFileError(f"model {path} cannot be loaded as a localizer ({first}); {MODEL_HINT}") from None
+    return model
+
+
+def load_saved_model(path):
+    """An exported version folder: `(loaded SavedModel, metadata)`; one-line errors for folders that are not."""
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise ModelFileError(f"model folder {path} is not an exported SavedModel (no saved_model.pb); {MODEL_HINT}")
+    try:
+        loaded = tf.saved_model.load(path)
+        loaded.signatures[signatures.IMAGES_SIGNATURE]
+        metadata = signatures.load_metadata(path)
+    except Exception as error:  # damaged protobufs, missing variables or assets, another model's export
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ModelFileError(f"model folder {path} cannot be loaded as a localizer export ({first}); "
+                             f"export it again") from None
+    return loaded, metadata
 
 
 class Predictor:
@@ -26,16 +65,15 @@ class Predictor:
             self._load_keras(path)
 
     def _load_keras(self, path):
-        model = keras.models.load_model(path, safe_mode=True)
+        model = load_keras_model(path)
         self.metadata = model_lib.model_metadata(model)
         view = model_lib.training_view(model)  # adds class_boxes for per-class heads
         self._per_class = model_lib.CLASS_BOXES in view.output
         self._run = tf.function(lambda images: view(images, training=False))
 
     def _load_saved_model(self, path):
-        loaded = tf.saved_model.load(path)
+        loaded, self.metadata = load_saved_model(path)
         signature = loaded.signatures[signatures.IMAGES_SIGNATURE]
-        self.metadata = signatures.load_metadata(path)
         self._per_class = False
         self._run = lambda images: signature(**{signatures.IMAGES_INPUT: images})
         self._loaded = loaded  # keeps the variables alive

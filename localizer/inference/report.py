@@ -1,5 +1,6 @@
 """The evaluation report: metrics.json, report.md and the plots."""
 
+import json
 import os
 
 from localizer import files
@@ -14,6 +15,28 @@ REPORT_FILES = {
     "examples": "examples.png",
 }
 """What a report dir holds, by key: our own files, each replaced atomically."""
+
+
+def check_report_dir(report_dir, data_dir=None):
+    """Refuses a report dir that holds files the report would replace but did not write, or the dataset."""
+    if data_dir and os.path.realpath(report_dir) == os.path.realpath(data_dir):
+        raise ValueError(f"report dir {report_dir} is the dataset folder; choose another --report_dir")
+    for path in report_paths(report_dir).values():
+        if os.path.exists(path) and not _written_by_a_report(report_dir):
+            raise ValueError(
+                f"report dir {report_dir} holds {os.path.basename(path)}, which is not from an earlier report; "
+                f"choose another --report_dir"
+            )
+
+
+def _written_by_a_report(report_dir):
+    """An earlier report leaves metrics.json with its model and split: those files are ours to replace."""
+    try:
+        with open(os.path.join(report_dir, REPORT_FILES["metrics"]), encoding="utf-8") as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and {"model", "split", "num_examples"} <= set(metrics)
 
 
 def report_paths(report_dir):

@@ -295,6 +295,7 @@ def _load_zip(path):
             byteorder = "<" if zf.read(prefix + "byteorder").strip() == b"little" else ">"
 
         storages: dict[str, _Storage] = {}
+        file_size = os.path.getsize(path)
 
         def persistent_load(pid):
             # Zip ids are ``('storage', type, key, location, numel)``; the
@@ -304,6 +305,12 @@ def _load_zip(path):
             _, storage_type, key, _location, numel = pid
             storage = _get_storage(storages, storage_type, key, numel, path)
             if storage.data is None:
+                declared = sum(s.numel * s.dtype.itemsize for s in storages.values())
+                if declared > file_size:
+                    raise TorchFormatError(
+                        f"{path}: its tensors declare {declared} bytes, more than the file holds ({file_size}): "
+                        f"a compressed (zip bomb?) or damaged file, not a torch.save state dict"
+                    )
                 storage.data = _read_zip_storage(zf, f"{prefix}data/{key}", storage, byteorder, path)
             return _StorageSlice(storage, 0, numel)
 
@@ -314,8 +321,16 @@ def _load_zip(path):
 def _read_zip_storage(zf, member, storage, byteorder, path):
     dtype = storage.dtype.newbyteorder(byteorder)
     # Compare the declared size before inflating anything.
-    if zf.getinfo(member).file_size != storage.numel * dtype.itemsize:
+    declared = zf.getinfo(member).file_size
+    if declared != storage.numel * dtype.itemsize:
         raise TorchFormatError(f"{path}: member {member!r} has the wrong size")
+    # torch.save stores tensors uncompressed, so a real file holds every byte it
+    # declares: memory is bounded by the file's size, not by what it claims.
+    if declared > os.path.getsize(path):
+        raise TorchFormatError(
+            f"{path}: member {member!r} declares {declared} bytes, more than the whole file holds "
+            f"({os.path.getsize(path)}): a compressed (zip bomb?) or damaged file, not a torch.save state dict"
+        )
     return np.frombuffer(zf.read(member), dtype=dtype)
 
 

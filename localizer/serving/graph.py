@@ -106,11 +106,17 @@ class LocalizerServing(tf.Module):
         """One encoded image, its header's pixel count checked before decoding."""
         if self._max_image_pixels > 0:
             pixels = encoded_image_pixels(data)
-            check = tf.debugging.assert_less_equal(
-                pixels, tf.constant(self._max_image_pixels, tf.int64),
-                message=f"Image too large: more than {self._max_image_pixels} pixels (header size)",
+            known = tf.debugging.assert_greater_equal(
+                pixels, tf.constant(0, tf.int64),
+                message="Unsupported image: not a JPEG, PNG, GIF, BMP or WebP file (its header is not one of these)",
             )
-            with tf.control_dependencies([check]):
+            with tf.control_dependencies([known]):
+                small_enough = tf.debugging.assert_less_equal(
+                    pixels, tf.constant(self._max_image_pixels, tf.int64),
+                    message=f"Image too large: its header announces more than {self._max_image_pixels} pixels "
+                            f"(the export's max_image_pixels)",
+                )
+            with tf.control_dependencies([small_enough]):
                 data = tf.identity(data)
         return decode.decode_image_bytes(data)
 
@@ -161,8 +167,25 @@ def _captured_variables(functions):
     return list(found.values())
 
 
+UNKNOWN_FORMAT = -1
+"""`encoded_image_pixels` of bytes whose header is not one it reads."""
+
+
 def encoded_image_pixels(data):
-    """Height x width (int64) from a JPEG or PNG header, without decoding; 0 for other formats."""
+    """Height x width (int64) from a JPEG, PNG, GIF, BMP or WebP header, without decoding.
+
+    `UNKNOWN_FORMAT` for anything else. The same formats and header fields as
+    `pipelines.image_header.read_image_info`, in graph ops.
+    """
+    # Padded so that every header field below can be sliced, however short the bytes.
+    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 32)]), 0, 32)
+
+    def field(offset, size, dtype, little_endian=True):
+        raw = tf.strings.substr(head, offset, size)
+        return tf.cast(tf.io.decode_raw(raw, dtype, little_endian=little_endian), tf.int64)
+
+    def starts_with(offset, signature):
+        return tf.equal(tf.strings.substr(head, offset, len(signature)), signature)
 
     def jpeg():
         shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
@@ -170,13 +193,39 @@ def encoded_image_pixels(data):
 
     def png():
         # IHDR: big-endian uint32 width and height at bytes 16..24.
-        size = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.int32, little_endian=False)
-        size = tf.bitwise.bitwise_and(tf.cast(size, tf.int64), 0xFFFFFFFF)
+        size = tf.bitwise.bitwise_and(field(16, 8, tf.int32, little_endian=False), 0xFFFFFFFF)
         return size[0] * size[1]
 
-    is_png = tf.logical_and(
-        tf.strings.length(data) >= 24, tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
-    )
-    return tf.cond(
-        tf.io.is_jpeg(data), jpeg, lambda: tf.cond(is_png, png, lambda: tf.constant(0, tf.int64))
-    )
+    def gif():
+        size = field(6, 4, tf.uint16)
+        return size[0] * size[1]
+
+    def bmp():
+        size = tf.abs(field(18, 8, tf.int32))  # a negative height means top-down rows
+        return size[0] * size[1]
+
+    def webp_lossy():
+        size = tf.bitwise.bitwise_and(field(26, 4, tf.uint16), 0x3FFF)
+        return size[0] * size[1]
+
+    def webp_lossless():
+        bits = tf.bitwise.bitwise_and(field(21, 4, tf.int32), 0xFFFFFFFF)[0]
+        width = tf.bitwise.bitwise_and(bits, 0x3FFF) + 1
+        height = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1
+        return width * height
+
+    def webp_extended():
+        b = field(24, 6, tf.uint8)
+        return (b[0] + b[1] * 256 + b[2] * 65536 + 1) * (b[3] + b[4] * 256 + b[5] * 65536 + 1)
+
+    complete_header = tf.strings.length(data) >= 30
+    webp = tf.logical_and(complete_header, tf.logical_and(starts_with(0, b"RIFF"), starts_with(8, b"WEBP")))
+    return tf.case([
+        (tf.io.is_jpeg(data), jpeg),
+        (tf.logical_and(complete_header, starts_with(0, PNG_SIGNATURE)), png),
+        (tf.logical_and(complete_header, tf.logical_or(starts_with(0, b"GIF87a"), starts_with(0, b"GIF89a"))), gif),
+        (tf.logical_and(complete_header, starts_with(0, b"BM")), bmp),
+        (tf.logical_and(webp, starts_with(12, b"VP8 ")), webp_lossy),
+        (tf.logical_and(webp, starts_with(12, b"VP8L")), webp_lossless),
+        (tf.logical_and(webp, starts_with(12, b"VP8X")), webp_extended),
+    ], default=lambda: tf.constant(UNKNOWN_FORMAT, tf.int64), exclusive=False)

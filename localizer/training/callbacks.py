@@ -52,6 +52,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     only then does the metadata, itself replaced atomically, point at them.
     """
 
+    def __init__(self, backup_dir, **kwargs):
+        # Kept after fit: a kill between a stage's last epoch and its completion
+        # marker must find the stage done, not start it again. The trainer removes
+        # the backups once the run is complete.
+        super().__init__(backup_dir, delete_checkpoint=False, **kwargs)
+
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch-{self._current_epoch:05d}.weights.h5"
@@ -79,11 +85,47 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             return json.load(f)
 
 
+def completed_epochs(backup_dir):
+    """`(epochs completed, weights file)` of an `AtomicBackupAndRestore` backup; `(0, None)` if none."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            metadata = json.load(f)
+    except FileNotFoundError:
+        return 0, None
+    weights = metadata.get("weights")
+    return int(metadata.get("epoch", 0)), os.path.join(backup_dir, weights) if weights else None
+
+
 def _remove_quietly(path):
     try:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def _flat(record):
+    flat = {k: v for k, v in record.items() if k != "train"}
+    for threshold, value in record["iou_accuracy"].items():
+        flat[f"iou_acc_{threshold}"] = value
+    return flat
+
+
+def write_history(workdir, history):
+    """Rewrites metrics.jsonl and metrics.csv from `history` (records in epoch order), atomically."""
+
+    def jsonl(temporary):
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in history)
+
+    def table(temporary):
+        with open(temporary, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(_flat(r) for r in history)
+
+    files.atomic_write(os.path.join(workdir, HISTORY_JSONL), jsonl)
+    files.atomic_write(os.path.join(workdir, HISTORY_CSV), table)
 
 
 def read_history(workdir):
@@ -163,18 +205,10 @@ class IoUCallback(keras.callbacks.Callback):
     def _record(self, epoch, summary, logs):
         record = {"epoch": epoch, "stage": self.stage, **summary}
         record["train"] = {k: float(v) for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0}
-        with open(os.path.join(self.workdir, HISTORY_JSONL), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        flat = {**summary, "epoch": epoch, "stage": self.stage}
-        for threshold, value in summary["iou_accuracy"].items():
-            flat[f"iou_acc_{threshold}"] = value
-        csv_path = os.path.join(self.workdir, HISTORY_CSV)
-        new_file = not os.path.exists(csv_path)
-        with open(csv_path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(flat)
+        # An epoch redone after a kill replaces its row (and any later one): one row per epoch.
+        history = [r for r in read_history(self.workdir) if r["epoch"] < epoch] + [record]
+        write_history(self.workdir, history)
+        flat = _flat(record)
         with self._writer.as_default(step=epoch):
             for key, value in flat.items():
                 if isinstance(value, (int, float)) and key != "epoch":

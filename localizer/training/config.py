@@ -11,7 +11,6 @@ import importlib
 import json
 import typing
 
-from localizer.model import losses
 from localizer.model import ModelConfig
 from pipelines.input_pipeline import PipelineConfig
 from pipelines.sources.source import DEFAULT_MAX_SKIPPED_FRACTION, POLICIES
@@ -79,16 +78,10 @@ class TrainConfig:
     deterministic: bool = False  # bit-exact repeats (tf op determinism); slower
 
     def validate(self):
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1]; got {self.alpha}.")
-        if self.box_loss not in losses.BOX_LOSSES:
-            raise ValueError(f"box_loss must be one of {losses.BOX_LOSSES}; got {self.box_loss!r}.")
-        if self.best_metric not in BEST_METRICS:
-            raise ValueError(f"best_metric must be one of {BEST_METRICS}; got {self.best_metric!r}.")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}; got {self.strategy!r}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
+        """Every field's type and range (`localizer.training.validation`), then the rules between fields."""
+        from localizer.training import validation  # here: it reads this module's constants
+
+        validation.check_fields(self)
         if self.frozen_epochs + self.fine_tune_epochs <= 0:
             raise ValueError("Nothing to train: frozen_epochs + fine_tune_epochs must be > 0.")
         for name in INPUT_CONTRACT:

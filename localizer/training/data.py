@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 import pipelines
+from pipelines.image_header import MAX_IMAGE_PIXELS
 from localizer.model import metrics
 from pipelines.sources.source import BOX, LABEL, Subset, check_usable, write_problems
 
@@ -13,11 +14,11 @@ DATA_ISSUES = "data_issues.tsv"
 """Work-dir file listing every skipped or repaired example: split, file, action, reason."""
 
 
-def build_source(data):
-    """The dataset source a `DataConfig` names."""
+def build_source(data, max_image_pixels=MAX_IMAGE_PIXELS):
+    """The dataset source a `DataConfig` names (images over `max_image_pixels` skipped; 0: no limit)."""
     source = pipelines.source_with_options(
         data.dataset, data.data_dir, policy=data.policy, voc_year=data.voc_year,
-        manual_dir=data.manual_dir, image_dir=data.image_dir,
+        manual_dir=data.manual_dir, image_dir=data.image_dir, max_image_pixels=max_image_pixels,
     )
     return Subset(source, data.max_examples) if data.max_examples else source
 

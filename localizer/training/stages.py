@@ -39,7 +39,7 @@ def _fit_stage(stage, train_model, export_model, train_data, val_inputs, val_tar
         epochs=epochs,
         initial_epoch=initial_epoch,
         callbacks=[
-            callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup", stage)),
+            callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
             iou_callback,
         ],
@@ -75,11 +75,24 @@ class StageInputs:
             )
 
 
+def backup_dir(workdir, stage):
+    return os.path.join(workdir, "backup", stage)
+
+
 def frozen_stage(run):
     """Stage 1: the heads on a frozen backbone (on cached features by default)."""
     config = run.config
     with run.strategy.scope():
         model_lib.freeze_backbone(run.model)
+    done, weights = callbacks_lib.completed_epochs(backup_dir(run.workdir, FROZEN))
+    if done >= config.frozen_epochs and weights:
+        # Killed after the stage's last epoch, before its completion marker: its weights are in the backup.
+        with run.strategy.scope():
+            make_view = model_lib.features_training_view if config.cache_features else model_lib.training_view
+            view = make_view(run.model)
+        view.load_weights(weights)
+        logging.info("Stage %s had finished (%d epochs); its weights come from %s.", FROZEN, done, weights)
+        return
     if not config.cache_features:
         train_data = input_pipeline.make_dataset(run.source, config.data.train_split, run.pipeline, training=True)
         with run.strategy.scope():

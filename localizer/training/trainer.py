@@ -13,9 +13,11 @@ callback's full validation picture per epoch), tensorboard/, backup/
 train_summary.json.
 """
 
+import json
 import os
 import platform
 import resource
+import shutil
 import time
 
 import keras
@@ -29,8 +31,10 @@ from localizer.training import config as config_lib
 from localizer.training import data as data_lib
 from localizer.training import stages
 from localizer.training.strategy import make_strategy, set_precision
-from localizer.training.workdir import check_workdir, mark_stage_done, stage_done_marker
+from localizer.training import workdir as workdir_lib
+from localizer.training.workdir import mark_stage_done, stage_done_marker
 from pipelines import input_pipeline
+from pipelines.image_header import MAX_IMAGE_PIXELS
 
 
 CONFIG_FILE = "config.json"
@@ -38,14 +42,19 @@ SUMMARY_FILE = "train_summary.json"
 FINAL_MODEL = "final.keras"
 
 
-def train_and_evaluate(config, workdir, command=None):
+def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image_pixels=MAX_IMAGE_PIXELS):
     """Trains per `config`, writing everything into `workdir`; returns the summary dict.
 
-    `command`: the command line that asked for it, kept in the summary (and
-    so in run records) beside the code version.
+    `workdir` is resumed when it holds an interrupted run of the same
+    fingerprint (`localizer.training.workdir`), refused when it holds another
+    one, unless `overwrite` moves that aside. `command`: the command line that
+    asked for it, kept in the summary (and so in run records) beside the code
+    version. `max_image_pixels`: images whose header announces more are
+    skipped at index time (0: no limit).
     """
     config.validate()
-    check_workdir(workdir)
+    workdir_lib.check_not_inside(workdir, config.data.data_dir)
+    workdir_lib.check_workdir(workdir)
     start = time.time()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
@@ -55,20 +64,30 @@ def train_and_evaluate(config, workdir, command=None):
     precision = set_precision(config.precision, strategy)
     replicas = strategy.num_replicas_in_sync
 
-    source = data_lib.build_source(config.data)
-    data_lib.check_data(source, config.data, workdir)
+    source = data_lib.build_source(config.data, max_image_pixels)
     class_names = source.class_names
     config = config.resolve(class_names, replicas)
     model_config, pipeline = config.model, config.pipeline
+    with strategy.scope():
+        model = model_lib.build_model(model_config)  # before the work dir is touched: fails fast on bad weights
+    splits = dict.fromkeys((config.data.train_split, config.data.val_split))
+    identity = {split: source.identity(split) for split in splits}
+    if workdir_lib.claim(workdir, workdir_lib.fingerprint(config_lib.to_dict(config), identity), overwrite):
+        finished = _read_json(os.path.join(workdir, SUMMARY_FILE))
+        if finished is not None:
+            logging.info("The run in %s is complete already (same config, data and code).", workdir)
+            shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
+            return finished
+        logging.info("Resuming the run in %s (same config, data and code).", workdir)
+    data_lib.check_data(source, config.data, workdir)
     files.write_json_atomically(os.path.join(workdir, CONFIG_FILE), {
         **config_lib.to_dict(config), "class_names": class_names, "replicas": replicas,
         "resolved_precision": precision, "code": provenance.code_version(),
     }, indent=2, sort_keys=True)
-    logging.info("Training on %s (%d classes) with %d replica(s), %s.", source.name, len(class_names), replicas, precision)
+    logging.info("Training on %s (%d classes) with %d replica(s), %s.",
+                 source.name, len(class_names), replicas, precision)
 
     val_ds = input_pipeline.make_dataset(source, config.data.val_split, pipeline, training=False)
-    with strategy.scope():
-        model = model_lib.build_model(model_config)
     run = stages.StageInputs(
         config=config, workdir=workdir, strategy=strategy, source=source, pipeline=pipeline, model=model,
         val_ds=val_ds, val_targets=data_lib.collect_targets(val_ds),
@@ -87,7 +106,16 @@ def train_and_evaluate(config, workdir, command=None):
     summary = _summary(run, time.time() - start, replicas)
     summary.update({"command": command, "code": provenance.code_version()})
     files.write_json_atomically(os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
+    shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)  # the run is complete: no resume needed
     return summary
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _summary(run, seconds, replicas):

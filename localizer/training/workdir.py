@@ -1,8 +1,112 @@
-"""The work dir: checked writable before anything expensive, and the markers of finished stages."""
+"""The work dir: whose it is, whether it can be written, and the markers of finished stages.
 
+A run writes a fingerprint of what determines its result (the resolved
+config, the data's identity, the code version) before anything else. A later
+run in the same work dir resumes only when its fingerprint is the same; else
+it stops before touching anything and names the fields that differ.
+`overwrite=True` moves the old run aside (never deletes it).
+"""
+
+import json
 import os
+import re
+import time
 
-from localizer import files
+from localizer import files, provenance
+
+FINGERPRINT = "fingerprint.json"
+
+RUNTIME_ONLY_FIELDS = ("strategy", "jit_compile", "eval_every")
+"""Config fields that say how a run executes, not what it trains: a resume may change them."""
+
+class WorkdirMismatch(ValueError):
+    """The work dir holds another run (other config, data or code): refuse to resume it."""
+
+
+def default_workdir(dataset=None, data_dir=None, experiment=None, root="work"):
+    """`work/<dataset>[-<data folder name>][-<experiment>]`: two data folders get two work dirs."""
+    parts = [dataset, os.path.basename(os.path.normpath(data_dir)) if data_dir else None, experiment]
+    name = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part) for part in parts if part) or "default"
+    return os.path.join(root, name)
+
+
+def fingerprint(config_dict, data_identity):
+    """What determines a run's result: config (runtime-only fields aside), data identity, code version."""
+    code = provenance.code_version()
+    return {
+        "config": {k: v for k, v in config_dict.items() if k not in RUNTIME_ONLY_FIELDS},
+        "data": data_identity,
+        "code": {"commit": code["commit"], "version": code["version"]},
+    }
+
+
+def differences(old, new, prefix=""):
+    """Dotted paths where two fingerprints (nested dicts) differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            yield from differences(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}.")
+    elif _canonical(old) != _canonical(new):
+        yield prefix.rstrip(".")
+
+
+def _canonical(value):
+    return json.loads(json.dumps(value))
+
+
+def check_not_inside(workdir, data_dir):
+    """Refuses a work dir that is, or holds, the dataset folder: an overwrite would move the user's data."""
+    if not data_dir:
+        return
+    work, data = os.path.realpath(workdir), os.path.realpath(data_dir)
+    if data == work or data.startswith(work + os.sep):
+        raise WorkdirMismatch(f"work dir {workdir} holds the dataset {data_dir}; choose a --workdir outside it")
+
+
+def claim(workdir, new_fingerprint, overwrite=False):
+    """Makes `workdir` this run's. Returns True when it resumes an earlier run of the same fingerprint.
+
+    Raises:
+      WorkdirMismatch: `workdir` holds another run (or other files) and `overwrite` is False.
+    """
+    path = os.path.join(workdir, FINGERPRINT)
+    old = _read(path)
+    if old is not None and not list(differences(old, new_fingerprint)):
+        return True
+    occupied = old is not None or _holds_other_files(workdir)
+    if occupied and not overwrite:
+        if old is None:
+            what = "files that are not a run of this version of localizer (no fingerprint.json)"
+        else:
+            fields = list(differences(old, new_fingerprint))
+            shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+            what = f"a run with other {shown}"
+        raise WorkdirMismatch(
+            f"work dir {workdir} holds {what}; use another --workdir, or --overwrite to move the old run "
+            f"aside (it is kept as {workdir}.replaced-<time>)"
+        )
+    if occupied:
+        moved = f"{os.path.normpath(workdir)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.rename(workdir, moved)
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json_atomically(path, new_fingerprint, indent=2, sort_keys=True)
+    return False
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"unreadable": path}
+
+
+def _holds_other_files(workdir):
+    """True when `workdir` exists and holds anything but leftovers of an interrupted write probe."""
+    if not os.path.isdir(workdir):
+        return False
+    return any(not name.startswith(".write-test-") for name in os.listdir(workdir))
 
 
 def check_workdir(workdir):
@@ -14,7 +118,8 @@ def check_workdir(workdir):
             f.write(b"\0" * 1024 * 1024)
         os.remove(probe)
     except OSError as error:
-        raise OSError(f"Work dir {workdir!r} is not writable: {error.strerror or error}.") from None
+        raise OSError(f"work dir {workdir} is not writable ({error.strerror or error}); "
+                      f"choose another --workdir") from None
 
 
 def stage_done_marker(workdir, stage):
@@ -23,3 +128,10 @@ def stage_done_marker(workdir, stage):
 
 def mark_stage_done(model, workdir, stage):
     files.atomic_write(stage_done_marker(workdir, stage), model.save_weights)
+
+
+if __name__ == "__main__":
+    import sys
+
+    # `python -m localizer.training.workdir DATASET DATA_DIR EXPERIMENT`: the default work dir (for the Makefile).
+    print(default_workdir(*(arg or None for arg in (sys.argv[1:] + ["", "", ""])[:3])))

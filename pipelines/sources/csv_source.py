@@ -17,6 +17,7 @@ import glob
 import logging
 import os
 
+from pipelines import image_header
 from pipelines.sources import file_index
 from pipelines.sources.source import DatasetError
 
@@ -24,16 +25,34 @@ REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 
 
 def read_csv_rows(csv_path):
-    """Rows of a box CSV as dicts; raises DatasetError naming missing columns."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(
-                f"{csv_path}: missing column(s) {missing}; expected header "
-                "filename,width,height,class,xmin,ymin,xmax,ymax."
-            )
-        return list(reader)
+    """Rows of a box CSV as dicts; raises DatasetError naming missing columns or undecodable text.
+
+    UTF-8, with or without the byte-order mark spreadsheet programs write.
+    """
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as error:
+        line = 1 + _raw_bytes(csv_path)[: error.start].count(b"\n")
+        raise DatasetError(
+            f"{csv_path} line {line}: not UTF-8 text ({error.reason} at byte {error.start}); "
+            f"save the CSV as UTF-8"
+        ) from None
+    reader = csv.DictReader(text.splitlines())
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(
+            f"{csv_path}: missing column(s) {missing} (header: {header}); expected header "
+            "filename,width,height,class,xmin,ymin,xmax,ymax."
+        )
+    return list(reader)
+
+
+def _raw_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def rows_to_images(rows, csv_path):
@@ -79,10 +98,10 @@ class CsvSource(file_index.FileSource):
 
     name = "csv"
 
-    def __init__(self, data_dir, policy="largest", image_dir=None):
+    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         if not data_dir or not os.path.isdir(data_dir):
             raise DatasetError(f"csv needs --data_dir: a folder with <split>.csv files; got {data_dir!r}.")
-        super().__init__(data_dir, policy)
+        super().__init__(data_dir, policy, max_image_pixels)
         self.image_dir = image_dir
 
     def csv_path(self, split):

@@ -19,7 +19,8 @@ from localizer import boxes as box_lib
 from localizer import files
 from pipelines import image_header
 from pipelines.sources.source import (
-    BOX, ID, IMAGE_PATH, LABEL, DatasetError, ImageObjects, IndexStats, Source, choose_target, log_index,
+    BOX, ID, IMAGE_PATH, LABEL, DatasetError, ImageObjects, IndexStats, Source, choose_target, digest_of_arrays,
+    log_index,
 )
 
 
@@ -56,16 +57,20 @@ def resolve_inside(root, relative):
 
 def read_class_names(labels_file):
     """Class names from a labels.txt file, one per line (blank lines ignored)."""
-    with open(labels_file, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
-    if len(set(names)) != len(names):
-        raise DatasetError(f"{labels_file}: class names repeat.")
+    try:
+        with open(labels_file, encoding="utf-8-sig") as f:
+            names = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{labels_file}: not UTF-8 text ({error.reason}); save it as UTF-8.") from None
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DatasetError(f"{labels_file}: class names repeat: {', '.join(repeated)}; list each class once.")
     if not names:
         raise DatasetError(f"{labels_file}: no class names.")
     return names
 
 
-def build_index(records, image_root, class_names, policy, stats):
+def build_index(records, image_root, class_names, policy, stats, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
     """Source-element arrays for `records` whose images lie under `image_root`.
 
     Args:
@@ -74,6 +79,7 @@ def build_index(records, image_root, class_names, policy, stats):
       class_names: list of names; objects of other classes are ignored (counted).
       policy: single-target policy (see `pipelines.sources.source.POLICIES`).
       stats: `IndexStats`, updated with what was kept, repaired and skipped.
+      max_image_pixels: images whose header announces more are skipped (0: no limit).
 
     Returns:
       dict of numpy arrays with keys IMAGE_PATH, LABEL, BOX, ID.
@@ -81,7 +87,7 @@ def build_index(records, image_root, class_names, policy, stats):
     class_index = {name: i for i, name in enumerate(class_names)}
     found = []  # (record, path, height, width, known objects)
     for record in records:
-        image = _usable_image(image_root, record, stats)
+        image = _usable_image(image_root, record, stats, max_image_pixels)
         if image is None:
             continue
         path, info = image
@@ -125,9 +131,6 @@ def build_index(records, image_root, class_names, policy, stats):
     }
 
 
-MIN_IMAGE_SIDE = 8
-"""Images smaller than this (pixels, either side) are skipped: nothing to localize."""
-
 _CONVERSIONS = {
     ("jpeg", 1): "grayscale converted to RGB", ("png", 1): "grayscale converted to RGB",
     ("png", 2): "alpha composited", ("png", 4): "alpha composited", ("jpeg", 4): "CMYK converted to RGB",
@@ -158,7 +161,7 @@ def composited_copy(path):
     return copy
 
 
-def _usable_image(image_root, record, stats):
+def _usable_image(image_root, record, stats, max_image_pixels):
     """`(path, ImageInfo)` of a record's image, or None after counting why not."""
     path = resolve_inside(image_root, record.filename)
     reason = None
@@ -174,10 +177,10 @@ def _usable_image(image_root, record, stats):
         else:
             if not info.complete:
                 reason = "truncated image file"
-            elif info.height * info.width > image_header.MAX_IMAGE_PIXELS:
+            elif max_image_pixels and info.height * info.width > max_image_pixels:
                 reason = "image over the pixel limit (decompression bomb?)"
-            elif min(info.height, info.width) < MIN_IMAGE_SIDE:
-                reason = f"image smaller than {MIN_IMAGE_SIDE} px"
+            elif min(info.height, info.width) < image_header.MIN_IMAGE_SIDE:
+                reason = f"image smaller than {image_header.MIN_IMAGE_SIDE} px"
     if reason:
         stats.skip(reason, file=record.filename)
         return None
@@ -212,9 +215,10 @@ class FileSource(Source):
     no labels.txt, which class names the annotations use (`_names_from_annotations`).
     """
 
-    def __init__(self, data_dir, policy):
+    def __init__(self, data_dir, policy, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         self.data_dir = os.path.abspath(data_dir)
         self.policy = policy
+        self.max_image_pixels = image_header.check_pixel_limit(max_image_pixels)
         self._class_names = None
         self._indices = {}
         self.stats = {}
@@ -246,11 +250,15 @@ class FileSource(Source):
         if split not in self._indices:
             stats = IndexStats()
             records = list(self._records(split, stats))
-            self._indices[split] = build_index(records, self._image_root(split), self.class_names, self.policy, stats)
+            self._indices[split] = build_index(
+                records, self._image_root(split), self.class_names, self.policy, stats, self.max_image_pixels,
+            )
             self.stats[split] = stats
             log_index(self.name, split, stats)
             if stats.kept == 0:
-                raise DatasetError(f"{self.data_dir} split {split!r}: no usable example ({stats.summary() or 'empty'}).")
+                raise DatasetError(
+                    f"{self.data_dir} split {split!r}: no usable example ({stats.summary() or 'empty'})."
+                )
         return self._indices[split]
 
     def num_examples(self, split):
@@ -262,3 +270,17 @@ class FileSource(Source):
 
     def load(self, split):
         return tf.data.Dataset.from_tensor_slices(self.index(split))
+
+    def identity(self, split):
+        """The folder, the policy, and a digest of every kept example: path, target, file size and mtime."""
+        index = self.index(split)
+        stats = [os.stat(path) for path in index[IMAGE_PATH]]
+        files = {
+            **index,
+            "file_sizes": np.array([s.st_size for s in stats], np.int64),
+            "file_mtimes": np.array([s.st_mtime_ns for s in stats], np.int64),
+        }
+        return {
+            **super().identity(split), "data_dir": self.data_dir, "policy": self.policy,
+            "examples_digest": digest_of_arrays(files),
+        }

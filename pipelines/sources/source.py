@@ -18,6 +18,7 @@ repaired and skipped, so a user sees at once how much of their data is used.
 """
 
 import abc
+import hashlib
 import collections
 import dataclasses
 import logging
@@ -155,6 +156,14 @@ class Source(abc.ABC):
         """The `IndexStats` of `split` (after indexing), or None for sources without an index."""
         return None
 
+    def identity(self, split):
+        """What `split`'s examples are, as a JSON-able dict: equal identities give equal examples.
+
+        A work dir keeps the identity of the data it was trained on and resumes
+        only when it is unchanged (`localizer.training.workdir`).
+        """
+        return {"source": self.name, "classes": list(self.class_names), "examples": self.num_examples(split)}
+
     @property
     def num_classes(self):
         return len(self.class_names)
@@ -181,6 +190,24 @@ class Subset(Source):
 
     def index_stats(self, split):
         return self.source.index_stats(split)
+
+    def identity(self, split):
+        return {**self.source.identity(split), "max_examples": self.max_examples}
+
+
+def digest_of_arrays(arrays):
+    """A short sha256 of named numpy arrays (their names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        if array.dtype.kind in "OU":
+            array = np.array([str(v).encode("utf-8") for v in array.ravel()], dtype=object)
+            data = b"\0".join(array)
+        else:
+            data = array.tobytes()
+        digest.update(f"{name}|{array.dtype}|{array.shape}|".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
 
 
 def log_index(source_name, split, stats):

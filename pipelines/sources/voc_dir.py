@@ -15,6 +15,7 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 
+from pipelines import image_header
 from pipelines.sources import file_index
 from pipelines.sources.source import DatasetError
 
@@ -86,10 +87,10 @@ class VocDirSource(file_index.FileSource):
 
     name = "voc_dir"
 
-    def __init__(self, data_dir, policy="largest"):
+    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         if not data_dir:
             raise DatasetError("voc_dir needs --data_dir: a folder in Pascal VOC layout.")
-        super().__init__(data_dir, policy)
+        super().__init__(data_dir, policy, max_image_pixels)
         for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
             if not os.path.isdir(os.path.join(self.data_dir, sub)):
                 raise DatasetError(

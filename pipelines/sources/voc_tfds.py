@@ -31,7 +31,7 @@ import tensorflow_datasets as tfds
 
 from pipelines.sources.source import (
     BOX, ID, IMAGE, LABEL, POLICIES, DatasetError, ImageObjects, IndexStats, Source,
-    choose_target, log_index,
+    choose_target, digest_of_arrays, log_index,
 )
 
 YEARS = ("2007", "2012")
@@ -324,6 +324,15 @@ class VocTfdsSource(Source):
 
     def num_examples(self, split):
         return int(self._index(split)["keep"].sum())
+
+    def identity(self, split):
+        """The TFDS dataset and version, the policy, and a digest of the kept targets."""
+        index = self._index(split)
+        targets = {key: index[key] for key in ("keep", "label", "box", "id")}
+        return {
+            **super().identity(split), "tfds": f"{self.builder.info.full_name}", "policy": self.policy,
+            "examples_digest": digest_of_arrays(targets),
+        }
 
     # ------------------------------------------------------------------
     # Loading

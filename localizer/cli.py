@@ -1,0 +1,98 @@
+"""The one error contract of every command line (train, evaluate, predict, export, pipelines.show).
+
+A user mistake is one line on stderr, `error: <what>, <where>, <what to do>`,
+and exit code 2, never a traceback (`--debug` shows it); a bad file among many
+is that file's line and the others go on (exit 1, the command's own
+business); tracebacks are for bugs. Flag errors follow the same contract.
+
+    if __name__ == "__main__":
+        cli.run(main, define_flags)
+"""
+
+import os
+import sys
+import traceback
+
+from absl import app, flags
+
+EXIT_USER_ERROR = 2
+EXIT_SOME_FILES_FAILED = 1
+
+
+class UserError(Exception):
+    """A mistake the user can fix; its message is the whole `error:` line's text."""
+
+
+def _user_errors():
+    """Exception types that mean "the input or the command line is wrong", not "the code is wrong"."""
+    import tensorflow as tf
+
+    from localizer.model.backbones import WeightsUnavailableError
+    from pipelines.sources.source import DatasetError
+
+    return (UserError, DatasetError, WeightsUnavailableError, ValueError, OSError, tf.errors.InvalidArgumentError)
+
+
+def error_line(error):
+    """`error: ...` on one line, whatever the exception's message looks like."""
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+        message = f"{message}: {error.filename}"
+    first = " ".join(message.strip().split())
+    return f"error: {first[:2000]}"
+
+
+def report(error):
+    print(error_line(error), file=sys.stderr)
+    if _debug():
+        traceback.print_exception(error, file=sys.stderr)
+
+
+def _debug():
+    return "debug" in flags.FLAGS and flags.FLAGS["debug"].present and flags.FLAGS.debug
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(error_line(UserError(f"{error}; see --helpshort")), file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def run(main, define_flags):
+    """Defines the flags (and --debug), then runs `main` under the error contract."""
+    define_flags()
+    flags.DEFINE_boolean("debug", False, "Show the traceback of an error.")
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except _user_errors() as error:
+            report(error)
+            # TF's C++ threads (tf.data, the summary writer) can crash on the way out
+            # after an error such as a full disk: leave at once with our exit code.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_USER_ERROR)
+
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def check_writable_folder(path, what):
+    """Creates `path` if needed and proves it writable now (not after the long part); returns it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"\0")
+        os.remove(probe)
+    except OSError as error:
+        raise UserError(f"{what} {path} is not writable ({error.strerror or error}); choose another folder") from None
+    return path
+
+
+def require_positive(value, flag):
+    if value is None or value < 1:
+        raise UserError(f"--{flag}={value} must be at least 1")
+    return value

@@ -1,0 +1,256 @@
+"""Every command under the one error contract, tried as a careless user would, in real subprocesses.
+
+A mistake: exit 2, one line `error: ...` on stderr, no traceback. Inputs are
+never modified (md5 before and after). The fast suite runs one case per
+command; `make test-slow` runs the whole table and the kill-point sweep.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from localizer import model as model_lib
+from tests import fixtures
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_user_error(result, fragment):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr[-3000:]
+
+
+def md5_tree(root):
+    digests = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, root)] = hashlib.md5(f.read()).hexdigest()
+    return digests
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A VOC folder, a tiny model, a truncated model file and a folder of garbage."""
+    root = tmp_path_factory.mktemp("world")
+    voc = fixtures.make_voc_folder(root / "voc")
+    model = str(root / "tiny.keras")
+    model_lib.build_model(model_lib.ModelConfig(
+        num_classes=3, class_names=fixtures.CLASSES, backbone="tiny", weights="none", image_size=32,
+    )).save(model)
+    truncated = root / "truncated.keras"
+    truncated.write_bytes(open(model, "rb").read()[:300])
+    garbage = root / "garbage_export"
+    garbage.mkdir()
+    (garbage / "saved_model.pb").write_bytes(b"\0garbage")
+    readonly = root / "readonly"
+    readonly.mkdir()
+    os.chmod(readonly, 0o500)
+    notes = root / "notes.png"
+    notes.write_bytes(b"the user's own file")
+    return {"root": str(root), "voc": voc, "model": model, "truncated": str(truncated), "garbage": str(garbage),
+            "readonly": str(readonly), "notes": str(notes)}
+
+
+TRAIN = ("localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=8")
+
+# (name, command arguments with {placeholders}, fragment of the error line)
+CASES = [
+    ("train_unknown_set", TRAIN + ("--set=model.nope=1",), "no field 'nope'"),
+    ("train_ill_typed_set", TRAIN + ("--set=frozen_epochs=many",), "not a valid int"),
+    ("train_negative_epochs", TRAIN + ("--set=frozen_epochs=-1",), "frozen_epochs=-1"),
+    ("train_batch_size_0", TRAIN + ("--batch_size=0",), "pipeline.batch_size=0"),
+    ("train_image_size_0", TRAIN + ("--image_size=0",), "model.image_size=0"),
+    ("train_max_examples", TRAIN + ("--set=data.max_examples=-5",), "data.max_examples=-5"),
+    ("train_pixel_limit", TRAIN + ("--max_image_pixels=-1",), "max_image_pixels=-1"),
+    ("train_missing_weights", ("localizer.train", "--backbone=efficientnet_lite0", "--weights={root}/none.pth",
+                               "--workdir={root}/w1"), "none.pth"),
+    ("train_readonly_workdir", TRAIN + ("--workdir={readonly}/work",), "not writable"),
+    ("train_unknown_flag", ("localizer.train", "--nope=1"), "nope"),
+    ("train_contradiction", TRAIN + ("--set=pipeline.image_size=96",), "contradicts model.image_size"),
+    ("evaluate_missing_model", ("localizer.evaluate", "--model={root}/missing.keras", "--dataset=voc_dir",
+                                "--data_dir={voc}", "--split=train"), "not found"),
+    ("evaluate_truncated_model", ("localizer.evaluate", "--model={truncated}", "--dataset=voc_dir",
+                                  "--data_dir={voc}", "--split=train"), "not a .keras file"),
+    ("evaluate_garbage_export", ("localizer.evaluate", "--model={garbage}", "--dataset=voc_dir",
+                                 "--data_dir={voc}", "--split=train"), "cannot be loaded"),
+    ("evaluate_batch_size_0", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
+                               "--batch_size=0"), "--batch_size=0"),
+    ("evaluate_readonly_report", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
+                                  "--split=train", "--report_dir={readonly}/report"), "not writable"),
+    ("evaluate_missing_data", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir",
+                               "--data_dir={root}/nowhere"), "nowhere"),
+    ("predict_no_images", ("localizer.predict", "--model={model}"), "no image given"),
+    ("predict_draw_among_inputs", ("localizer.predict", "--model={model}", "--draw_dir={voc}/JPEGImages",
+                                   "{voc}/JPEGImages"), "holds the input"),
+    ("predict_truncated_model", ("localizer.predict", "--model={truncated}", "{voc}/JPEGImages"),
+     "not a .keras file"),
+    ("export_truncated_model", ("localizer.export", "--model={truncated}", "--export_dir={root}/models"),
+     "not a .keras file"),
+    ("export_readonly_dir", ("localizer.export", "--model={model}", "--export_dir={readonly}/models"),
+     "not writable"),
+    ("export_version_0", ("localizer.export", "--model={model}", "--export_dir={root}/models", "--version=0"),
+     "--version=0"),
+    ("show_replaces_user_file", ("pipelines.show", "--dataset=voc_dir", "--data_dir={voc}", "--out={notes}"),
+     "not a preview"),
+    ("show_missing_data", ("pipelines.show", "--dataset=voc_dir", "--data_dir={root}/nowhere",
+                           "--out={root}/grid.png"), "nowhere"),
+]
+FAST_CASES = {"train_unknown_set", "evaluate_truncated_model", "predict_draw_among_inputs", "export_truncated_model",
+              "show_replaces_user_file"}
+
+
+def _case(name):
+    return next(case for case in CASES if case[0] == name)
+
+
+def _try(world, name):
+    _, arguments, fragment = _case(name)
+    before = md5_tree(world["voc"]), md5_tree(os.path.dirname(world["notes"]))
+    result = run(*(argument.format(**world) for argument in arguments))
+    assert_user_error(result, fragment)
+    assert (md5_tree(world["voc"]), md5_tree(os.path.dirname(world["notes"]))) == before
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CASES))
+def test_a_mistake_is_one_line_and_exit_2(world, name):
+    _try(world, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted({case[0] for case in CASES} - FAST_CASES))
+def test_every_listed_mistake_is_one_line_and_exit_2(world, name):
+    _try(world, name)
+
+
+@pytest.mark.slow
+def test_inputs_unchanged_by_every_command(world, tmp_path):
+    before = md5_tree(world["voc"])
+    drawn = tmp_path / "drawn"
+    commands = [
+        ("localizer.predict", f"--model={world['model']}", f"--draw_dir={drawn}",
+         os.path.join(world["voc"], "JPEGImages")),
+        ("localizer.evaluate", f"--model={world['model']}", "--dataset=voc_dir", f"--data_dir={world['voc']}",
+         "--split=train", f"--report_dir={tmp_path / 'report'}"),
+        ("localizer.export", f"--model={world['model']}", f"--export_dir={tmp_path / 'models'}", "--norefine"),
+        ("pipelines.show", "--dataset=voc_dir", f"--data_dir={world['voc']}", "--split=train", "--num_examples=4",
+         f"--out={tmp_path / 'grid.png'}"),
+    ]
+    for command in commands:
+        result = run(*command)
+        assert result.returncode == 0, (command, result.stderr[-3000:])
+    assert md5_tree(world["voc"]) == before
+    # Run again: our own outputs are replaced, the inputs still untouched.
+    for command in commands:
+        assert run(*command).returncode == 0
+    assert md5_tree(world["voc"]) == before
+
+
+# --- train: a used work dir, and kill -9 at any instant ------------------------------------------
+
+KILL_TRAIN = (
+    "localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=64",
+    "--set=model.head_units=32", "--batch_size=16", "--set=feature_passes=2", "--set=frozen_epochs=2",
+    "--set=fine_tune_epochs=2",
+)
+
+_KILL_AT = r"""
+import os, signal, sys
+from localizer.training import callbacks, feature_cache, stages, trainer
+from localizer import files
+
+point = sys.argv[1]
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def after(module, name, condition=lambda *a, **k: True):
+    original = getattr(module, name)
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if condition(*args, **kwargs):
+            die()
+        return result
+    setattr(module, name, wrapped)
+
+if point == "feature_caching":
+    calls = []
+    after(feature_cache, "extract_features", lambda *a, **k: calls.append(1) or len(calls) == 2)
+elif point == "frozen_stage_end":  # its last epoch done, its marker not yet written
+    after(stages, "frozen_stage")
+elif point == "stage_boundary":  # marker written, fine-tuning not started
+    after(trainer, "mark_stage_done")
+elif point == "fine_tune_epoch":  # mid-stage: after the first fine-tuning epoch's backup
+    saves = []
+    after(callbacks.AtomicBackupAndRestore, "_save_model", lambda self: saves.append(1) or len(saves) == 3)
+elif point == "final_save":  # final.keras written, the summary not yet
+    after(callbacks, "save_model_atomically", lambda model, path: path.endswith("final.keras"))
+elif point == "summary":  # summary written, backups not yet removed
+    after(files, "write_json_atomically", lambda path, *a, **k: str(path).endswith("train_summary.json"))
+sys.argv = ["localizer.train", *sys.argv[2:]]
+from localizer import cli, train
+cli.run(train.main, train.define_flags)
+"""
+
+KILL_POINTS = ["feature_caching", "frozen_stage_end", "stage_boundary", "fine_tune_epoch", "final_save", "summary"]
+
+
+def _epochs(workdir):
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path) as f:
+        return [json.loads(line)["epoch"] for line in f if line.strip()]
+
+
+def _kill_then_resume(tmp_path, point):
+    workdir = str(tmp_path / point)
+    args = KILL_TRAIN + (f"--workdir={workdir}",)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT, point, *args[1:]], cwd=REPO_ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, (point, killed.stdout[-2000:], killed.stderr[-3000:])
+    resumed = run(*args)
+    assert resumed.returncode == 0, (point, resumed.stdout[-2000:], resumed.stderr[-3000:])
+    assert _epochs(workdir) == [1, 2, 3, 4], point  # every epoch once, in order
+    with open(os.path.join(workdir, "metrics.csv")) as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["1", "2", "3", "4"]
+    assert os.path.exists(os.path.join(workdir, "final.keras"))
+    assert not os.path.exists(os.path.join(workdir, "backup"))  # removed once the run is complete
+
+
+def test_kill_at_the_stage_boundary_resumes_without_repeating(tmp_path):
+    _kill_then_resume(tmp_path, "frozen_stage_end")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [p for p in KILL_POINTS if p != "frozen_stage_end"])
+def test_kill_point_sweep(tmp_path, point):
+    _kill_then_resume(tmp_path, point)
+
+
+@pytest.mark.slow
+def test_a_used_work_dir_refuses_another_recipe_and_dataset(tmp_path, world):
+    workdir = str(tmp_path / "w")
+    assert run(*KILL_TRAIN, f"--workdir={workdir}").returncode == 0
+    before = md5_tree(workdir)
+    started = time.time()
+    other = run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3")
+    assert_user_error(other, "config.alpha")
+    other_data = run(*KILL_TRAIN, f"--workdir={workdir}", "--dataset=voc_dir", f"--data_dir={world['voc']}",
+                     "--set=data.train_split=train", "--set=data.val_split=train")
+    assert_user_error(other_data, "data.")
+    assert md5_tree(workdir) == before and time.time() - started < 300
+    assert run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3", "--overwrite").returncode == 0
+    assert any(name.startswith("w.replaced-") for name in os.listdir(tmp_path))

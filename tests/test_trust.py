@@ -1,0 +1,259 @@
+"""Trust at the edges: work dirs that know whose they are, outputs that never replace inputs,
+memory bounded before decoding, every config field validated, clear messages for bad files."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+import pipelines
+from localizer import model as model_lib
+from localizer.inference import image_files, report
+from localizer.inference.predictor import ModelFileError, Predictor
+from localizer.training import config as config_lib
+from localizer.training import validation
+from localizer.training import workdir as workdir_lib
+from localizer.training.callbacks import read_history, write_history
+from pipelines import image_header
+from pipelines.sources.source import DatasetError
+from tests import fixtures
+
+# --- work dirs --------------------------------------------------------------------------------------
+
+
+def _fingerprint(**changes):
+    config = config_lib.replace_fields(config_lib.default_config(), changes)
+    return workdir_lib.fingerprint(config_lib.to_dict(config), {"train": {"source": "synthetic", "examples": 8}})
+
+
+def test_work_dir_resumes_only_its_own_run(tmp_path):
+    workdir = str(tmp_path / "run")
+    assert workdir_lib.claim(workdir, _fingerprint()) is False  # new
+    (tmp_path / "run" / "best.keras").write_bytes(b"the first run's model")
+    assert workdir_lib.claim(workdir, _fingerprint()) is True  # same fingerprint: resume
+    # Runtime-only knobs may change on a resume.
+    assert workdir_lib.claim(workdir, _fingerprint(strategy="mirrored", eval_every=2)) is True
+    with pytest.raises(workdir_lib.WorkdirMismatch) as error:
+        workdir_lib.claim(workdir, _fingerprint(**{"frozen_epochs": 3, "model.attach": "pooled"}))
+    message = str(error.value)
+    assert workdir in message and "config.frozen_epochs" in message and "config.model.attach" in message
+    assert "--overwrite" in message and "\n" not in message
+    assert (tmp_path / "run" / "best.keras").read_bytes() == b"the first run's model"  # untouched
+
+
+def test_overwrite_moves_the_old_run_aside(tmp_path):
+    workdir = str(tmp_path / "run")
+    workdir_lib.claim(workdir, _fingerprint())
+    (tmp_path / "run" / "best.keras").write_bytes(b"old")
+    assert workdir_lib.claim(workdir, _fingerprint(alpha=0.3), overwrite=True) is False
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(moved) == 1 and (moved[0] / "best.keras").read_bytes() == b"old"
+    assert sorted(os.listdir(workdir)) == [workdir_lib.FINGERPRINT]
+
+
+def test_other_data_or_foreign_files_are_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    workdir_lib.claim(workdir, _fingerprint())
+    other = workdir_lib.fingerprint(config_lib.to_dict(config_lib.default_config()),
+                                    {"train": {"source": "synthetic", "examples": 9}})
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="data.train.examples"):
+        workdir_lib.claim(workdir, other)
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="not a run"):
+        workdir_lib.claim(str(foreign), _fingerprint())
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="holds the dataset"):
+        workdir_lib.check_not_inside(str(tmp_path), str(foreign))
+
+
+def test_default_work_dirs_tell_data_folders_apart():
+    a = workdir_lib.default_workdir("voc_dir", "/data/cats", None)
+    b = workdir_lib.default_workdir("voc_dir", "/data/dogs/", None)
+    assert a != b and a.endswith("voc_dir-cats") and b.endswith("voc_dir-dogs")
+    assert workdir_lib.default_workdir(None, None, "quickstart") == os.path.join("work", "quickstart")
+
+
+def test_file_source_identity_changes_with_the_files(tmp_path):
+    root = fixtures.make_voc_folder(tmp_path / "voc")
+    first = pipelines.get_source("voc_dir", data_dir=root).identity("train")
+    assert first == pipelines.get_source("voc_dir", data_dir=root).identity("train")
+    image = os.path.join(root, "JPEGImages", "img1.png")
+    os.utime(image, ns=(1, 1))
+    again = pipelines.get_source("voc_dir", data_dir=root).identity("train")
+    assert again["examples_digest"] != first["examples_digest"]
+
+
+def test_a_redone_epoch_replaces_its_rows(tmp_path):
+    summary = {"mean_iou": 0.5, "iou_accuracy": {"0.5": 0.4}, "per_class": {}}
+    history = [{"epoch": e, "stage": "frozen", **summary} for e in (1, 2, 3)]
+    write_history(str(tmp_path), history)
+    redone = [r for r in read_history(str(tmp_path)) if r["epoch"] < 3] + [{**history[2], "mean_iou": 0.6}]
+    write_history(str(tmp_path), redone)
+    assert [r["epoch"] for r in read_history(str(tmp_path))] == [1, 2, 3]
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[-1].split(",")[0] == "3"
+
+
+# --- outputs never replace inputs ----------------------------------------------------------------
+
+
+def test_drawings_never_collide_or_land_among_inputs(tmp_path):
+    names = image_files.drawing_names(["a/photo.jpg", "a/photo.png", "b/photo.jpg"])
+    assert len(set(names.values())) == 3
+    assert all(name.endswith(image_files.DRAWING_SUFFIX) for name in names.values())
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "photo.jpg").write_bytes(b"x")
+    for draw_dir, inputs in ((photos, [str(photos)]), (photos, [str(photos / "photo.jpg")])):
+        with pytest.raises(image_files.DrawDirError, match="holds the input"):
+            image_files.check_draw_dir(str(draw_dir), inputs)
+    image_files.check_draw_dir(str(tmp_path / "drawn"), [str(photos)])
+
+
+def test_report_dir_with_foreign_files_is_refused(tmp_path):
+    (tmp_path / "report.md").write_text("my notes")
+    with pytest.raises(ValueError, match="not from an earlier report"):
+        report.check_report_dir(str(tmp_path))
+    (tmp_path / "metrics.json").write_text(json.dumps({"model": "m", "split": "val", "num_examples": 3}))
+    report.check_report_dir(str(tmp_path))  # an earlier report's files are ours to replace
+
+
+# --- bounded memory ------------------------------------------------------------------------------
+
+BOMBS = {"bomb.png": fixtures.png_bomb, "bomb.gif": fixtures.gif_bomb, "bomb.webp": fixtures.webp_bomb}
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_bombs_are_refused_from_their_header(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(BOMBS[name]())
+    assert path.stat().st_size < 1000
+    with pytest.raises(image_header.ImageTooLargeError, match="over the limit"):
+        image_files.read_image(str(path))
+    assert image_header.check_image_file(str(path), max_pixels=0).width > 10_000  # 0: no limit
+
+
+def test_pixel_limit_values():
+    assert image_header.check_pixel_limit(0) == 0
+    with pytest.raises(ValueError, match="max_image_pixels=-1"):
+        image_header.check_pixel_limit(-1)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+    model_lib.build_model(model_lib.ModelConfig(
+        num_classes=3, class_names=fixtures.CLASSES, backbone="tiny", weights="none", image_size=32,
+    )).save(path)
+    return path
+
+
+def test_predict_goes_on_after_a_bomb_and_an_unsupported_file(tmp_path, tiny_model_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a_bomb.png").write_bytes(fixtures.png_bomb())
+    (folder / "b_scan.tiff").write_bytes(b"II*\0" + b"\0" * 64)
+    fixtures.write_image(str(folder / "c_good.png"), fixtures.make_image(40, 50, [("cat", (5, 5, 30, 30))]))
+    fixtures.write_image(str(folder / "d_tiny.png"), fixtures.make_image(1, 1, []))
+    (folder / "notes.txt").write_text("not an image")
+    out = io.StringIO()
+    failures = image_files.run(tiny_model_path, [str(folder)], draw_dir=str(tmp_path / "drawn"), out=out,
+                               refine=False)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    names = [os.path.basename(line["file"]) for line in lines]
+    assert names == ["a_bomb.png", "b_scan.tiff", "c_good.png", "d_tiny.png"]
+    assert failures == 2 and "over the limit" in lines[0]["error"] and "not supported" in lines[1]["error"]
+    assert "class" in lines[2] and "warning" not in lines[2] and "under 8 px" in lines[3]["warning"]
+    assert sorted(os.listdir(tmp_path / "drawn")) == ["c_good.png.pred.png", "d_tiny.png.pred.png"]
+
+
+def test_model_files_that_are_not_models_give_one_line(tmp_path, tiny_model_path):
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(open(tiny_model_path, "rb").read()[:500])
+    garbage = tmp_path / "export"
+    garbage.mkdir()
+    (garbage / "saved_model.pb").write_bytes(b"garbage")
+    for path, fragment in ((tmp_path / "missing.keras", "not found"), (truncated, "not a .keras file"),
+                           (garbage, "cannot be loaded"), (tmp_path, "no saved_model.pb")):
+        with pytest.raises(ModelFileError, match=fragment) as error:
+            Predictor(str(path))
+        assert "\n" not in str(error.value)
+
+
+# --- every config field validated -----------------------------------------------------------------
+
+
+def test_every_config_field_has_a_rule():
+    paths = {path for path, _ in validation.leaf_fields(config_lib.default_config())}
+    assert paths == set(validation.RULES)
+
+
+NUMERIC = {path: rule for path, rule in validation.RULES.items()
+           if isinstance(rule, tuple) and rule and rule[0] in (validation.INTEGER, validation.REAL)}
+
+
+@pytest.mark.parametrize("path", sorted(NUMERIC))
+@pytest.mark.parametrize("value", [0, -1, 10**12])
+def test_numeric_fields_at_zero_minus_one_and_absurd(path, value):
+    kind, *rest = NUMERIC[path]
+    low, high = ([r for r in rest if not isinstance(r, str)] + [None, None])[:2]
+    multiple = "multiple" in rest
+    value = float(value) if kind == validation.REAL else value
+    accepted = (low is None or value >= low) and (high is None or value <= high) and not (multiple and value % 32)
+    config = config_lib.replace_fields(config_lib.default_config(), {path: value})
+    if accepted:
+        validation.check_fields(config)
+    else:
+        with pytest.raises(ValueError, match=path.replace(".", r"\.")):
+            validation.check_fields(config)
+
+
+def test_wrong_types_and_contradictions_are_refused():
+    base = config_lib.default_config()
+    for path, value in (("frozen_epochs", "3"), ("alpha", True), ("cache_features", 1), ("model.attach", "ring")):
+        with pytest.raises(ValueError, match=path.replace(".", r"\.")):
+            config_lib.replace_fields(base, {path: value}).validate()
+    with pytest.raises(ValueError, match="contradicts model.image_size"):
+        config_lib.apply_overrides(base, ["model.image_size=64", "pipeline.image_size=96"]).validate()
+    with pytest.raises(ValueError, match="Nothing to train"):
+        config_lib.apply_overrides(base, ["frozen_epochs=0", "fine_tune_epochs=0"]).validate()
+
+
+# --- clear messages for bad dataset files -----------------------------------------------------------
+
+
+def test_csv_with_a_byte_order_mark_reads(tmp_path):
+    root = fixtures.make_csv_folder(tmp_path / "csv")
+    path = os.path.join(root, "train_labels.csv")
+    text = open(path, encoding="utf-8").read()
+    with open(path, "w", encoding="utf-8-sig") as f:  # as Excel writes it
+        f.write(text)
+    assert pipelines.get_source("csv", data_dir=root).num_examples("train") == len(fixtures.VOC_EXAMPLES["train"])
+
+
+def test_latin1_csv_and_repeated_labels_are_named(tmp_path):
+    root = fixtures.make_csv_folder(tmp_path / "csv")
+    path = os.path.join(root, "train_labels.csv")
+    lines = open(path, encoding="utf-8").read().splitlines()
+    lines[2] = lines[2].replace("img1", "caf\xe9")
+    with open(path, "w", encoding="latin-1") as f:
+        f.write("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"train_labels\.csv line 3: not UTF-8"):
+        pipelines.get_source("csv", data_dir=root).load("train")
+    with open(os.path.join(root, "labels.txt"), "w") as f:
+        f.write("cat\ndog\ncat\nplate\n")
+    with pytest.raises(DatasetError, match="class names repeat: cat"):
+        pipelines.get_source("csv", data_dir=root).class_names
+
+
+def test_webp_header_is_read(tmp_path):
+    from PIL import Image
+
+    for options, channels in (({}, 3), ({"lossless": True}, 3)):
+        path = tmp_path / "photo.webp"
+        Image.fromarray(np.zeros((21, 34, 3), np.uint8)).save(path, "WEBP", **options)
+        info = image_header.read_image_info(str(path))
+        assert (info.format, info.height, info.width, info.channels, info.complete) == ("webp", 21, 34, channels, True)
