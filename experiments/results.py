@@ -252,8 +252,8 @@ def tta_section():
         return []
     lines = [
         "## Test-time augmentation", "",
-        f"`{tta['command']}` on realmix `{tta['split']}`; {tta['machine']}; {tta['date']}. "
-        "Boxes compared in the original images.", "",
+        f"`{tta['command']}` on realmix `{tta['split']}`; {tta['machine']}; {tta['date']}; commit "
+        f"{_commit(tta)}. Boxes compared in the original images.", "",
         "| mode | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -23,7 +23,8 @@ def main(argv):
     import pipelines
     from experiments.common import REALMIX_DIR
     from localizer.inference import evaluation, views
-    from localizer.views.predictor import Predictor
+    from localizer import provenance
+    from localizer.inference.predictor import Predictor
 
     predictor = Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)
@@ -40,6 +41,7 @@ def main(argv):
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores",
         "command": f"python -m experiments.tta_effect --model={FLAGS.model}", "split": "val", "modes": rows,
+        "code": provenance.code_version(),
     }
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:

@@ -30,7 +30,8 @@ def _user_errors():
     from localizer.model.backbones import WeightsUnavailableError
     from pipelines.sources.source import DatasetError
 
-    return (UserError, DatasetError, WeightsUnavailableError, ValueError, OSError, tf.errors.InvalidArgumentError)
+    return (UserError, DatasetError, WeightsUnavailableError, ValueError, OSError, tf.errors.InvalidArgumentError,
+            tf.errors.NotFoundError)
 
 
 def error_line(error):
@@ -77,19 +78,6 @@ def run(main, define_flags):
             os._exit(EXIT_USER_ERROR)
 
     app.run(guarded, flags_parser=_parse_flags)
-
-
-def check_writable_folder(path, what):
-    """Creates `path` if needed and proves it writable now (not after the long part); returns it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"\0")
-        os.remove(probe)
-    except OSError as error:
-        raise UserError(f"{what} {path} is not writable ({error.strerror or error}); choose another folder") from None
-    return path
 
 
 def require_positive(value, flag):

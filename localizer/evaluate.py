@@ -18,7 +18,7 @@ import os
 
 from absl import flags
 
-from localizer import cli
+from localizer import cli, files
 from localizer.inference import evaluation, report, views
 from localizer.inference.predictor import Predictor
 from pipelines import cli as dataset_cli
@@ -33,7 +33,7 @@ def main(argv):
     report_dir = FLAGS.report_dir or os.path.join(
         os.path.dirname(os.path.abspath(FLAGS.model)), f"report-{FLAGS.split}")
     report.check_report_dir(report_dir, FLAGS.data_dir)
-    cli.check_writable_folder(report_dir, "report dir")
+    files.check_writable_folder(report_dir, "report dir")
     predictor = Predictor(FLAGS.model)
     source = dataset_cli.source_from_flags(FLAGS)
     summary, best, worst, ious, labels, predicted = evaluation.evaluate(

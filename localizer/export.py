@@ -9,7 +9,7 @@ import os
 
 from absl import flags, logging
 
-from localizer import cli
+from localizer import cli, files
 from localizer.inference.predictor import load_keras_model
 from localizer.serving import export_lib
 from localizer.serving.signatures import (
@@ -28,8 +28,8 @@ def main(argv):
     max_image_pixels = check_pixel_limit(FLAGS.max_image_pixels)
     if FLAGS.version is not None:
         cli.require_positive(FLAGS.version, "version")
-    cli.check_writable_folder(FLAGS.export_dir, "export dir")
-    model = load_keras_model(FLAGS.model)
+    model = load_keras_model(FLAGS.model, hint="pass --model=<a .keras file from training>")
+    files.check_writable_folder(FLAGS.export_dir, "export dir")
     path = export_lib.export_saved_model(
         model, FLAGS.export_dir, version=FLAGS.version, max_image_pixels=max_image_pixels,
         tflite=FLAGS.tflite, refine=FLAGS.refine,

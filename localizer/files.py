@@ -16,6 +16,22 @@ def cache_dir():
     return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "localizer")
 
 
+def check_writable_folder(path, what):
+    """Creates `path` if needed and proves it writable now (not after the long part); returns it.
+
+    Raises OSError naming the folder and what to do.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"\0")
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(f"{what} {path} is not writable ({error.strerror or error}); choose another folder") from None
+    return path
+
+
 def atomic_write(path, write):
     """Calls `write(temporary)` for a temporary path beside `path`, then renames it to `path`.
 

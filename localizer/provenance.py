@@ -6,6 +6,7 @@ wheel) the commit is None and the package version stands in.
 """
 
 import functools
+import hashlib
 import os
 import subprocess
 
@@ -24,6 +25,27 @@ def _git(*args):
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+SOURCE_PACKAGES = ("localizer", "pipelines")
+"""The code a trained model depends on (experiments/ and tests/ only configure and check it)."""
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest():
+    """A sha256 of every .py file of `SOURCE_PACKAGES` (paths and contents): changes with any edit,
+    committed or not, in a checkout or an installed copy."""
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        root = os.path.join(REPO_ROOT, package)
+        for folder, subfolders, names in sorted(os.walk(root)):
+            subfolders.sort()
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, REPO_ROOT).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=1)
 def code_version():
     """`{"commit": sha or None, "dirty": bool or None, "version": package version}`."""
@@ -33,4 +55,5 @@ def code_version():
         "commit": commit,
         "dirty": None if status is None else bool(status),
         "version": localizer.__version__,
+        "source_digest": source_digest(),
     }

@@ -25,7 +25,7 @@ photo passes, a decompression bomb does not. `--max_image_pixels` changes it; 0 
 FORMATS = ("jpeg", "png", "gif", "bmp", "webp")
 """Formats whose size this module reads from the header (and TF decodes)."""
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp")
 """File names taken as images when a folder is given."""
 
 MIN_IMAGE_SIDE = 8
@@ -55,9 +55,10 @@ def check_image_file(path, max_pixels=MAX_IMAGE_PIXELS):
     Memory stays bounded whatever the file claims: only the header is read.
     """
     info = read_image_info(path)
-    if max_pixels and info.height * info.width > max_pixels:
+    if max_pixels and info.decoded_pixels > max_pixels:
+        frames = f" x {info.frames} frames" if info.frames > 1 else ""
         raise ImageTooLargeError(
-            f"{path}: image header announces {info.width}x{info.height} = {info.height * info.width} pixels, "
+            f"{path}: image header announces {info.width}x{info.height}{frames} = {info.decoded_pixels} pixels, "
             f"over the limit of {max_pixels} (--max_image_pixels; 0 turns it off)"
         )
     return info
@@ -69,6 +70,9 @@ class ImageInfo:
 
     channels: 1 gray, 2 gray + alpha, 3 colour, 4 RGBA (PNG) or CMYK (JPEG).
     complete: the file ends the way its format ends (not truncated).
+    frames: images the decoder decodes (GIF frames; 1 otherwise). A GIF's
+      height and width are the largest of its canvas and its frames: what the
+      decoder allocates for each frame.
     """
 
     format: str
@@ -76,6 +80,12 @@ class ImageInfo:
     width: int
     channels: int
     complete: bool
+    frames: int = 1
+
+    @property
+    def decoded_pixels(self):
+        """Pixels the decoder produces: what a pixel limit bounds."""
+        return self.height * self.width * self.frames
 
 
 def read_image_info(path):
@@ -91,7 +101,8 @@ def read_image_info(path):
             width, height = struct.unpack(">II", head[16:24])
             kind, channels = "png", _PNG_CHANNELS.get(head[25], 3)
         elif head[:6] in (b"GIF87a", b"GIF89a"):
-            width, height = struct.unpack("<HH", head[6:10])
+            f.seek(0)
+            height, width, frames = _gif_extent(f.read(), path)
             kind, channels = "gif", 3
         elif head[:2] == b"BM" and len(head) >= 26:
             width, height = struct.unpack("<ii", head[18:26])
@@ -109,7 +120,7 @@ def read_image_info(path):
         complete = _ends_properly(f, kind, head)
     if height <= 0 or width <= 0:
         raise ImageHeaderError(f"{path}: image header gives size {width}x{height}.")
-    return ImageInfo(kind, int(height), int(width), int(channels), complete)
+    return ImageInfo(kind, int(height), int(width), int(channels), complete, frames if kind == "gif" else 1)
 
 
 def _ends_properly(f, kind, head):
@@ -128,6 +139,38 @@ def _ends_properly(f, kind, head):
         return size >= declared + 8
     (declared,) = struct.unpack("<I", head[2:6])  # BMP file size
     return size >= declared
+
+
+def _gif_extent(data, path):
+    """`(height, width, frames)` of a GIF: the largest of its canvas and frame sizes, and its frame count.
+
+    Walks the block structure (extensions and image descriptors, skipping
+    their data sub-blocks) without decoding: the decoder sizes each frame by
+    its own descriptor, not by the canvas, and decodes every frame.
+    """
+    if len(data) < 13:
+        raise ImageHeaderError(f"{path}: GIF ends before its header (truncated?).")
+    width, height, flags = struct.unpack("<HHB", data[6:11])
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        elif block == 0x2C:  # image descriptor
+            if pos + 10 > len(data):
+                break
+            frame_width, frame_height, frame_flags = struct.unpack("<HHB", data[pos + 5:pos + 10])
+            width, height, frames = max(width, frame_width), max(height, frame_height), frames + 1
+            pos += 10 + (3 << ((frame_flags & 7) + 1) if frame_flags & 0x80 else 0) + 1  # + LZW code size
+        else:
+            break  # not a GIF block: the decoder stops here too
+        while pos < len(data) and data[pos]:  # data sub-blocks, ended by a zero length
+            pos += data[pos] + 1
+        pos += 1
+    return height, width, max(frames, 1)
 
 
 def _webp_size(head, path):

@@ -13,6 +13,8 @@ the cheap source elements before decoding instead.
 """
 
 import dataclasses
+import hashlib
+import json
 import typing
 
 import tensorflow as tf
@@ -98,6 +100,13 @@ def _check_resolved(config):
         raise ValueError("PipelineConfig needs image_size and resize_mode (training takes them from the model config).")
 
 
+def cache_file(prefix, source, split):
+    """The tf.data cache file of one split: named by the split and its data identity, so two
+    splits never share one and a changed dataset never reads a stale cache."""
+    identity = json.dumps(source.identity(split), sort_keys=True, default=str)
+    return f"{prefix}.{split}.{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
 def decoded_examples(source, split, config, training, drop_counter=None):
     """Decoded, sanitized, cached and (for training) shuffled, augmented and resized
     examples as feature dicts, unbatched."""
@@ -111,7 +120,7 @@ def decoded_examples(source, split, config, training, drop_counter=None):
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
     ds = decode_and_sanitize(ds, drop_counter)
     if caching:
-        ds = ds.cache("" if cache_in_memory else config.cache)
+        ds = ds.cache("" if cache_in_memory else cache_file(config.cache, source, split))
         if training:
             ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
     return augment_and_resize(ds, config, training).with_options(_options(config.seed))

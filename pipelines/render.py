@@ -26,6 +26,9 @@ ORIGINAL_SIZE = "original_size"
 
 RESIZE_MODES = ("stretch", "letterbox")
 
+MAX_IMAGE_SIZE = 1024
+"""Largest model input side any command renders: memory grows with its square."""
+
 
 # ----------------------------------------------------------------------------
 # Views: every geometric op only moves a window over the original image

@@ -57,6 +57,9 @@ def preview_grid(source, split, config, num_examples, out_path, columns=4):
     return out_path
 
 
+MAX_EXAMPLES_SHOWN = 256
+"""A grid larger than this is no preview (and its figure's memory grows with it)."""
+
 PREVIEW_MARK = "localizer pipelines.show"
 """Written into each preview PNG (its Software text chunk): only such files are replaced."""
 
@@ -71,7 +74,7 @@ def check_output(path):
         if PREVIEW_MARK.encode() not in head:
             raise cli.UserError(f"--out={path} exists and is not a preview written by pipelines.show; "
                                 f"choose a new file name")
-    cli.check_writable_folder(os.path.dirname(os.path.abspath(path)), "output folder")
+    files.check_writable_folder(os.path.dirname(os.path.abspath(path)), "output folder")
     return path
 
 
@@ -80,6 +83,9 @@ def main(argv):
         raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
     cli.require_positive(FLAGS.num_examples, "num_examples")
     cli.require_positive(FLAGS.image_size, "image_size")
+    if FLAGS.image_size > render.MAX_IMAGE_SIZE or FLAGS.num_examples > MAX_EXAMPLES_SHOWN:
+        raise cli.UserError(f"--image_size={FLAGS.image_size} / --num_examples={FLAGS.num_examples}: at most "
+                            f"{render.MAX_IMAGE_SIZE} px and {MAX_EXAMPLES_SHOWN} examples")
     check_output(FLAGS.out)
     source = dataset_cli.source_from_flags(FLAGS)
     config = input_pipeline.PipelineConfig(

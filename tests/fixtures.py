@@ -256,6 +256,14 @@ def gif_bomb(width=65535, height=65535):
     return screen + frame + b"\x3b"
 
 
+def gif_with_frames(canvas=(16, 16), frame=(20000, 20000), frames=1):
+    """A GIF with a small canvas and `frames` frames of size `frame` (width, height): the decoder
+    sizes each frame by its own descriptor."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", *canvas, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    one = b"\x2c" + struct.pack("<HHHHB", 0, 0, *frame, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + one * frames + b"\x3b"
+
+
 def webp_bomb(width=16383, height=16383):
     """An extended (VP8X) WebP announcing `width` x `height` with a tiny lossy frame."""
     vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + (width - 1).to_bytes(3, "little") + \

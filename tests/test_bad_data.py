@@ -77,7 +77,8 @@ def test_training_refuses_then_logs_the_faults(tmp_path):
 
     root, expected = fixtures.make_faulty_voc_folder(tmp_path / "data")
     data = {"data.dataset": "voc_dir", "data.data_dir": root, "data.train_split": "train",
-            "data.val_split": "train", "data.max_examples": "none", "model.image_size": "32"}
+            "data.val_split": "train", "data.max_examples": "none", "model.image_size": "32",
+            "pipeline.batch_size": "4"}
     with pytest.raises(DatasetError, match="unusable"):
         train.train_and_evaluate(tiny_config(**data), str(tmp_path / "refused"))
     workdir = tmp_path / "run"

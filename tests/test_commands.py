@@ -58,16 +58,16 @@ def world(tmp_path_factory):
     garbage = root / "garbage_export"
     garbage.mkdir()
     (garbage / "saved_model.pb").write_bytes(b"\0garbage")
-    readonly = root / "readonly"
-    readonly.mkdir()
-    os.chmod(readonly, 0o500)
     notes = root / "notes.png"
     notes.write_bytes(b"the user's own file")
+    # An output folder that cannot be created (tests run as root, so chmod would not stop a write).
+    readonly = notes
     return {"root": str(root), "voc": voc, "model": model, "truncated": str(truncated), "garbage": str(garbage),
             "readonly": str(readonly), "notes": str(notes)}
 
 
-TRAIN = ("localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=8")
+TRAIN = ("localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=8",
+         "--batch_size=4")
 
 # (name, command arguments with {placeholders}, fragment of the error line)
 CASES = [
@@ -83,6 +83,7 @@ CASES = [
     ("train_readonly_workdir", TRAIN + ("--workdir={readonly}/work",), "not writable"),
     ("train_unknown_flag", ("localizer.train", "--nope=1"), "nope"),
     ("train_contradiction", TRAIN + ("--set=pipeline.image_size=96",), "contradicts model.image_size"),
+    ("train_fewer_examples_than_a_batch", TRAIN + ("--batch_size=16", "--workdir={root}_w2"), "fewer than one"),
     ("evaluate_missing_model", ("localizer.evaluate", "--model={root}/missing.keras", "--dataset=voc_dir",
                                 "--data_dir={voc}", "--split=train"), "not found"),
     ("evaluate_truncated_model", ("localizer.evaluate", "--model={truncated}", "--dataset=voc_dir",
@@ -249,7 +250,7 @@ def test_a_used_work_dir_refuses_another_recipe_and_dataset(tmp_path, world):
     other = run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3")
     assert_user_error(other, "config.alpha")
     other_data = run(*KILL_TRAIN, f"--workdir={workdir}", "--dataset=voc_dir", f"--data_dir={world['voc']}",
-                     "--set=data.train_split=train", "--set=data.val_split=train")
+                     "--set=data.train_split=train", "--set=data.val_split=train", "--batch_size=2")
     assert_user_error(other_data, "data.")
     assert md5_tree(workdir) == before and time.time() - started < 300
     assert run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3", "--overwrite").returncode == 0

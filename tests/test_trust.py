@@ -63,9 +63,9 @@ def test_other_data_or_foreign_files_are_refused(tmp_path):
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"x")
-    with pytest.raises(workdir_lib.WorkdirMismatch, match="not a run"):
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="not a localizer run"):
         workdir_lib.claim(str(foreign), _fingerprint())
-    with pytest.raises(workdir_lib.WorkdirMismatch, match="holds the dataset"):
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="overlaps the dataset"):
         workdir_lib.check_not_inside(str(tmp_path), str(foreign))
 
 
@@ -257,3 +257,88 @@ def test_webp_header_is_read(tmp_path):
         Image.fromarray(np.zeros((21, 34, 3), np.uint8)).save(path, "WEBP", **options)
         info = image_header.read_image_info(str(path))
         assert (info.format, info.height, info.width, info.channels, info.complete) == ("webp", 21, 34, channels, True)
+
+
+# --- found by an adversarial try --------------------------------------------------------------------
+
+
+def test_gif_frames_count_not_only_its_canvas(tmp_path):
+    huge_frame = tmp_path / "frame.gif"
+    huge_frame.write_bytes(fixtures.gif_with_frames(canvas=(16, 16), frame=(20000, 20000)))
+    many = tmp_path / "many.gif"
+    many.write_bytes(fixtures.gif_with_frames(canvas=(2000, 2000), frame=(2000, 2000), frames=20))
+    info = image_header.read_image_info(str(many))
+    assert (info.frames, info.decoded_pixels) == (20, 20 * 2000 * 2000)
+    for path in (huge_frame, many):
+        with pytest.raises(image_header.ImageTooLargeError):
+            image_files.read_image(str(path))
+    import tensorflow as tf
+
+    from localizer.serving.graph import encoded_image_pixels
+
+    for path in (huge_frame, many):
+        assert encoded_image_pixels(tf.constant(path.read_bytes())).numpy() == \
+            image_header.read_image_info(str(path)).decoded_pixels
+
+
+def test_overwrite_never_moves_a_folder_that_is_not_a_run(tmp_path):
+    photos = tmp_path / "images"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"x")
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="not a localizer run"):
+        workdir_lib.claim(str(photos), _fingerprint(), overwrite=True)
+    assert (photos / "a.jpg").exists()
+    for workdir in (photos, photos / "sub", tmp_path):
+        with pytest.raises(workdir_lib.WorkdirMismatch, match="overlaps the dataset"):
+            workdir_lib.check_not_inside(str(workdir), None, str(photos))
+
+
+def test_other_code_is_another_run(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    workdir_lib.claim(workdir, _fingerprint())
+    from localizer import provenance
+
+    edited = {**provenance.code_version(), "source_digest": "0" * 16}
+    monkeypatch.setattr(provenance, "code_version", lambda: edited)
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="code.source_digest"):
+        workdir_lib.claim(workdir, _fingerprint())
+
+
+def test_a_refused_run_leaves_the_work_dir_free(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "data_issues.tsv").write_text("split\tfile\taction\treason\n")
+    assert workdir_lib.is_unclaimed(str(workdir))
+    assert workdir_lib.claim(str(workdir), _fingerprint()) is False
+
+
+def test_predict_never_replaces_a_file_it_did_not_draw(tmp_path, tiny_model_path):
+    photo = tmp_path / "a.png"
+    fixtures.write_image(str(photo), fixtures.make_image(40, 50, []))
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    (drawn / "a.png.pred.png").write_bytes(b"precious user file")
+    with pytest.raises(image_files.DrawDirError, match="did not write"):
+        image_files.run(tiny_model_path, [str(photo)], draw_dir=str(drawn), out=io.StringIO())
+    assert (drawn / "a.png.pred.png").read_bytes() == b"precious user file"
+    (drawn / "a.png.pred.png").unlink()
+    out = io.StringIO()
+    for _ in range(2):  # its own drawing is replaced
+        assert image_files.run(tiny_model_path, [str(photo)], draw_dir=str(drawn), out=out, refine=False) == 0
+
+
+def test_experiment_names_and_field_groups_give_clear_errors():
+    for name in ("common", "__init__", "../x", "nope.sub", "nope"):
+        with pytest.raises(ValueError, match="no experiment"):
+            config_lib.load_experiment(name)
+    with pytest.raises(ValueError, match="group of fields"):
+        config_lib.apply_overrides(config_lib.default_config(), ["model=1"])
+
+
+def test_file_caches_are_per_split_and_per_data(tmp_path):
+    from pipelines import input_pipeline
+
+    root = fixtures.make_voc_folder(tmp_path / "voc")
+    source = pipelines.get_source("voc_dir", data_dir=root)
+    train, val = (input_pipeline.cache_file("c", source, split) for split in ("train", "val"))
+    assert train != val and train.startswith("c.train.")

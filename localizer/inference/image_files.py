@@ -19,6 +19,8 @@ from localizer.inference.predictor import Predictor
 from pipelines import decode, image_header
 
 DRAWING_SUFFIX = ".pred.png"
+DRAWING_MARK = "localizer predict"
+"""Written into each drawing (its PNG Software text chunk): only such files are ever replaced."""
 
 UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".svg", ".psd")
 """Image formats seen in photo folders that are not decoded here: listed with an error, never skipped silently."""
@@ -55,6 +57,19 @@ def check_draw_dir(draw_dir, inputs):
     return draw_dir
 
 
+def check_drawings_are_ours(draw_dir, names):
+    """Refuses to replace a file in the draw dir that predict did not write."""
+    for name in names:
+        path = os.path.join(draw_dir, name)
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            ours = DRAWING_MARK.encode() in f.read(4096)
+        if not ours:
+            raise DrawDirError(f"--draw_dir={draw_dir} holds {name}, which predict did not write; "
+                               f"choose another --draw_dir")
+
+
 def drawing_names(paths):
     """`{input path: drawing file name}`: `<name>.<ext>.pred.png`, numbered where two inputs share a name."""
     names, taken = {}, set()
@@ -75,6 +90,9 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         raise image_header.ImageHeaderError(
             f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, PNG or WebP"
         )
+    if not os.path.isfile(path):  # a folder, a FIFO or a device would block or fail the decoder
+        raise image_header.ImageHeaderError(f"{path}: not a regular file" if os.path.exists(path) else
+                                            f"{path}: no such file")
     image_header.check_image_file(path, max_image_pixels)
     with open(path, "rb") as f:
         return decode.decode_image_bytes(f.read())
@@ -118,7 +136,8 @@ def draw(image, record, out_path):
             fontsize=9, backgroundcolor="red")
     ax.axis("off")
     fig.subplots_adjust(0, 0, 1, 1)
-    files.atomic_write(out_path, lambda temporary: fig.savefig(temporary, format="png"))
+    files.atomic_write(out_path, lambda temporary: fig.savefig(
+        temporary, format="png", metadata={"Software": DRAWING_MARK}))
     plt.close(fig)
 
 
@@ -132,10 +151,12 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
     image_header.check_pixel_limit(max_image_pixels)
     if draw_dir:
         check_draw_dir(draw_dir, paths)
-        os.makedirs(draw_dir, exist_ok=True)
     predictor = Predictor(model_path)
     listed = list(image_files(paths))
     drawings = drawing_names(listed)
+    if draw_dir:
+        check_drawings_are_ours(draw_dir, drawings.values())
+        files.check_writable_folder(draw_dir, "draw dir")
     failures = 0
     for path in listed:
         try:

@@ -18,19 +18,19 @@ class ModelFileError(ValueError):
 MODEL_HINT = "pass --model=<a .keras file from training, or an export's version folder such as models/localizer/1>"
 
 
-def load_keras_model(path):
+def load_keras_model(path, hint=MODEL_HINT):
     """A localizer `.keras` file, loaded safely (no Lambda layers); one-line errors for the usual mistakes."""
     if not os.path.exists(path):
-        raise ModelFileError(f"model {path} not found; {MODEL_HINT}")
-    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"model {path} not found; {hint}")
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
         raise ModelFileError(f"model {path} is not a .keras file (not a zip archive: truncated, or another "
-                             f"format); {MODEL_HINT}")
+                             f"format); {hint}")
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
         model_lib.model_metadata(model)
     except Exception as error:  # Keras raises many types for a damaged or foreign archive
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise ModelFileError(f"model {path} cannot be loaded as a localizer ({first}); {MODEL_HINT}") from None
+        raise ModelFileError(f"model {path} cannot be loaded as a localizer ({first}); {hint}") from None
     return model
 
 

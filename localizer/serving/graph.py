@@ -197,8 +197,7 @@ def encoded_image_pixels(data):
         return size[0] * size[1]
 
     def gif():
-        size = field(6, 4, tf.uint16)
-        return size[0] * size[1]
+        return gif_decoded_pixels(data)
 
     def bmp():
         size = tf.abs(field(18, 8, tf.int32))  # a negative height means top-down rows
@@ -229,3 +228,53 @@ def encoded_image_pixels(data):
         (tf.logical_and(webp, starts_with(12, b"VP8L")), webp_lossless),
         (tf.logical_and(webp, starts_with(12, b"VP8X")), webp_extended),
     ], default=lambda: tf.constant(UNKNOWN_FORMAT, tf.int64), exclusive=False)
+
+
+def gif_decoded_pixels(data):
+    """Pixels the GIF decoder produces for `data`: frames x the largest of the canvas and frame sizes.
+
+    Walks the block structure in graph ops (`pipelines.image_header._gif_extent`
+    does the same on files): extensions and image descriptors, skipping their
+    data sub-blocks, never decoding.
+    """
+    raw = tf.io.decode_raw(tf.strings.join([data, tf.constant(b"\0" * 16)]), tf.uint8)
+    bytes_ = tf.cast(raw, tf.int64)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+
+    def at(i):
+        return bytes_[tf.minimum(tf.cast(i, tf.int64), length + 15)]
+
+    def u16(i):
+        return at(i) + 256 * at(i + 1)
+
+    def colour_table(flags):
+        return tf.where(tf.bitwise.bitwise_and(flags, 0x80) > 0,
+                        3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7)),
+                        tf.constant(0, tf.int64))
+
+    start = 13 + colour_table(at(10))
+    # State: position, inside data sub-blocks?, frames, largest width and height, finished.
+    state = (start, tf.constant(False), tf.constant(0, tf.int64), u16(6), u16(8), tf.constant(False))
+
+    def more(pos, in_blocks, frames, width, height, done):
+        return tf.logical_and(tf.logical_not(done), pos < length)
+
+    def step(pos, in_blocks, frames, width, height, done):
+        value = at(pos)
+
+        def sub_block():
+            return pos + value + 1, tf.logical_not(tf.equal(value, 0)), frames, width, height, done
+
+        def block():
+            is_extension, is_image = tf.equal(value, 0x21), tf.equal(value, 0x2C)
+            next_pos = tf.where(is_image, pos + 10 + colour_table(at(pos + 9)) + 1, pos + 2)
+            return (next_pos, tf.logical_or(is_extension, is_image), frames + tf.cast(is_image, tf.int64),
+                    tf.where(is_image, tf.maximum(width, u16(pos + 5)), width),
+                    tf.where(is_image, tf.maximum(height, u16(pos + 7)), height),
+                    tf.logical_not(tf.logical_or(is_extension, is_image)))
+
+        return tf.cond(in_blocks, sub_block, block)
+
+    _, _, frames, width, height, _ = tf.while_loop(
+        more, step, state, maximum_iterations=tf.cast(tf.minimum(length + 1, 2**31 - 1), tf.int32))
+    return tf.maximum(frames, 1) * width * height

@@ -124,12 +124,18 @@ def load_experiment(name):
     """`experiments.<name>.get_config()`; the empty name gives `default_config()`."""
     if not name:
         return default_config()
+    missing = ValueError(f"no experiment {name!r}: expected experiments/{name}.py with get_config(); "
+                         f"see experiments/README.md for the names")
+    if not name.isidentifier():
+        raise missing
     try:
         module = importlib.import_module(f"experiments.{name}")
     except ModuleNotFoundError as error:
-        if error.name != f"experiments.{name}":
+        if error.name not in (f"experiments.{name}", "experiments"):
             raise
-        raise ValueError(f"No experiment {name!r}: expected experiments/{name}.py with get_config().") from None
+        raise missing from None
+    if not callable(getattr(module, "get_config", None)):
+        raise missing
     return module.get_config()
 
 
@@ -194,6 +200,9 @@ def _replace_path(node, path, make_value, what):
     current = getattr(node, path[0])
     if len(path) > 1:
         value = _replace_path(current, path[1:], make_value, what)
+    elif dataclasses.is_dataclass(current):
+        fields = sorted(f.name for f in dataclasses.fields(current))
+        raise ValueError(f"{what!r}: {path[0]} is a group of fields; set one of them, e.g. {path[0]}.{fields[0]}=...")
     else:
         value = make_value(current, hints[path[0]])
     return dataclasses.replace(node, **{path[0]: value})

@@ -23,15 +23,35 @@ def build_source(data, max_image_pixels=MAX_IMAGE_PIXELS):
     return Subset(source, data.max_examples) if data.max_examples else source
 
 
-def check_data(source, data, workdir):
-    """Lists every skipped or repaired file in the work dir; fails early on too many skips."""
+def index_splits(source, data):
+    """Builds the training and validation indexes; returns `{split: IndexStats or None}`."""
     splits = dict.fromkeys((data.train_split, data.val_split))
     for split in splits:
         source.num_examples(split)  # builds the index
         splits[split] = source.index_stats(split)
-    write_problems(os.path.join(workdir, DATA_ISSUES), splits)
-    for split in splits:
+    return splits
+
+
+def check_usable_splits(source, data):
+    """Fails early when a split has too many unusable examples (`data.max_skipped_fraction`)."""
+    for split in dict.fromkeys((data.train_split, data.val_split)):
         check_usable(source, split, data.max_skipped_fraction)
+
+
+def write_issues(workdir, stats_by_split):
+    """Lists every skipped or repaired file of each split in the work dir's data_issues.tsv."""
+    write_problems(os.path.join(workdir, DATA_ISSUES), stats_by_split)
+
+
+def check_enough_for_a_batch(source, split, global_batch_size, replicas=1):
+    """Training drops the last partial batch: fewer examples than one batch would train on nothing."""
+    count = source.num_examples(split)
+    if count is not None and count < global_batch_size:
+        per_replica = f" ({replicas} replicas x {global_batch_size // replicas})" if replicas > 1 else ""
+        raise ValueError(
+            f"split {split!r} of {source.name} has {count} usable examples, fewer than one training batch of "
+            f"{global_batch_size}{per_replica}; lower --batch_size or add examples"
+        )
 
 
 def collect_targets(dataset):

@@ -38,10 +38,12 @@ def _fit_stage(stage, train_model, export_model, train_data, val_inputs, val_tar
         shuffle=False,  # the datasets shuffle themselves, seeded
         epochs=epochs,
         initial_epoch=initial_epoch,
+        # The epoch's validation row and best.keras are written before its backup: a kill
+        # in between redoes the epoch (its row is replaced), never skips its row.
         callbacks=[
-            callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
-            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
             iou_callback,
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
+            callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
         ],
         verbose=1 if sys.stdout.isatty() else 2,
     )

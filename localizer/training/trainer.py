@@ -53,7 +53,7 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
     skipped at index time (0: no limit).
     """
     config.validate()
-    workdir_lib.check_not_inside(workdir, config.data.data_dir)
+    workdir_lib.check_not_inside(workdir, config.data.data_dir, config.data.image_dir, config.data.manual_dir)
     workdir_lib.check_workdir(workdir)
     start = time.time()
     if config.seed is not None:
@@ -70,8 +70,15 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
     model_config, pipeline = config.model, config.pipeline
     with strategy.scope():
         model = model_lib.build_model(model_config)  # before the work dir is touched: fails fast on bad weights
-    splits = dict.fromkeys((config.data.train_split, config.data.val_split))
-    identity = {split: source.identity(split) for split in splits}
+    issues = data_lib.index_splits(source, config.data)
+    try:  # before the work dir is claimed: a refused run leaves it free for the corrected command
+        data_lib.check_usable_splits(source, config.data)
+        data_lib.check_enough_for_a_batch(source, config.data.train_split, pipeline.batch_size, replicas)
+    except ValueError:
+        if workdir_lib.is_unclaimed(workdir):
+            data_lib.write_issues(workdir, issues)
+        raise
+    identity = {split: source.identity(split) for split in issues}
     if workdir_lib.claim(workdir, workdir_lib.fingerprint(config_lib.to_dict(config), identity), overwrite):
         finished = _read_json(os.path.join(workdir, SUMMARY_FILE))
         if finished is not None:
@@ -79,7 +86,7 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
             shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
             return finished
         logging.info("Resuming the run in %s (same config, data and code).", workdir)
-    data_lib.check_data(source, config.data, workdir)
+    data_lib.write_issues(workdir, issues)
     files.write_json_atomically(os.path.join(workdir, CONFIG_FILE), {
         **config_lib.to_dict(config), "class_names": class_names, "replicas": replicas,
         "resolved_precision": precision, "code": provenance.code_version(),

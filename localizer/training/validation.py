@@ -13,14 +13,13 @@ from localizer.model import ATTACH_MODES, REGRESSION_MODES, losses
 from localizer.model.backbones import BACKBONES, FEATURE_STRIDES
 from localizer.training import config as config_lib
 from pipelines import DATASETS
-from pipelines.render import RESIZE_MODES
+from pipelines.render import MAX_IMAGE_SIZE, RESIZE_MODES
 from pipelines.sources.source import POLICIES
 
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 4096
 IMAGE_SIZE_MULTIPLE = 32
 """Input sides are multiples of the backbones' largest stride, so every feature map has whole cells."""
-MAX_IMAGE_SIZE = 1024
 
 INTEGER, REAL, TEXT, FLAG = "int", "float", "str", "bool"
 

@@ -36,7 +36,9 @@ def fingerprint(config_dict, data_identity):
     return {
         "config": {k: v for k, v in config_dict.items() if k not in RUNTIME_ONLY_FIELDS},
         "data": data_identity,
-        "code": {"commit": code["commit"], "version": code["version"]},
+        # The source itself rather than the commit: an edited, uncommitted tree is other code,
+        # and a commit that touches no code (docs, experiments) is the same code.
+        "code": {"version": code["version"], "source_digest": code["source_digest"]},
     }
 
 
@@ -53,13 +55,14 @@ def _canonical(value):
     return json.loads(json.dumps(value))
 
 
-def check_not_inside(workdir, data_dir):
-    """Refuses a work dir that is, or holds, the dataset folder: an overwrite would move the user's data."""
-    if not data_dir:
-        return
-    work, data = os.path.realpath(workdir), os.path.realpath(data_dir)
-    if data == work or data.startswith(work + os.sep):
-        raise WorkdirMismatch(f"work dir {workdir} holds the dataset {data_dir}; choose a --workdir outside it")
+def check_not_inside(workdir, *data_dirs):
+    """Refuses a work dir that is, holds, or lies inside a dataset folder (data, image or manual dir)."""
+    work = os.path.realpath(workdir)
+    for data_dir in filter(None, data_dirs):
+        data = os.path.realpath(data_dir)
+        if data == work or data.startswith(work + os.sep) or work.startswith(data + os.sep):
+            raise WorkdirMismatch(f"work dir {workdir} overlaps the dataset folder {data_dir}; "
+                                  f"choose a --workdir outside it")
 
 
 def claim(workdir, new_fingerprint, overwrite=False):
@@ -73,9 +76,15 @@ def claim(workdir, new_fingerprint, overwrite=False):
     if old is not None and not list(differences(old, new_fingerprint)):
         return True
     occupied = old is not None or _holds_other_files(workdir)
+    if occupied and old is None and not _looks_like_a_run(workdir):
+        # Not a run: never moved, even with --overwrite: it may be the user's own folder.
+        raise WorkdirMismatch(
+            f"work dir {workdir} holds files that are not a localizer run (no {FINGERPRINT}); "
+            f"choose another --workdir"
+        )
     if occupied and not overwrite:
         if old is None:
-            what = "files that are not a run of this version of localizer (no fingerprint.json)"
+            what = f"a run from before work dirs had a {FINGERPRINT}"
         else:
             fields = list(differences(old, new_fingerprint))
             shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
@@ -102,11 +111,27 @@ def _read(path):
         return {"unreadable": path}
 
 
+LEFT_BY_A_REFUSED_RUN = ("data_issues.tsv",)
+"""What a run refused at its data checks leaves in a new work dir (it has not claimed it)."""
+
+
 def _holds_other_files(workdir):
-    """True when `workdir` exists and holds anything but leftovers of an interrupted write probe."""
+    """True when `workdir` exists and holds anything but write-probe leftovers or a refused run's data report."""
     if not os.path.isdir(workdir):
         return False
-    return any(not name.startswith(".write-test-") for name in os.listdir(workdir))
+    return any(not name.startswith(".write-test-") and name not in LEFT_BY_A_REFUSED_RUN
+               for name in os.listdir(workdir))
+
+
+def _looks_like_a_run(workdir):
+    """A run written before fingerprints: its config.json beside backups or metrics."""
+    names = set(os.listdir(workdir))
+    return "config.json" in names and bool(names & {"backup", "metrics.jsonl", "train_summary.json"})
+
+
+def is_unclaimed(workdir):
+    """True when no run owns `workdir` yet (it may be missing or hold only a refused run's data report)."""
+    return not os.path.exists(os.path.join(workdir, FINGERPRINT)) and not _holds_other_files(workdir)
 
 
 def check_workdir(workdir):

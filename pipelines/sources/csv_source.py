@@ -13,6 +13,7 @@ measured against the image as decoded.
 
 import collections
 import csv
+import io
 import glob
 import logging
 import os
@@ -38,16 +39,19 @@ def read_csv_rows(csv_path):
             f"{csv_path} line {line}: not UTF-8 text ({error.reason} at byte {error.start}); "
             f"save the CSV as UTF-8"
         ) from None
-    reader = csv.DictReader(text.splitlines())
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise DatasetError(
-            f"{csv_path}: missing column(s) {missing} (header: {header}); expected header "
-            "filename,width,height,class,xmin,ymin,xmax,ymax."
-        )
-    return list(reader)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DatasetError(
+                f"{csv_path}: missing column(s) {missing} (header: {header}); expected header "
+                "filename,width,height,class,xmin,ymin,xmax,ymax."
+            )
+        return list(reader)
+    except csv.Error as error:
+        raise DatasetError(f"{csv_path} line {reader.line_num}: not a readable CSV ({error}).") from None
 
 
 def _raw_bytes(path):
@@ -66,6 +70,9 @@ def rows_to_images(rows, csv_path):
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         where = f"{csv_path} line {line}"
         filename = (row.get("filename") or "").strip()
+        if "\0" in filename:
+            problems.append(f"{where}: filename holds a NUL byte")
+            continue
         if not filename:
             problems.append(f"{where}: empty filename")
             continue

@@ -177,7 +177,7 @@ def _usable_image(image_root, record, stats, max_image_pixels):
         else:
             if not info.complete:
                 reason = "truncated image file"
-            elif max_image_pixels and info.height * info.width > max_image_pixels:
+            elif max_image_pixels and info.decoded_pixels > max_image_pixels:
                 reason = "image over the pixel limit (decompression bomb?)"
             elif min(info.height, info.width) < image_header.MIN_IMAGE_SIDE:
                 reason = f"image smaller than {image_header.MIN_IMAGE_SIDE} px"

@@ -119,9 +119,12 @@ class VocDirSource(file_index.FileSource):
                 for p in glob.glob(os.path.join(self.data_dir, "ImageSets", "Main", "*.txt"))
             )
             raise DatasetError(f"{split_file} not found; splits here: {available}.")
-        with open(split_file, encoding="utf-8") as f:
-            # VOCdevkit's per-class files have "<id> <flag>"; the id comes first.
-            return [line.split()[0] for line in f if line.strip()]
+        try:
+            with open(split_file, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first id
+                # VOCdevkit's per-class files have "<id> <flag>"; the id comes first.
+                return [line.split()[0] for line in f if line.strip()]
+        except UnicodeDecodeError as error:
+            raise DatasetError(f"{split_file}: not UTF-8 text ({error.reason}); save it as UTF-8.") from None
 
     def _records(self, split, stats):
         for example_id in self.split_ids(split):
