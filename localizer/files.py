@@ -16,6 +16,12 @@ def cache_dir():
     return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "localizer")
 
 
+def inside(path, folder):
+    """True when `path` is `folder` or lies inside it (symlinks resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
 def check_writable_folder(path, what):
     """Creates `path` if needed and proves it writable now (not after the long part); returns it.
 

@@ -64,10 +64,13 @@ PREVIEW_MARK = "localizer pipelines.show"
 """Written into each preview PNG (its Software text chunk): only such files are replaced."""
 
 
-def check_output(path):
-    """`--out` must be a new file, or a preview this command wrote before: never a file the user brought."""
+def check_output(path, data_dir=None):
+    """`--out` must be a new file, or a preview this command wrote before: never a file the user brought,
+    never inside the dataset."""
     if not path.lower().endswith(".png"):
         raise cli.UserError(f"--out={path} must end in .png")
+    if data_dir and files.inside(os.path.dirname(os.path.abspath(path)), data_dir):
+        raise cli.UserError(f"--out={path} is inside the dataset folder {data_dir}; write the preview elsewhere")
     if os.path.exists(path):
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -86,7 +89,7 @@ def main(argv):
     if FLAGS.image_size > render.MAX_IMAGE_SIZE or FLAGS.num_examples > MAX_EXAMPLES_SHOWN:
         raise cli.UserError(f"--image_size={FLAGS.image_size} / --num_examples={FLAGS.num_examples}: at most "
                             f"{render.MAX_IMAGE_SIZE} px and {MAX_EXAMPLES_SHOWN} examples")
-    check_output(FLAGS.out)
+    check_output(FLAGS.out, FLAGS.data_dir)
     source = dataset_cli.source_from_flags(FLAGS)
     config = input_pipeline.PipelineConfig(
         image_size=FLAGS.image_size, resize_mode=FLAGS.resize_mode, shuffle_buffer=64, seed=FLAGS.seed

@@ -342,3 +342,16 @@ def test_file_caches_are_per_split_and_per_data(tmp_path):
     source = pipelines.get_source("voc_dir", data_dir=root)
     train, val = (input_pipeline.cache_file("c", source, split) for split in ("train", "val"))
     assert train != val and train.startswith("c.train.")
+
+
+def test_outputs_never_go_inside_the_dataset(tmp_path):
+    from localizer import cli
+    from pipelines import show
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    with pytest.raises(ValueError, match="inside the dataset"):
+        report.check_report_dir(str(data / "report"), str(data))
+    with pytest.raises(cli.UserError, match="inside the dataset"):
+        show.check_output(str(data / "images" / "grid.png"), str(data))
+    show.check_output(str(tmp_path / "grid.png"), str(data))

@@ -200,15 +200,16 @@ def _replace_path(node, path, make_value, what):
     current = getattr(node, path[0])
     if len(path) > 1:
         value = _replace_path(current, path[1:], make_value, what)
-    elif dataclasses.is_dataclass(current):
-        fields = sorted(f.name for f in dataclasses.fields(current))
-        raise ValueError(f"{what!r}: {path[0]} is a group of fields; set one of them, e.g. {path[0]}.{fields[0]}=...")
     else:
         value = make_value(current, hints[path[0]])
     return dataclasses.replace(node, **{path[0]: value})
 
 
 def _parse(raw, hint, current, override):
+    if dataclasses.is_dataclass(current):
+        field = sorted(f.name for f in dataclasses.fields(current))[0]
+        raise ValueError(f"{override!r}: {override.partition('=')[0]} is a group of fields; set one of them, "
+                         f"e.g. {override.partition('=')[0]}.{field}=...")
     if raw.lower() in ("none", "null") and (current is None or type(None) in typing.get_args(hint)):
         return None
     kind = type(current) if current is not None else next(a for a in typing.get_args(hint) if a is not type(None))
