@@ -49,7 +49,7 @@ Rerun them (`python -m experiments.run --all`) and take them off this list."""
 
 BENCH_HOSTILE = os.path.join(HERE, "results", "bench_hostile.json")
 
-RUNTIME_FIELDS = ("class_names", "replicas")
+RUNTIME_FIELDS = ("class_names", "replicas", "resolved_precision", "code")
 """Keys of a work dir's config.json that describe the run, not the recipe (compared separately)."""
 
 

@@ -25,6 +25,9 @@ def _git(*args):
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+RESULT_PATHS = ("experiments/results", "experiments/RESULTS.md")
+"""What experiment runs write into the tree."""
+
 SOURCE_PACKAGES = ("localizer", "pipelines")
 """The code a trained model depends on (experiments/ and tests/ only configure and check it)."""
 
@@ -50,7 +53,9 @@ def source_digest():
 def code_version():
     """`{"commit": sha or None, "dirty": bool or None, "version": package version}`."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    # Result files (run records, RESULTS.md) are what runs write: they do not make the code dirty.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in RESULT_PATHS)) \
+        if commit else None
     return {
         "commit": commit,
         "dirty": None if status is None else bool(status),
