@@ -22,20 +22,40 @@ def inside(path, folder):
     return path == folder or path.startswith(folder + os.sep)
 
 
-def check_writable_folder(path, what):
+PROBE_PREFIX = ".write-test-"
+"""Name of the short-lived file `check_writable_folder` writes (a kill may leave one behind)."""
+
+
+def check_writable_folder(path, what, probe_bytes=1, todo="choose another folder"):
     """Creates `path` if needed and proves it writable now (not after the long part); returns it.
 
+    `probe_bytes` are written and removed (a larger probe also catches a nearly full disk).
     Raises OSError naming the folder and what to do.
     """
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        probe = os.path.join(path, f"{PROBE_PREFIX}{os.getpid()}")
         with open(probe, "wb") as f:
-            f.write(b"\0")
+            f.write(b"\0" * probe_bytes)
         os.remove(probe)
     except OSError as error:
-        raise OSError(f"{what} {path} is not writable ({error.strerror or error}); choose another folder") from None
+        raise OSError(f"{what} {path} is not writable ({error.strerror or error}); {todo}") from None
     return path
+
+
+MARK_KEY = "Software"
+"""PNG text chunk that names the command which wrote a file (matplotlib's `savefig(metadata=...)`)."""
+
+
+def mark_metadata(mark):
+    """`savefig` metadata that marks a PNG as written by `mark`."""
+    return {MARK_KEY: mark}
+
+
+def carries_mark(path, mark):
+    """Whether the PNG at `path` was written with `mark_metadata(mark)` (its text chunk comes first)."""
+    with open(path, "rb") as f:
+        return mark.encode() in f.read(4096)
 
 
 def atomic_write(path, write):

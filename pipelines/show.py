@@ -52,7 +52,7 @@ def preview_grid(source, split, config, num_examples, out_path, columns=4):
     fig.suptitle(f"{source.name} [{split}]: decoded (left) and as trained on (right)")
     fig.tight_layout()
     files.atomic_write(out_path, lambda temporary: fig.savefig(
-        temporary, dpi=80, format="png", metadata={"Software": PREVIEW_MARK}))
+        temporary, dpi=80, format="png", metadata=files.mark_metadata(PREVIEW_MARK)))
     plt.close(fig)
     return out_path
 
@@ -61,7 +61,7 @@ MAX_EXAMPLES_SHOWN = 256
 """A grid larger than this is no preview (and its figure's memory grows with it)."""
 
 PREVIEW_MARK = "localizer pipelines.show"
-"""Written into each preview PNG (its Software text chunk): only such files are replaced."""
+"""Written into each preview PNG (`files.mark_metadata`): only such files are replaced."""
 
 
 def check_output(path, data_dir=None):
@@ -71,12 +71,9 @@ def check_output(path, data_dir=None):
         raise cli.UserError(f"--out={path} must end in .png")
     if data_dir and files.inside(os.path.dirname(os.path.abspath(path)), data_dir):
         raise cli.UserError(f"--out={path} is inside the dataset folder {data_dir}; write the preview elsewhere")
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            head = f.read(4096)
-        if PREVIEW_MARK.encode() not in head:
-            raise cli.UserError(f"--out={path} exists and is not a preview written by pipelines.show; "
-                                f"choose a new file name")
+    if os.path.exists(path) and not files.carries_mark(path, PREVIEW_MARK):
+        raise cli.UserError(f"--out={path} exists and is not a preview written by pipelines.show; "
+                            f"choose a new file name")
     files.check_writable_folder(os.path.dirname(os.path.abspath(path)), "output folder")
     return path
 

@@ -20,7 +20,7 @@ from pipelines import decode, image_header
 
 DRAWING_SUFFIX = ".pred.png"
 DRAWING_MARK = "localizer predict"
-"""Written into each drawing (its PNG Software text chunk): only such files are ever replaced."""
+"""Written into each drawing (`files.mark_metadata`): only such files are ever replaced."""
 
 UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".svg", ".psd")
 """Image formats seen in photo folders that are not decoded here: listed with an error, never skipped silently."""
@@ -61,11 +61,7 @@ def check_drawings_are_ours(draw_dir, names):
     """Refuses to replace a file in the draw dir that predict did not write."""
     for name in names:
         path = os.path.join(draw_dir, name)
-        if not os.path.exists(path):
-            continue
-        with open(path, "rb") as f:
-            ours = DRAWING_MARK.encode() in f.read(4096)
-        if not ours:
+        if os.path.exists(path) and not files.carries_mark(path, DRAWING_MARK):
             raise DrawDirError(f"--draw_dir={draw_dir} holds {name}, which predict did not write; "
                                f"choose another --draw_dir")
 
@@ -137,7 +133,7 @@ def draw(image, record, out_path):
     ax.axis("off")
     fig.subplots_adjust(0, 0, 1, 1)
     files.atomic_write(out_path, lambda temporary: fig.savefig(
-        temporary, format="png", metadata={"Software": DRAWING_MARK}))
+        temporary, format="png", metadata=files.mark_metadata(DRAWING_MARK)))
     plt.close(fig)
 
 

@@ -57,10 +57,8 @@ def _canonical(value):
 
 def check_not_inside(workdir, *data_dirs):
     """Refuses a work dir that is, holds, or lies inside a dataset folder (data, image or manual dir)."""
-    work = os.path.realpath(workdir)
     for data_dir in filter(None, data_dirs):
-        data = os.path.realpath(data_dir)
-        if data == work or data.startswith(work + os.sep) or work.startswith(data + os.sep):
+        if files.inside(data_dir, workdir) or files.inside(workdir, data_dir):
             raise WorkdirMismatch(f"work dir {workdir} overlaps the dataset folder {data_dir}; "
                                   f"choose a --workdir outside it")
 
@@ -119,7 +117,7 @@ def _holds_other_files(workdir):
     """True when `workdir` exists and holds anything but write-probe leftovers or a refused run's data report."""
     if not os.path.isdir(workdir):
         return False
-    return any(not name.startswith(".write-test-") and name not in LEFT_BY_A_REFUSED_RUN
+    return any(not name.startswith(files.PROBE_PREFIX) and name not in LEFT_BY_A_REFUSED_RUN
                for name in os.listdir(workdir))
 
 
@@ -136,15 +134,7 @@ def is_unclaimed(workdir):
 
 def check_workdir(workdir):
     """Fails now, naming the path, if the work dir cannot be written (not hours later)."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write-test-{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 1024 * 1024)
-        os.remove(probe)
-    except OSError as error:
-        raise OSError(f"work dir {workdir} is not writable ({error.strerror or error}); "
-                      f"choose another --workdir") from None
+    files.check_writable_folder(workdir, "work dir", probe_bytes=1024 * 1024, todo="choose another --workdir")
 
 
 def stage_done_marker(workdir, stage):
