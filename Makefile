@@ -70,6 +70,7 @@ coverage: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m experiments.bench_pipeline
 	$(PY) -m experiments.bench_training
+	$(PY) -m experiments.bench_distributed
 	$(PY) -m experiments.bench_serving
 	$(PY) -m experiments.results
 

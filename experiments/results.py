@@ -48,6 +48,7 @@ UNVERSIONED_RECORDS = ("backbone_lite2", "realmix_dense16_320")
 Rerun them (`python -m experiments.run --all`) and take them off this list."""
 
 BENCH_HOSTILE = os.path.join(HERE, "results", "bench_hostile.json")
+BENCH_DISTRIBUTED = os.path.join(HERE, "results", "bench_distributed.json")
 
 RUNTIME_FIELDS = ("class_names", "replicas", "resolved_precision", "code")
 """Keys of a work dir's config.json that describe the run, not the recipe (compared separately)."""
@@ -285,6 +286,35 @@ def serving_section():
     return lines + [""]
 
 
+def bench_distributed_section():
+    bench = _read_json(BENCH_DISTRIBUTED)
+    if bench is None:
+        return []
+    lines = [
+        "## Training across workers", "",
+        f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}; commit "
+        f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each set-up in fresh processes; the chief's "
+        "median step time.", "",
+        "| set-up | processes | intra-op threads | global batch | steps/s | images/s | median step (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in bench["setups"].items():
+        lines.append(f"| {name} | {s['processes']} | {s['intra_op_threads']} | {s['global_batch']} "
+                     f"| {s['steps_per_s']} | {s['images_per_s']} | {s['median_step_seconds']} |")
+    lines += [
+        "",
+        f"- Scaling efficiency, two workers against twice one single-thread process: "
+        f"**{bench['scaling_efficiency']}**; two workers against one process on all cores: "
+        f"**{bench['speedup_over_one_process_all_cores']}x** the images/s.",
+        "- On one machine the two workers share its cores, caches and memory bandwidth, and each step "
+        "all-reduces every trainable gradient over loopback gRPC: this measures the multi-worker loop's "
+        "and the collectives' overhead. On a cluster each worker brings its own cores; what is left to "
+        "weigh is the all-reduce over the network against the step's compute.",
+        "",
+    ]
+    return lines
+
+
 def write_results():
     runs = []
     for path in glob.glob(os.path.join(RUNS, "*.json")):
@@ -309,6 +339,7 @@ def write_results():
         *tables,
         *bench_section(),
         *bench_training_section(),
+        *bench_distributed_section(),
         *tta_section(),
         *serving_section(),
         *hostile_section(),

@@ -3,7 +3,8 @@
 A user mistake is one line on stderr, `error: <what>, <where>, <what to do>`,
 and exit code 2, never a traceback (`--debug` shows it); a bad file among many
 is that file's line and the others go on (exit 1, the command's own
-business); tracebacks are for bugs. Flag errors follow the same contract.
+business); a multi-worker run whose peer is gone is one line and exit 3 (rerun
+every worker to resume); tracebacks are for bugs. Flag errors follow the same contract.
 
     if __name__ == "__main__":
         cli.run(main, define_flags)
@@ -17,6 +18,7 @@ from absl import app, flags
 
 EXIT_USER_ERROR = 2
 EXIT_SOME_FILES_FAILED = 1
+EXIT_WORKER_LOST = 3
 
 
 class UserError(Exception):
@@ -67,17 +69,25 @@ def run(main, define_flags):
     flags.DEFINE_boolean("debug", False, "Show the traceback of an error.")
 
     def guarded(argv):
+        from localizer.training.cluster import WorkerLostError
+
         try:
             return main(argv)
+        except WorkerLostError as error:
+            _leave(error, EXIT_WORKER_LOST)
         except _user_errors() as error:
-            report(error)
-            # TF's C++ threads (tf.data, the summary writer) can crash on the way out
-            # after an error such as a full disk: leave at once with our exit code.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_USER_ERROR)
+            _leave(error, EXIT_USER_ERROR)
 
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def _leave(error, code):
+    report(error)
+    # TF's C++ threads (tf.data, the summary writer, collectives) can crash or hang on
+    # the way out after an error such as a full disk or a lost peer: leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def require_positive(value, flag):

@@ -53,6 +53,11 @@ def main(argv):
     command = " ".join(["python -m localizer.train", shlex.join(sys.argv[1:])]).strip()
     summary = train_and_evaluate(config, workdir, command=command, overwrite=FLAGS.overwrite,
                                  max_image_pixels=check_pixel_limit(FLAGS.max_image_pixels))
+    if summary.get("role"):  # a worker other than the chief: the chief reports and writes the work dir
+        print(f"\n{summary['role']}: done; the chief (worker 0) wrote {summary['workdir']}.")
+        if summary.get("weights_digest"):
+            print(f"Weights digest: {summary['weights_digest']}")
+        return
     best, base = summary["best"], summary["constant_guess_baseline"]
     print()
     if best:
@@ -62,6 +67,8 @@ def main(argv):
             f"(best constant guess: loc acc {base['localization_accuracy']:.3f}, mean IoU {base['mean_iou']:.3f})."
         )
     print(f"Trained in {summary['train_seconds']:.0f} s.")
+    if summary.get("weights_digest"):  # every worker of a multi-worker run prints the same one
+        print(f"Weights digest: {summary['weights_digest']}")
     print(f"Model:   {summary['best_model']}")
     print(f"Metrics: {summary['metrics_history']} (and metrics.csv, train_summary.json)")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(summary['workdir'], 'tensorboard')}")

@@ -107,11 +107,14 @@ def cache_file(prefix, source, split):
     return f"{prefix}.{split}.{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
-def decoded_examples(source, split, config, training, drop_counter=None):
+def decoded_examples(source, split, config, training, drop_counter=None, shard=None):
     """Decoded, sanitized, cached and (for training) shuffled, augmented and resized
-    examples as feature dicts, unbatched."""
+    examples as feature dicts, unbatched. `shard=(count, index)`: only every
+    count-th source element from index on (one worker's part, before decoding)."""
     _check_resolved(config)
     ds = source.load(split)
+    if shard is not None:
+        ds = ds.shard(*shard)
     cache_in_memory = _use_memory_cache(config, source.num_examples(split))
     cache_to_file = config.cache not in ("auto", "memory", "none")
     caching = cache_in_memory or cache_to_file
@@ -161,7 +164,7 @@ def to_keras_inputs(features):
     return features[IMAGE], {LABEL: features[LABEL], BOX: features[BOX]}
 
 
-def make_dataset(source, split, config, training, drop_counter=None):
+def make_dataset(source, split, config, training, drop_counter=None, shard=None):
     """The model-ready dataset: batches of `(image uint8, {"label", "box"})`.
 
     Args:
@@ -170,8 +173,9 @@ def make_dataset(source, split, config, training, drop_counter=None):
       config: a `PipelineConfig`.
       training: shuffle, augment and drop the last partial batch when True.
       drop_counter: optional `DropCounter` to read how many examples were dropped.
+      shard: `(count, index)`: this worker's part of the split (see `decoded_examples`).
     """
-    ds = decoded_examples(source, split, config, training, drop_counter)
+    ds = decoded_examples(source, split, config, training, drop_counter, shard)
     ds = ds.map(lambda f: {k: f[k] for k in (IMAGE, LABEL, BOX)}, num_parallel_calls=tf.data.AUTOTUNE)
     ds = _batch(ds, config, training).map(to_keras_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

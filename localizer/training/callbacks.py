@@ -12,7 +12,6 @@ import csv
 import json
 import logging
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -57,6 +56,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         # marker must find the stage done, not start it again. The trainer removes
         # the backups once the run is complete.
         super().__init__(backup_dir, delete_checkpoint=False, **kwargs)
+        self.resumed_epoch = 0  # epochs the restored backup had completed (read by training.loop)
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -75,7 +75,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
-        self.model._initial_epoch = metadata["epoch"]
+        self.model._initial_epoch = self.resumed_epoch = metadata["epoch"]  # Model.fit reads the former
         logging.info("Resumed from %s after epoch %d.", self.backup_dir, metadata["epoch"])
 
     def _read_metadata(self):
@@ -168,6 +168,7 @@ class IoUCallback(keras.callbacks.Callback):
         self.stage = stage
         self.total_epochs = total_epochs
         self.best = self._best_so_far()
+        self._predict = None
         self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "validation_full"))
 
     def _best_so_far(self):
@@ -178,13 +179,14 @@ class IoUCallback(keras.callbacks.Callback):
 
     def evaluate(self):
         """Runs the model over the validation set; returns `metrics.summarize`'s dict."""
-        # `predict` builds its function once per model and reuses it every epoch.
-        # Called inside `fit`, Keras warns that this finite dataset "ran out of
-        # data"; it is meant to end, and summarize() checks that every
-        # example got a prediction.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            predictions = self.model.predict(self.val_inputs, verbose=0)
+        # Plain calls of one traced function, not `predict`: on every worker of a
+        # multi-worker run the whole validation set goes through the model
+        # (Keras' `predict` fails under MultiWorkerMirroredStrategy), and
+        # summarize() checks that every example got a prediction.
+        if self._predict is None:
+            self._predict = tf.function(lambda inputs: self.model(inputs, training=False))
+        batches = [self._predict(inputs) for inputs in self.val_inputs]
+        predictions = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
         return metrics_lib.summarize(
             self.true_boxes, self.true_labels, predictions[BOX], predictions[CLASS_LOGITS],
             self.class_names, class_boxes=predictions.get(CLASS_BOXES),

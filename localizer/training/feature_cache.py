@@ -35,16 +35,19 @@ def _backbone_function(backbone):
     return backbone._localizer_inference_fn
 
 
-def extract_training_features(backbone, source, split, pipeline, passes):
+def extract_training_features(backbone, source, split, pipeline, passes, shard=None):
     """Features of one plain pass over `split` plus `passes - 1` augmented ones.
 
     Each augmented pass draws new augmentations, so the heads see the objects
     at many positions and scales while the backbone still runs only once per
-    image and pass.
+    image and pass. `shard=(count, index)`: only this worker's part of the
+    split (each worker of a multi-worker run caches its own).
     """
     plain = dataclasses.replace(pipeline, augment=augment.AugmentConfig.off())
-    parts = [extract_features(backbone, input_pipeline.make_dataset(source, split, plain, training=False), "train")]
-    augmented = input_pipeline.make_dataset(source, split, pipeline, training=True)
+    parts = [extract_features(
+        backbone, input_pipeline.make_dataset(source, split, plain, training=False, shard=shard), "train",
+    )]
+    augmented = input_pipeline.make_dataset(source, split, pipeline, training=True, shard=shard)
     for i in range(1, passes):
         parts.append(extract_features(backbone, augmented, f"augmented train pass {i}"))
     return tuple(np.concatenate(arrays) for arrays in zip(*parts))

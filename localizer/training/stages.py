@@ -2,7 +2,10 @@
 cached features; (2) the top of the backbone fine-tuned, BatchNorm frozen.
 
 Each stage is a `Model.fit` with resumable backups, TensorBoard and the IoU
-callback; `StageInputs` holds what both read.
+callback, or under MultiWorkerMirroredStrategy the same compiled model and
+callbacks driven by `localizer.training.loop`; `StageInputs` holds what both
+read. Across workers, what the chief restores from the work dir (a finished
+stage, a backup) reaches the others through `localizer.training.cluster`.
 """
 
 import dataclasses
@@ -15,8 +18,10 @@ from absl import logging
 
 from localizer import model as model_lib
 from localizer.training import callbacks as callbacks_lib
+from localizer.training import cluster
 from localizer.training import config as config_lib
 from localizer.training import feature_cache
+from localizer.training import loop
 from localizer.training.objective import compile_model, training_targets
 from pipelines import input_pipeline
 from pipelines.sources.source import BOX, LABEL, Source
@@ -24,30 +29,51 @@ from pipelines.sources.source import BOX, LABEL, Source
 FROZEN, FINE_TUNE = "frozen", "fine_tune"
 
 
-def _fit_stage(stage, train_model, export_model, train_data, val_inputs, val_targets, config,
-               class_names, workdir, peak_lr, steps_per_epoch, initial_epoch, epochs):
-    """One stage: compile, fit with resumable backups and the IoU callback."""
-    compile_model(train_model, config, peak_lr, steps_per_epoch, epochs - initial_epoch)
+def _fit_stage(stage, train_model, export_model, dataset_fn, val_inputs, val_targets, config,
+               class_names, workdir, strategy, peak_lr, steps_per_epoch, initial_epoch, epochs):
+    """One stage: compile, then fit with resumable backups and the IoU callback.
+
+    `dataset_fn(batch_size)`: the training batches (this worker's shard under
+    several workers); `config.pipeline.batch_size` is the global batch.
+    """
+    with strategy.scope():
+        compile_model(train_model, config, peak_lr, steps_per_epoch, epochs - initial_epoch)
     iou_callback = callbacks_lib.IoUCallback(
         val_inputs, val_targets[0], val_targets[1], class_names, workdir, export_model,
         best_metric=config.best_metric, every=config.eval_every, stage=stage, total_epochs=epochs,
     )
-    train_model.fit(
-        train_data.repeat(),
-        steps_per_epoch=steps_per_epoch,
-        shuffle=False,  # the datasets shuffle themselves, seeded
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        # The epoch's validation row and best.keras are written before its backup: a kill
-        # in between redoes the epoch (its row is replaced), never skips its row.
-        callbacks=[
-            iou_callback,
-            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
-            callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
-        ],
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    # The epoch's validation row and best.keras are written before its backup: a kill
+    # in between redoes the epoch (its row is replaced), never skips its row.
+    callbacks = [
+        iou_callback,
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
+        callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
+    ]
+    fit_epochs(train_model, strategy, dataset_fn, config.pipeline.batch_size, steps_per_epoch, epochs,
+               initial_epoch, callbacks)
     return iou_callback
+
+
+def fit_epochs(train_model, strategy, dataset_fn, global_batch, steps_per_epoch, epochs, initial_epoch, callbacks,
+               verbose=None):
+    """Trains a compiled model: `Model.fit`, or across workers `localizer.training.loop`."""
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    if cluster.is_multi_worker(strategy):
+        # Outside the strategy's scope: what only the chief does (restore a backup, save a
+        # model) may create throwaway variables, which inside the scope would start a
+        # broadcast that the other workers never join.
+        return loop.fit_across_workers(train_model, strategy, dataset_fn, global_batch, steps_per_epoch, epochs,
+                                       initial_epoch, callbacks, verbose)
+    with strategy.scope():
+        return train_model.fit(
+            dataset_fn(global_batch).repeat(),
+            steps_per_epoch=steps_per_epoch,
+            shuffle=False,  # the datasets shuffle themselves, seeded
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
 
 
 @dataclasses.dataclass
@@ -63,18 +89,25 @@ class StageInputs:
     model: keras.Model
     val_ds: tf.data.Dataset
     val_targets: tuple  # (labels [N], boxes [N, 4]) in the model-input frame
-    steps_per_epoch: int
+    steps_per_epoch: int  # global steps: examples // global batch
+    role: cluster.Role = cluster.Role()
 
     @property
     def to_targets(self):
         return training_targets(self.config.model)
 
-    def fit(self, stage, train_model, train_data, val_inputs, peak_lr, steps_per_epoch, initial_epoch, epochs):
-        with self.strategy.scope():
-            return _fit_stage(
-                stage, train_model, self.model, train_data, val_inputs, self.val_targets, self.config,
-                self.source.class_names, self.workdir, peak_lr, steps_per_epoch, initial_epoch, epochs,
-            )
+    def training_images(self, batch_size):
+        """Augmented training batches of this worker's shard, with one target per output."""
+        pipeline = dataclasses.replace(self.pipeline, batch_size=batch_size)
+        return input_pipeline.make_dataset(
+            self.source, self.config.data.train_split, pipeline, training=True, shard=self.role.shard,
+        ).map(self.to_targets)
+
+    def fit(self, stage, train_model, dataset_fn, val_inputs, peak_lr, steps_per_epoch, initial_epoch, epochs):
+        return _fit_stage(
+            stage, train_model, self.model, dataset_fn, val_inputs, self.val_targets, self.config,
+            self.source.class_names, self.workdir, self.strategy, peak_lr, steps_per_epoch, initial_epoch, epochs,
+        )
 
 
 def backup_dir(workdir, stage):
@@ -87,48 +120,52 @@ def frozen_stage(run):
     with run.strategy.scope():
         model_lib.freeze_backbone(run.model)
     done, weights = callbacks_lib.completed_epochs(backup_dir(run.workdir, FROZEN))
-    if done >= config.frozen_epochs and weights:
+    (done,) = cluster.agree(run.strategy, [done])  # the chief's backup decides for every worker
+    if done >= config.frozen_epochs:
         # Killed after the stage's last epoch, before its completion marker: its weights are in the backup.
         with run.strategy.scope():
             make_view = model_lib.features_training_view if config.cache_features else model_lib.training_view
             view = make_view(run.model)
-        view.load_weights(weights)
+        if run.role.is_chief:
+            view.load_weights(weights)
+        cluster.share_variables(run.strategy, view.variables)
         logging.info("Stage %s had finished (%d epochs); its weights come from %s.", FROZEN, done, weights)
         return
     if not config.cache_features:
-        train_data = input_pipeline.make_dataset(run.source, config.data.train_split, run.pipeline, training=True)
         with run.strategy.scope():
             train_model = model_lib.training_view(run.model)
-        run.fit(FROZEN, train_model, train_data.map(run.to_targets), run.val_ds.map(lambda images, _: images),
+        run.fit(FROZEN, train_model, run.training_images, run.val_ds.map(lambda images, _: images),
                 config.frozen_lr, run.steps_per_epoch, 0, config.frozen_epochs)
         return
     backbone = run.model.get_layer("backbone")
     features, labels, boxes = feature_cache.extract_training_features(
-        backbone, run.source, config.data.train_split, run.pipeline, config.feature_passes
+        backbone, run.source, config.data.train_split, run.pipeline, config.feature_passes, shard=run.role.shard,
     )
     val_features, _, _ = feature_cache.extract_features(backbone, run.val_ds, "val")
-    train_data = (
-        tf.data.Dataset.from_tensor_slices((features, {LABEL: labels, BOX: boxes}))
-        .shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(run.pipeline.batch_size, drop_remainder=True)
-        .map(run.to_targets)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+
+    def cached_features(batch_size):
+        return (
+            tf.data.Dataset.from_tensor_slices((features, {LABEL: labels, BOX: boxes}))
+            .shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
+            .batch(batch_size, drop_remainder=True)
+            .map(run.to_targets)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
     val_inputs = tf.data.Dataset.from_tensor_slices(val_features).batch(run.pipeline.batch_size)
     with run.strategy.scope():
         train_model = model_lib.features_training_view(run.model)
-    run.fit(FROZEN, train_model, train_data, val_inputs, config.frozen_lr,
+    run.fit(FROZEN, train_model, cached_features, val_inputs, config.frozen_lr,
             run.steps_per_epoch * config.feature_passes, 0, config.frozen_epochs)
 
 
 def fine_tune_stage(run):
     """Stage 2: the top of the backbone unfrozen (BatchNorm frozen), with augmentation."""
     config = run.config
-    train_data = input_pipeline.make_dataset(run.source, config.data.train_split, run.pipeline, training=True)
     with run.strategy.scope():
         unfrozen = model_lib.unfreeze_top_of_backbone(run.model, config.fine_tune_fraction)
         logging.info("Fine-tuning the top %d backbone layers (BatchNorm frozen).", unfrozen)
         train_model = model_lib.training_view(run.model)
-    run.fit(FINE_TUNE, train_model, train_data.map(run.to_targets), run.val_ds.map(lambda images, _: images),
+    run.fit(FINE_TUNE, train_model, run.training_images, run.val_ds.map(lambda images, _: images),
             config.fine_tune_lr, run.steps_per_epoch, config.frozen_epochs,
             config.frozen_epochs + config.fine_tune_epochs)

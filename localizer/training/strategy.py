@@ -4,11 +4,18 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from localizer.training import cluster
 from localizer.training import config as config_lib
 
 
 def make_strategy(name):
-    """A `tf.distribute` strategy: auto picks TPU, then several GPUs, then one device."""
+    """A `tf.distribute` strategy: auto picks several workers (TF_CONFIG names a cluster),
+    then TPU, then several GPUs, then one device.
+
+    Call it before any other TF op: collective ops are configured at program start.
+    """
+    if name == "auto" and cluster.training_tasks() > 1:
+        name = "multi_worker"
     if name == "auto":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -25,10 +32,10 @@ def make_strategy(name):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        logging.warning(
-            "Keras 3's Model.fit does not yet train under MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585; fails here with Keras 3.15): expect an error from fit."
-        )
+        if cluster.training_tasks() == 1:
+            logging.warning("--strategy=multi_worker without a %s naming several workers trains on this "
+                            "machine alone (see the README's multi-worker section).", cluster.TF_CONFIG)
+        tf.get_logger().setLevel("WARNING")  # else one INFO line per traced all-reduce
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()

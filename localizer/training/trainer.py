@@ -11,8 +11,12 @@ The work dir receives: config.json, metrics.jsonl / metrics.csv (the IoU
 callback's full validation picture per epoch), tensorboard/, backup/
 (resumable state), best.keras (best by `best_metric`), final.keras and
 train_summary.json.
+
+Under MultiWorkerMirroredStrategy every worker runs this with the same
+config; only the chief writes the work dir (`localizer.training.cluster`).
 """
 
+import hashlib
 import json
 import os
 import platform
@@ -21,12 +25,14 @@ import shutil
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from localizer import files, provenance
 from localizer import model as model_lib
 from localizer.training import callbacks as callbacks_lib
+from localizer.training import cluster
 from localizer.training import config as config_lib
 from localizer.training import data as data_lib
 from localizer.training import stages
@@ -53,14 +59,17 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
     skipped at index time (0: no limit).
     """
     config.validate()
+    # First: collective ops (multi-worker) must be configured before any other TF op runs.
+    strategy = make_strategy(config.strategy)
+    role = cluster.role_of(strategy)
     workdir_lib.check_not_inside(workdir, config.data.data_dir, config.data.image_dir, config.data.manual_dir)
-    workdir_lib.check_workdir(workdir)
+    if role.is_chief:
+        workdir_lib.check_workdir(workdir)
     start = time.time()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config.strategy)
     precision = set_precision(config.precision, strategy)
     replicas = strategy.num_replicas_in_sync
 
@@ -75,34 +84,76 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
         data_lib.check_usable_splits(source, config.data)
         data_lib.check_enough_for_a_batch(source, config.data.train_split, pipeline.batch_size, replicas)
     except ValueError:
-        if workdir_lib.is_unclaimed(workdir):
+        if role.is_chief and workdir_lib.is_unclaimed(workdir):
             data_lib.write_issues(workdir, issues)
         raise
     identity = {split: source.identity(split) for split in issues}
-    if workdir_lib.claim(workdir, workdir_lib.fingerprint(config_lib.to_dict(config), identity), overwrite):
-        finished = _read_json(os.path.join(workdir, SUMMARY_FILE))
-        if finished is not None:
-            logging.info("The run in %s is complete already (same config, data and code).", workdir)
+    finished = _claim_on_chief(strategy, role, workdir, workdir_lib.fingerprint(config_lib.to_dict(config), identity),
+                               overwrite)
+    if finished is not None:
+        return finished
+    with cluster.own_workdir(role, workdir) as own:
+        summary = _train(config, own, strategy, role, source, model, issues, precision, start, command)
+    if not role.is_chief:  # its files are gone with its temporary folder; the chief's are the run's
+        summary.update(workdir=os.path.abspath(workdir), role=str(role))
+    return summary
+
+
+def _claim_on_chief(strategy, role, workdir, fingerprint, overwrite):
+    """Claims the work dir (on the chief); returns the finished run's summary, or None to train.
+
+    The chief tells the others what it found: train, finished (they stop too)
+    or refused (they stop at once instead of waiting for it).
+    """
+    refused, finished = -1, None
+    verdict = 0
+    if role.is_chief:
+        try:
+            resumed = workdir_lib.claim(workdir, fingerprint, overwrite)
+        except BaseException:
+            cluster.agree(strategy, [refused])
+            raise
+        finished = _read_json(os.path.join(workdir, SUMMARY_FILE)) if resumed else None
+        verdict = 1 if finished is not None else 0
+        if resumed:
+            logging.info("%s the run in %s (same config, data and code).",
+                         "Found complete" if finished else "Resuming", workdir)
+    (verdict,) = cluster.agree(strategy, [verdict])
+    if verdict == refused:  # the chief's own error line says why, and what to do
+        raise ValueError(f"the chief (worker 0) refused the work dir {workdir}; see its error")
+    if verdict == 1:
+        if role.is_chief:
             shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)
             return finished
-        logging.info("Resuming the run in %s (same config, data and code).", workdir)
+        return {"workdir": os.path.abspath(workdir), "role": str(role), "best": None}
+    return None
+
+
+def _train(config, workdir, strategy, role, source, model, issues, precision, start, command):
+    """Both stages into `workdir` (this process's own: the work dir on the chief)."""
+    class_names = source.class_names
+    replicas = strategy.num_replicas_in_sync
+    pipeline = config.pipeline
     data_lib.write_issues(workdir, issues)
     files.write_json_atomically(os.path.join(workdir, CONFIG_FILE), {
         **config_lib.to_dict(config), "class_names": class_names, "replicas": replicas,
         "resolved_precision": precision, "code": provenance.code_version(),
     }, indent=2, sort_keys=True)
-    logging.info("Training on %s (%d classes) with %d replica(s), %s.",
-                 source.name, len(class_names), replicas, precision)
+    logging.info("Training on %s (%d classes) with %d replica(s), %s; %s.",
+                 source.name, len(class_names), replicas, precision, role)
 
     val_ds = input_pipeline.make_dataset(source, config.data.val_split, pipeline, training=False)
     run = stages.StageInputs(
         config=config, workdir=workdir, strategy=strategy, source=source, pipeline=pipeline, model=model,
         val_ds=val_ds, val_targets=data_lib.collect_targets(val_ds),
-        steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size),
+        steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size), role=role,
     )
     frozen_marker = stage_done_marker(workdir, stages.FROZEN)
-    if config.frozen_epochs and os.path.exists(frozen_marker):
-        model.load_weights(frozen_marker)
+    (frozen_done,) = cluster.agree(strategy, [os.path.exists(frozen_marker)])
+    if config.frozen_epochs and frozen_done:
+        if role.is_chief:
+            model.load_weights(frozen_marker)
+        cluster.share_variables(strategy, model.variables)
         logging.info("Stage %s already done; loaded %s.", stages.FROZEN, frozen_marker)
     elif config.frozen_epochs:
         stages.frozen_stage(run)
@@ -111,10 +162,18 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
         stages.fine_tune_stage(run)
     callbacks_lib.save_model_atomically(model, os.path.join(workdir, FINAL_MODEL))
     summary = _summary(run, time.time() - start, replicas)
-    summary.update({"command": command, "code": provenance.code_version()})
+    summary.update({"command": command, "code": provenance.code_version(), "weights_digest": weights_digest(model)})
     files.write_json_atomically(os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
     shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)  # the run is complete: no resume needed
     return summary
+
+
+def weights_digest(model):
+    """SHA-256 of the model's weights in order: equal on every worker of a run that trained together."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
 
 
 def _read_json(path):
