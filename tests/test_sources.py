@@ -31,9 +31,28 @@ def _check_against_fixture(elements, examples, difficult_aware=True):
 
 
 def test_registry_names_every_source():
-    assert set(pipelines.DATASETS) == {"synthetic", "voc", "voc_dir", "csv"}
-    with pytest.raises(ValueError, match="Unknown dataset"):
-        pipelines.get_source("nope")
+    assert set(pipelines.DATASETS) == {"synthetic", "voc", "voc_dir", "csv", "coco", "yolo"}
+    assert set(pipelines.SOURCE_OPTIONS) == set(pipelines.DATASETS) | {"tfds:"}
+    for name in ("nope", "tfds:", "tfds"):
+        with pytest.raises(ValueError, match=r"Unknown dataset .* or tfds:<name>\[:<version>\]"):
+            pipelines.get_source(name)
+    assert pipelines.dataset_kind("tfds:coco/2017:1.1.0") == "tfds:" and pipelines.dataset_kind("yolo") == "yolo"
+
+
+def test_source_with_options_passes_each_source_its_own(tmp_path, voc_folder):
+    # voc_dir takes no image_dir; the pixel limit reaches it.
+    source = pipelines.source_with_options("voc_dir", voc_folder, policy="single", image_dir="/x", max_image_pixels=7)
+    assert (source.policy, source.max_image_pixels) == ("single", 7)
+    root = fixtures.make_coco_folder(tmp_path / "coco")
+    assert pipelines.source_with_options("coco", root, image_dir=str(tmp_path)).image_dir == str(tmp_path)
+
+
+def test_default_workdir_of_a_tfds_name_is_one_safe_folder():
+    from localizer.training import workdir
+
+    path = workdir.default_workdir("tfds:coco/2017:1.1.0", "/data/tfds/", "quick")
+    assert path == os.path.join("work", "tfds_coco_2017_1.1.0-tfds-quick")
+    assert os.path.dirname(path) == "work"
 
 
 def test_voc_dir_reads_boxes_against_decoded_image(voc_folder):
