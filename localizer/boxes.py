@@ -24,6 +24,12 @@ BOX_FORMAT = "rel_yxyx"
 PIXEL_XYXY = "xyxy"
 """Pixel [xmin, ymin, xmax, ymax]: VOC XML, CSV files and predict's pixel output."""
 
+PIXEL_XYWH = "xywh"
+"""Pixel [x, y, width, height] of the top-left corner: COCO JSON `bbox`."""
+
+RELATIVE_CENTER_XYWH = "rel_center_xywh"
+"""Normalized [x centre, y centre, width, height]: YOLO (Ultralytics) label files."""
+
 MIN_BOX_SIZE = 1e-3
 """Boxes thinner or shorter than this (normalized) are degenerate and dropped."""
 

@@ -12,10 +12,13 @@ from pipelines.sources.source import POLICIES
 
 def define_dataset_flags(default_split="train", with_split=True):
     """Defines --dataset, --data_dir, --split (if `with_split`), --policy and per-source options."""
-    flags.DEFINE_enum("dataset", pipelines.DEFAULT_DATASET, sorted(pipelines.DATASETS), "Dataset source.")
+    flags.DEFINE_string("dataset", pipelines.DEFAULT_DATASET, f"Dataset source: {pipelines.DATASET_CHOICES}.")
+    flags.register_validator("dataset", lambda name: pipelines.dataset_kind(name) is not None,
+                             f"expected {pipelines.DATASET_CHOICES}")
     flags.DEFINE_string(
         "data_dir", None,
-        "voc: TFDS data dir; voc_dir: the VOC-format folder; csv: folder with <split>.csv.",
+        "voc, tfds:<name>: TFDS data dir; voc_dir: the VOC-format folder; csv: folder with <split>.csv; "
+        "coco: folder with annotations/instances_<split>.json; yolo: folder with data.yaml.",
     )
     if with_split:
         flags.DEFINE_string("split", default_split, "Split to read.")
@@ -23,7 +26,7 @@ def define_dataset_flags(default_split="train", with_split=True):
                       "Multi-object images: train on the largest object, or keep single-object images only.")
     flags.DEFINE_string("voc_year", "2007", "voc: 2007 or 2012.")
     flags.DEFINE_string("manual_dir", None, "voc: folder holding the official VOC tar files (no internet).")
-    flags.DEFINE_string("image_dir", None, "csv: folder the CSV filenames are relative to.")
+    flags.DEFINE_string("image_dir", None, "csv, coco: folder the annotations' file names are relative to.")
     define_pixel_limit_flag()
 
 

@@ -5,10 +5,16 @@
 Each row shows examples as decoded (left half) and the same examples as the
 training pipeline gives them to the model after augmentation and resizing
 (right half). If boxes do not sit on their objects, the box format is wrong.
+The examples are drawn across the classes (round-robin over the classes in a
+seeded order, `--seed`), not the first ones of the split: datasets are often
+sorted by class, and a grid of one class hides a wrong label mapping.
 """
 
 import itertools
 import os
+
+import numpy as np
+import tensorflow as tf
 
 import matplotlib
 
@@ -35,9 +41,43 @@ def draw_example(ax, image, box, title):
     ax.axis("off")
 
 
+LABEL_SCAN_LIMIT = 1000
+"""Examples of a split whose labels are read to choose a preview's (the first ones; reading every
+label of a large split would cost a pass over it, and the synthetic source renders each example)."""
+
+
+def stratified_indices(labels, count, seed):
+    """Positions of up to `count` examples, taken round-robin over the classes.
+
+    The classes are visited in a seeded random order and each class's examples
+    in a seeded random order, so every class shows up before any shows twice.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in rng.permutation(np.unique(labels))]
+    chosen = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(int(queue.pop(0)))
+    return chosen
+
+
+def sample_across_classes(source, split, count, seed=0):
+    """A dataset of `count` source elements of `split`, stratified by class (`stratified_indices`)."""
+    ds = source.load(split).take(LABEL_SCAN_LIMIT)
+    labels = list(ds.map(lambda element: element[LABEL]).as_numpy_iterator())
+    chosen = stratified_indices(labels, count, seed)
+    wanted = set(chosen)
+    picked = {i: element for i, element in enumerate(ds.take(max(chosen, default=-1) + 1).as_numpy_iterator())
+              if i in wanted}
+    return tf.data.Dataset.from_generator(lambda: (picked[i] for i in chosen), output_signature=ds.element_spec)
+
+
 def preview_grid(source, split, config, num_examples, out_path, columns=4):
-    """Writes a PNG: `num_examples` decoded examples and their augmented versions."""
-    raw = input_pipeline.decoded(source, split)
+    """Writes a PNG: `num_examples` decoded examples (across the classes) and their augmented versions."""
+    sample = sample_across_classes(source, split, num_examples, config.seed or 0)
+    raw = input_pipeline.decode_and_sanitize(sample)
     augmented = input_pipeline.augment_and_resize(raw, config, training=True)
     rows = -(-num_examples // columns)
     fig, axes = plt.subplots(rows, 2 * columns, figsize=(4 * columns, 2.2 * rows), squeeze=False)

@@ -272,3 +272,168 @@ def webp_bomb(width=16383, height=16383):
     vp8 = b"VP8 " + struct.pack("<I", len(frame)) + frame
     body = b"WEBP" + vp8x + vp8
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+# --- the same annotations as COCO JSON and as YOLO (Ultralytics) folders ----------------------------
+
+COCO_CATEGORY_IDS = {"cat": 3, "dog": 17, "plate": 90}
+"""Sparse, as COCO's own (1..90 for 80 classes); their order is the classes' order."""
+
+
+def yolo_line(class_index, xyxy, height, width):
+    """A YOLO label line for a pixel (xmin, ymin, xmax, ymax) box, at full float precision."""
+    xmin, ymin, xmax, ymax = (float(v) for v in xyxy)
+    values = ((xmin + xmax) / 2 / width, (ymin + ymax) / 2 / height, (xmax - xmin) / width, (ymax - ymin) / height)
+    return " ".join([str(class_index)] + [repr(v) for v in values])
+
+
+def data_yaml(splits, names=CLASSES):
+    """An Ultralytics data.yaml for image folders images/<split>/, names as an index map."""
+    lines = ["# Ultralytics layout, written by tests/fixtures.py", "path: .  # dataset root"]
+    lines += [f"{split}: images/{split}" for split in splits]
+    lines += ["names:"] + [f"  {i}: {name}" for i, name in enumerate(names)]
+    return "\n".join(lines) + "\n"
+
+
+def make_coco_folder(root, examples=None, image_ext=".png"):
+    """Writes annotations/instances_<split>.json and <split>/<id><ext> (COCO 2017 layout).
+
+    Difficult objects become `iscrowd` ones; image ids are not the file names (as in real exports).
+    """
+    import json
+
+    examples = examples or VOC_EXAMPLES
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    categories = [{"id": i, "name": n, "supercategory": "thing"} for n, i in COCO_CATEGORY_IDS.items()]
+    for split, items in examples.items():
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        images, annotations = [], []
+        for seed, (example_id, height, width, objects, difficult) in enumerate(items):
+            filename = example_id + image_ext
+            write_image(os.path.join(root, split, filename), make_image(height, width, objects, seed))
+            image_id = 1000 + 7 * seed
+            images.append({"id": image_id, "file_name": filename, "width": 999, "height": 999})
+            for i, (name, (xmin, ymin, xmax, ymax)) in enumerate(objects):
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": COCO_CATEGORY_IDS[name],
+                    "bbox": [xmin, ymin, xmax - xmin, ymax - ymin], "area": (xmax - xmin) * (ymax - ymin),
+                    "iscrowd": int(i in difficult),
+                })
+        with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
+            json.dump({"images": images, "annotations": annotations[::-1], "categories": categories[::-1]}, f)
+    return str(root)
+
+
+def make_yolo_folder(root, examples=None, image_ext=".png"):
+    """Writes data.yaml, images/<split>/<id><ext> and labels/<split>/<id>.txt (Ultralytics layout).
+
+    YOLO has no difficult flag: difficult objects are written as ordinary ones.
+    """
+    examples = examples or VOC_EXAMPLES
+    for split, items in examples.items():
+        os.makedirs(os.path.join(root, "images", split), exist_ok=True)
+        os.makedirs(os.path.join(root, "labels", split), exist_ok=True)
+        for seed, (example_id, height, width, objects, _) in enumerate(items):
+            write_image(os.path.join(root, "images", split, example_id + image_ext),
+                        make_image(height, width, objects, seed))
+            with open(os.path.join(root, "labels", split, example_id + ".txt"), "w") as f:
+                f.write("".join(yolo_line(CLASSES.index(n), box, height, width) + "\n" for n, box in objects))
+    with open(os.path.join(root, "data.yaml"), "w") as f:
+        f.write(data_yaml(examples))
+    return str(root)
+
+
+COCO_ONLY_CASES = ("duplicate_id", "crowd_only", "malformed_entry")
+
+
+def make_faulty_coco_folder(root):
+    """The faults of `faulty_cases` plus COCO's own, as a COCO folder; returns `(root, {id: expected})`."""
+    import json
+
+    root = str(root)
+    images_dir = os.path.join(root, "train")
+    os.makedirs(images_dir, exist_ok=True)
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    outside = os.path.join(os.path.dirname(root), "outside_secret_coco.jpg")
+    with open(outside, "wb") as f:
+        f.write(_jpeg(make_image(48, 64, [GOOD_BOX])))
+    ids = {"cat": 3, "dog": 17, "plate": 90, "unicorn": 55}  # 55: not in categories
+    images, annotations, expected = [], [], {}
+
+    def annotate(image_id, objects, iscrowd=0):
+        for name, (xmin, ymin, xmax, ymax) in objects:
+            bbox = [xmin, ymin, xmax - xmin if not isinstance(xmin, str) else 30, ymax - ymin]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[name],
+                                "bbox": bbox, "iscrowd": iscrowd})
+
+    for image_id, (name, (filename, content, objects, outcome)) in enumerate(faulty_cases(outside).items()):
+        _write_case_image(images_dir, filename, content)
+        images.append({"id": image_id, "file_name": filename, "width": 64, "height": 48})
+        annotate(image_id, objects)
+        expected[name] = outcome
+    _write_case_image(images_dir, "crowd_only.jpg", _jpeg(make_image(48, 64, [GOOD_BOX])))
+    images.append({"id": 500, "file_name": "crowd_only.jpg"})
+    annotate(500, [GOOD_BOX], iscrowd=1)
+    expected["crowd_only"] = ("skipped", "no valid non-difficult object")
+    images.append({"id": 0, "file_name": "duplicate_id.jpg"})  # id 0 is good0's
+    expected["duplicate_id"] = ("skipped", "duplicate image id")
+    images.append({"id": 501})  # no file_name
+    expected["malformed_entry"] = ("skipped", "malformed image entry")
+    annotate(99999, [GOOD_BOX])  # an annotation of no image
+    categories = [{"id": i, "name": n} for n, i in ids.items() if n != "unicorn"]
+    with open(os.path.join(root, "annotations", "instances_train.json"), "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    return root, expected
+
+
+# Cases whose image cannot be listed in a YOLO folder (its images are the folder's files).
+_NOT_LISTABLE = ("escape_relative", "escape_absolute", "missing_image")
+# YOLO boxes are normalized values, each in [0, 1]: a box reaching outside the image, or inverted,
+# has a value outside that range and is ignored rather than clipped.
+_YOLO_OUTCOMES = {"box_outside": ("skipped", "no objects"), "inverted": ("skipped", "no objects")}
+
+
+def make_faulty_yolo_folder(root):
+    """The faults of `faulty_cases` plus YOLO's own, as a YOLO folder; returns `(root, {id: expected})`."""
+    root = str(root)
+    images_dir, labels_dir = os.path.join(root, "images", "train"), os.path.join(root, "labels", "train")
+    os.makedirs(images_dir, exist_ok=True)
+    os.makedirs(labels_dir, exist_ok=True)
+    outside = os.path.join(os.path.dirname(root), "outside_secret_yolo.jpg")
+    with open(outside, "wb") as f:
+        f.write(_jpeg(make_image(48, 64, [GOOD_BOX])))
+    expected = {}
+    for name, (filename, content, objects, outcome) in faulty_cases(outside).items():
+        if name in _NOT_LISTABLE:
+            continue
+        _write_case_image(images_dir, filename, content)
+        lines = []
+        for class_name, box in objects:
+            index = CLASSES.index(class_name) if class_name in CLASSES else len(CLASSES)
+            if any(isinstance(v, str) for v in box):
+                lines.append(f"{index} ten 0.5 0.2 0.2")
+            else:
+                lines.append(yolo_line(index, box, 48, 64))
+        with open(os.path.join(labels_dir, os.path.splitext(filename)[0] + ".txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        expected[name] = _YOLO_OUTCOMES.get(name, outcome)
+    good = _jpeg(make_image(48, 64, [GOOD_BOX]))
+    own = {
+        "no_label": (None, ("skipped", "no label file (background image)")),
+        "empty_label": ("", ("skipped", "no objects")),
+        "wrong_columns": ("0 0.5 0.5 0.2\n", ("skipped", "no objects")),
+        "polygon": ("0 0.1 0.1 0.5 0.1 0.5 0.5\n", ("skipped", "no objects")),
+        "one_bad_line": ("7 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\n" + yolo_line(0, GOOD_BOX[1], 48, 64) + "\n",
+                         ("kept", None)),
+    }
+    for name, (text, outcome) in own.items():
+        _write_case_image(images_dir, f"{name}.jpg", good)
+        if text is not None:
+            with open(os.path.join(labels_dir, f"{name}.txt"), "w") as f:
+                f.write(text)
+        expected[name] = outcome
+    with open(os.path.join(labels_dir, "orphan.txt"), "w") as f:  # a label without an image: not an example
+        f.write(yolo_line(0, GOOD_BOX[1], 48, 64) + "\n")
+    with open(os.path.join(root, "data.yaml"), "w") as f:
+        f.write(data_yaml(["train"]))
+    return root, expected

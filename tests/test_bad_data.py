@@ -21,10 +21,15 @@ def _expected_counts(expected):
     return kept, skipped, repaired
 
 
-@pytest.mark.parametrize("kind", ["voc_dir", "csv"])
+MAKERS = {
+    "voc_dir": fixtures.make_faulty_voc_folder, "csv": fixtures.make_faulty_csv_folder,
+    "coco": fixtures.make_faulty_coco_folder, "yolo": fixtures.make_faulty_yolo_folder,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
 def test_every_fault_is_skipped_or_fixed_as_specified(tmp_path, kind):
-    maker = fixtures.make_faulty_voc_folder if kind == "voc_dir" else fixtures.make_faulty_csv_folder
-    root, expected = maker(tmp_path / "data")
+    root, expected = MAKERS[kind](tmp_path / "data")
     source = pipelines.get_source(kind, data_dir=root)
     kept_ids = {element[ID].numpy().decode() for element in source.load("train")}
     stats = source.index_stats("train")
@@ -37,10 +42,9 @@ def test_every_fault_is_skipped_or_fixed_as_specified(tmp_path, kind):
     assert {("skipped", r) for r in skipped} <= listed and {("repaired", r) for r in repaired} <= listed
 
 
-@pytest.mark.parametrize("kind", ["voc_dir", "csv"])
+@pytest.mark.parametrize("kind", sorted(MAKERS))
 def test_kept_faulty_examples_decode_through_the_pipeline(tmp_path, kind):
-    maker = fixtures.make_faulty_voc_folder if kind == "voc_dir" else fixtures.make_faulty_csv_folder
-    root, expected = maker(tmp_path / "data")
+    root, expected = MAKERS[kind](tmp_path / "data")
     source = pipelines.get_source(kind, data_dir=root)
     config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, seed=0)
     counter = input_pipeline.DropCounter()
@@ -48,6 +52,23 @@ def test_kept_faulty_examples_decode_through_the_pipeline(tmp_path, kind):
     images = sum(int(b[0].shape[0]) for b in batches)
     assert images == (len(_expected_counts(expected)[0]) // 4) * 4  # drop_remainder, no crash
     assert counter.value == 0
+
+
+def test_coco_and_yolo_count_their_own_faults(tmp_path):
+    coco, _ = fixtures.make_faulty_coco_folder(tmp_path / "coco")
+    repaired = pipelines.get_source("coco", data_dir=coco).index_stats("train").repaired
+    assert repaired["annotation of an unknown image ignored"] == 1
+    assert repaired["object of unknown class ignored"] == 1  # category 55
+    assert repaired["unusable object ignored"] == 1  # bbox x="ten"
+    yolo, _ = fixtures.make_faulty_yolo_folder(tmp_path / "yolo")
+    stats = pipelines.get_source("yolo", data_dir=yolo).index_stats("train")
+    # one_bad_line: class 7 unknown, cx=1.5 out of range; its good line is kept.
+    assert stats.repaired["object of unknown class ignored"] == 2  # unknown_class and one_bad_line
+    assert stats.repaired["unusable object ignored"] == 6  # non_numeric, box_outside, inverted, wrong_columns,
+    # polygon, one_bad_line's cx=1.5
+    listed = [file for file, action, reason in stats.problems if reason == "unusable object ignored"]
+    assert any("one_bad_line.txt line 2: cx=1.5 outside [0, 1]" in file for file in listed)
+    assert not any("orphan" in file for file, _, _ in stats.problems)
 
 
 def test_alpha_is_composited_and_gray_becomes_rgb():

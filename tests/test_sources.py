@@ -31,9 +31,28 @@ def _check_against_fixture(elements, examples, difficult_aware=True):
 
 
 def test_registry_names_every_source():
-    assert set(pipelines.DATASETS) == {"synthetic", "voc", "voc_dir", "csv"}
-    with pytest.raises(ValueError, match="Unknown dataset"):
-        pipelines.get_source("nope")
+    assert set(pipelines.DATASETS) == {"synthetic", "voc", "voc_dir", "csv", "coco", "yolo"}
+    assert set(pipelines.SOURCE_OPTIONS) == set(pipelines.DATASETS) | {"tfds:"}
+    for name in ("nope", "tfds:", "tfds"):
+        with pytest.raises(ValueError, match=r"Unknown dataset .* or tfds:<name>\[:<version>\]"):
+            pipelines.get_source(name)
+    assert pipelines.dataset_kind("tfds:coco/2017:1.1.0") == "tfds:" and pipelines.dataset_kind("yolo") == "yolo"
+
+
+def test_source_with_options_passes_each_source_its_own(tmp_path, voc_folder):
+    # voc_dir takes no image_dir; the pixel limit reaches it.
+    source = pipelines.source_with_options("voc_dir", voc_folder, policy="single", image_dir="/x", max_image_pixels=7)
+    assert (source.policy, source.max_image_pixels) == ("single", 7)
+    root = fixtures.make_coco_folder(tmp_path / "coco")
+    assert pipelines.source_with_options("coco", root, image_dir=str(tmp_path)).image_dir == str(tmp_path)
+
+
+def test_default_workdir_of_a_tfds_name_is_one_safe_folder():
+    from localizer.training import workdir
+
+    path = workdir.default_workdir("tfds:coco/2017:1.1.0", "/data/tfds/", "quick")
+    assert path == os.path.join("work", "tfds_coco_2017_1.1.0-tfds-quick")
+    assert os.path.dirname(path) == "work"
 
 
 def test_voc_dir_reads_boxes_against_decoded_image(voc_folder):
@@ -168,3 +187,27 @@ def test_read_image_size_rejects_non_images_and_truncation(tmp_path):
     truncated.write_bytes(tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy()[:30])
     with pytest.raises(image_header.ImageHeaderError, match="truncated"):
         image_header.read_image_size(str(truncated))
+
+
+def test_show_samples_across_classes_not_the_first_examples(tmp_path):
+    from pipelines import show
+
+    # Sorted by class, as many datasets are: the first five are all cats.
+    items = [(f"{name}{i}", 16, 16, [(name, (2, 2, 12, 12))], ())
+             for name, count in (("cat", 6), ("dog", 2), ("plate", 3)) for i in range(count)]
+    source = pipelines.get_source("voc_dir", data_dir=fixtures.make_voc_folder(tmp_path / "v", {"train": items}))
+    assert [int(e[LABEL]) for e in source.load("train").take(5)] == [0] * 5
+
+    def sampled(count, seed):
+        return [(e[ID].numpy().decode(), int(e[LABEL])) for e in show.sample_across_classes(source, "train", count, seed)]
+
+    first = sampled(5, seed=0)
+    labels = [label for _, label in first]
+    assert sorted(labels[:3]) == [0, 1, 2]  # every class before any twice
+    assert labels[3:5] == labels[0:2]  # then the next round, in the same class order
+    assert len({i for i, _ in first}) == 5
+    assert sampled(5, seed=0) == first  # seeded
+    assert any(sampled(5, seed=s) != first for s in (1, 2, 3))
+    assert len(sampled(50, seed=0)) == len(items)  # never more than the split holds
+    picks = show.stratified_indices([2, 2, 2, 0], 3, seed=4)
+    assert 3 in picks[:2] and len(set(picks)) == 3  # the rare class's one example comes in the first round

@@ -31,7 +31,7 @@ class DataConfig:
     data_dir: typing.Optional[str] = None
     train_split: str = "train"
     val_split: str = "val"
-    policy: str = POLICIES[0]  # multi-object images: voc, voc_dir, csv (one of POLICIES)
+    policy: str = POLICIES[0]  # multi-object images, every source but synthetic (one of POLICIES)
     voc_year: str = "2007"
     manual_dir: typing.Optional[str] = None
     image_dir: typing.Optional[str] = None

@@ -12,7 +12,7 @@ import dataclasses
 from localizer.model import ATTACH_MODES, REGRESSION_MODES, losses
 from localizer.model.backbones import BACKBONES, FEATURE_STRIDES
 from localizer.training import config as config_lib
-from pipelines import DATASETS
+from pipelines import DATASET_CHOICES, dataset_kind
 from pipelines.render import MAX_IMAGE_SIZE, RESIZE_MODES
 from pipelines.sources.source import POLICIES
 
@@ -47,7 +47,7 @@ RULES = {
     "seed": (INTEGER, 0, 2**31 - 1, "optional"),
     "deterministic": FLAG,
     # DataConfig
-    "data.dataset": tuple(DATASETS),
+    "data.dataset": "dataset",
     "data.data_dir": (TEXT, "optional"),
     "data.train_split": TEXT,
     "data.val_split": TEXT,
@@ -128,6 +128,8 @@ def _problem(rule, value):
         return None if value in rule else f"must be one of {list(rule)}"
     if rule in (TEXT, FLAG, INTEGER, REAL):
         return _typed_problem(rule, [], set(), value)
+    if rule == "dataset":
+        return None if dataset_kind(value) else f"must be {DATASET_CHOICES}"
     if rule == "names":
         ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) and v for v in value)
         return None if ok and len(set(value)) == len(value) else "must be distinct non-empty names"

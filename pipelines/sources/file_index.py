@@ -1,10 +1,11 @@
-"""Index-time work shared by the file-based sources (`voc_dir`, `csv`).
+"""Index-time work shared by the file-based sources (`voc_dir`, `csv`, `coco`, `yolo`).
 
-Both read annotations into `AnnotatedImage` records (pixel boxes, class names),
-then `build_index` turns them into arrays of source elements: it resolves each
-image path inside the dataset root, reads the image size from the file header,
-converts pixel `xyxy` boxes to BOX_FORMAT against that size, and picks the one
-target with `choose_target`. Whatever cannot be used is skipped and counted by
+Each reads its annotations into `AnnotatedImage` records (boxes in the file's
+own format, class names), then `build_index` turns them into arrays of source
+elements: it resolves each image path inside the dataset root, reads the image
+size from the file header, converts the boxes to BOX_FORMAT against that size
+(the only place a file format's boxes are converted), and picks the one target
+with `choose_target`. Whatever cannot be used is skipped and counted by
 reason; nothing here decodes pixels, so indexing 10k images takes seconds.
 """
 
@@ -24,13 +25,24 @@ from pipelines.sources.source import (
 )
 
 
+UNKNOWN_CLASS = "object of unknown class ignored"
+UNUSABLE_OBJECT = "unusable object ignored"
+"""Repair reasons shared by every file source (counted in `IndexStats`, listed in data_issues.tsv)."""
+
+
 @dataclasses.dataclass
 class PixelObject:
-    """One annotated object: class name, pixel (xmin, ymin, xmax, ymax), difficult flag."""
+    """One annotated object: class name, box as the file gives it, difficult flag.
+
+    `box_format` names the box's Keras format: pixel `xyxy` (VOC, CSV; the
+    default), pixel `xywh` (COCO) or `rel_center_xywh` (YOLO); `build_index`
+    converts all of them to BOX_FORMAT against the image's real size.
+    """
 
     class_name: str
     xyxy: tuple
     difficult: bool = False
+    box_format: str = box_lib.PIXEL_XYXY
 
 
 @dataclasses.dataclass
@@ -93,19 +105,13 @@ def build_index(records, image_root, class_names, policy, stats, max_image_pixel
         path, info = image
         known = [o for o in record.objects if o.class_name in class_index]
         if len(known) < len(record.objects):
-            stats.repair("object of unknown class ignored", len(record.objects) - len(known), record.filename)
+            stats.repair(UNKNOWN_CLASS, len(record.objects) - len(known), record.filename)
         found.append((record, path, info.height, info.width, known))
 
-    # One vectorized conversion for every object of every image.
     counts = [len(known) for *_, known in found]
-    xyxy = np.array([o.xyxy for *_, known in found for o in known], np.float32).reshape(-1, 4)
+    objects = [o for *_, known in found for o in known]
     sizes = np.repeat([(h, w) for _, _, h, w, _ in found], counts, axis=0).reshape(-1, 2)
-    normalized = np.asarray(
-        box_lib.to_internal(
-            xyxy, box_lib.PIXEL_XYXY, height=sizes[:, :1].astype(np.float32),
-            width=sizes[:, 1:].astype(np.float32),
-        )
-    ) if len(xyxy) else np.zeros((0, 4), np.float32)
+    normalized = to_box_format(objects, sizes)
 
     columns = {IMAGE_PATH: [], LABEL: [], BOX: [], ID: []}
     start = 0
@@ -129,6 +135,22 @@ def build_index(records, image_root, class_names, policy, stats, max_image_pixel
         BOX: np.array(columns[BOX], np.float32).reshape(-1, 4),
         ID: np.array(columns[ID], dtype=object).astype(str),
     }
+
+
+def to_box_format(objects, sizes):
+    """BOX_FORMAT boxes `[N, 4]` of `PixelObject`s on images of `sizes` `[N, 2]` (height, width).
+
+    One vectorized conversion per box format present (usually one for a whole dataset).
+    """
+    normalized = np.zeros((len(objects), 4), np.float32)
+    formats = np.array([o.box_format for o in objects], dtype=object)
+    for box_format in sorted(set(formats)):
+        rows = np.flatnonzero(formats == box_format)
+        normalized[rows] = np.asarray(box_lib.to_internal(
+            np.array([objects[i].xyxy for i in rows], np.float32).reshape(-1, 4), box_format,
+            height=sizes[rows, :1].astype(np.float32), width=sizes[rows, 1:].astype(np.float32),
+        ))
+    return normalized
 
 
 _CONVERSIONS = {
@@ -213,7 +235,11 @@ class FileSource(Source):
     Subclasses say where the records of a split come from (`_records`), which
     folder their filenames are relative to (`_image_root`) and, when there is
     no labels.txt, which class names the annotations use (`_names_from_annotations`).
+    Formats whose annotations carry the class list (COCO `categories`, YOLO
+    `names`) set `labels_file = None`: a stray labels.txt must not reorder them.
     """
+
+    labels_file = "labels.txt"
 
     def __init__(self, data_dir, policy, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         self.data_dir = os.path.abspath(data_dir)
@@ -238,8 +264,8 @@ class FileSource(Source):
     @property
     def class_names(self):
         if self._class_names is None:
-            labels_file = os.path.join(self.data_dir, "labels.txt")
-            if os.path.isfile(labels_file):
+            labels_file = os.path.join(self.data_dir, self.labels_file) if self.labels_file else None
+            if labels_file and os.path.isfile(labels_file):
                 self._class_names = read_class_names(labels_file)
             else:
                 self._class_names = self._names_from_annotations()

@@ -146,7 +146,7 @@ class VocDirSource(file_index.FileSource):
             for problem in problems:
                 logging.warning("%s", problem)
             for problem in problems:
-                stats.repair("unusable object ignored", file=problem)
+                stats.repair(file_index.UNUSABLE_OBJECT, file=problem)
             yield file_index.AnnotatedImage(
                 example_id, self._image_filename(example_id, filename), objects
             )

@@ -25,14 +25,10 @@ import socket
 import threading
 import urllib.parse
 
-import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines.sources.source import (
-    BOX, ID, IMAGE, LABEL, POLICIES, DatasetError, ImageObjects, IndexStats, Source,
-    choose_target, digest_of_arrays, log_index,
-)
+from pipelines.sources.source import DatasetError
+from pipelines.sources.tfds_source import TfdsSource
 
 YEARS = ("2007", "2012")
 
@@ -101,8 +97,9 @@ def canonical_split(split):
     return "+".join(parts)
 
 
-class VocTfdsSource(Source):
-    """Pascal VOC through TFDS, one target per image chosen by `policy`.
+class VocTfdsSource(TfdsSource):
+    """Pascal VOC through TFDS, one target per image chosen by `policy` (a `TfdsSource`
+    that may prepare the dataset from the official archives).
 
     Args:
       data_dir: TFDS data dir (None: TFDS's default, `~/tensorflow_datasets`).
@@ -124,23 +121,11 @@ class VocTfdsSource(Source):
         year = str(year)
         if year not in YEARS:
             raise ValueError(f"voc year must be one of {YEARS}; got {year!r}.")
-        if policy not in POLICIES:
-            raise ValueError(f"Unknown target policy {policy!r}; expected one of {POLICIES}.")
+        super().__init__(f"voc/{year}", data_dir=data_dir, policy=policy)
+        self.name = "voc"
         self.year = year
-        self.policy = policy
         self.manual_dir = os.fspath(manual_dir) if manual_dir else None
         self.download = bool(download)
-        self.data_dir = os.fspath(data_dir) if data_dir else None
-        try:
-            self.builder = tfds.builder(f"voc/{year}", data_dir=self.data_dir)
-        except Exception as error:  # noqa: BLE001 - re-raised with context
-            raise DatasetError(f"Cannot open TFDS dataset voc/{year}: {error}") from error
-        self._prepared = False
-        self._indexes = {}  # (split, policy) -> (keep, labels, boxes, ids, stats)
-
-    @property
-    def class_names(self):
-        return list(self.builder.info.features["objects"]["label"].names)
 
     # ------------------------------------------------------------------
     # Preparation
@@ -237,26 +222,6 @@ class VocTfdsSource(Source):
             raise DatasetError(self._instructions(reason)) from error
         self._prepared = True
 
-    # ------------------------------------------------------------------
-    # Index: which images are kept, with which target
-    # ------------------------------------------------------------------
-
-    def _tfds_dataset(self, split):
-        options = tf.data.Options()
-        options.deterministic = True
-        read_config = tfds.ReadConfig(
-            options=options, try_autocache=False, add_tfds_id=False,
-        )
-        try:
-            return self.builder.as_dataset(
-                split=split,
-                decoders={"image": tfds.decode.SkipDecoding()},
-                shuffle_files=False,
-                read_config=read_config,
-            )
-        except (ValueError, KeyError, AssertionError) as error:
-            raise DatasetError(f"voc/{self.year} has no split {split!r}: {error}") from error
-
     def _check_split(self, split):
         split = canonical_split(split)
         if self.year == "2012" and "test" in split:
@@ -266,100 +231,5 @@ class VocTfdsSource(Source):
             )
         return split
 
-    def _index(self, split):
-        split = self._check_split(split)
-        key = (split, self.policy)
-        if key not in self._indexes:
-            self.prepare()
-            self._indexes[key] = self._build_index(split)
-        return self._indexes[key]
-
-    def _build_index(self, split):
-        def annotations(example):
-            objects = example["objects"]
-            selected = {
-                "bbox": tf.reshape(tf.cast(objects["bbox"], tf.float32), [-1, 4]),
-                "label": tf.cast(objects["label"], tf.int64),
-            }
-            if "is_difficult" in objects:
-                selected["is_difficult"] = tf.cast(objects["is_difficult"], tf.bool)
-            if "image/filename" in example:
-                selected["id"] = example["image/filename"]
-            return selected
-
-        ds = self._tfds_dataset(split).map(annotations).prefetch(tf.data.AUTOTUNE)
-        stats = IndexStats()
-        keep, labels, boxes, ids = [], [], [], []
-        for position, example in enumerate(ds.as_numpy_iterator()):
-            label_values = np.asarray(example["label"]).reshape(-1)
-            difficult = example.get("is_difficult")
-            if difficult is None:
-                difficult = np.zeros(len(label_values), bool)
-            objects = ImageObjects(
-                boxes=np.asarray(example["bbox"], np.float32).reshape(-1, 4),
-                labels=label_values,
-                difficult=np.asarray(difficult, bool).reshape(-1),
-            )
-            target = choose_target(objects, self.policy, stats)
-            keep.append(target is not None)
-            label, box = target if target is not None else (0, np.zeros(4, np.float32))
-            labels.append(label)
-            boxes.append(box)
-            raw_id = example.get("id")
-            ids.append(bytes(raw_id) if raw_id is not None
-                       else f"voc{self.year}/{split}/{position}".encode())
-        log_index(self.name, f"{split}, policy={self.policy}", stats)
-        return {
-            "keep": np.asarray(keep, bool),
-            "label": np.asarray(labels, np.int32),
-            "box": np.asarray(boxes, np.float32).reshape(-1, 4),
-            "id": tf.constant(ids, tf.string) if ids else tf.zeros([0], tf.string),
-            "has_ids": "id" in ds.element_spec,
-            "stats": stats,
-        }
-
-    def index_stats(self, split):
-        """The `IndexStats` of `split` under this source's policy (builds the index)."""
-        return self._index(split)["stats"]
-
-    def num_examples(self, split):
-        return int(self._index(split)["keep"].sum())
-
-    def identity(self, split):
-        """The TFDS dataset and version, the policy, and a digest of the kept targets."""
-        index = self._index(split)
-        targets = {key: index[key] for key in ("keep", "label", "box", "id")}
-        return {
-            **super().identity(split), "tfds": f"{self.builder.info.full_name}", "policy": self.policy,
-            "examples_digest": digest_of_arrays(targets),
-        }
-
-    # ------------------------------------------------------------------
-    # Loading
-    # ------------------------------------------------------------------
-
-    def load(self, split):
-        index = self._index(split)
-        split = self._check_split(split)
-        kept = int(index["keep"].sum())
-        targets = tf.data.Dataset.from_tensor_slices((
-            index["keep"], index["label"], index["box"], index["id"],
-        ))
-        has_ids = index["has_ids"]
-
-        def to_element(example, target):
-            _, label, box, expected_id = target
-            if has_ids:
-                # The index was built on the same read order; make a change loud.
-                check = tf.debugging.assert_equal(
-                    example["image/filename"], expected_id,
-                    message="voc: TFDS read order differs from the index order",
-                )
-                with tf.control_dependencies([check]):
-                    expected_id = tf.identity(expected_id)
-            return {IMAGE: example["image"], LABEL: label, BOX: box, ID: expected_id}
-
-        ds = tf.data.Dataset.zip((self._tfds_dataset(split), targets))
-        ds = ds.filter(lambda example, target: target[0])
-        ds = ds.map(to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.apply(tf.data.experimental.assert_cardinality(kept))
+    def _fallback_id(self, split, position):
+        return f"voc{self.year}/{split}/{position}"
