@@ -13,7 +13,8 @@ from pipelines import input_pipeline, render
 from pipelines.sources.source import IMAGE
 
 CALIBRATION_IMAGES = 200
-"""Images calibrating the int8 ranges (TFLite's guide: a few hundred; 100 vs 200 measured in the README)."""
+"""Images calibrating the int8 ranges (a few hundred, as TFLite suggests; 200 is what the bench in
+experiments/RESULTS.md ran with)."""
 
 CHECK_IMAGES = 16
 """Further images of the split on which the int8 file is compared with the SavedModel."""
