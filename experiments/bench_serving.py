@@ -21,6 +21,17 @@ keras_direct_call measured in the same run (robust to load that drifts
 between runs on a shared machine). JPEGs come from
 `../shared/data/realmix/JPEGImages` when it exists, else are generated.
 Results go to `experiments/results/bench_serving.json`.
+
+With `--int8_model=WORKDIR/best.keras` (a model trained on realmix, e.g.
+`python -m localizer.train --experiment=realmix_default --workdir=work/realmix_default`),
+the same run also measures what full-integer TFLite costs: the model is exported
+with `--tflite` and `--tflite_int8` (calibrated on its own training split, as
+`localizer.export` does), then evaluated on realmix `val` as a Keras model, as
+the float TFLite file and as the int8 file (the same evaluation code,
+`--refine` on as in `localizer.evaluate`); batch-1 latency of the SavedModel's
+`predict_images`, the float and the int8 file (XNNPACK on, all cores), taking
+turns call by call; file sizes. Results: `experiments/results/bench_int8.json`.
+`--noserving_throughput` skips the throughput part above.
 """
 
 import json
@@ -37,6 +48,10 @@ FLAGS = flags.FLAGS
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_JPEGS = os.path.join(REPO_ROOT, "..", "shared", "data", "realmix", "JPEGImages")
 RESULTS = os.path.join(REPO_ROOT, "experiments", "results", "bench_serving.json")
+INT8_RESULTS = os.path.join(REPO_ROOT, "experiments", "results", "bench_int8.json")
+REALMIX = os.path.join(REPO_ROOT, "..", "shared", "data", "realmix")
+INT8_IOU_MARGIN = 0.015
+"""The int8 file's class-averaged IoU must stay within this of the float model's (issue 13)."""
 CLASS_NAMES = ("abyssinian", "airplane", "american_bulldog", "bengal", "kangaroo", "license_plate",
                "microcontroller", "pistol", "raccoon")
 FROM_BYTES = "savedmodel_from_bytes"
@@ -155,8 +170,110 @@ def summarize(raw, data, batch_sizes, runs, calls):
     return summary
 
 
+def folder_bytes(path):
+    return sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(path) for name in names)
+
+
+def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
+    """The int8 comparison (see the module docstring) as a JSON-able dict."""
+    import tensorflow as tf
+
+    import pipelines
+    from localizer import model as model_lib
+    from localizer.inference import evaluation
+    from localizer.inference.predictor import Predictor, load_keras_model
+    from localizer.serving import calibration, export_lib, signatures, tflite
+    from localizer.training import data as data_lib
+    from localizer.training import workdir
+
+    model = load_keras_model(model_path)
+    metadata = model_lib.model_metadata(model)
+    data = workdir.recorded_data(model_path)
+    train_source = data_lib.build_source(data)
+    images = calibration.calibration_and_check_images(
+        train_source, data.train_split, metadata["image_size"], metadata["resize_mode"],
+        count=calibration_images or calibration.CALIBRATION_IMAGES)
+    val_source = pipelines.source_with_options("voc_dir", data_dir)
+    result = {"model": model_path, "data": f"realmix val ({val_source.num_examples('val')} images)",
+              "calibration_images": len(images[0]), "calibration_split": f"{data.dataset} {data.train_split}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        version = export_lib.export_saved_model(model, tmp, tflite=True, tflite_int8=images)
+        result["export_s"] = round(time.perf_counter() - started, 1)
+        files = {"savedmodel": version, "tflite_float": os.path.join(version, signatures.TFLITE_FILE),
+                 "tflite_int8": os.path.join(version, signatures.TFLITE_INT8_FILE)}
+        sizes = {name: os.path.getsize(files[name]) for name in ("tflite_float", "tflite_int8")}
+        sizes["savedmodel"] = folder_bytes(version) - sum(sizes.values())  # without the TFLite files inside it
+        result["size_mb"] = {name: round(size / 1e6, 2) for name, size in sizes.items()}
+        result["float_ops_in_int8"] = tflite.float_ops(open(files["tflite_int8"], "rb").read())
+        result["evaluation"] = {}
+        for name, path in (("keras", model_path), ("tflite_float", files["tflite_float"]),
+                           ("tflite_int8", files["tflite_int8"])):
+            started = time.perf_counter()
+            summary = evaluation.evaluate(Predictor(path), val_source, "val", "none", 16, progress=False,
+                                          refine=True)[0]
+            result["evaluation"][name] = {
+                key: round(summary[key], 4) for key in ("macro_mean_iou", "mean_iou", "localization_accuracy",
+                                                        "classification_accuracy")}
+            result["evaluation"][name]["seconds"] = round(time.perf_counter() - started, 1)
+        gap = result["evaluation"]["keras"]["macro_mean_iou"] - result["evaluation"]["tflite_int8"]["macro_mean_iou"]
+        result["int8_macro_iou_drop"] = round(gap, 4)
+        result["int8_within_margin"] = abs(gap) <= INT8_IOU_MARGIN
+        inputs = calibration.rendered_images(val_source, "val", range(32), metadata["image_size"],
+                                             metadata["resize_mode"])
+        predict_images = tf.saved_model.load(version).signatures[signatures.IMAGES_SIGNATURE]
+        runners = {name: tflite.interpreter(path=files[name], num_threads=os.cpu_count()).get_signature_runner(
+            signatures.IMAGES_SIGNATURE) for name in ("tflite_float", "tflite_int8")}
+        tensors = tf.constant(inputs)
+        paths = {
+            "savedmodel_predict_images": lambda i, j: predict_images(images=tensors[i:j])["box"].numpy(),
+            "tflite_float": lambda i, j: runners["tflite_float"](images=inputs[i:j])["box"],
+            "tflite_int8": lambda i, j: runners["tflite_int8"](images=inputs[i:j])["box"],
+        }
+        raw = run_benchmark(paths, len(inputs), [1], runs, {1: calls})[1]
+    baseline = raw["savedmodel_predict_images"]["latencies"]
+    result["latency_batch_1"] = {}
+    for name, values in raw.items():
+        per_run = np.array(values["latencies"]).reshape(runs, calls) * 1000.0
+        ratios = np.median(per_run, axis=1) / np.median(np.array(baseline).reshape(runs, calls) * 1000.0, axis=1)
+        result["latency_batch_1"][name] = {
+            "ms_median": round(float(np.median(per_run)), 2),
+            "ms_median_runs": [round(float(x), 2) for x in np.median(per_run, axis=1)],
+            "x_savedmodel_median": round(float(np.median(ratios)), 3),
+        }
+    return result
+
+
+def write_int8(result, load):
+    from localizer import provenance
+    import tensorflow as tf
+
+    result.update({
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "load_average_at_start": load, "tensorflow": tf.__version__, "code": provenance.code_version(),
+        "command": "python -m experiments.bench_serving --noserving_throughput "
+                   "--int8_model=<realmix_default work dir>/best.keras"
+                   + "".join(f" --{name}={FLAGS[name].value}" for name in ("runs", "int8_calls", "calibration_images")
+                             if FLAGS[name].present),
+    })
+    os.makedirs(os.path.dirname(INT8_RESULTS), exist_ok=True)
+    with open(INT8_RESULTS, "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+    print(f"Wrote {INT8_RESULTS}")
+
+
 def main(argv):
     del argv
+    if FLAGS.int8_model:
+        load = round(os.getloadavg()[0], 2)
+        write_int8(int8_benchmark(FLAGS.int8_model, FLAGS.realmix_dir, FLAGS.runs, FLAGS.int8_calls,
+                                  FLAGS.calibration_images), load)
+    if FLAGS.serving_throughput:
+        serving_throughput()
+
+
+def serving_throughput():
     import keras
     import tensorflow as tf
     from absl import logging
@@ -212,4 +329,10 @@ if __name__ == "__main__":
     flags.DEFINE_integer("images_per_run", 96, "Images per path per run (calls = this / batch size).")
     flags.DEFINE_integer("num_images", 64, "Distinct JPEGs to cycle through.")
     flags.DEFINE_integer("image_size", 224, "Model input size.")
+    flags.DEFINE_boolean("serving_throughput", True, "Time serving_default and the Keras paths (random weights).")
+    flags.DEFINE_string("int8_model", None, "A realmix-trained best.keras in its work dir: measure int8 TFLite.")
+    flags.DEFINE_string("realmix_dir", os.path.normpath(REALMIX), "realmix (VOC layout), whose val split is used.")
+    flags.DEFINE_integer("int8_calls", 40, "Batch-1 calls per path per run in the int8 latency comparison.")
+    flags.DEFINE_integer("calibration_images", None, "Calibration images of the int8 export (default: the "
+                         "export's, localizer.serving.calibration.CALIBRATION_IMAGES).")
     app.run(main)

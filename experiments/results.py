@@ -22,6 +22,7 @@ BENCH = os.path.join(HERE, "results", "bench_pipeline.json")
 BENCH_TRAINING = os.path.join(HERE, "results", "bench_training.json")
 TTA = os.path.join(HERE, "results", "tta_effect.json")
 BENCH_SERVING = os.path.join(HERE, "results", "bench_serving.json")
+BENCH_INT8 = os.path.join(HERE, "results", "bench_int8.json")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 REALMIX_RELATIVE = "../shared/data/realmix"
 """How records name the realmix folder (beside the project root), whatever the machine's path."""
@@ -315,6 +316,36 @@ def bench_distributed_section():
     return lines
 
 
+def int8_section():
+    bench = _read_json(BENCH_INT8)
+    if bench is None:
+        return []
+    evaluation, latency, sizes = bench["evaluation"], bench["latency_batch_1"], bench["size_mb"]
+    lines = [
+        "## int8 TFLite: what full-integer quantization costs", "",
+        f"`{bench['command']}`: the realmix_default model, exported with `--tflite --tflite_int8` "
+        f"({bench['calibration_images']} calibration images of {bench['calibration_split']}), evaluated on "
+        f"{bench['data']} with `--refine` by the same evaluation code; {bench['machine']}; {bench['date']}; "
+        f"commit {_commit(bench)}. Latency: `predict_images` at batch 1 on rendered images, XNNPACK on, the "
+        "paths taking turns call by call; medians of the runs, ratios within each run.", "",
+        "| model | class-avg IoU | mean IoU | loc acc | class acc | batch-1 latency ms | x SavedModel | size MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = (("Keras / SavedModel (float32)", "keras", "savedmodel_predict_images", "savedmodel"),
+            ("TFLite float32", "tflite_float", "tflite_float", "tflite_float"),
+            ("TFLite int8", "tflite_int8", "tflite_int8", "tflite_int8"))
+    for label, metrics_key, latency_key, size_key in rows:
+        m, t = evaluation[metrics_key], latency[latency_key]
+        lines.append(f"| {label} | {_fmt(m['macro_mean_iou'])} | {_fmt(m['mean_iou'])} "
+                     f"| {_fmt(m['localization_accuracy'])} | {_fmt(m['classification_accuracy'])} "
+                     f"| {t['ms_median']} | {t['x_savedmodel_median']} | {sizes[size_key]} |")
+    verdict = "within" if bench["int8_within_margin"] else "NOT within"
+    lines += ["", f"int8 loses {bench['int8_macro_iou_drop']:+.4f} class-averaged IoU against the float model "
+              f"({verdict} the 0.015 allowed); ops left in float in the int8 file: "
+              f"{', '.join(bench['float_ops_in_int8']) or 'none'}.", ""]
+    return lines
+
+
 def write_results():
     runs = []
     for path in glob.glob(os.path.join(RUNS, "*.json")):
@@ -342,6 +373,7 @@ def write_results():
         *bench_distributed_section(),
         *tta_section(),
         *serving_section(),
+        *int8_section(),
         *hostile_section(),
     ]
     notes_path = os.path.join(HERE, "results", "NOTES.md")

@@ -4,7 +4,11 @@
         --dataset=voc_dir --data_dir=../shared/data/realmix --split=val \
         --report_dir=reports/realmix --tta=multicrop
 
-`--model` is a `.keras` file or an exported SavedModel version folder. Boxes
+`--model` is a `.keras` file, an exported SavedModel version folder, or a
+`.tflite` file an export wrote (`<version>/assets.extra/localizer.tflite` or
+`localizer_int8.tflite`: the export's metadata gives its classes, size and
+resize mode); every `--tta` and `--refine` runs through the same views code
+on each (a TFLite file runs its `predict_images` with XNNPACK). Boxes
 are compared in the original image (the letterbox undone). Writes into the
 report dir (checked writable before the evaluation starts; its files are
 replaced atomically): metrics.json, report.md (the same as Markdown tables),
@@ -20,7 +24,8 @@ from absl import flags
 
 from localizer import cli, files
 from localizer.inference import evaluation, report, views
-from localizer.inference.predictor import Predictor
+from localizer.inference.predictor import TFLITE_SUFFIX, Predictor
+from localizer.serving import signatures
 from pipelines import cli as dataset_cli
 
 FLAGS = flags.FLAGS
@@ -30,8 +35,7 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
     cli.require_positive(FLAGS.batch_size, "batch_size")
-    report_dir = FLAGS.report_dir or os.path.join(
-        os.path.dirname(os.path.abspath(FLAGS.model)), f"report-{FLAGS.split}")
+    report_dir = FLAGS.report_dir or default_report_dir(FLAGS.model, FLAGS.split)
     report.check_report_dir(report_dir, FLAGS.data_dir)
     files.check_writable_folder(report_dir, "report dir")
     predictor = Predictor(FLAGS.model)
@@ -44,9 +48,19 @@ def main(argv):
     print(f"Report: {paths['report']}\nMetrics: {paths['metrics']}\nPlots: {report_dir}/*.png")
 
 
+def default_report_dir(model, split):
+    """Beside the model; a `.tflite` file's beside its export's version folders, named after the file."""
+    version_dir = signatures.export_of_tflite(model) if model.endswith(TFLITE_SUFFIX) else None
+    if version_dir is None:
+        return os.path.join(os.path.dirname(os.path.abspath(model)), f"report-{split}")
+    stem = os.path.splitext(os.path.basename(model))[0]
+    return os.path.join(os.path.dirname(version_dir), f"report-{split}-{stem}")
+
+
 def define_flags():
     dataset_cli.define_dataset_flags(default_split="val")
-    flags.DEFINE_string("model", None, "A .keras file or an exported SavedModel version folder.", required=True)
+    flags.DEFINE_string("model", None, "A .keras file, an exported SavedModel version folder, or a .tflite file "
+                        "in its assets.extra/.", required=True)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default: beside the model).")
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
     flags.DEFINE_boolean("refine", True, "A second, zoomed look around the first box (small objects); "

@@ -58,11 +58,22 @@ def world(tmp_path_factory):
     garbage = root / "garbage_export"
     garbage.mkdir()
     (garbage / "saved_model.pb").write_bytes(b"\0garbage")
+    # An export's version folder whose TFLite file is damaged, and a TFLite file outside any export.
+    assets_extra = root / "export" / "1" / "assets.extra"
+    assets_extra.mkdir(parents=True)
+    (root / "export" / "1" / "assets").mkdir()
+    (root / "export" / "1" / "assets" / "metadata.json").write_text(json.dumps(
+        {"class_names": list(fixtures.CLASSES), "resize_mode": "letterbox", "image_size": 32}))
+    corrupt_tflite = assets_extra / "localizer.tflite"
+    corrupt_tflite.write_bytes(b"TFL3 truncated flatbuffer")
+    loose_tflite = root / "loose.tflite"
+    loose_tflite.write_bytes(b"TFL3")
     notes = root / "notes.png"
     notes.write_bytes(b"the user's own file")
     # An output folder that cannot be created (tests run as root, so chmod would not stop a write).
     readonly = notes
     return {"root": str(root), "voc": voc, "model": model, "truncated": str(truncated), "garbage": str(garbage),
+            "corrupt_tflite": str(corrupt_tflite), "loose_tflite": str(loose_tflite),
             "readonly": str(readonly), "notes": str(notes)}
 
 
@@ -90,6 +101,12 @@ CASES = [
                                   "--data_dir={voc}", "--split=train"), "not a .keras file"),
     ("evaluate_garbage_export", ("localizer.evaluate", "--model={garbage}", "--dataset=voc_dir",
                                  "--data_dir={voc}", "--split=train"), "cannot be loaded"),
+    ("evaluate_missing_tflite", ("localizer.evaluate", "--model={root}/export/1/assets.extra/missing.tflite",
+                                 "--dataset=voc_dir", "--data_dir={voc}", "--split=train"), "not found"),
+    ("evaluate_corrupt_tflite", ("localizer.evaluate", "--model={corrupt_tflite}", "--dataset=voc_dir",
+                                 "--data_dir={voc}", "--split=train"), "cannot be loaded as a localizer TFLite"),
+    ("evaluate_tflite_outside_export", ("localizer.evaluate", "--model={loose_tflite}", "--dataset=voc_dir",
+                                        "--data_dir={voc}", "--split=train"), "not in an export's assets.extra"),
     ("evaluate_batch_size_0", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
                                "--batch_size=0"), "--batch_size=0"),
     ("evaluate_readonly_report", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
@@ -105,6 +122,10 @@ CASES = [
      "not a .keras file"),
     ("export_readonly_dir", ("localizer.export", "--model={model}", "--export_dir={readonly}/models"),
      "not writable"),
+    ("export_int8_without_data", ("localizer.export", "--model={model}", "--export_dir={root}/models",
+                                  "--tflite_int8"), "no work-dir config.json"),
+    ("export_int8_other_classes", ("localizer.export", "--model={model}", "--export_dir={root}/models",
+                                   "--tflite_int8", "--dataset=synthetic"), "pass the dataset it was trained on"),
     ("export_version_0", ("localizer.export", "--model={model}", "--export_dir={root}/models", "--version=0"),
      "--version=0"),
     ("show_replaces_user_file", ("pipelines.show", "--dataset=voc_dir", "--data_dir={voc}", "--out={notes}"),
@@ -112,7 +133,7 @@ CASES = [
     ("show_missing_data", ("pipelines.show", "--dataset=voc_dir", "--data_dir={root}/nowhere",
                            "--out={root}/grid.png"), "nowhere"),
 ]
-FAST_CASES = {"train_unknown_set", "evaluate_truncated_model", "predict_draw_among_inputs", "export_truncated_model",
+FAST_CASES = {"train_unknown_set", "evaluate_truncated_model", "evaluate_corrupt_tflite", "export_int8_without_data", "predict_draw_among_inputs", "export_truncated_model",
               "show_replaces_user_file"}
 
 

@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer.serving import export_lib, graph, signatures, verify, versions
+import pipelines
+from localizer.inference import evaluation
+from localizer.inference.predictor import Predictor
+from localizer.serving import calibration, export_lib, graph, signatures, tflite, verify, versions
 from localizer import model as model_lib
 from pipelines import decode, render
 from tests import fixtures
@@ -28,19 +31,21 @@ CLASS_NAMES = ("cat", "dog", "plate")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def tiny_model(resize_mode="letterbox", seed=0):
+def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, centre_scale=1.0):
     """The tiny localizer, with random class and box weights so outputs depend on the image.
 
     The default head (dense, stride 16). Its box layers are zero-initialized,
-    which would make every box the same.
+    which would make every box the same. `centre_scale=0` keeps the centre map
+    flat (every cell votes): a random centre map has near-equal peaks that
+    int8 rounding may swap, which a trained map does not have.
     """
     model = model_lib.build_model(model_lib.ModelConfig(
-        num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=32,
+        num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=image_size,
         resize_mode=resize_mode,
     ))
     rng = np.random.default_rng(seed)
     heads = model.get_layer("heads")
-    for name, scale in (("class_dense", 20.0), ("box_cells", 1.0), ("centre_logits", 1.0)):
+    for name, scale in (("class_dense", 20.0), ("box_cells", box_scale), ("centre_logits", centre_scale)):
         layer = heads.get_layer(name)
         kernel, bias = layer.get_weights()
         layer.set_weights([rng.normal(0.0, scale, kernel.shape).astype("float32"), bias])
@@ -417,3 +422,85 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
     # The second look changed the output (its probabilities are always averaged in).
     plain = reference(model, encoded)
     assert not np.allclose(served["probabilities"].numpy(), plain["probabilities"], atol=1e-3)
+
+
+def INT8_MODEL(seed=0):
+    return tiny_model(image_size=64, seed=seed, box_scale=3.0, centre_scale=0.0)
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    """`(model, model path, version dir, VOC folder)`: the tiny model at 64 px exported by the CLI with
+    --tflite and --tflite_int8, calibrated on the VOC fixture's train split."""
+    root = tmp_path_factory.mktemp("int8")
+    voc = fixtures.make_voc_folder(root / "voc")
+    model = INT8_MODEL()
+    model_path = str(root / "model.keras")
+    model.save(model_path)
+    export_dir = str(root / "models")
+    result = subprocess.run(
+        [sys.executable, "-m", "localizer.export", f"--model={model_path}", f"--export_dir={export_dir}", "--tflite",
+         "--tflite_int8", "--dataset=voc_dir", f"--data_dir={voc}", "--norefine"],
+        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "TFLite int8" in result.stdout
+    return model, model_path, os.path.join(export_dir, "1"), voc
+
+
+def _voc_images(voc, size=64):
+    source = pipelines.get_source("voc_dir", data_dir=voc)
+    return calibration.rendered_images(source, "train", range(source.num_examples("train")), size, "letterbox")
+
+
+def test_int8_file_is_full_integer_with_the_float_files_signature(int8_export):
+    _, _, version_dir, _ = int8_export
+    int8 = open(os.path.join(version_dir, signatures.TFLITE_INT8_FILE), "rb").read()
+    floats = open(os.path.join(version_dir, signatures.TFLITE_FILE), "rb").read()
+    assert signatures.TFLITE_INT8_FILE.endswith("int8.tflite")
+    assert tflite.float_ops(int8) == []
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(tflite.float_ops(floats))  # the check sees float ops
+    runners = [tflite.interpreter(content).get_signature_runner("predict_images") for content in (int8, floats)]
+    for runner in runners:
+        assert runner.get_input_details()["images"]["dtype"] == np.uint8
+        assert {name: d["dtype"] for name, d in runner.get_output_details().items()} == {
+            "box": np.float32, "class_logits": np.float32, "probabilities": np.float32}
+    # Inside, weights and activations are int8 (the interpreter's main graph holds the model's ops).
+    types = {d["dtype"] for d in tflite.interpreter(int8).get_tensor_details()}
+    assert np.int8 in types and np.uint8 in types
+
+
+def test_int8_predictions_are_close_to_the_models(int8_export):
+    model, _, version_dir, voc = int8_export
+    images = _voc_images(voc)
+    expected = {key: value.numpy() for key, value in model(images, training=False).items()}
+    outputs = tflite.run_signature(open(os.path.join(version_dir, signatures.TFLITE_INT8_FILE), "rb").read(), images)
+    box_error, same_class = tflite.int8_disagreement(outputs, expected)
+    assert box_error <= 0.02 and same_class >= 0.75, (box_error, same_class)
+    assert np.max(np.abs(outputs["box"] - expected["box"])) > 1e-5  # quantized: not the float model
+    assert np.std(expected["box"], axis=0).max() > 0.01  # boxes that depend on the image
+
+
+def test_int8_check_refuses_a_file_far_from_the_saved_model(tmp_path, monkeypatch, int8_export):
+    """An int8 file that does not compute what the SavedModel does (here: another model's) is refused."""
+    _, _, _, voc = int8_export
+    images = _voc_images(voc)
+    other = export_lib.export_saved_model(tiny_model(image_size=64, seed=1, box_scale=3.0, centre_scale=0.0),
+                                          str(tmp_path / "other"), verify=False)
+    convert = tflite.convert_int8
+    monkeypatch.setattr(tflite, "convert_int8", lambda _, calibration_images: convert(other, calibration_images))
+    with pytest.raises(verify.ExportVerificationError, match="int8 model is far from the SavedModel"):
+        export_lib.export_saved_model(INT8_MODEL(), str(tmp_path / "models"), verify=False,
+                                      tflite_int8=(images, images))
+    assert not os.path.exists(tmp_path / "models" / "1")
+
+
+@pytest.mark.parametrize("name, tolerance", [(signatures.TFLITE_FILE, 1e-4), (signatures.TFLITE_INT8_FILE, 0.05)])
+def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, tolerance):
+    _, model_path, version_dir, voc = int8_export
+    source = pipelines.get_source("voc_dir", data_dir=voc)
+    keras_summary = evaluation.evaluate(Predictor(model_path), source, "train", "flip", batch_size=2, refine=True)[0]
+    summary = evaluation.evaluate(Predictor(os.path.join(version_dir, name)), source, "train", "flip", batch_size=2,
+                                  refine=True)[0]
+    for key in ("mean_iou", "macro_mean_iou", "classification_accuracy"):
+        assert summary[key] == pytest.approx(keras_summary[key], abs=tolerance), key

@@ -185,6 +185,9 @@ def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training()
     boxes[0, 2:, 2:] = [0.7, 0.7, 1.0, 1.0]
     layer = CentreWeightedBox(peak_radius=1)
     np.testing.assert_allclose(layer([logits, boxes], training=False)[0], [0.0, 0.0, 0.3, 0.3], atol=1e-4)
+    # Far cells are filled with a value near the peak (int8 can hold it), not -1e9.
+    kept = np.asarray(layers_lib._keep_near_peak(logits, 1))
+    assert kept.min() == 5.0 - layers_lib.FAR_FROM_PEAK and kept[0, 3, 3, 0] == kept.min()
     # Training averages both peaks: a box between the two objects.
     between = np.asarray(layer([logits, boxes], training=True)[0])
     assert 0.3 < between[0] < 0.4 and 0.6 < between[2] < 0.7

@@ -1,9 +1,11 @@
-"""A trained localizer, loaded from a `.keras` file or an exported SavedModel, ready to run on images."""
+"""A trained localizer, loaded from a `.keras` file, an exported SavedModel or its TFLite file, ready to run on images."""
 
 import os
+import threading
 import zipfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from localizer import model as model_lib
@@ -15,7 +17,9 @@ class ModelFileError(ValueError):
     """The model path is missing, or is not a localizer `.keras` file or exported SavedModel."""
 
 
-MODEL_HINT = "pass --model=<a .keras file from training, or an export's version folder such as models/localizer/1>"
+MODEL_HINT = ("pass --model=<a .keras file from training, an export's version folder such as models/localizer/1, "
+              "or a .tflite file in its assets.extra/>")
+TFLITE_SUFFIX = ".tflite"
 
 
 def load_keras_model(path, hint=MODEL_HINT):
@@ -49,8 +53,39 @@ def load_saved_model(path):
     return loaded, metadata
 
 
+def load_tflite(path):
+    """A `.tflite` file of an export: `(predict_images signature runner, metadata)`; one-line errors.
+
+    The class names, image size and resize mode are the export's
+    (`metadata.json`), so the file must lie in its `<version>/assets.extra/`.
+    """
+    from localizer.serving import tflite
+
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model {path} not found; {MODEL_HINT}")
+    version_dir = signatures.export_of_tflite(path)
+    if version_dir is None:
+        raise ModelFileError(f"model {path} is not in an export's {signatures.ASSETS_EXTRA}/ folder, where its "
+                             f"class names, image size and resize mode are ({signatures.METADATA_ASSET}); pass "
+                             f"the file as the export wrote it (<export_dir>/<version>/{signatures.TFLITE_FILE})")
+    try:
+        metadata = signatures.load_metadata(version_dir)
+        # All cores, as TensorFlow uses for the SavedModel (the interpreter's default is one thread).
+        runner = tflite.interpreter(path=path, num_threads=os.cpu_count()).get_signature_runner(
+            signatures.IMAGES_SIGNATURE)
+        shape = runner.get_input_details()[signatures.IMAGES_INPUT]["shape_signature"]
+    except Exception as error:  # a damaged flatbuffer, another model's file, no predict_images
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ModelFileError(f"model {path} cannot be loaded as a localizer TFLite file ({first}); export it "
+                             f"again (--tflite or --tflite_int8)") from None
+    if list(shape[1:]) != [metadata["image_size"], metadata["image_size"], 3]:
+        raise ModelFileError(f"model {path} takes images of shape {list(shape[1:])}, its export "
+                             f"{metadata['image_size']} px; export it again (--tflite or --tflite_int8)")
+    return runner, metadata
+
+
 class Predictor:
-    """A trained localizer, from a `.keras` file or an exported SavedModel folder.
+    """A trained localizer, from a `.keras` file, an exported SavedModel folder or its `.tflite` file.
 
     `predict_inputs(images)` runs rendered model inputs (uint8 `[N, S, S, 3]`)
     and returns boxes in the input frame, class probabilities and, for
@@ -61,6 +96,8 @@ class Predictor:
         self.path = path
         if os.path.isdir(path):
             self._load_saved_model(path)
+        elif path.endswith(TFLITE_SUFFIX):
+            self._load_tflite(path)
         else:
             self._load_keras(path)
 
@@ -77,6 +114,32 @@ class Predictor:
         self._per_class = False
         self._run = lambda images: signature(**{signatures.IMAGES_INPUT: images})
         self._loaded = loaded  # keeps the variables alive
+
+    def _load_tflite(self, path):
+        runner, self.metadata = load_tflite(path)
+        self._per_class = False
+        lock = threading.Lock()  # an interpreter runs one call at a time
+        num_classes = len(self.metadata["class_names"])
+        names = (signatures.OUTPUT_CLASS_LOGITS, signatures.PROBABILITIES, signatures.OUTPUT_BOX)
+
+        def run_numpy(images):
+            if not len(images):
+                return np.zeros([0, num_classes], np.float32), np.zeros([0, num_classes], np.float32), \
+                    np.zeros([0, 4], np.float32)
+            with lock:  # the runner resizes its input to the batch
+                outputs = runner(**{signatures.IMAGES_INPUT: images})
+            return tuple(outputs[name].astype(np.float32) for name in names)
+
+        def run(images):
+            # numpy_function: evaluation and the views code call this inside tf.function.
+            logits, probabilities, box = tf.numpy_function(run_numpy, [images], [tf.float32] * 3, stateful=True)
+            logits.set_shape([None, num_classes])
+            probabilities.set_shape([None, num_classes])
+            box.set_shape([None, 4])
+            return {signatures.OUTPUT_CLASS_LOGITS: logits, signatures.PROBABILITIES: probabilities,
+                    signatures.OUTPUT_BOX: box}
+
+        self._run = run
 
     @property
     def class_names(self):

@@ -204,16 +204,25 @@ class CentreWeightedBox(keras.layers.Layer):
         return {**super().get_config(), "peak_radius": self.peak_radius}
 
 
+FAR_FROM_PEAK = 30.0
+"""Cells farther than the peak radius get the logit `peak - FAR_FROM_PEAK`: a softmax weight of at most
+e^-30 (1e-13) of the peak's, nothing in float32, and a value int8 quantization can hold."""
+
+
 def _keep_near_peak(logits, radius):
-    """`[B, h, w, 1]` logits with every cell farther than `radius` cells from the maximum set to -1e9.
+    """`[B, h, w, 1]` logits with every cell farther than `radius` cells from the maximum set to `peak - 30`.
 
     The peak's neighbourhood is the peak mask dilated by a max-pool: no
     argmax or integer arithmetic, which would bring ops TFLite lacks (Keras'
-    argmax bit-casts floats to order -0.0 before 0.0).
+    argmax bit-casts floats to order -0.0 before 0.0). The fill is finite and
+    close to the logits, not -1e9: full-integer quantization calibrates one
+    scale for this tensor, and -1e9 in its range made a step of ~4e6, every
+    real logit the same level and the box an average of the whole window
+    (int8 TFLite on realmix val: IoU 0.30 against 0.73 in float).
     """
-    peak = ops.cast(logits >= ops.max(logits, axis=(1, 2), keepdims=True), "float32")
-    near = ops.max_pool(peak, pool_size=2 * radius + 1, strides=1, padding="same")
-    return ops.where(near > 0.5, logits, -1e9)
+    top = ops.max(logits, axis=(1, 2), keepdims=True)
+    near = ops.max_pool(ops.cast(logits >= top, "float32"), pool_size=2 * radius + 1, strides=1, padding="same")
+    return ops.where(near > 0.5, logits, top - FAR_FROM_PEAK)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

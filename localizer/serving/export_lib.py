@@ -49,6 +49,12 @@ temporary folder, which the next export removes.
 `--tflite` also writes `<version>/assets.extra/localizer.tflite`:
 `predict_images` converted to TFLite (uint8 model inputs; decoding and
 resizing stay with the caller) and checked against the SavedModel.
+`--tflite_int8` writes `<version>/assets.extra/localizer_int8.tflite`, the same
+signature quantized to full integer (int8 weights and activations, uint8
+images in, float32 outputs), calibrated on a seeded sample of the training
+split (`--calibration_images`) rendered as the model sees it. The training
+data is the run's own (the work dir's config.json beside --model) unless
+--dataset/--data_dir/--split name it.
 """
 
 import json
@@ -59,16 +65,16 @@ import uuid
 
 import tensorflow as tf
 
-from localizer.serving.signatures import CLASS_NAMES_ASSET, METADATA_ASSET, TFLITE_FILE
+from localizer.serving.signatures import CLASS_NAMES_ASSET, METADATA_ASSET, TFLITE_FILE, TFLITE_INT8_FILE
 from localizer.serving import versions
 from localizer.serving.graph import LocalizerServing
-from localizer.serving.tflite import export_tflite
+from localizer.serving.tflite import export_tflite, export_tflite_int8
 from localizer.serving.verify import verify_export
 from pipelines.image_header import MAX_IMAGE_PIXELS
 
 
 def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMAGE_PIXELS,
-                       verify=True, tflite=False, refine=False):
+                       verify=True, tflite=False, refine=False, tflite_int8=None):
     """Exports `model` to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -86,6 +92,11 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
         caller (TFLite has no image decoding ops).
       refine: serving_default takes the second, zoomed look around the first
         box (`localizer.inference`; ~2x the compute per image).
+      tflite_int8: `(calibration images, check images)`, uint8 `[N, S, S, 3]`
+        rendered from the training split (`localizer.serving.calibration`):
+        also write `assets.extra/localizer_int8.tflite`, `predict_images`
+        quantized to full integer on the first, checked against the
+        SavedModel on the second (`localizer.serving.tflite`).
 
     Raises:
       FileExistsError: `version` exists already.
@@ -108,6 +119,8 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
             verify_export(temporary, model, refine=refine)
         if tflite:
             export_tflite(temporary, os.path.join(temporary, TFLITE_FILE))
+        if tflite_int8 is not None:
+            export_tflite_int8(temporary, os.path.join(temporary, TFLITE_INT8_FILE), *tflite_int8)
         return versions.publish(temporary, export_dir, version)
     finally:
         versions.ACTIVE.discard(temporary)

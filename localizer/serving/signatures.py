@@ -21,7 +21,10 @@ OUTPUT_CLASS_LOGITS = CLASS_LOGITS
 
 CLASS_NAMES_ASSET = "class_names.txt"
 METADATA_ASSET = "metadata.json"
-TFLITE_FILE = os.path.join("assets.extra", "localizer.tflite")
+ASSETS_EXTRA = "assets.extra"
+TFLITE_FILE = os.path.join(ASSETS_EXTRA, "localizer.tflite")
+TFLITE_INT8_FILE = os.path.join(ASSETS_EXTRA, "localizer_int8.tflite")
+"""`predict_images` in TFLite: float32, and full-integer (int8 weights and activations, uint8 images in)."""
 
 
 def metadata_path(version_dir):
@@ -33,3 +36,11 @@ def load_metadata(version_dir):
     """`metadata.json` of an export."""
     with open(metadata_path(version_dir), encoding="utf-8") as f:
         return json.load(f)
+
+
+def export_of_tflite(path):
+    """The version folder a `.tflite` file belongs to (it lies in `<version>/assets.extra/`), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(folder) != ASSETS_EXTRA or not os.path.isfile(metadata_path(os.path.dirname(folder))):
+        return None
+    return os.path.dirname(folder)

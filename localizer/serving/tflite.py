@@ -1,4 +1,9 @@
-"""TFLite: `predict_images` converted and checked against the SavedModel."""
+"""TFLite: `predict_images` converted, in float32 or full-integer int8, and checked against the SavedModel.
+
+Both files keep the signature `predict_images` (uint8 `images` in; float32
+`class_logits`, `probabilities`, `box` out), so one reader serves both
+(`localizer.inference.predictor`).
+"""
 
 import os
 import warnings
@@ -11,26 +16,140 @@ from localizer.serving.signatures import IMAGES_INPUT, IMAGES_SIGNATURE, PROBABI
 from localizer.serving.verify import ExportVerificationError, check_images
 from pipelines import decode, render
 
+INT8_BOX_TOLERANCE = 0.05
+"""The int8 file's box may differ from the SavedModel's by this much (the median over the check images of
+each image's largest coordinate difference; normalized coordinates)."""
+
+INT8_CLASS_AGREEMENT = 0.75
+"""At least this share of the check images keeps the SavedModel's top class under int8."""
+
+CONVERSIONS = ("QUANTIZE", "DEQUANTIZE", "CAST", "IF")
+"""Ops that may touch float tensors in a full-integer file: the float boundaries (uint8 images cast in,
+outputs dequantized) and the empty-batch branch of `predict_images`; none of them computes."""
+
+
+def interpreter(content=None, path=None, num_threads=None):
+    """A `tf.lite.Interpreter` (XNNPACK, the default delegate, on) without its LiteRT deprecation notice."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tf.lite.Interpreter(model_content=content, model_path=path, num_threads=num_threads)
+
+
+def run_signature(content, images):
+    """`predict_images` of a TFLite model on uint8 `images` `[N, S, S, 3]`: `{output: numpy array}`."""
+    return interpreter(content).get_signature_runner(IMAGES_SIGNATURE)(**{IMAGES_INPUT: np.asarray(images)})
+
+
+def _write(content, output_path):
+    os.makedirs(os.path.dirname(output_path), exist_ok=True)
+    with open(output_path, "wb") as f:
+        f.write(content)
+
+
+def _check_inputs(saved_model_dir, extra_images=None):
+    """The verification images rendered as the model sees them (`check_images`, plus `extra_images`), and
+    the SavedModel's `predict_images` outputs on them."""
+    metadata = load_metadata(saved_model_dir)
+    images = np.stack([
+        render.resize_image(decode.decode_image_bytes(tf.constant(data)), metadata["image_size"],
+                            metadata["resize_mode"])[0].numpy()
+        for data in check_images(metadata["image_size"])
+    ])
+    if extra_images is not None and len(extra_images):
+        images = np.concatenate([images, np.asarray(extra_images, np.uint8)])
+    expected = tf.saved_model.load(saved_model_dir).signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: images})
+    return images, {key: value.numpy() for key, value in expected.items()}
+
 
 def export_tflite(saved_model_dir, output_path, atol=1e-4):
     """Converts the export's `predict_images` to TFLite and checks its outputs; returns the path."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[IMAGES_SIGNATURE])
     content = converter.convert()
-    os.makedirs(os.path.dirname(output_path), exist_ok=True)
-    with open(output_path, "wb") as f:
-        f.write(content)
-    metadata = load_metadata(saved_model_dir)
-    images = tf.stack([
-        render.resize_image(decode.decode_image_bytes(tf.constant(data)), metadata["image_size"], metadata["resize_mode"])[0]
-        for data in check_images(metadata["image_size"])
-    ])
-    expected = tf.saved_model.load(saved_model_dir).signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: images})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (LiteRT)
-        interpreter = tf.lite.Interpreter(model_content=content)
-    outputs = interpreter.get_signature_runner(IMAGES_SIGNATURE)(**{IMAGES_INPUT: images.numpy()})
+    _write(content, output_path)
+    images, expected = _check_inputs(saved_model_dir)
+    outputs = run_signature(content, images)
     for key in (CLASS_LOGITS, PROBABILITIES, BOX):
-        error = float(np.max(np.abs(outputs[key] - expected[key].numpy())))
+        error = float(np.max(np.abs(outputs[key] - expected[key])))
         if error > atol:
             raise ExportVerificationError(f"{output_path}: TFLite {key} differs from the SavedModel's by {error:.2e}.")
     return output_path
+
+
+def convert_int8(saved_model_dir, calibration_images):
+    """`predict_images` as full-integer TFLite bytes, calibrated on uint8 `calibration_images` `[N, S, S, 3]`.
+
+    Only int8 builtin ops are allowed (the conversion fails rather than
+    leave an op in float); the uint8 image input stays as it is, the float32
+    outputs are dequantized so the file reads like the float one.
+    """
+    def representative_dataset():
+        for image in calibration_images:
+            yield {IMAGES_INPUT: image[None]}
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[IMAGES_SIGNATURE])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    return converter.convert()
+
+
+def int8_disagreement(outputs, expected):
+    """`(median box error, share of images with the same top class)` of int8 `outputs` against `expected`."""
+    box_error = float(np.median(np.max(np.abs(outputs[BOX] - expected[BOX]), axis=-1)))
+    same_class = float(np.mean(outputs[CLASS_LOGITS].argmax(-1) == expected[CLASS_LOGITS].argmax(-1)))
+    return box_error, same_class
+
+
+def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset_images=None):
+    """Writes the full-integer `predict_images` and checks it against the SavedModel; returns the path.
+
+    Checked on `check_images` and `dataset_images` (rendered dataset images;
+    int8 is calibrated on real images and may be far off on noise alone):
+    see `INT8_BOX_TOLERANCE` and `INT8_CLASS_AGREEMENT`.
+    """
+    content = convert_int8(saved_model_dir, calibration_images)
+    computing = float_ops(content)
+    if computing:
+        raise ExportVerificationError(f"{output_path}: ops left in float after int8 conversion: {computing}.")
+    _write(content, output_path)
+    images, expected = _check_inputs(saved_model_dir, dataset_images)
+    box_error, same_class = int8_disagreement(run_signature(content, images), expected)
+    if box_error > INT8_BOX_TOLERANCE or same_class < INT8_CLASS_AGREEMENT:
+        raise ExportVerificationError(
+            f"{output_path}: the int8 model is far from the SavedModel on {len(images)} check images (median box "
+            f"error {box_error:.3f}, limit {INT8_BOX_TOLERANCE}; same top class on {same_class:.0%}, at least "
+            f"{INT8_CLASS_AGREEMENT:.0%}); an op quantizes badly: compare the layers with "
+            f"tf.lite.experimental.QuantizationDebugger")
+    return output_path
+
+
+def _op_and_tensor_names():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    def names(enum):
+        return {value: name for name, value in vars(enum).items() if not name.startswith("_")}
+
+    return names(schema.BuiltinOperator), names(schema.TensorType)
+
+
+def float_ops(content):
+    """Sorted names of the ops of a TFLite model (every subgraph) that compute on float tensors.
+
+    Conversions and control flow (`CONVERSIONS`) are left out: a full-integer
+    model gives `[]`, a float model every op it has.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    op_names, tensor_names = _op_and_tensor_names()
+    found = set()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            indices = [i for part in (op.inputs, op.outputs) if part is not None for i in part if i >= 0]
+            types = {tensor_names[subgraph.tensors[i].type] for i in indices}
+            if name not in CONVERSIONS and types & {"FLOAT32", "FLOAT16"}:
+                found.add(name)
+    return sorted(found)

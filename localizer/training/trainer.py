@@ -38,12 +38,11 @@ from localizer.training import data as data_lib
 from localizer.training import stages
 from localizer.training.strategy import make_strategy, set_precision
 from localizer.training import workdir as workdir_lib
-from localizer.training.workdir import mark_stage_done, stage_done_marker
+from localizer.training.workdir import CONFIG_FILE, mark_stage_done, stage_done_marker
 from pipelines import input_pipeline
 from pipelines.image_header import MAX_IMAGE_PIXELS
 
 
-CONFIG_FILE = "config.json"
 SUMMARY_FILE = "train_summary.json"
 FINAL_MODEL = "final.keras"
 

@@ -14,6 +14,8 @@ import time
 
 from localizer import files, provenance
 
+CONFIG_FILE = "config.json"
+"""A run's resolved config, written by the trainer beside its models."""
 FINGERPRINT = "fingerprint.json"
 
 RUNTIME_ONLY_FIELDS = ("strategy", "jit_compile", "eval_every")
@@ -124,7 +126,7 @@ def _holds_other_files(workdir):
 def _looks_like_a_run(workdir):
     """A run written before fingerprints: its config.json beside backups or metrics."""
     names = set(os.listdir(workdir))
-    return "config.json" in names and bool(names & {"backup", "metrics.jsonl", "train_summary.json"})
+    return CONFIG_FILE in names and bool(names & {"backup", "metrics.jsonl", "train_summary.json"})
 
 
 def is_unclaimed(workdir):
@@ -150,3 +152,17 @@ if __name__ == "__main__":
 
     # `python -m localizer.training.workdir DATASET DATA_DIR EXPERIMENT`: the default work dir (for the Makefile).
     print(default_workdir(*(arg or None for arg in (sys.argv[1:] + ["", "", ""])[:3])))
+
+
+def recorded_data(model_path):
+    """The `DataConfig` of the run whose work dir holds `model_path` (its config.json), or None.
+
+    None for a model outside a work dir, or beside a config.json that names no dataset.
+    """
+    from localizer.training import config as config_lib
+
+    recorded = _read(os.path.join(os.path.dirname(os.path.abspath(model_path)), CONFIG_FILE))
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("data"), dict) \
+            or not recorded["data"].get("dataset"):
+        return None
+    return config_lib.from_dict(recorded["data"], config_lib.DataConfig)
