@@ -13,7 +13,6 @@ sorted by class, and a grid of one class hides a wrong label mapping.
 import itertools
 import os
 
-import numpy as np
 import tensorflow as tf
 
 import matplotlib
@@ -26,7 +25,7 @@ from localizer import boxes as box_lib  # noqa: E402
 from localizer import cli, files  # noqa: E402
 from pipelines import cli as dataset_cli  # noqa: E402
 from pipelines import input_pipeline, render  # noqa: E402
-from pipelines.sources.source import BOX, IMAGE, LABEL  # noqa: E402
+from pipelines.sources.source import BOX, IMAGE, LABEL, stratified_indices  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -44,23 +43,6 @@ def draw_example(ax, image, box, title):
 LABEL_SCAN_LIMIT = 1000
 """Examples of a split whose labels are read to choose a preview's (the first ones; reading every
 label of a large split would cost a pass over it, and the synthetic source renders each example)."""
-
-
-def stratified_indices(labels, count, seed):
-    """Positions of up to `count` examples, taken round-robin over the classes.
-
-    The classes are visited in a seeded random order and each class's examples
-    in a seeded random order, so every class shows up before any shows twice.
-    """
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in rng.permutation(np.unique(labels))]
-    chosen = []
-    while len(chosen) < count and any(queues):
-        for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(int(queue.pop(0)))
-    return chosen
 
 
 def sample_across_classes(source, split, count, seed=0):

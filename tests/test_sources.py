@@ -10,6 +10,7 @@ import pipelines
 from pipelines import decode, render
 from pipelines import image_header
 from pipelines.sources import synthetic
+from pipelines.sources import source as source_lib
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError, ImageObjects, IndexStats, choose_target
 from tests import fixtures
 
@@ -209,5 +210,5 @@ def test_show_samples_across_classes_not_the_first_examples(tmp_path):
     assert sampled(5, seed=0) == first  # seeded
     assert any(sampled(5, seed=s) != first for s in (1, 2, 3))
     assert len(sampled(50, seed=0)) == len(items)  # never more than the split holds
-    picks = show.stratified_indices([2, 2, 2, 0], 3, seed=4)
+    picks = source_lib.stratified_indices([2, 2, 2, 0], 3, seed=4)
     assert 3 in picks[:2] and len(set(picks)) == 3  # the rare class's one example comes in the first round

@@ -1,5 +1,6 @@
 """Training: every configuration steps, the model learns, runs repeat, resume and distribute."""
 
+import glob
 import json
 import os
 import signal
@@ -10,8 +11,10 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import pipelines
+from localizer.training import callbacks as callbacks_lib
 from localizer.training import config as config_lib
 from localizer.model import losses
 from localizer import model as model_lib
@@ -110,6 +113,36 @@ def test_learns_far_better_than_a_constant_guess(tmp_path):
         assert os.path.exists(tmp_path / name), name
     loaded = keras.models.load_model(str(tmp_path / "best.keras"), safe_mode=True)
     assert set(loaded.output) == {"class_logits", "box"}
+    # Every evaluation logged one preview grid (3 x 3 val images of 96 px) to TensorBoard.
+    grids = _summary_images(tmp_path / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red")
+    assert [step for step, _ in grids] == list(range(1, 9))
+    assert all(image.shape == (288, 288, 3) for _, image in grids)
+    assert not np.array_equal(grids[0][1], grids[-1][1])  # the predicted boxes moved as the heads learned
+
+
+def _summary_images(folder, tag):
+    """`(step, decoded image)` of every image summary `tag` in the event files under `folder`."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    encoded = tf.make_ndarray(value.tensor)[2]  # [width, height, png]
+                    found.append((event.step, tf.io.decode_png(encoded).numpy()))
+    return found
+
+
+def test_prediction_grid_draws_true_green_and_predicted_red():
+    images = np.zeros((4, 20, 20, 3), np.uint8)
+    true = np.array([[0.1, 0.1, 0.5, 0.5]] * 4, np.float32)
+    predicted = np.array([[0.5, 0.5, 0.9, 0.9]] * 4, np.float32)
+    grid = callbacks_lib.prediction_grid(images, true, predicted, columns=3).numpy()[0]
+    assert grid.shape == (40, 60, 3)  # 2 rows of 3, the sixth tile empty
+    tile = grid[:20, :20]
+    assert np.allclose(tile[1, 5], [0, 1, 0]) and np.allclose(tile[5, 1], [0, 1, 0])  # the true box's edges
+    assert np.allclose(tile[17, 13], [1, 0, 0]) and np.allclose(tile[13, 17], [1, 0, 0])  # the predicted one's
+    assert np.allclose(tile[5, 5], 0) and np.allclose(tile[13, 13], 0)  # inside the outlines
+    assert np.allclose(grid[20:, 40:], 0)  # the padding tile
 
 
 def _run_cli(workdir, *extra, env=None, wait=True):

@@ -5,7 +5,10 @@ the model over the *whole* validation set every `every` epochs and computes
 what a localizer is judged by (mean and median IoU, accuracy at IoU
 thresholds, ILSVRC localization accuracy, per-class mean IoU), logs it to
 TensorBoard and to `metrics.jsonl` / `metrics.csv` in the work dir, prints
-one summary line, and keeps the best model as `best.keras`.
+one summary line, and keeps the best model as `best.keras`. With a preview
+(a fixed sample of validation images across the classes) it also logs one
+image per evaluation: those images with the true box (green) and the
+predicted box (red), as the TF Object Detection API does.
 """
 
 import csv
@@ -26,6 +29,9 @@ HISTORY_CSV = "metrics.csv"
 BEST_MODEL = "best.keras"
 
 # Columns of metrics.csv, in order (per-class figures go to the JSONL only).
+PREVIEW_IMAGES = 9  # the TensorBoard grid: 3 x 3 validation images
+_TRUE_COLOUR, _PREDICTED_COLOUR = (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)
+
 _CSV_COLUMNS = (
     "epoch", "stage", "num_examples", "classification_accuracy", "mean_iou", "median_iou",
     "macro_mean_iou", "iou_acc_0.5", "iou_acc_0.7", "iou_acc_0.75", "iou_acc_0.9",
@@ -111,6 +117,21 @@ def _flat(record):
     return flat
 
 
+def prediction_grid(images, true_boxes, predicted_boxes, columns=3):
+    """One float image `[1, H', W', 3]` in [0, 1]: `images` (uint8 `[K, H, W, 3]`) tiled
+    `columns` wide, each with its true box in green and its predicted box in red (yxyx, normalized)."""
+    images = tf.image.convert_image_dtype(tf.convert_to_tensor(images), tf.float32)
+    for boxes, colour in ((true_boxes, _TRUE_COLOUR), (predicted_boxes, _PREDICTED_COLOUR)):
+        boxes = tf.clip_by_value(tf.convert_to_tensor(boxes, tf.float32), 0.0, 1.0)[:, None, :]
+        images = tf.image.draw_bounding_boxes(images, boxes, tf.constant([colour]))
+    count, height, width = images.shape[0], images.shape[1], images.shape[2]
+    rows = -(-count // columns)
+    images = tf.concat([images, tf.zeros([rows * columns - count, height, width, 3])], axis=0)
+    grid = tf.reshape(images, [rows, columns, height, width, 3])
+    grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3, 4]), [1, rows * height, columns * width, 3])
+    return grid
+
+
 def write_history(workdir, history):
     """Rewrites metrics.jsonl and metrics.csv from `history` (records in epoch order), atomically."""
 
@@ -152,10 +173,12 @@ class IoUCallback(keras.callbacks.Callback):
       best_metric: key of `metrics.summarize` to maximize.
       every: evaluate every this many epochs (and always at the last).
       stage: a label written with each record ("frozen", "fine_tune").
+      preview: optional `(positions, images uint8 [K, H, W, 3])` of validation
+        examples (model-input frame) drawn into TensorBoard after each evaluation.
     """
 
     def __init__(self, val_inputs, true_labels, true_boxes, class_names, workdir, export_model,
-                 best_metric="localization_accuracy", every=1, stage="", total_epochs=None):
+                 best_metric="localization_accuracy", every=1, stage="", total_epochs=None, preview=None):
         super().__init__()
         self.val_inputs = val_inputs
         self.true_labels = np.asarray(true_labels)
@@ -169,6 +192,8 @@ class IoUCallback(keras.callbacks.Callback):
         self.total_epochs = total_epochs
         self.best = self._best_so_far()
         self._predict = None
+        self.preview = preview if preview is not None and len(preview[0]) else None
+        self._predicted_boxes = None
         self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "validation_full"))
 
     def _best_so_far(self):
@@ -187,6 +212,7 @@ class IoUCallback(keras.callbacks.Callback):
             self._predict = tf.function(lambda inputs: self.model(inputs, training=False))
         batches = [self._predict(inputs) for inputs in self.val_inputs]
         predictions = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
+        self._predicted_boxes = predictions[BOX]
         return metrics_lib.summarize(
             self.true_boxes, self.true_labels, predictions[BOX], predictions[CLASS_LOGITS],
             self.class_names, class_boxes=predictions.get(CLASS_BOXES),
@@ -218,6 +244,11 @@ class IoUCallback(keras.callbacks.Callback):
             for name, stats in summary["per_class"].items():
                 if stats.get("mean_iou") is not None:
                     tf.summary.scalar(f"val_full_per_class_iou/{name}", stats["mean_iou"])
+            if self.preview is not None:
+                positions, images = self.preview
+                tf.summary.image("val_predictions/true_green_predicted_red", prediction_grid(
+                    images, self.true_boxes[positions], self._predicted_boxes[positions],
+                ), max_outputs=1)
         self._writer.flush()
 
     def _line(self, epoch, s, improved):

@@ -8,7 +8,7 @@ import numpy as np
 import pipelines
 from pipelines.image_header import MAX_IMAGE_PIXELS
 from localizer.model import metrics
-from pipelines.sources.source import BOX, LABEL, Subset, check_usable, write_problems
+from pipelines.sources.source import BOX, LABEL, Subset, check_usable, stratified_indices, write_problems
 
 DATA_ISSUES = "data_issues.tsv"
 """Work-dir file listing every skipped or repaired example: split, file, action, reason."""
@@ -60,6 +60,26 @@ def collect_targets(dataset):
         labels.append(targets[LABEL].numpy())
         boxes.append(targets[BOX].numpy())
     return np.concatenate(labels), np.concatenate(boxes)
+
+
+def preview_examples(dataset, labels, count, seed=0):
+    """A fixed sample of `dataset`'s images across the classes: `(positions, images [count, H, W, 3])`.
+
+    `dataset` yields batches of `(images, targets)` in the order of `labels`;
+    iteration stops once the last chosen position has been read.
+    """
+    positions = stratified_indices(labels, count, seed)
+    if not positions:
+        return [], None
+    wanted, found, start = set(positions), {}, 0
+    for images, _ in dataset:
+        for offset in range(len(images)):
+            if start + offset in wanted:
+                found[start + offset] = images[offset].numpy()
+        start += len(images)
+        if start > max(positions):
+            break
+    return positions, np.stack([found[p] for p in positions])
 
 
 def constant_guess_baseline(labels, boxes, class_names):

@@ -30,7 +30,7 @@ FROZEN, FINE_TUNE = "frozen", "fine_tune"
 
 
 def _fit_stage(stage, train_model, export_model, dataset_fn, val_inputs, val_targets, config,
-               class_names, workdir, strategy, peak_lr, steps_per_epoch, initial_epoch, epochs):
+               class_names, workdir, strategy, peak_lr, steps_per_epoch, initial_epoch, epochs, preview=None):
     """One stage: compile, then fit with resumable backups and the IoU callback.
 
     `dataset_fn(batch_size)`: the training batches (this worker's shard under
@@ -41,6 +41,7 @@ def _fit_stage(stage, train_model, export_model, dataset_fn, val_inputs, val_tar
     iou_callback = callbacks_lib.IoUCallback(
         val_inputs, val_targets[0], val_targets[1], class_names, workdir, export_model,
         best_metric=config.best_metric, every=config.eval_every, stage=stage, total_epochs=epochs,
+        preview=preview,
     )
     # The epoch's validation row and best.keras are written before its backup: a kill
     # in between redoes the epoch (its row is replaced), never skips its row.
@@ -91,6 +92,7 @@ class StageInputs:
     val_targets: tuple  # (labels [N], boxes [N, 4]) in the model-input frame
     steps_per_epoch: int  # global steps: examples // global batch
     role: cluster.Role = cluster.Role()
+    preview: tuple = None  # (positions, images) of val examples drawn into TensorBoard
 
     @property
     def to_targets(self):
@@ -107,6 +109,7 @@ class StageInputs:
         return _fit_stage(
             stage, train_model, self.model, dataset_fn, val_inputs, self.val_targets, self.config,
             self.source.class_names, self.workdir, self.strategy, peak_lr, steps_per_epoch, initial_epoch, epochs,
+            preview=self.preview,
         )
 
 

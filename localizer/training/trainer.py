@@ -142,10 +142,12 @@ def _train(config, workdir, strategy, role, source, model, issues, precision, st
                  source.name, len(class_names), replicas, precision, role)
 
     val_ds = input_pipeline.make_dataset(source, config.data.val_split, pipeline, training=False)
+    val_targets = data_lib.collect_targets(val_ds)
     run = stages.StageInputs(
         config=config, workdir=workdir, strategy=strategy, source=source, pipeline=pipeline, model=model,
-        val_ds=val_ds, val_targets=data_lib.collect_targets(val_ds),
+        val_ds=val_ds, val_targets=val_targets,
         steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size), role=role,
+        preview=data_lib.preview_examples(val_ds, val_targets[0], callbacks_lib.PREVIEW_IMAGES, config.seed or 0),
     )
     frozen_marker = stage_done_marker(workdir, stages.FROZEN)
     (frozen_done,) = cluster.agree(strategy, [os.path.exists(frozen_marker)])

@@ -195,6 +195,23 @@ class Subset(Source):
         return {**self.source.identity(split), "max_examples": self.max_examples}
 
 
+def stratified_indices(labels, count, seed):
+    """Positions of up to `count` examples, taken round-robin over the classes.
+
+    The classes are visited in a seeded random order and each class's examples
+    in a seeded random order, so every class shows up before any shows twice.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in rng.permutation(np.unique(labels))]
+    chosen = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(int(queue.pop(0)))
+    return chosen
+
+
 def digest_of_arrays(arrays):
     """A short sha256 of named numpy arrays (their names, dtypes, shapes and bytes)."""
     digest = hashlib.sha256()
