@@ -14,6 +14,7 @@ import subprocess
 import sys
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -37,8 +38,10 @@ def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, ce
     The default head (dense, stride 16). Its box layers are zero-initialized,
     which would make every box the same. `centre_scale=0` keeps the centre map
     flat (every cell votes): a random centre map has near-equal peaks that
-    int8 rounding may swap, which a trained map does not have.
+    int8 rounding may swap, which a trained map does not have. Seeded whole
+    (the backbone's initial weights too), so it is the same model whatever ran before.
     """
+    keras.utils.set_random_seed(seed)
     model = model_lib.build_model(model_lib.ModelConfig(
         num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=image_size,
         resize_mode=resize_mode,
