@@ -68,11 +68,38 @@ def _relay(stream, prefix, lock):
     stream.close()
 
 
+class _Stopped(Exception):
+    """The launcher got SIGTERM or SIGHUP: its workers must stop with it."""
+
+
+def _raise_stopped(signum, frame):
+    raise _Stopped(signum)
+
+
 def launch(train_args, workers, threads_per_worker, grace_seconds, host="127.0.0.1"):
-    """Runs the workers to the end; returns their exit codes in worker order."""
+    """Runs the workers to the end; returns their exit codes in worker order.
+
+    Ctrl-C, SIGTERM or SIGHUP to the launcher stops every worker (each runs in
+    its own session, so a terminal's signal reaches the launcher alone).
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_stopped)
     addresses = [f"{host}:{port}" for port in free_ports(workers, host)]
     lock = threading.Lock()
     processes, relays = [], []
+    try:
+        _start(processes, relays, train_args, addresses, threads_per_worker, lock)
+        _wait(processes, grace_seconds)
+    except (KeyboardInterrupt, _Stopped):
+        print("[launch] interrupted; stopping the workers", flush=True)
+        _stop(processes)
+    for relay in relays:
+        relay.join(timeout=10)
+    return [p.returncode for p in processes]
+
+
+def _start(processes, relays, train_args, addresses, threads_per_worker, lock):
+    """Starts one `localizer.train` per address, appending each as it starts (so a signal stops those)."""
     for index, tf_config in enumerate(tf_configs(addresses)):
         env = {**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"}
         if threads_per_worker:
@@ -86,13 +113,6 @@ def launch(train_args, workers, threads_per_worker, grace_seconds, host="127.0.0
         relay = threading.Thread(target=_relay, args=(process.stdout, f"[worker {index}] ", lock), daemon=True)
         relay.start()
         relays.append(relay)
-    try:
-        _wait(processes, grace_seconds)
-    except KeyboardInterrupt:
-        _stop(processes)
-    for relay in relays:
-        relay.join(timeout=10)
-    return [p.returncode for p in processes]
 
 
 def _wait(processes, grace_seconds):
@@ -109,16 +129,24 @@ def _wait(processes, grace_seconds):
 
 
 def _stop(processes):
+    """SIGTERM to every running worker's process group, SIGKILL to those still there 10 s later."""
     for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+        _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + 10
     for process in processes:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _signal_group(process, signal.SIGKILL)
             process.wait()
+
+
+def _signal_group(process, signum):
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:  # it ended in between
+            pass
 
 
 def main(argv):

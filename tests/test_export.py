@@ -8,6 +8,7 @@ a killed export) run in subprocesses.
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 import pipelines
 from localizer.inference import evaluation
-from localizer.inference.predictor import Predictor
+from localizer.inference.predictor import ModelFileError, Predictor
 from localizer.serving import calibration, export_lib, graph, signatures, tflite, verify, versions
 from localizer import model as model_lib
 from pipelines import decode, render
@@ -507,3 +508,17 @@ def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, to
                                   refine=True)[0]
     for key in ("mean_iou", "macro_mean_iou", "classification_accuracy"):
         assert summary[key] == pytest.approx(keras_summary[key], abs=tolerance), key
+
+
+def test_a_truncated_tflite_file_is_refused_not_a_crash(int8_export, tmp_path):
+    """The C++ interpreter crashes the process on a truncated flatbuffer; the file is walked first."""
+    _, _, version_dir, _ = int8_export
+    copy = tmp_path / "1"
+    shutil.copytree(version_dir, copy)
+    for name in (signatures.TFLITE_FILE, signatures.TFLITE_INT8_FILE):
+        content = (copy / name).read_bytes()
+        tflite.check_flatbuffer(content)
+        for cut in (3000, len(content) // 2, len(content) - 10):
+            (copy / name).write_bytes(content[:cut])
+            with pytest.raises(ModelFileError, match="damaged or truncated TFLite file"):
+                Predictor(str(copy / name))

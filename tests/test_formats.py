@@ -61,6 +61,9 @@ def test_coco_split_with_a_year_and_image_dir(tmp_path):
     ('{"images": []}', "not a COCO instances file"),
     ('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}',
      "category id 1 appears twice"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('{"images": [], "annotations": [], "categories": [{"id": true, "name": "a"}]}', "needs an integer 'id'"),
+    ('{"images": [], "annotations": [], "categories": [{"id": 1, "name": {"x": 1}}]}', "needs an integer 'id' and a"),
 ])
 def test_coco_broken_files_are_one_clear_line(tmp_path, text, fragment):
     (tmp_path / "annotations").mkdir()
@@ -68,6 +71,26 @@ def test_coco_broken_files_are_one_clear_line(tmp_path, text, fragment):
     with pytest.raises(DatasetError, match=fragment) as error:
         pipelines.get_source("coco", data_dir=str(tmp_path)).load("train")
     assert "\n" not in str(error.value) and "instances_train.json" in str(error.value)
+
+
+def test_coco_entries_of_the_wrong_type_are_counted_and_the_rest_go_on(tmp_path):
+    """Ids that are lists or objects, a string iscrowd: each entry counted, never a crash."""
+    root = fixtures.make_coco_folder(tmp_path / "coco", {"train": fixtures.VOC_EXAMPLES["train"]})
+    path = os.path.join(root, "annotations", "instances_train.json")
+    with open(path) as f:
+        document = json.load(f)
+    first, second, third = document["annotations"][:3]
+    document["images"].append({"id": [7], "file_name": "listed.jpg"})
+    first["image_id"] = {"a": 1}
+    second["category_id"] = [3]
+    third["iscrowd"] = "0"
+    with open(path, "w") as f:
+        json.dump(document, f)
+    stats = pipelines.get_source("coco", data_dir=root).index_stats("train")
+    assert stats.skipped["malformed image entry"] == 1
+    assert stats.repaired["annotation of an unknown image ignored"] == 1
+    assert stats.repaired["object of unknown class ignored"] == 1
+    assert stats.repaired["unusable object ignored"] == 1
 
 
 def test_coco_folder_without_annotations_is_refused(tmp_path):
@@ -146,6 +169,7 @@ def test_yolo_label_path_and_line_rules():
     ("names:\n  0: a\n  2: b", r"indices must be 0..1"),
     ("nc: 3\nnames: [a, b]", "nc=3 but names lists 2"),
     ("nc: 2", "'names' must list"),
+    ("names:\n    0: a\n  1: b", "indented unevenly"),
 ])
 def test_yolo_bad_names(tmp_path, names, fragment):
     (tmp_path / "data.yaml").write_text("train: .\n" + names + "\n")

@@ -232,3 +232,26 @@ def test_the_loop_trains_like_fit_on_one_process():
     for a, b in zip(fit_weights, loop_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert not np.allclose(fit_loss[0], fit_loss[1])  # it did train
+
+
+def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localizer.launch", "--workers=2", "--", *TRAIN_FLAGS, f"--workdir={tmp_path}/run",
+         "--set=frozen_epochs=50"],
+        cwd=REPO_ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    started = set()
+    for line in process.stdout:  # both workers are training
+        match = re.match(r"\[worker (\d)\] .*Training on", line)
+        if match:
+            started.add(match.group(1))
+        if len(started) == 2:
+            break
+    workers = [_worker_pid(process.pid, index) for index in (0, 1)]
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=60)
+    assert "[launch] interrupted; stopping the workers" in rest
+    assert process.returncode != 0
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

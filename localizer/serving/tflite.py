@@ -29,10 +29,32 @@ outputs dequantized) and the empty-batch branch of `predict_images`; none of the
 
 
 def interpreter(content=None, path=None, num_threads=None):
-    """A `tf.lite.Interpreter` (XNNPACK, the default delegate, on) without its LiteRT deprecation notice."""
+    """A `tf.lite.Interpreter` (XNNPACK, the default delegate, on) without its LiteRT deprecation notice.
+
+    The flatbuffer is walked in Python first (`check_flatbuffer`): the C++
+    interpreter crashes the process on a truncated file instead of raising.
+    """
+    if path is not None:
+        with open(path, "rb") as f:
+            content, path = f.read(), None
+    check_flatbuffer(content)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return tf.lite.Interpreter(model_content=content, model_path=path, num_threads=num_threads)
+        return tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+
+
+def check_flatbuffer(content):
+    """Raises ValueError unless `content` parses whole as a TFLite model (every table and vector in bounds)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    except Exception:  # struct.error, IndexError, ...: offsets past the end of a damaged file
+        raise ValueError("damaged or truncated TFLite file") from None
+    if not model.subgraphs:
+        raise ValueError("a TFLite file without a graph")
 
 
 def run_signature(content, images):

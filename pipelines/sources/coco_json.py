@@ -45,6 +45,8 @@ def read_coco_json(path):
             f"{path} line {error.lineno} column {error.colno}: not valid JSON ({error.msg}); "
             "re-export the annotations"
         ) from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to be COCO annotations; re-export them") from None
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
     if not isinstance(document, dict) or not all(
@@ -60,9 +62,9 @@ def category_names(categories, path):
     """`(names in category-id order, {category id: name})`; DatasetError on broken or repeated entries."""
     by_id = {}
     for i, category in enumerate(categories):
-        if not isinstance(category, dict) or not isinstance(category.get("id"), int) or not str(
-            category.get("name") or ""
-        ).strip():
+        if not isinstance(category, dict) or not _is_id(category.get("id")) or not isinstance(
+            category.get("name"), str
+        ) or not category["name"].strip():
             raise DatasetError(f"{path}: categories[{i}] needs an integer 'id' and a 'name'; fix the file")
         if category["id"] in by_id:
             raise DatasetError(f"{path}: category id {category['id']} appears twice; list each category once")
@@ -74,6 +76,22 @@ def category_names(categories, path):
     if not names:
         raise DatasetError(f"{path}: no categories; a COCO file lists its classes in 'categories'")
     return names, by_id
+
+
+def _is_id(value):
+    """COCO ids are integers (a bool is not one, though Python says it is an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_image_id(value):
+    """An image id: an integer, or a string as some exporters write (never a list, an object, a float)."""
+    return _is_id(value) or (isinstance(value, str) and bool(value.strip()))
+
+
+def _crowd(annotation):
+    """`iscrowd` as COCO writes it, 0 or 1; anything else is not a crowd flag (None)."""
+    value = annotation.get("iscrowd", 0)
+    return bool(value) if value in (0, 1) and not isinstance(value, float) else None
 
 
 def parse_bbox(bbox, where):
@@ -98,8 +116,8 @@ def coco_records(document, path, stats):
     for i, image in enumerate(document["images"]):
         file_name = image.get("file_name") if isinstance(image, dict) else None
         image_id = image.get("id") if isinstance(image, dict) else None
-        if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name or image_id is None:
-            logging.warning("%s images[%d]: needs an 'id' and a 'file_name'", path, i)
+        if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name or not _is_image_id(image_id):
+            logging.warning("%s images[%d]: needs an integer 'id' and a 'file_name'", path, i)
             stats.skip("malformed image entry", file=f"{path} images[{i}]")
             continue
         if image_id in images:
@@ -114,24 +132,26 @@ def coco_records(document, path, stats):
         if not isinstance(annotation, dict):
             stats.repair(file_index.UNUSABLE_OBJECT, file=f"{where}: not an object")
             continue
-        record = images.get(annotation.get("image_id"))
+        image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
+        record = images.get(image_id) if _is_image_id(image_id) else None
         if record is None:
             stats.repair("annotation of an unknown image ignored",
                          file=f"{where}: image_id {annotation.get('image_id')!r}")
             continue
-        name = names_by_id.get(annotation.get("category_id"))
+        name = names_by_id.get(category_id) if _is_id(category_id) else None
         if name is None:
             stats.repair(file_index.UNKNOWN_CLASS, file=f"{where}: category_id {annotation.get('category_id')!r}")
             continue
         try:
             bbox = parse_bbox(annotation.get("bbox"), where)
+            crowd = _crowd(annotation)
+            if crowd is None:
+                raise ValueError(f"{where}: iscrowd={annotation.get('iscrowd')!r} is not 0 or 1")
         except ValueError as error:
             logging.warning("%s", error)
             stats.repair(file_index.UNUSABLE_OBJECT, file=str(error))
             continue
-        record.objects.append(file_index.PixelObject(
-            name, bbox, difficult=bool(annotation.get("iscrowd", 0)), box_format=box_lib.PIXEL_XYWH,
-        ))
+        record.objects.append(file_index.PixelObject(name, bbox, difficult=crowd, box_format=box_lib.PIXEL_XYWH))
     return [images[image_id] for image_id in order]
 
 

@@ -98,11 +98,15 @@ def parse_value(text, where):
     return parse_scalar(text, where)
 
 
+class RawBlock(list):
+    """The lines of a block nested deeper than this reader follows (kept as text, never a value to use)."""
+
+
 def parse_block(lines, where):
     """An indented block: a list of `- item` lines, a map of `key: value` lines, or nested raw text."""
     indent = min(len(text) - len(text.lstrip(" ")) for _, text in lines)
     if any(len(text) - len(text.lstrip(" ")) > indent for _, text in lines):
-        return [text.strip() for _, text in lines]  # nested deeper (e.g. roboflow: metadata): kept raw
+        return RawBlock(text.strip() for _, text in lines)  # nested deeper (e.g. roboflow: metadata)
     items = [(number, text.strip()) for number, text in lines]
     if all(text == "-" or text.startswith("- ") for _, text in items):
         return [parse_value(text[1:], f"{where} line {number}") for number, text in items]

@@ -146,8 +146,10 @@ def to_box_format(objects, sizes):
     formats = np.array([o.box_format for o in objects], dtype=object)
     for box_format in sorted(set(formats)):
         rows = np.flatnonzero(formats == box_format)
+        with np.errstate(over="ignore"):  # a coordinate beyond float32 becomes inf: a bad box, counted later
+            pixels = np.array([objects[i].xyxy for i in rows], np.float32).reshape(-1, 4)
         normalized[rows] = np.asarray(box_lib.to_internal(
-            np.array([objects[i].xyxy for i in rows], np.float32).reshape(-1, 4), box_format,
+            pixels, box_format,
             height=sizes[rows, :1].astype(np.float32), width=sizes[rows, 1:].astype(np.float32),
         ))
     return normalized

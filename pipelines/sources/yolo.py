@@ -43,6 +43,9 @@ NO_LABEL_FILE = "no label file (background image)"
 def class_names_from_yaml(config, path):
     """The class names of a parsed data.yaml: `names` as a list, or an `index: name` map over 0..N-1."""
     names = config.get("names")
+    if isinstance(names, data_yaml.RawBlock):
+        raise DatasetError(f"{path}: 'names' lines are indented unevenly; indent every class the same "
+                           "(a list of '- name' lines, or 'index: name' lines)")
     if isinstance(names, dict):
         try:
             by_index = {int(key): value for key, value in names.items()}
