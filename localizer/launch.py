@@ -1,6 +1,6 @@
 """Try multi-worker training on one machine: N `localizer.train` processes, one cluster.
 
-    python -m localizer.launch --workers=2 -- --dataset=synthetic --workdir=work/two-workers
+    python -m localizer.launch --workers=2 -- --experiment=quickstart --workdir=work/two-workers
 
 Everything after `--` goes to every worker (`python -m localizer.train
 --helpshort`), with `{worker}` replaced by the worker's index (e.g.
