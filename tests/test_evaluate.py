@@ -83,15 +83,22 @@ def tiny_model_path(tmp_path):
 def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_path, tta):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted = evaluation.evaluate(predictor, source, "train", tta, batch_size=3)
+    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
+        predictor, source, "train", tta, batch_size=3)
     paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names,
-                                  str(tmp_path / "report"))
+                                str(tmp_path / "report"), confidences)
     metrics = json.loads(open(paths["metrics"]).read())
     assert REQUIRED_KEYS <= set(metrics)
     assert metrics["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
     assert set(metrics["iou_accuracy"]) == {"0.5", "0.7", "0.75", "0.9"}
     assert set(metrics["per_class"]) == set(fixtures.CLASSES)
-    for name in ("iou_histogram", "per_class", "confusion_matrix", "examples"):
+    # The class probability is always ranked against the IoUs.
+    assert set(confidences) == {"score"}
+    assert metrics["score_spearman"] is None or -1.0 <= metrics["score_spearman"] <= 1.0
+    assert [row["coverage"] for row in metrics["score_risk_coverage"]] == [1.0, 0.9, 0.8, 0.5]
+    assert metrics["score_risk_coverage"][0]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
+    assert "Confidence `score`" in open(paths["report"]).read()
+    for name in ("iou_histogram", "per_class", "confusion_matrix", "examples", "risk_coverage"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
     assert "| mean_iou |" in open(paths["report"]).read()
     # Boxes were compared in the original image: each example's true box is
@@ -179,7 +186,7 @@ def test_refinement_keeps_the_first_box_when_the_looks_disagree():
 def test_evaluate_with_refinement(voc_folder, tiny_model_path):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted = evaluation.evaluate(
+    summary, best, worst, ious, labels, predicted, _ = evaluation.evaluate(
         predictor, source, "train", "flip", batch_size=2, refine=True
     )
     assert summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])

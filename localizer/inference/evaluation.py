@@ -1,6 +1,8 @@
 """Evaluate a localizer on a dataset split: every figure of `localizer.model.metrics.summarize`.
 
-Boxes are compared in the original image (the letterbox undone). It streams:
+Boxes are compared in the original image (the letterbox undone). Each
+confidence of `confidences` is ranked against the IoUs (AUROC, Spearman,
+risk-coverage): the class probability `score` always. It streams:
 predictions are accumulated as small arrays, and only the images of the
 current best and worst examples are kept, as thumbnails.
 """
@@ -19,6 +21,9 @@ from pipelines import input_pipeline, render
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL
 
 THUMBNAIL_SIDE = 256
+
+SCORE = "score"
+"""The class probability of the predicted class, as a confidence in the box (`confidences`)."""
 
 
 EXAMPLES_SHOWN = 8  # best and worst each
@@ -73,7 +78,12 @@ def evaluation_dataset(source, split, predictor, tta, batch_size):
 
 
 def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True, refine=False):
-    """Runs `predictor` over a split; returns (metrics dict, best examples, worst examples, ious, labels, predicted)."""
+    """Runs `predictor` over a split.
+
+    Returns `(metrics dict, best examples, worst examples, ious, labels,
+    predicted, confidences)`; `confidences` maps `SCORE` to the `[N]` class
+    probabilities of the predicted classes.
+    """
     if predictor.class_names != list(source.class_names):
         raise ValueError(
             f"The model's classes {predictor.class_names} differ from the dataset's {source.class_names}."
@@ -111,10 +121,11 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
         bar.add(len(ious))
     labels, true_boxes = np.concatenate(labels), np.concatenate(true_boxes)
     pred_boxes, probabilities = np.concatenate(pred_boxes), np.concatenate(probabilities)
+    confidences = {SCORE: probabilities.max(axis=-1)}
     summary = metrics_lib.summarize(
         true_boxes, labels, pred_boxes, probabilities, predictor.class_names,
-        class_boxes=np.concatenate(class_boxes) if class_boxes else None,
+        class_boxes=np.concatenate(class_boxes) if class_boxes else None, confidences=confidences,
     )
     summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
     best, worst = extremes.sorted()
-    return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1)
+    return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1), confidences
