@@ -4,6 +4,7 @@ files load with `safe_mode=True`)."""
 import keras
 from keras import ops
 
+from localizer import boxes as box_lib
 from localizer.boxes import MIN_BOX_SIZE, grid_centres
 
 _PACKAGE = "localizer"
@@ -223,6 +224,87 @@ def _keep_near_peak(logits, radius):
     top = ops.max(logits, axis=(1, 2), keepdims=True)
     near = ops.max_pool(ops.cast(logits >= top, "float32"), pool_size=2 * radius + 1, strides=1, padding="same")
     return ops.where(near > 0.5, logits, top - FAR_FROM_PEAK)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StopGradient(keras.layers.Layer):
+    """Identity forward, no gradient backward: what the box-quality head reads, it cannot bend."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Squeeze(keras.layers.Layer):
+    """`[B, 1]` -> `[B]` (float32): one number per image as an output of its own."""
+
+    def call(self, x):
+        return ops.cast(ops.squeeze(x, axis=-1), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class VoteAgreement(keras.layers.Layer):
+    """How the centre-weighted head's cells agree on its box: `[B, 2]`, for the box-quality head.
+
+    Inputs `[centre_logits [B, h, w, 1], cell_boxes [B, h, w, 4], box [B, 4]]`;
+    output (peak weight of softmax(centre logits), the centre-weighted mean IoU
+    of every cell's box with `box`). A sharp peak whose cells all predict the
+    same box is a sure box; a flat map or cells that disagree is not.
+    """
+
+    def call(self, inputs):
+        centre_logits, cell_boxes, box = (ops.cast(x, "float32") for x in inputs)
+        shape = ops.shape(cell_boxes)
+        cells = shape[1] * shape[2]
+        weights = ops.softmax(ops.reshape(centre_logits, (-1, cells)), axis=-1)
+        # box_lib.iou is elementwise, so it broadcasts the box over the cells.
+        ious = box_lib.iou(ops.reshape(cell_boxes, (-1, cells, 4)), box[:, None, :])
+        return ops.stack([ops.max(weights, axis=-1), ops.sum(weights * ious, axis=-1)], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[2][0], 2)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CentreWeightedFeatures(keras.layers.Layer):
+    """The dense head's features where it looks: `[B, h, w, C]` averaged by softmax(centre logits) -> `[B, C]`.
+
+    Inputs `[centre_logits [B, h, w, 1], features [B, h, w, C]]`.
+    """
+
+    def call(self, inputs):
+        centre_logits, features = ops.cast(inputs[0], "float32"), ops.cast(inputs[1], "float32")
+        shape = ops.shape(features)
+        cells = shape[1] * shape[2]
+        weights = ops.softmax(ops.reshape(centre_logits, (-1, cells)), axis=-1)
+        return ops.sum(ops.reshape(features, (-1, cells, shape[3])) * weights[..., None], axis=1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[1][0], input_shapes[1][3])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PackQualityAndBox(keras.layers.Layer):
+    """The training view's `QUALITY_AND_BOX`: `[quality [B], box [B, 4]]` -> `[B, 5]`, the box gradient-stopped.
+
+    A Keras loss sees only its own output; `losses.BoxQualityLoss` needs the
+    predicted box to compute its target, the box's IoU with the truth, and
+    that target must not pull the box.
+    """
+
+    def call(self, inputs):
+        quality, box = inputs
+        return ops.concatenate([ops.cast(quality, "float32")[:, None], ops.stop_gradient(ops.cast(box, "float32"))],
+                               axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], 5)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
