@@ -271,12 +271,12 @@ def test_legacy_head_names_still_load():
 
 
 def test_vote_agreement_and_looked_at_features_by_hand():
-    box = [0.0, 0.0, 0.5, 0.5]
-    # Two cells: the first predicts the box exactly, the second a box of IoU 1/4 with it.
-    cell_boxes = np.array([[[box, [0.0, 0.0, 0.25, 0.5]]]], "float32")  # [1, 1, 2, 4]
-    logits = np.array([[[[np.log(3.0)], [0.0]]]], "float32")  # softmax weights 3/4, 1/4
-    peak, agreement = np.asarray(layers_lib.VoteAgreement()([logits, cell_boxes, np.array([box], "float32")]))[0]
-    assert peak == pytest.approx(0.75) and agreement == pytest.approx(0.75 * 1.0 + 0.25 * 0.5)
+    # Two cells, softmax weights 3/4 and 1/4; their boxes differ in ymax only, by 0.4.
+    cell_boxes = np.array([[[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.1, 0.5]]]], "float32")  # [1, 1, 2, 4]
+    logits = np.array([[[[np.log(3.0)], [0.0]]]], "float32")
+    peak, spread = np.asarray(layers_lib.VoteAgreement()([logits, cell_boxes]))[0]
+    # Weighted mean ymax 0.4: variance 3/4 * 0.1^2 + 1/4 * 0.3^2 = 0.03.
+    assert peak == pytest.approx(0.75) and spread == pytest.approx(0.03, abs=1e-6)
     features = np.array([[[[4.0, 0.0], [0.0, 8.0]]]], "float32")  # [1, 1, 2, 2]
     looked_at = np.asarray(layers_lib.CentreWeightedFeatures()([logits, features]))
     np.testing.assert_allclose(looked_at, [[3.0, 2.0]], atol=1e-6)
