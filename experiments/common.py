@@ -18,9 +18,14 @@ def replace(config, **changes):
     return replace_fields(config, changes)
 
 
+BEFORE_BOX_QUALITY = {"model.box_quality": False}
+"""The recorded experiments ran before the box-quality head (issue 14): pinned off so that
+their configs still reproduce their records; an experiment drops the pin when it is rerun with it."""
+
+
 def realmix(**changes):
-    """The default recipe on realmix, with `changes` applied."""
-    return replace(TrainConfig(data=realmix_data()), **changes)
+    """The default recipe on realmix (without the box-quality head, `BEFORE_BOX_QUALITY`), with `changes` applied."""
+    return replace(TrainConfig(data=realmix_data()), **{**BEFORE_BOX_QUALITY, **changes})
 
 
 CONV_RECIPE = {

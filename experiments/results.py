@@ -103,16 +103,36 @@ def config_mismatches(run):
         model["attach"] = LEGACY_ATTACH_NAMES[model["attach"]]
     config = config_lib.load_experiment(run["name"]).resolve(recorded["class_names"], recorded.get("replicas", 1))
     today = portable_config(config_lib.to_dict(config))
-    return list(_differences(today, {k: v for k, v in recorded.items() if k not in RUNTIME_FIELDS}))
+    return [
+        (path, was, now) for path, was, now in _differences(today, {k: v for k, v in recorded.items()
+                                                                   if k not in RUNTIME_FIELDS})
+        if not (was == ABSENT and path in ABSENT_MEANS and ABSENT_MEANS[path] == now)
+        and not (path in UNUSED_UNLESS and not _field(today, UNUSED_UNLESS[path]))
+    ]
+
+
+ABSENT = "<absent>"
+
+ABSENT_MEANS = {"model.box_quality": False}
+"""Fields added since some records were made, with the value that did what those runs did (no such head)."""
+
+UNUSED_UNLESS = {"box_quality_loss_weight": "model.box_quality", "model.quality_units": "model.box_quality"}
+"""Fields that change nothing while the flag they name is off: not compared then."""
+
+
+def _field(config, path):
+    for key in path.split("."):
+        config = config[key]
+    return config
 
 
 def _differences(today, recorded, prefix=""):
     for key in sorted(set(today) | set(recorded)):
         path = f"{prefix}{key}"
         if key not in recorded:
-            yield path, "<absent>", today[key]
+            yield path, ABSENT, today[key]
         elif key not in today:
-            yield path, recorded[key], "<absent>"
+            yield path, recorded[key], ABSENT
         elif isinstance(today[key], dict) and isinstance(recorded[key], dict):
             yield from _differences(today[key], recorded[key], path + ".")
         elif today[key] != recorded[key]:

@@ -12,8 +12,11 @@ on each (a TFLite file runs its `predict_images` with XNNPACK). Boxes
 are compared in the original image (the letterbox undone). Writes into the
 report dir (checked writable before the evaluation starts; its files are
 replaced atomically): metrics.json, report.md (the same as Markdown tables),
-iou_histogram.png, per_class.png, confusion_matrix.png and examples.png (the
-best and worst examples with true and predicted boxes).
+iou_histogram.png, per_class.png, confusion_matrix.png, examples.png (the
+best and worst examples with true and predicted boxes) and risk_coverage.png
+(mean IoU of the most confident boxes: how well the class probability `score`,
+and the model's `box_quality` where it has one, rank the boxes; metrics.json
+gives their AUROC for IoU >= 0.5, Spearman correlation and a risk-coverage table).
 
 Flags and `main` only: `localizer.inference.evaluation`, `localizer.inference.report`.
 """
@@ -40,10 +43,11 @@ def main(argv):
     files.check_writable_folder(report_dir, "report dir")
     predictor = Predictor(FLAGS.model)
     source = dataset_cli.source_from_flags(FLAGS)
-    summary, best, worst, ious, labels, predicted = evaluation.evaluate(
+    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
         predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size, refine=FLAGS.refine
     )
-    paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names, report_dir)
+    paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names, report_dir,
+                                confidences)
     print(report.markdown_report(summary))
     print(f"Report: {paths['report']}\nMetrics: {paths['metrics']}\nPlots: {report_dir}/*.png")
 

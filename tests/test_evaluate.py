@@ -10,7 +10,7 @@ import tensorflow as tf
 import pipelines
 from pipelines import input_pipeline, render
 from localizer import boxes as box_lib
-from localizer.inference import evaluation, report, views
+from localizer.inference import evaluation, image_files, report, views
 from localizer.inference.predictor import Predictor
 from localizer import model as model_lib
 from tests import fixtures
@@ -75,7 +75,12 @@ def tiny_model_path(tmp_path):
         attach="flattened", regression="per_class",  # per-class boxes exercise top-5 localization
     )
     path = str(tmp_path / "tiny.keras")
-    model_lib.build_model(config).save(path)
+    model = model_lib.build_model(config)
+    # Its last layer is zero-initialized: random weights make the box quality depend on the image.
+    layer = model.get_layer("heads").get_layer("quality_dense")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([np.random.default_rng(0).normal(0.0, 1.0, kernel.shape).astype("float32"), bias])
+    model.save(path)
     return path
 
 
@@ -83,15 +88,24 @@ def tiny_model_path(tmp_path):
 def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_path, tta):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted = evaluation.evaluate(predictor, source, "train", tta, batch_size=3)
+    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
+        predictor, source, "train", tta, batch_size=3)
     paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names,
-                                  str(tmp_path / "report"))
+                                str(tmp_path / "report"), confidences)
     metrics = json.loads(open(paths["metrics"]).read())
     assert REQUIRED_KEYS <= set(metrics)
     assert metrics["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
     assert set(metrics["iou_accuracy"]) == {"0.5", "0.7", "0.75", "0.9"}
     assert set(metrics["per_class"]) == set(fixtures.CLASSES)
-    for name in ("iou_histogram", "per_class", "confusion_matrix", "examples"):
+    # The class probability is always ranked against the IoUs, the model's box quality when it has one.
+    assert set(confidences) == {"score", "box_quality"}
+    assert {"box_quality_auroc", "box_quality_spearman", "box_quality_risk_coverage"} <= set(metrics)
+    assert metrics["score_spearman"] is None or -1.0 <= metrics["score_spearman"] <= 1.0
+    assert [row["coverage"] for row in metrics["score_risk_coverage"]] == [1.0, 0.9, 0.8, 0.5]
+    assert metrics["score_risk_coverage"][0]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
+    assert "Confidence `score`" in open(paths["report"]).read()
+    assert "Confidence `box_quality`" in open(paths["report"]).read()
+    for name in ("iou_histogram", "per_class", "confusion_matrix", "examples", "risk_coverage"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
     assert "| mean_iou |" in open(paths["report"]).read()
     # Boxes were compared in the original image: each example's true box is
@@ -179,13 +193,62 @@ def test_refinement_keeps_the_first_box_when_the_looks_disagree():
 def test_evaluate_with_refinement(voc_folder, tiny_model_path):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted = evaluation.evaluate(
+    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
         predictor, source, "train", "flip", batch_size=2, refine=True
     )
     assert summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
     # Batched evaluation gives what the predictor gives image by image.
-    one_by_one = []
+    one_by_one, qualities = [], []
     for features in input_pipeline.decoded(source, "train"):
-        box, _ = predictor.predict_image(features[pipelines.IMAGE], tta="flip", refine=True)
+        box, _, quality = predictor.predict_image(features[pipelines.IMAGE], tta="flip", refine=True)
         one_by_one.append(box_lib.iou(features[pipelines.BOX][None], box[None]).numpy()[0])
+        qualities.append(quality)
     np.testing.assert_allclose(ious, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(confidences["box_quality"], qualities, atol=1e-5)
+
+
+def test_box_quality_follows_the_box_through_views_and_refinement():
+    # Three views: 0 and 1 agree (IoU 1), 2 does not; view weights = probability of the merged class (0).
+    boxes = tf.constant([[[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]])
+    probabilities = tf.constant([[[0.9, 0.1], [0.3, 0.7], [1.0, 0.0]]])
+    quality = tf.constant([[0.8, 0.2, 0.0]])
+    merged = views.merge_view_qualities(boxes, probabilities, quality).numpy()
+    np.testing.assert_allclose(merged, [(0.9 * 0.8 + 0.3 * 0.2) / (0.9 + 0.3)], atol=1e-6)
+    one_view = views.merge_view_qualities(boxes[:, :1], probabilities[:, :1], quality[:, :1]).numpy()
+    np.testing.assert_allclose(one_view, [0.8], atol=1e-6)
+    # Refinement: the zoomed view's quality where its box is kept (first example), else the first look's.
+    first = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6]])
+    zoom = tf.constant([[0.22, 0.2, 0.6, 0.62], [0.7, 0.7, 0.9, 0.9]])
+    kept = views.merge_refinement_quality(first, zoom, tf.constant([0.3, 0.4]), tf.constant([0.9, 0.1])).numpy()
+    np.testing.assert_allclose(kept, [0.9, 0.4], atol=1e-6)
+
+
+def _predict_records(model_path, voc_folder, **kwargs):
+    import io
+
+    out = io.StringIO()
+    failures = image_files.run(model_path, [os.path.join(voc_folder, "JPEGImages")], out=out, **kwargs)
+    assert failures == 0
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_predict_gives_box_quality_and_marks_unsure_boxes(tmp_path, voc_folder, tiny_model_path):
+    records = _predict_records(tiny_model_path, voc_folder)
+    assert records and all(0.0 <= r["box_quality"] <= 1.0 and "unsure" not in r for r in records)
+    cut = sorted(r["box_quality"] for r in records)[len(records) // 2]
+    marked = _predict_records(tiny_model_path, voc_folder, min_box_quality=cut + 1e-6, draw_dir=str(tmp_path / "d"))
+    assert [r.get("unsure", False) for r in marked] == [r["box_quality"] < cut + 1e-6 for r in records]
+    assert any(r.get("unsure") for r in marked)
+    assert len(os.listdir(tmp_path / "d")) == len(records)
+    with pytest.raises(ValueError, match="min_box_quality=1.5 is not in"):
+        _predict_records(tiny_model_path, voc_folder, min_box_quality=1.5)
+
+
+def test_min_box_quality_is_refused_for_a_model_without_box_quality(tmp_path, voc_folder):
+    config = model_lib.ModelConfig(num_classes=3, class_names=fixtures.CLASSES, backbone="tiny", weights="none",
+                                   image_size=32, box_quality=False)
+    path = str(tmp_path / "old.keras")
+    model_lib.build_model(config).save(path)
+    assert all("box_quality" not in r for r in _predict_records(path, voc_folder))
+    with pytest.raises(ValueError, match="has no box_quality output"):
+        _predict_records(path, voc_folder, min_box_quality=0.5)

@@ -33,11 +33,12 @@ CLASS_NAMES = ("cat", "dog", "plate")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, centre_scale=1.0):
+def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, centre_scale=1.0, box_quality=True):
     """The tiny localizer, with random class and box weights so outputs depend on the image.
 
     The default head (dense, stride 16). Its box layers are zero-initialized,
-    which would make every box the same. `centre_scale=0` keeps the centre map
+    which would make every box the same (and its box quality's, every quality
+    0.5). `centre_scale=0` keeps the centre map
     flat (every cell votes): a random centre map has near-equal peaks that
     int8 rounding may swap, which a trained map does not have. Seeded whole
     (the backbone's initial weights too), so it is the same model whatever ran before.
@@ -45,11 +46,12 @@ def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, ce
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(model_lib.ModelConfig(
         num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=image_size,
-        resize_mode=resize_mode,
+        resize_mode=resize_mode, box_quality=box_quality,
     ))
     rng = np.random.default_rng(seed)
     heads = model.get_layer("heads")
-    for name, scale in (("class_dense", 20.0), ("box_cells", box_scale), ("centre_logits", centre_scale)):
+    randomized = [("class_dense", 20.0), ("box_cells", box_scale), ("centre_logits", centre_scale)]
+    for name, scale in randomized + ([("quality_dense", 1.0)] if box_quality else []):
         layer = heads.get_layer(name)
         kernel, bias = layer.get_weights()
         layer.set_weights([rng.normal(0.0, scale, kernel.shape).astype("float32"), bias])
@@ -82,6 +84,10 @@ def check_against_reference(result, expected):
     np.testing.assert_allclose(np.asarray(result["box"]), expected["box"], atol=1e-4)
     np.testing.assert_allclose(np.asarray(result["probabilities"]), expected["probabilities"], atol=1e-5)
     np.testing.assert_allclose(np.asarray(result["score"]), expected["score"], atol=1e-5)
+    assert ("box_quality" in result) == ("box_quality" in expected)
+    if "box_quality" in expected:
+        np.testing.assert_allclose(np.asarray(result["box_quality"]), expected["box_quality"], atol=1e-5)
+        assert np.ptp(expected["box_quality"]) > 1e-4  # qualities that depend on the image
 
 
 def _text(value):
@@ -184,7 +190,7 @@ def test_fresh_process_rest_body_and_tf1_session_match_keras(exported, tmp_path)
     for key in ("rest", "rest_named"):
         predictions = served[key]["predictions"]
         assert len(predictions) == 2
-        assert set(predictions[0]) == {"class_id", "class_name", "score", "box", "probabilities"}
+        assert set(predictions[0]) == {"class_id", "class_name", "score", "box", "probabilities", "box_quality"}
         columns = {k: [p[k] for p in predictions] for k in predictions[0]}
         check_against_reference(columns, expected)
     # The box is in the original image's frame: letterboxing is undone.
@@ -207,12 +213,13 @@ def test_saved_model_cli_lists_both_signatures(exported):
     assert re.search(r"inputs\['image_bytes'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", serving)
     for name, dtype, shape in [("class_id", "DT_INT32", r"\(-1\)"), ("class_name", "DT_STRING", r"\(-1\)"),
                                ("score", "DT_FLOAT", r"\(-1\)"), ("box", "DT_FLOAT", r"\(-1, 4\)"),
-                               ("probabilities", "DT_FLOAT", r"\(-1, 3\)")]:
+                               ("probabilities", "DT_FLOAT", r"\(-1, 3\)"), ("box_quality", "DT_FLOAT", r"\(-1\)")]:
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+shape: {shape}", serving), name
     assert "tensorflow/serving/predict" in serving
     images = blocks["predict_images"]
     assert re.search(r"inputs\['images'\] tensor_info:\s+dtype: DT_UINT8\s+shape: \(-1, 32, 32, 3\)", images)
-    for name, shape in [("class_logits", r"\(-1, 3\)"), ("probabilities", r"\(-1, 3\)"), ("box", r"\(-1, 4\)")]:
+    for name, shape in [("class_logits", r"\(-1, 3\)"), ("probabilities", r"\(-1, 3\)"), ("box", r"\(-1, 4\)"),
+                        ("box_quality", r"\(-1\)")]:
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: {shape}", images), name
 
 
@@ -237,9 +244,11 @@ def test_empty_batch(loaded):
     outputs = loaded.signatures["serving_default"](image_bytes=tf.zeros([0], tf.string))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
         "class_id": (0,), "class_name": (0,), "score": (0,), "box": (0, 4), "probabilities": (0, 3),
+        "box_quality": (0,),
     }
     raw = loaded.signatures["predict_images"](images=tf.zeros([0, 32, 32, 3], tf.uint8))
     assert tuple(raw["box"].shape) == (0, 4) and tuple(raw["class_logits"].shape) == (0, 3)
+    assert tuple(raw["box_quality"].shape) == (0,)
 
 
 def test_predict_images_gives_input_frame_outputs(exported, loaded):
@@ -253,6 +262,7 @@ def test_predict_images_gives_input_frame_outputs(exported, loaded):
     np.testing.assert_allclose(raw["class_logits"].numpy(), keras_outputs["class_logits"].numpy(), atol=1e-4)
     np.testing.assert_allclose(raw["probabilities"].numpy(), tf.nn.softmax(keras_outputs["class_logits"]).numpy(),
                                atol=1e-5)
+    np.testing.assert_allclose(raw["box_quality"].numpy(), keras_outputs["box_quality"].numpy(), atol=1e-5)
 
 
 def _png_header(height, width):
@@ -326,6 +336,7 @@ def test_tflite_export_matches_predict_images(tmp_path):
     expected = model(images, training=False)
     np.testing.assert_allclose(outputs["box"], expected["box"].numpy(), atol=1e-4)
     np.testing.assert_allclose(outputs["class_logits"], expected["class_logits"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(outputs["box_quality"], expected["box_quality"].numpy(), atol=1e-5)
 
 
 def test_versions_are_numbered_and_never_overwritten(tmp_path):
@@ -420,9 +431,11 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
     served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
     predictor = Predictor(model_path)
     for i, data in enumerate(encoded):
-        box, probabilities = predictor.predict_image(decode.decode_image_bytes(tf.constant(data)), refine=True)
+        box, probabilities, quality = predictor.predict_image(decode.decode_image_bytes(tf.constant(data)),
+                                                              refine=True)
         np.testing.assert_allclose(served["box"][i].numpy(), box, atol=1e-4)
         np.testing.assert_allclose(served["probabilities"][i].numpy(), probabilities, atol=1e-5)
+        assert served["box_quality"][i].numpy() == pytest.approx(quality, abs=1e-5)
     # The second look changed the output (its probabilities are always averaged in).
     plain = reference(model, encoded)
     assert not np.allclose(served["probabilities"].numpy(), plain["probabilities"], atol=1e-3)
@@ -468,7 +481,7 @@ def test_int8_file_is_full_integer_with_the_float_files_signature(int8_export):
     for runner in runners:
         assert runner.get_input_details()["images"]["dtype"] == np.uint8
         assert {name: d["dtype"] for name, d in runner.get_output_details().items()} == {
-            "box": np.float32, "class_logits": np.float32, "probabilities": np.float32}
+            "box": np.float32, "class_logits": np.float32, "probabilities": np.float32, "box_quality": np.float32}
     # Inside, weights and activations are int8 (the interpreter's main graph holds the model's ops).
     types = {d["dtype"] for d in tflite.interpreter(int8).get_tensor_details()}
     assert np.int8 in types and np.uint8 in types
@@ -479,8 +492,9 @@ def test_int8_predictions_are_close_to_the_models(int8_export):
     images = _voc_images(voc)
     expected = {key: value.numpy() for key, value in model(images, training=False).items()}
     outputs = tflite.run_signature(open(os.path.join(version_dir, signatures.TFLITE_INT8_FILE), "rb").read(), images)
-    box_error, same_class = tflite.int8_disagreement(outputs, expected)
+    box_error, same_class, quality_error = tflite.int8_disagreement(outputs, expected)
     assert box_error <= 0.02 and same_class >= 0.75, (box_error, same_class)
+    assert quality_error <= 0.02, quality_error
     assert np.max(np.abs(outputs["box"] - expected["box"])) > 1e-5  # quantized: not the float model
     assert np.std(expected["box"], axis=0).max() > 0.01  # boxes that depend on the image
 
@@ -508,6 +522,26 @@ def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, to
                                   refine=True)[0]
     for key in ("mean_iou", "macro_mean_iou", "classification_accuracy"):
         assert summary[key] == pytest.approx(keras_summary[key], abs=tolerance), key
+    # The box quality travels through the TFLite file too, and is ranked against the IoUs.
+    assert "box_quality_auroc" in summary and set(summary) == set(keras_summary)
+    assert summary["box_quality_risk_coverage"][0]["mean_iou"] == pytest.approx(summary["mean_iou"], abs=1e-6)
+
+
+def test_a_model_without_box_quality_exports_verifies_and_predicts_as_before(tmp_path):
+    """Models saved before the box-quality head: no box_quality anywhere, everything else as it was."""
+    model = tiny_model(box_quality=False)
+    model_path = str(tmp_path / "old.keras")
+    model.save(model_path)
+    path = export_lib.export_saved_model(model, str(tmp_path / "models"), tflite=True)  # verifies both
+    encoded = sample_images()
+    served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
+    assert "box_quality" not in served
+    check_against_reference({k: v.numpy() for k, v in served.items()}, reference(model, encoded))
+    for predictor in (Predictor(model_path), Predictor(path), Predictor(os.path.join(path, signatures.TFLITE_FILE))):
+        assert not predictor.has_box_quality
+        box, probabilities, quality = predictor.predict_image(decode.decode_image_bytes(tf.constant(encoded[0])))
+        assert quality is None
+        np.testing.assert_allclose(box, served["box"][0].numpy(), atol=1e-4)
 
 
 def test_a_truncated_tflite_file_is_refused_not_a_crash(int8_export, tmp_path):

@@ -290,7 +290,7 @@ def test_same_data_evaluates_the_same_in_every_format(same_data, tmp_path):
     predictor = Predictor(path)
     results = {}
     for kind, root in same_data.items():
-        summary, _, _, ious, labels, predicted = evaluation.evaluate(
+        summary, _, _, ious, labels, predicted, _ = evaluation.evaluate(
             predictor, pipelines.get_source(kind, data_dir=root), "train", "none", batch_size=4, refine=False)
         results[kind] = (summary, ious, labels, predicted)
     reference = results.pop("voc_dir")

@@ -314,3 +314,20 @@ def test_dense_losses_in_keras_wrappers_and_in_a_graph():
     graph = tf.function(lambda t, p: losses.CentreLoss()(t, p))(true, logits).numpy()
     np.testing.assert_allclose(eager, graph, rtol=1e-5)
     assert losses.CellBoxLoss.from_config(losses.CellBoxLoss("diou").get_config()).kind == "diou"
+
+
+def test_box_quality_loss_by_hand():
+    true = np.array([[0.0, 0.0, 0.4, 0.4], [0.0, 0.0, 0.4, 0.4]], np.float32)
+    # Box IoUs with the truth: 1 and 1/7; predicted qualities 0.9 and 0.5.
+    packed = np.array([[0.9, 0.0, 0.0, 0.4, 0.4], [0.5, 0.2, 0.2, 0.6, 0.6]], np.float32)
+    got = keras.ops.convert_to_numpy(losses.box_quality_loss(true, packed))
+    expected = [-np.log(0.9), -(np.log(0.5) / 7 + 6 / 7 * np.log(0.5))]
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # IoU's epsilon keeps the first target just under 1
+    # Minimal where the quality equals the IoU.
+    qualities = np.linspace(0.05, 0.95, 19, dtype=np.float32)
+    packed = np.concatenate([qualities[:, None], np.tile([[0.2, 0.2, 0.6, 0.6]], (19, 1))], axis=-1)
+    values = keras.ops.convert_to_numpy(losses.box_quality_loss(np.tile(true[:1], (19, 1)), packed))
+    assert qualities[np.argmin(values)] == pytest.approx(1 / 7, abs=0.05)
+    with pytest.raises(ValueError, match="5"):
+        losses.box_quality_loss(true, np.zeros((2, 4), np.float32))
+    roundtrip.assert_object_round_trips(losses.BoxQualityLoss())

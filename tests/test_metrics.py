@@ -384,3 +384,71 @@ def test_iou_numpy_agrees_with_boxes_iou():
     np.testing.assert_allclose(got, [1.0, 1 / 7, 0.25], rtol=1e-5)
     assert metrics.iou_numpy(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0,)
 
+
+
+# --- how well a confidence ranks the boxes ----------------------------------
+
+
+def test_average_ranks_share_ties():
+    np.testing.assert_allclose(metrics.average_ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0])
+    np.testing.assert_allclose(metrics.average_ranks([5.0, 5.0, 5.0]), [2.0, 2.0, 2.0])
+    assert metrics.average_ranks([]).shape == (0,)
+
+
+def test_auroc_by_hand():
+    # Positive-negative pairs ranked right: (.9, .8), (.9, .6), (.7, .6); wrong: (.7, .8).
+    assert metrics.auroc([0.9, 0.8, 0.7, 0.6], [True, False, True, False]) == pytest.approx(3 / 4)
+    assert metrics.auroc([0.1, 0.9], [False, True]) == 1.0
+    assert metrics.auroc([0.9, 0.1], [False, True]) == 0.0
+    assert metrics.auroc([0.5, 0.5], [True, False]) == 0.5  # a tie counts one half
+    # The positive ties one negative and beats the other: (1 + 0.5) / 2.
+    assert metrics.auroc([0.5, 0.5, 0.2], [True, False, False]) == pytest.approx(0.75)
+    assert metrics.auroc([0.3, 0.4], [True, True]) is None
+    assert metrics.auroc([0.3, 0.4], [False, False]) is None
+
+
+def test_spearman_by_hand():
+    # Rank differences 0, 1, 1, 0: 1 - 6 * 2 / (4 * (16 - 1)) = 0.8.
+    assert metrics.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert metrics.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert metrics.spearman([1, 2, 3], [0.3, 0.2, 0.1]) == pytest.approx(-1.0)
+    assert metrics.spearman([1, 2, 3], [5, 5, 5]) is None
+    assert metrics.spearman([1], [1]) is None
+
+
+def test_risk_coverage_keeps_the_most_confident():
+    # IoUs 0.0 .. 0.9 in a shuffled order; the confidence ranks them perfectly.
+    ious = (np.arange(10) / 10.0)[np.random.default_rng(0).permutation(10)]
+    confidence = 2.0 * ious + 1.0
+    table = metrics.risk_coverage(confidence, ious, ious >= 0.5)
+    assert [row["coverage"] for row in table] == [1.0, 0.9, 0.8, 0.5]
+    assert [row["count"] for row in table] == [10, 9, 8, 5]
+    np.testing.assert_allclose([row["mean_iou"] for row in table], [0.45, 0.5, 0.55, 0.7])
+    np.testing.assert_allclose([row["localization_accuracy"] for row in table], [5 / 10, 5 / 9, 5 / 8, 1.0])
+    # An uninformative (constant) confidence keeps dataset order: the first half.
+    half = metrics.risk_coverage(np.ones(4), [0.2, 0.4, 0.6, 0.8], [False] * 4, coverages=(0.5,))
+    assert half == [{"coverage": 0.5, "count": 2, "mean_iou": pytest.approx(0.3), "localization_accuracy": 0.0}]
+    with pytest.raises(ValueError, match="coverage"):
+        metrics.risk_coverage([1.0], [1.0], [True], coverages=(0.0,))
+
+
+def test_summarize_reports_each_confidence():
+    true_boxes, labels, pred_boxes, logits, names = six_examples()
+    ious = np.array([1.0, 0.8, 0.6, 0.4, 0.72, 0.2])
+    s = metrics.summarize(true_boxes, labels, pred_boxes, logits, names,
+                          confidences={"score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], "box_quality": ious})
+    assert set(s) == SUMMARY_KEYS | {f"{name}_{key}" for name in ("score", "box_quality")
+                                     for key in ("auroc", "spearman", "risk_coverage")}
+    json.dumps(s)
+    assert s["box_quality_auroc"] == 1.0 and s["box_quality_spearman"] == pytest.approx(1.0)
+    # score: positives (IoU >= .5) at .9 .8 .7 .5, negatives at .6 .4: 7 of 8 pairs right.
+    assert s["score_auroc"] == pytest.approx(7 / 8)
+    # Localized (class right and IoU >= .5): examples 0, 2, 4; the 3 surest boxes by quality: 0, 1, 4.
+    half = s["box_quality_risk_coverage"][-1]
+    assert half["count"] == 3 and half["mean_iou"] == pytest.approx(2.52 / 3)
+    assert half["localization_accuracy"] == pytest.approx(2 / 3)
+    empty = metrics.summarize(np.zeros((0, 4)), np.zeros((0,), int), np.zeros((0, 4)), np.zeros((0, 3)), names,
+                              confidences={"score": []})
+    assert empty["score_auroc"] is None and empty["score_risk_coverage"] is None
+    with pytest.raises(ValueError, match="Mismatched"):
+        metrics.summarize(true_boxes, labels, pred_boxes, logits, names, confidences={"score": [0.5]})

@@ -22,9 +22,47 @@ def _images(n=2, size=32, seed=0):
 def test_builds_round_trips_and_has_no_lambda(tmp_path, attach, regression):
     model = model_lib.build_model(model_lib.ModelConfig(attach=attach, regression=regression, **TINY))
     outputs = model(_images())
-    assert set(outputs) == {"class_logits", "box"}
+    assert set(outputs) == {"class_logits", "box", "box_quality"}
     assert outputs["class_logits"].shape == (2, 3) and outputs["box"].shape == (2, 4)
+    quality = np.asarray(outputs["box_quality"])
+    assert quality.shape == (2,) and quality.dtype == np.float32 and np.all((quality >= 0) & (quality <= 1))
     roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
+
+
+@pytest.mark.parametrize("attach", model_lib.ATTACH_MODES)
+def test_a_model_without_box_quality_has_the_two_outputs_and_round_trips(tmp_path, attach):
+    model = model_lib.build_model(model_lib.ModelConfig(attach=attach, box_quality=False, **TINY))
+    assert set(model(_images())) == {"class_logits", "box"}
+    assert not [layer.name for layer in model_lib.leaf_layers(model) if layer.name.startswith("quality")]
+    assert "quality_and_box" not in model_lib.training_view(model).output
+    roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
+
+
+@pytest.mark.parametrize("attach", model_lib.ATTACH_MODES)
+def test_box_quality_loss_trains_the_quality_head_alone(attach):
+    """The quality's target is the box's IoU: its gradient must reach neither the box nor the class head."""
+    import tensorflow as tf
+
+    from localizer.model import losses
+
+    model = model_lib.build_model(model_lib.ModelConfig(attach=attach, **TINY))
+    view = model_lib.training_view(model)
+    true_boxes = tf.constant([[0.1, 0.1, 0.6, 0.7], [0.3, 0.2, 0.9, 0.5]])
+    with tf.GradientTape() as tape:
+        outputs = view(_images(), training=True)
+        loss = tf.reduce_mean(losses.box_quality_loss(true_boxes, outputs["quality_and_box"]))
+    weights = view.trainable_weights
+    gradients = dict(zip((w.path for w in weights), tape.gradient(loss, weights)))
+    quality = {path for path in gradients if path.startswith("quality_")}
+    assert quality and all(gradients[path] is not None for path in quality)
+    assert any(np.any(gradients[path].numpy() != 0) for path in quality)
+    others = {path: g for path, g in gradients.items() if path not in quality and g is not None}
+    assert all(not np.any(g.numpy()) for g in others.values()), sorted(others)
+    # And the packed box and quality are the model's.
+    inference = model(_images(), training=False)
+    packed = view(_images(), training=False)["quality_and_box"]
+    np.testing.assert_allclose(packed[:, 1:], inference["box"], atol=1e-6)
+    np.testing.assert_allclose(packed[:, 0], inference["box_quality"], atol=1e-6)
 
 
 @pytest.mark.parametrize("attach,regression", CONFIGS)
@@ -34,6 +72,7 @@ def test_training_views_share_weights(attach, regression):
     outputs = view(_images())
     expected = {"class_logits", "box", "localization"} | ({"class_boxes"} if regression == "per_class" else set())
     expected |= {"centre_logits", "cell_boxes"} if attach == "centre_weighted" else set()
+    expected |= {"quality_and_box"}
     assert set(outputs) == expected
     np.testing.assert_allclose(outputs["box"], model(_images())["box"], atol=1e-6)
     np.testing.assert_allclose(outputs["localization"][:, :4], outputs["box"], atol=1e-6)
@@ -201,6 +240,8 @@ LAYERS = [
     layers_lib.LabelledLogits(["cat", "dog"], "letterbox", 32),  # the former name of ModelMetadata
     layers_lib.CellBoxes(),
     layers_lib.UnpackFineFeatures(7),
+    layers_lib.StopGradient(),
+    layers_lib.Squeeze(),
 ]
 
 
@@ -213,6 +254,8 @@ def test_custom_layers_round_trip(layer):
         "LabelledLogits": np.ones((2, 2), "float32"),
         "CellBoxes": np.random.default_rng(2).normal(size=(1, 2, 3, 4)).astype("float32"),
         "UnpackFineFeatures": None,
+        "StopGradient": np.ones((2, 3), "float32"),
+        "Squeeze": np.ones((2, 1), "float32"),
     }[type(layer).__name__]
     roundtrip.assert_object_round_trips(layer, inputs)
 
@@ -225,3 +268,15 @@ def test_legacy_head_names_still_load():
     saved = config_lib.to_dict(config_lib.default_config())
     saved["model"]["attach"] = "dense"  # a config.json written before the rename
     assert config_lib.from_dict(saved).model.attach == model_lib.CENTRE_WEIGHTED
+
+
+def test_vote_agreement_and_looked_at_features_by_hand():
+    # Two cells, softmax weights 3/4 and 1/4; their boxes differ in ymax only, by 0.4.
+    cell_boxes = np.array([[[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.1, 0.5]]]], "float32")  # [1, 1, 2, 4]
+    logits = np.array([[[[np.log(3.0)], [0.0]]]], "float32")
+    peak, spread = np.asarray(layers_lib.VoteAgreement()([logits, cell_boxes]))[0]
+    # Weighted mean ymax 0.4: variance 3/4 * 0.1^2 + 1/4 * 0.3^2 = 0.03.
+    assert peak == pytest.approx(0.75) and spread == pytest.approx(0.03, abs=1e-6)
+    features = np.array([[[[4.0, 0.0], [0.0, 8.0]]]], "float32")  # [1, 1, 2, 2]
+    looked_at = np.asarray(layers_lib.CentreWeightedFeatures()([logits, features]))
+    np.testing.assert_allclose(looked_at, [[3.0, 2.0]], atol=1e-6)

@@ -64,11 +64,13 @@ def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box
     config = config_lib.TrainConfig(box_loss=box_loss)
     objective.compile_model(view, config, 1e-2, steps_per_epoch=1, epochs=1)
     images, targets = objective.training_targets(model_config)(*synthetic_batch)
-    before = [w.numpy().copy() for w in model.get_layer("heads").trainable_weights]
+    heads = model.get_layer("heads").trainable_weights
+    before = [w.numpy().copy() for w in heads]
     logs = view.train_on_batch(images, targets, return_dict=True)
-    assert np.isfinite(logs["loss"])
-    after = model.get_layer("heads").trainable_weights
-    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after))
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["quality_and_box_loss"])
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, heads))
+    # The box-quality head learns in the same step.
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, heads) if a.path.startswith("quality_"))
 
 
 def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
@@ -79,6 +81,7 @@ def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
     view = model_lib.training_view(model_lib.build_model(model_config))
     config = config_lib.TrainConfig(
         alpha=0.3, label_smoothing=0.0, box_loss="giou", cell_box_loss_weight=0.7, centre_loss_weight=0.4,
+        box_quality_loss_weight=0.6,
     )
     objective.compile_model(view, config, 1e-3, steps_per_epoch=1, epochs=1)
     images, targets = objective.training_targets(model_config)(*synthetic_batch)
@@ -89,11 +92,13 @@ def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
         "box": losses.BoxLoss("giou")(targets["box"], outputs["box"]),
         "cell_boxes": losses.CellBoxLoss("giou")(targets["cell_boxes"], outputs["cell_boxes"]),
         "centre_logits": losses.CentreLoss()(targets["centre_logits"], outputs["centre_logits"]),
+        "quality_and_box": losses.BoxQualityLoss()(targets["quality_and_box"], outputs["quality_and_box"]),
     }
     part = {name: float(value) for name, value in part.items()}
     for name, value in part.items():
         np.testing.assert_allclose(logs[f"{name}_loss"], value, rtol=1e-4, err_msg=name)
-    expected = 0.3 * part["class_logits"] + 0.7 * (part["box"] + 0.7 * part["cell_boxes"] + 0.4 * part["centre_logits"])
+    expected = 0.3 * part["class_logits"] + 0.7 * (
+        part["box"] + 0.7 * part["cell_boxes"] + 0.4 * part["centre_logits"] + 0.6 * part["quality_and_box"])
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-4)
 
 
@@ -112,7 +117,7 @@ def test_learns_far_better_than_a_constant_guess(tmp_path):
     for name in ("best.keras", "final.keras", "config.json", "metrics.jsonl", "metrics.csv", "train_summary.json"):
         assert os.path.exists(tmp_path / name), name
     loaded = keras.models.load_model(str(tmp_path / "best.keras"), safe_mode=True)
-    assert set(loaded.output) == {"class_logits", "box"}
+    assert set(loaded.output) == {"class_logits", "box", "box_quality"}
     # Every evaluation logged one preview grid (3 x 3 val images of 96 px) to TensorBoard.
     grids = _summary_images(tmp_path / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red")
     assert [step for step, _ in grids] == list(range(1, 9))

@@ -1,6 +1,9 @@
 """Evaluate a localizer on a dataset split: every figure of `localizer.model.metrics.summarize`.
 
-Boxes are compared in the original image (the letterbox undone). It streams:
+Boxes are compared in the original image (the letterbox undone). Each
+confidence of `confidences` is ranked against the IoUs (AUROC, Spearman,
+risk-coverage): the class probability `score` always, and the model's
+`box_quality` when it has one. It streams:
 predictions are accumulated as small arrays, and only the images of the
 current best and worst examples are kept, as thumbnails.
 """
@@ -15,10 +18,14 @@ import tensorflow as tf
 from localizer import boxes as box_lib
 from localizer.inference import views
 from localizer.model import metrics as metrics_lib
+from localizer.model.outputs import BOX_QUALITY
 from pipelines import input_pipeline, render
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL
 
 THUMBNAIL_SIDE = 256
+
+SCORE = "score"
+"""The class probability of the predicted class, as a confidence in the box (`confidences`)."""
 
 
 EXAMPLES_SHOWN = 8  # best and worst each
@@ -73,7 +80,13 @@ def evaluation_dataset(source, split, predictor, tta, batch_size):
 
 
 def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True, refine=False):
-    """Runs `predictor` over a split; returns (metrics dict, best examples, worst examples, ious, labels, predicted)."""
+    """Runs `predictor` over a split.
+
+    Returns `(metrics dict, best examples, worst examples, ious, labels,
+    predicted, confidences)`; `confidences` maps `SCORE` to the `[N]` class
+    probabilities of the predicted classes and, for a model with a
+    box-quality head, `BOX_QUALITY` to its `[N]` predicted IoUs.
+    """
     if predictor.class_names != list(source.class_names):
         raise ValueError(
             f"The model's classes {predictor.class_names} differ from the dataset's {source.class_names}."
@@ -81,14 +94,16 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     batches = evaluation_dataset(source, split, predictor, tta, batch_size)
     total = source.num_examples(split)
     bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0)
-    labels, true_boxes, pred_boxes, probabilities, class_boxes, all_ious = [], [], [], [], [], []
+    labels, true_boxes, pred_boxes, probabilities, class_boxes, all_ious, qualities = [], [], [], [], [], [], []
     extremes = _Extremes(EXAMPLES_SHOWN)
     run = tf.function(predictor.predict_views, reduce_retracing=True)
     run_refine = tf.function(predictor.refine, reduce_retracing=True)
     for batch in batches:
-        box, probs, per_class = run(batch["inputs"], batch["windows"], batch["mirrored"])
+        box, probs, per_class, quality = run(batch["inputs"], batch["windows"], batch["mirrored"])
         if refine:
-            box, probs = run_refine(batch[IMAGE], batch[render.ORIGINAL_SIZE], box, probs)
+            box, probs, quality = run_refine(batch[IMAGE], batch[render.ORIGINAL_SIZE], box, probs, quality)
+        if quality is not None:
+            qualities.append(quality.numpy())
         box, probs = box.numpy(), probs.numpy()
         ious = box_lib.iou(batch[BOX], box).numpy()
         for i, iou in enumerate(ious):
@@ -111,10 +126,13 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
         bar.add(len(ious))
     labels, true_boxes = np.concatenate(labels), np.concatenate(true_boxes)
     pred_boxes, probabilities = np.concatenate(pred_boxes), np.concatenate(probabilities)
+    confidences = {SCORE: probabilities.max(axis=-1)}
+    if predictor.has_box_quality:
+        confidences[BOX_QUALITY] = np.concatenate(qualities)
     summary = metrics_lib.summarize(
         true_boxes, labels, pred_boxes, probabilities, predictor.class_names,
-        class_boxes=np.concatenate(class_boxes) if class_boxes else None,
+        class_boxes=np.concatenate(class_boxes) if class_boxes else None, confidences=confidences,
     )
     summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
     best, worst = extremes.sorted()
-    return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1)
+    return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1), confidences

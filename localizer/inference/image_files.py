@@ -94,10 +94,30 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         return decode.decode_image_bytes(f.read())
 
 
-def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
-    """The prediction record for one file (raises OSError, ImageHeaderError or InvalidArgumentError)."""
+class BoxQualityThresholdError(ValueError):
+    """`--min_box_quality` for a model without a box-quality output."""
+
+
+def check_min_box_quality(predictor, min_box_quality):
+    """Refuses a box-quality threshold the model cannot be held to, or one outside [0, 1]."""
+    if min_box_quality is None:
+        return
+    if not 0.0 <= min_box_quality <= 1.0:
+        raise BoxQualityThresholdError(f"--min_box_quality={min_box_quality} is not in [0, 1]; it is a predicted IoU")
+    if not predictor.has_box_quality:
+        raise BoxQualityThresholdError(f"model {predictor.path} has no box_quality output (trained before it, or with "
+                                f"model.box_quality=False); drop --min_box_quality or retrain the model")
+
+
+def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                 min_box_quality=None):
+    """The prediction record for one file (raises OSError, ImageHeaderError or InvalidArgumentError).
+
+    With a box-quality model the record has `"box_quality"`; below
+    `min_box_quality` it also has `"unsure": true`.
+    """
     image = read_image(path, max_image_pixels)
-    box, probabilities = predictor.predict_image(image, tta, refine)
+    box, probabilities, quality = predictor.predict_image(image, tta, refine)
     height, width = image.shape[:2]
     top = np.argsort(probabilities)[::-1][:5]
     names = predictor.class_names
@@ -110,6 +130,10 @@ def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=ima
         "box_pixels_xyxy": [round(float(v), 1) for v in box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width)],
         "image_size": [int(height), int(width)],
     }
+    if quality is not None:
+        record["box_quality"] = round(float(quality), 4)
+        if min_box_quality is not None and quality < min_box_quality:
+            record["unsure"] = True
     if min(height, width) < image_header.MIN_IMAGE_SIDE:
         record["warning"] = (f"image is {width}x{height}: under {image_header.MIN_IMAGE_SIDE} px a side "
                              f"(training skips such images), the box means little")
@@ -127,9 +151,14 @@ def draw(image, record, out_path):
     fig, ax = plt.subplots(figsize=(max(width, 16) / 100, max(height, 16) / 100), dpi=100)
     ax.imshow(image.numpy())
     xmin, ymin, xmax, ymax = record["box_pixels_xyxy"]
-    ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color="red", linewidth=2))
-    ax.text(xmin, max(ymin - 4, 8), f"{record['class']} {record['score']:.2f}", color="white",
-            fontsize=9, backgroundcolor="red")
+    # An unsure box (box quality under --min_box_quality): dashed and orange, marked "?".
+    colour, style = ("darkorange", "--") if record.get("unsure") else ("red", "-")
+    ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color=colour, linewidth=2,
+                               linestyle=style))
+    label = f"{record['class']} {record['score']:.2f}"
+    if "box_quality" in record:
+        label += f" box {record['box_quality']:.2f}{' ?' if record.get('unsure') else ''}"
+    ax.text(xmin, max(ymin - 4, 8), label, color="white", fontsize=9, backgroundcolor=colour)
     ax.axis("off")
     fig.subplots_adjust(0, 0, 1, 1)
     files.atomic_write(out_path, lambda temporary: fig.savefig(
@@ -138,7 +167,7 @@ def draw(image, record, out_path):
 
 
 def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=False,
-        max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+        max_image_pixels=image_header.MAX_IMAGE_PIXELS, min_box_quality=None):
     """Predicts every image; writes JSON lines to `out`; returns the number of failures.
 
     Mistakes that concern the whole run (the model, the draw dir) raise
@@ -148,6 +177,7 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
     if draw_dir:
         check_draw_dir(draw_dir, paths)
     predictor = Predictor(model_path)
+    check_min_box_quality(predictor, min_box_quality)
     listed = list(image_files(paths))
     drawings = drawing_names(listed)
     if draw_dir:
@@ -156,7 +186,7 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
     failures = 0
     for path in listed:
         try:
-            record, image = predict_file(predictor, path, tta, refine, max_image_pixels)
+            record, image = predict_file(predictor, path, tta, refine, max_image_pixels, min_box_quality)
         except (OSError, image_header.ImageHeaderError, tf.errors.InvalidArgumentError) as error:
             failures += 1
             out.write(json.dumps({"file": path, "error": _one_line(error)}) + "\n")

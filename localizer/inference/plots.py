@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from localizer import boxes as box_lib  # noqa: E402
+from localizer.model import metrics  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.9)
 
@@ -75,6 +76,29 @@ def examples_grid(best, worst, class_names, path, columns=4):
                 f"pred {class_names[record['predicted']]}", fontsize=8,
             )
     fig.suptitle("true box green, predicted box red")
+    _save(fig, path)
+
+
+def risk_coverage(ious, confidences, path):
+    """Mean IoU of the most confident boxes against the fraction kept, one curve per confidence.
+
+    The oracle (boxes ranked by their own IoU) bounds what any confidence can reach.
+    """
+    ious = np.asarray(ious, np.float64).reshape(-1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(ious):
+        coverage = np.arange(1, len(ious) + 1) / len(ious)
+        ranked = {"oracle (IoU itself)": ious, **confidences}
+        for name, confidence in ranked.items():
+            kept = ious[metrics.confidence_order(confidence)]
+            style = {"linestyle": ":", "color": "grey"} if name not in confidences else {}
+            ax.plot(coverage, np.cumsum(kept) / np.arange(1, len(kept) + 1), label=name, **style)
+        ax.axhline(float(ious.mean()), color="black", linewidth=0.8, linestyle="--", label="all boxes")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("coverage: fraction of images kept, most confident first")
+    ax.set_ylabel("mean IoU of the kept boxes")
+    ax.legend(fontsize=8, loc="lower left")
     _save(fig, path)
 
 

@@ -88,8 +88,9 @@ class Predictor:
     """A trained localizer, from a `.keras` file, an exported SavedModel folder or its `.tflite` file.
 
     `predict_inputs(images)` runs rendered model inputs (uint8 `[N, S, S, 3]`)
-    and returns boxes in the input frame, class probabilities and, for
-    per-class heads of Keras models, the box of every class.
+    and returns boxes in the input frame, class probabilities, for
+    per-class heads of Keras models the box of every class, and for models
+    with a box-quality head (`has_box_quality`) its predicted IoU of the box.
     """
 
     def __init__(self, path):
@@ -104,40 +105,43 @@ class Predictor:
     def _load_keras(self, path):
         model = load_keras_model(path)
         self.metadata = model_lib.model_metadata(model)
-        view = model_lib.training_view(model)  # adds class_boxes for per-class heads
+        view = model_lib.prediction_view(model)  # adds class_boxes for per-class heads
         self._per_class = model_lib.CLASS_BOXES in view.output
+        self.has_box_quality = model_lib.BOX_QUALITY in view.output
         self._run = tf.function(lambda images: view(images, training=False))
 
     def _load_saved_model(self, path):
         loaded, self.metadata = load_saved_model(path)
         signature = loaded.signatures[signatures.IMAGES_SIGNATURE]
         self._per_class = False
+        self.has_box_quality = signatures.OUTPUT_BOX_QUALITY in signature.structured_outputs
         self._run = lambda images: signature(**{signatures.IMAGES_INPUT: images})
         self._loaded = loaded  # keeps the variables alive
 
     def _load_tflite(self, path):
         runner, self.metadata = load_tflite(path)
         self._per_class = False
+        self.has_box_quality = signatures.OUTPUT_BOX_QUALITY in runner.get_output_details()
         lock = threading.Lock()  # an interpreter runs one call at a time
         num_classes = len(self.metadata["class_names"])
-        names = (signatures.OUTPUT_CLASS_LOGITS, signatures.PROBABILITIES, signatures.OUTPUT_BOX)
+        shapes = {signatures.OUTPUT_CLASS_LOGITS: [num_classes], signatures.PROBABILITIES: [num_classes],
+                  signatures.OUTPUT_BOX: [4]}
+        if self.has_box_quality:
+            shapes[signatures.OUTPUT_BOX_QUALITY] = []
 
         def run_numpy(images):
             if not len(images):
-                return np.zeros([0, num_classes], np.float32), np.zeros([0, num_classes], np.float32), \
-                    np.zeros([0, 4], np.float32)
+                return tuple(np.zeros([0, *shape], np.float32) for shape in shapes.values())
             with lock:  # the runner resizes its input to the batch
                 outputs = runner(**{signatures.IMAGES_INPUT: images})
-            return tuple(outputs[name].astype(np.float32) for name in names)
+            return tuple(outputs[name].astype(np.float32) for name in shapes)
 
         def run(images):
             # numpy_function: evaluation and the views code call this inside tf.function.
-            logits, probabilities, box = tf.numpy_function(run_numpy, [images], [tf.float32] * 3, stateful=True)
-            logits.set_shape([None, num_classes])
-            probabilities.set_shape([None, num_classes])
-            box.set_shape([None, 4])
-            return {signatures.OUTPUT_CLASS_LOGITS: logits, signatures.PROBABILITIES: probabilities,
-                    signatures.OUTPUT_BOX: box}
+            outputs = tf.numpy_function(run_numpy, [images], [tf.float32] * len(shapes), stateful=True)
+            for output, shape in zip(outputs, shapes.values()):
+                output.set_shape([None, *shape])
+            return dict(zip(shapes, outputs))
 
         self._run = run
 
@@ -154,32 +158,34 @@ class Predictor:
         return self.metadata["resize_mode"]
 
     def predict_inputs(self, images):
-        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None)`, input frame."""
+        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None, box quality [N] or None)`, input frame."""
         outputs = self._run(tf.convert_to_tensor(images, tf.uint8))
         if signatures.PROBABILITIES in outputs:
             probabilities = outputs[signatures.PROBABILITIES]
         else:
             probabilities = tf.nn.softmax(outputs[model_lib.CLASS_LOGITS], axis=-1)
         class_boxes = outputs.get(model_lib.CLASS_BOXES) if self._per_class else None
-        return outputs[model_lib.BOX], probabilities, class_boxes
+        quality = tf.cast(outputs[model_lib.BOX_QUALITY], tf.float32) if self.has_box_quality else None
+        return outputs[model_lib.BOX], probabilities, class_boxes, quality
 
     def predict_views(self, inputs, windows, mirrored):
-        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes."""
+        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes, quality."""
         return views.look_at_views(self.predict_inputs, inputs, windows, mirrored)
 
-    def refine(self, images, original_sizes, boxes, probabilities):
+    def refine(self, images, original_sizes, boxes, probabilities, quality=None):
         """The second, zoomed look (see the module docstring) for a padded batch of decoded images.
 
-        Returns `(boxes [B, 4], probabilities [B, C])` in the original frame.
+        Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in the original frame.
         """
         inputs, windows = views.render_zoom_views(images, original_sizes, boxes, self.image_size, self.resize_mode)
-        return views.zoomed_look(self.predict_inputs, boxes, probabilities, inputs, windows)
+        return views.zoomed_look(self.predict_inputs, boxes, probabilities, inputs, windows, quality)
 
     def predict_image(self, image, tta="none", refine=False):
-        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C]) in the original frame."""
+        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C], box quality or None), original frame."""
         inputs, windows, mirrored = views.render_views(image, self.image_size, self.resize_mode, tta)
-        box, probabilities, _ = self.predict_views(inputs[None], windows[None], mirrored[None])
+        box, probabilities, _, quality = self.predict_views(inputs[None], windows[None], mirrored[None])
         if refine:
-            box, probabilities = self.refine(image[None], tf.shape(image)[None, :2], box, probabilities)
-        return box[0].numpy(), probabilities[0].numpy()
+            box, probabilities, quality = self.refine(image[None], tf.shape(image)[None, :2], box, probabilities,
+                                                      quality)
+        return box[0].numpy(), probabilities[0].numpy(), None if quality is None else float(quality[0])
 

@@ -4,6 +4,7 @@ import json
 import os
 
 from localizer import files
+from localizer.model.metrics import AUROC_SUFFIX, LOC_IOU_THRESHOLD, RISK_COVERAGE_SUFFIX, SPEARMAN_SUFFIX
 
 
 REPORT_FILES = {
@@ -13,6 +14,7 @@ REPORT_FILES = {
     "per_class": "per_class.png",
     "confusion_matrix": "confusion_matrix.png",
     "examples": "examples.png",
+    "risk_coverage": "risk_coverage.png",
 }
 """What a report dir holds, by key: our own files, each replaced atomically."""
 
@@ -44,8 +46,12 @@ def report_paths(report_dir):
     return {key: os.path.join(report_dir, name) for key, name in REPORT_FILES.items()}
 
 
-def write_report(summary, best, worst, ious, labels, predicted, class_names, report_dir):
-    """Writes metrics.json, report.md and the plots (each atomically); returns the paths written."""
+def write_report(summary, best, worst, ious, labels, predicted, class_names, report_dir, confidences=None):
+    """Writes metrics.json, report.md and the plots (each atomically); returns the paths written.
+
+    `confidences` (`{name: [N]}`, as `evaluation.evaluate` returns them) are
+    drawn in the risk-coverage plot.
+    """
     os.makedirs(report_dir, exist_ok=True)
     paths = report_paths(report_dir)
     files.write_json_atomically(paths["metrics"], summary, indent=2)
@@ -57,6 +63,8 @@ def write_report(summary, best, worst, ious, labels, predicted, class_names, rep
     files.atomic_write(paths["confusion_matrix"],
                        lambda temporary: plots.confusion_matrix(labels, predicted, class_names, temporary))
     files.atomic_write(paths["examples"], lambda temporary: plots.examples_grid(best, worst, class_names, temporary))
+    files.atomic_write(paths["risk_coverage"],
+                       lambda temporary: plots.risk_coverage(ious, confidences or {}, temporary))
     return paths
 
 
@@ -84,8 +92,26 @@ def markdown_report(summary):
             lines.append(f"| {key} | {_fmt(summary[key])} |")
     for threshold, value in summary["iou_accuracy"].items():
         lines.append(f"| IoU >= {threshold} | {_fmt(value)} |")
+    lines += _confidence_lines(summary)
     lines += ["", "| class | count | mean IoU | localization acc | classification acc |", "|---|---|---|---|---|"]
     for name, stats in summary["per_class"].items():
         lines.append(f"| {name} | {stats['count']} | {_fmt(stats['mean_iou'])} | "
                      f"{_fmt(stats['localization_accuracy'])} | {_fmt(stats['classification_accuracy'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _confidence_lines(summary):
+    """One table per confidence the summary ranks (keys `<name>_risk_coverage`)."""
+    lines = []
+    for key in summary:
+        if not key.endswith(RISK_COVERAGE_SUFFIX) or not summary[key]:
+            continue
+        name = key[: -len(RISK_COVERAGE_SUFFIX)]
+        lines += ["", f"Confidence `{name}`: AUROC for IoU >= {LOC_IOU_THRESHOLD} "
+                      f"{_fmt(summary.get(name + AUROC_SUFFIX))}, Spearman correlation with IoU "
+                      f"{_fmt(summary.get(name + SPEARMAN_SUFFIX))}.", "",
+                  "| coverage (most confident first) | images | mean IoU | localization acc |", "|---|---|---|---|"]
+        for row in summary[key]:
+            lines.append(f"| {row['coverage']:.0%} | {row['count']} | {_fmt(row['mean_iou'])} | "
+                         f"{_fmt(row['localization_accuracy'])} |")
+    return lines

@@ -24,7 +24,13 @@ probabilities of both looks are averaged. It pays where objects are small.
 `look_at_views` and `zoomed_look` are that computation, for any `run_model`
 (a Keras model, a SavedModel signature or the serving graph's own call):
 `images uint8 [N, S, S, 3] -> (boxes [N, 4] input frame, probabilities [N, C],
-class boxes [N, C, 4] or None)`.
+class boxes [N, C, 4] or None, box quality [N] or None)`.
+
+The box quality (the model's predicted IoU of its box, for models that have
+it) follows the box: it is the quality of the view whose box is kept. Views
+merged into one box give the same weighted mean of their qualities as of their
+boxes (with one view, that view's); refinement keeps the zoomed view's
+quality where it keeps the zoomed box, else the first look's.
 
 Boxes everywhere are BOX_FORMAT (normalized yxyx).
 """
@@ -144,6 +150,12 @@ def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabil
     return boxes, (first_probabilities + zoom_probabilities) / 2.0
 
 
+def merge_refinement_quality(first_boxes, zoom_boxes, first_quality, zoom_quality, agreement_iou=AGREEMENT_IOU):
+    """The quality of the box `merge_refinement` keeps: the zoomed view's where it agrees, else the first's."""
+    agrees = box_lib.iou(first_boxes, zoom_boxes) >= agreement_iou
+    return tf.where(agrees, tf.cast(zoom_quality, tf.float32), tf.cast(first_quality, tf.float32))
+
+
 def views_to_original(boxes, windows, mirrored):
     """Maps view boxes `[..., V, 4]` (or `[..., V, K, 4]`) back to the original image."""
     boxes = box_lib.check_boxes(boxes)
@@ -173,14 +185,25 @@ def merge_views(boxes, probabilities, class_boxes=None, agreement_iou=AGREEMENT_
     """
     probabilities = tf.convert_to_tensor(probabilities, tf.float32)
     merged = tf.reduce_mean(probabilities, axis=1)
-    best = tf.argmax(merged, axis=-1)
-    weights = tf.gather(probabilities, best, axis=2, batch_dims=1)  # [B, V]
-    weights *= _agrees(boxes, agreement_iou)
-    box = _weighted_mean(boxes, weights)
+    box = _weighted_mean(boxes, _view_weights(boxes, probabilities, agreement_iou))
     if class_boxes is None:
         return box, merged, None
     class_weights = _per_class_weights(probabilities, class_boxes, agreement_iou)
     return box, merged, _weighted_mean(class_boxes, class_weights)
+
+
+def merge_view_qualities(boxes, probabilities, quality, agreement_iou=AGREEMENT_IOU):
+    """The merged box's quality: the views' qualities `[B, V]` weighted as `merge_views` weighs their boxes -> `[B]`."""
+    weights = _view_weights(boxes, tf.convert_to_tensor(probabilities, tf.float32), agreement_iou)
+    weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
+    return tf.reduce_sum(tf.cast(quality, tf.float32) * weights, axis=1)
+
+
+def _view_weights(boxes, probabilities, agreement_iou):
+    """`[B, V]`: each view's probability of the merged class where its box agrees with view 0's, else 0."""
+    best = tf.argmax(tf.reduce_mean(probabilities, axis=1), axis=-1)
+    weights = tf.gather(probabilities, best, axis=2, batch_dims=1)
+    return weights * _agrees(boxes, agreement_iou)
 
 
 def _agrees(boxes, agreement_iou):
@@ -203,22 +226,33 @@ def _weighted_mean(boxes, weights):
 
 
 def look_at_views(run_model, inputs, windows, mirrored):
-    """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes."""
+    """Runs `[B, V, S, S, 3]` views.
+
+    Returns `(boxes [B, 4] original frame, probabilities [B, C], class boxes
+    [B, C, 4] or None, box quality [B] or None)`, the views merged.
+    """
     shape = tf.shape(inputs)
     flat = tf.reshape(inputs, tf.concat([[-1], shape[2:]], 0))
-    boxes, probabilities, class_boxes = run_model(flat)
+    boxes, probabilities, class_boxes, quality = run_model(flat)
     per_view = lambda t: tf.reshape(t, tf.concat([shape[:2], tf.shape(t)[1:]], 0))  # noqa: E731
     boxes = views_to_original(per_view(boxes), windows, mirrored)
+    probabilities = per_view(probabilities)
     if class_boxes is not None:
         class_boxes = views_to_original(per_view(class_boxes), windows, mirrored)
-    return merge_views(boxes, per_view(probabilities), class_boxes)
+    if quality is not None:
+        quality = merge_view_qualities(boxes, probabilities, per_view(quality))
+    return (*merge_views(boxes, probabilities, class_boxes), quality)
 
 
-def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows):
+def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows, quality=None):
     """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first.
 
-    Returns `(boxes [B, 4], probabilities [B, C])` in the original frame.
+    Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in
+    the original frame; the quality is None when the first look's is.
     """
-    zoom_boxes, zoom_probabilities, _ = run_model(zoom_inputs)
+    zoom_boxes, zoom_probabilities, _, zoom_quality = run_model(zoom_inputs)
     zoom_boxes = render.to_original_frame(zoom_boxes, zoom_windows)
-    return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities)
+    merged_boxes, merged_probabilities = merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities)
+    if quality is not None:
+        quality = merge_refinement_quality(boxes, zoom_boxes, quality, zoom_quality)
+    return merged_boxes, merged_probabilities, quality

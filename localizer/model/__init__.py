@@ -13,19 +13,21 @@ The names below are the package's public API (`from localizer import model`).
 """
 
 from localizer.model.builder import (
-    build_model, features_training_view, freeze_backbone, leaf_layers, model_metadata, training_view,
-    unfreeze_top_of_backbone,
+    build_model, features_training_view, freeze_backbone, leaf_layers, model_metadata, prediction_view,
+    training_view, unfreeze_top_of_backbone,
 )
 from localizer.model.config import (
     ATTACH_MODES, ATTENTION_POOLED, CENTRE_WEIGHTED, FLATTENED, HEAD_CONFIGURATIONS, LEGACY_ATTACH_NAMES, POOLED,
     REGRESSION_MODES, ModelConfig,
 )
 from localizer.model.heads import build_heads
-from localizer.model.outputs import BOX, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION
+from localizer.model.outputs import (
+    BOX, BOX_QUALITY, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION, QUALITY_AND_BOX,
+)
 
 __all__ = [
-    "ATTACH_MODES", "ATTENTION_POOLED", "BOX", "CELL_BOXES", "CENTRE_LOGITS", "CENTRE_WEIGHTED", "CLASS_BOXES",
-    "CLASS_LOGITS", "FLATTENED", "HEAD_CONFIGURATIONS", "LEGACY_ATTACH_NAMES", "LOCALIZATION", "POOLED",
+    "ATTACH_MODES", "ATTENTION_POOLED", "BOX", "BOX_QUALITY", "CELL_BOXES", "CENTRE_LOGITS", "CENTRE_WEIGHTED", "CLASS_BOXES",
+    "CLASS_LOGITS", "FLATTENED", "HEAD_CONFIGURATIONS", "LEGACY_ATTACH_NAMES", "LOCALIZATION", "POOLED", "QUALITY_AND_BOX",
     "REGRESSION_MODES", "ModelConfig", "build_heads", "build_model", "features_training_view", "freeze_backbone",
-    "leaf_layers", "model_metadata", "training_view", "unfreeze_top_of_backbone",
+    "leaf_layers", "model_metadata", "prediction_view", "training_view", "unfreeze_top_of_backbone",
 ]

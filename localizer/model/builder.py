@@ -18,22 +18,29 @@
              "class_agnostic": 4 numbers -> one box                      = "box"
              "per_class":      C x 4 -> a box per class ("class_boxes");
                                "box" is the predicted class's box
+           box quality (config.box_quality): the predicted IoU of "box" with
+             the truth, from gradient-stopped features, box and class
+             probabilities                                               = "box_quality"
 
 Boxes are BOX_FORMAT (normalized yxyx), always valid (see `BoxFromLogits`).
-The inference model has exactly two outputs; the training views
-(`training_view`, `features_training_view`) add the others named in
-`localizer.model.outputs` over the same layers.
+The inference model has two outputs, or three with "box_quality" (models
+saved before it have none); the training views (`training_view`,
+`features_training_view`) add the others named in `localizer.model.outputs`
+over the same layers.
 """
 
 import keras
 
 from localizer.model import backbones
 from localizer.model.heads import build_heads
-from localizer.model.outputs import BOX, CLASS_LOGITS, LOCALIZATION
+from localizer.model.layers import PackQualityAndBox
+from localizer.model.outputs import (
+    BOX, BOX_QUALITY, CLASS_BOXES, CLASS_LOGITS, INFERENCE_OUTPUTS, LOCALIZATION, QUALITY_AND_BOX,
+)
 
 
 def build_model(config):
-    """The inference model: image -> {"class_logits", "box"}.
+    """The inference model: image -> {"class_logits", "box"} (+ "box_quality" with `config.box_quality`).
 
     The backbone always runs with `training=False`, so its BatchNormalization
     layers stay in inference mode even while fine-tuning (the practice of the
@@ -44,7 +51,8 @@ def build_model(config):
     heads = build_heads(tuple(backbone.output.shape[1:]), config, backbones.fine_feature_channels(backbone))
     image = keras.Input((config.image_size, config.image_size, 3), name="image")
     outputs = heads(backbone(image, training=False))
-    model = keras.Model(image, {CLASS_LOGITS: outputs[CLASS_LOGITS], BOX: outputs[BOX]}, name="localizer")
+    model = keras.Model(image, {name: outputs[name] for name in INFERENCE_OUTPUTS if name in outputs},
+                        name="localizer")
     return model
 
 
@@ -59,15 +67,26 @@ def _with_training_outputs(inputs, head_outputs):
     outputs[LOCALIZATION] = keras.layers.Concatenate(name=LOCALIZATION)(
         [head_outputs[BOX], head_outputs[CLASS_LOGITS]]
     )
+    if BOX_QUALITY in head_outputs:
+        # Keras wants a target for every output: the quality is trained (and read) packed with its box.
+        outputs[QUALITY_AND_BOX] = PackQualityAndBox(name=QUALITY_AND_BOX)([outputs.pop(BOX_QUALITY), head_outputs[BOX]])
     return outputs
 
 
 def training_view(model):
-    """The model as trained: same layers, plus "class_boxes" and "localization" outputs."""
+    """The model as trained: same layers, plus the outputs the losses and metrics need ("localization", ...)."""
     image = keras.Input(model.input.shape[1:], name="image")
     features = model.get_layer("backbone")(image, training=False)
     outputs = _with_training_outputs(image, model.get_layer("heads")(features))
     return keras.Model(image, outputs, name="localizer_training")
+
+
+def prediction_view(model):
+    """The inference model plus "class_boxes" for per-class heads: what inference reads, over the same layers."""
+    image = keras.Input(model.input.shape[1:], name="image")
+    outputs = model.get_layer("heads")(model.get_layer("backbone")(image, training=False))
+    names = (*INFERENCE_OUTPUTS, CLASS_BOXES)
+    return keras.Model(image, {name: outputs[name] for name in names if name in outputs}, name="localizer_prediction")
 
 
 def features_training_view(model):

@@ -50,6 +50,10 @@ class ModelConfig:
     conv_head_channels: int = 64
     dense_channels: int = 128  # attach=CENTRE_WEIGHTED: width of its convolutions
     dropout: float = 0.2
+    # A head that predicts the IoU of the model's own box (output "box_quality"):
+    # a confidence in the box, which the class probability is not.
+    box_quality: bool = True
+    quality_units: int = 64
 
     def __post_init__(self):
         # Frozen dataclass: normalize a legacy head name in place, once.

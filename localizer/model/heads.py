@@ -1,22 +1,60 @@
-"""The two heads on the backbone's feature map: classification and box regression."""
+"""The heads on the backbone's feature map: classification, box regression and, with
+`ModelConfig.box_quality`, the box-quality head (the predicted IoU of the box)."""
 
 import keras
 
 from localizer.model.layers import (
-    AttentionBoxPooling, BoxFromLogits, CellBoxes, CentreWeightedBox, ModelMetadata, SelectClassBox,
-    UnpackFineFeatures,
+    AttentionBoxPooling, BoxFromLogits, CellBoxes, CentreWeightedBox, CentreWeightedFeatures, ModelMetadata,
+    SelectClassBox, Squeeze, StopGradient, UnpackFineFeatures, VoteAgreement,
 )
 from localizer.model.config import ATTENTION_POOLED, CENTRE_WEIGHTED, FLATTENED
-from localizer.model.outputs import BOX, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS
+from localizer.model.outputs import BOX, BOX_QUALITY, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS
 
 
 def build_heads(feature_shape, config, fine_channels=0):
-    """The two heads as a model named "heads": feature map -> dict of outputs.
+    """The heads as a model named "heads": feature map -> dict of outputs.
 
     `fine_channels` > 0: the feature map packs a stride-16 map of that many
     channels (`backbones.build_backbone(feature_stride=16)`).
     """
     features = keras.Input(feature_shape, name="features")
+    outputs, quality_inputs = _class_and_box_heads(features, config, fine_channels)
+    if config.box_quality:
+        outputs[BOX_QUALITY] = _box_quality_head(outputs, quality_inputs, config)
+    return keras.Model(features, outputs, name="heads")
+
+
+def _box_quality_head(outputs, quality_inputs, config):
+    """The predicted IoU of the box with the truth, `[B]` in [0, 1] (IoU-Net, VarifocalNet's IoU-aware score).
+
+    It reads the pooled features, the box, the class probabilities and what
+    the box head adds (`quality_inputs`, by name), all gradient-stopped: its
+    loss (`losses.BoxQualityLoss`) trains this head alone and cannot trade
+    box or class accuracy for an easier quality target.
+
+    One dense projection per input, summed: the same function as one dense
+    layer on their concatenation, but full-integer TFLite gives every input
+    its own scale (a concatenation shares one, and the pooled features' range
+    made the box's steps coarse: int8 boxes off by 0.08 on the check images).
+    """
+    inputs = {**quality_inputs, "box": outputs[BOX],
+              "probabilities": keras.layers.Softmax(dtype="float32", name="quality_probabilities")(
+                  outputs[CLASS_LOGITS])}
+    projected = [
+        keras.layers.Dense(config.quality_units, use_bias=i == 0, dtype="float32", name=f"quality_from_{name}")(
+            StopGradient(dtype="float32", name=f"quality_stop_{name}")(tensor))
+        for i, (name, tensor) in enumerate(inputs.items())
+    ]
+    x = keras.layers.ReLU(dtype="float32", name="quality_hidden")(
+        keras.layers.Add(dtype="float32", name="quality_sum")(projected))
+    # Zero-initialized: every quality starts at 0.5.
+    x = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="zeros", dtype="float32",
+                           name="quality_dense")(x)
+    return Squeeze(dtype="float32", name=BOX_QUALITY)(x)
+
+
+def _class_and_box_heads(features, config, fine_channels):
+    """`(outputs, {name: input of the box-quality head})` on the feature map."""
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = keras.layers.Dropout(config.dropout, name="class_dropout")(pooled)
     class_logits = keras.layers.Dense(config.num_classes, dtype="float32", name="class_dense")(dropped)
@@ -28,10 +66,11 @@ def build_heads(feature_shape, config, fine_channels=0):
     outputs = {CLASS_LOGITS: class_logits}
     if config.attach == ATTENTION_POOLED:
         outputs.update(_attention_pooled_box_head(features, class_logits, config))
-        return keras.Model(features, outputs, name="heads")
+        return outputs, {"features": pooled}
     if config.attach == CENTRE_WEIGHTED:
-        outputs.update(_centre_weighted_box_head(features, config, fine_channels))
-        return keras.Model(features, outputs, name="heads")
+        box_outputs, quality_inputs = _centre_weighted_box_head(features, config, fine_channels)
+        outputs.update(box_outputs)
+        return outputs, {"features": pooled, **quality_inputs}
     if config.attach == FLATTENED:
         x = keras.layers.Conv2D(config.conv_head_channels, 1, activation="relu", name="box_conv")(features)
         x = keras.layers.Flatten(name="box_flatten")(x)
@@ -51,7 +90,7 @@ def build_heads(feature_shape, config, fine_channels=0):
         raw = keras.layers.Reshape((config.num_classes, 4), name="box_raw_per_class")(raw)
         outputs[CLASS_BOXES] = BoxFromLogits(dtype="float32", name=CLASS_BOXES)(raw)
         outputs[BOX] = SelectClassBox(dtype="float32", name=BOX)([outputs[CLASS_BOXES], class_logits])
-    return keras.Model(features, outputs, name="heads")
+    return outputs, {"features": pooled}
 
 
 def _attention_pooled_box_head(features, class_logits, config):
@@ -70,6 +109,9 @@ def _attention_pooled_box_head(features, class_logits, config):
 
 def _centre_weighted_box_head(features, config, fine_channels):
     """Per-cell boxes and centre scores, supervised per cell (see `losses.CentreLoss`, `losses.CellBoxLoss`).
+
+    Returns `(outputs, inputs of the box-quality head)`: the features where
+    the head looks and how its cells agree (`CentreWeightedFeatures`, `VoteAgreement`).
 
     The features are first projected to `dense_channels` (1x1). With a
     packed stride-16 map, a minimal feature pyramid: both maps projected, the
@@ -94,4 +136,9 @@ def _centre_weighted_box_head(features, config, fine_channels):
     centre_logits = keras.layers.Conv2D(1, 1, name=CENTRE_LOGITS, **zeros)(x)
     cell_boxes = CellBoxes(dtype="float32", name=CELL_BOXES)(keras.layers.Conv2D(4, 1, name="box_cells", **zeros)(x))
     box = CentreWeightedBox(dtype="float32", name=BOX)([centre_logits, cell_boxes])
-    return {BOX: box, CENTRE_LOGITS: centre_logits, CELL_BOXES: cell_boxes}
+    outputs = {BOX: box, CENTRE_LOGITS: centre_logits, CELL_BOXES: cell_boxes}
+    if not config.box_quality:  # no layers the model does not use
+        return outputs, {}
+    looked_at = CentreWeightedFeatures(dtype="float32", name="quality_looked_at")([centre_logits, x])
+    agreement = VoteAgreement(dtype="float32", name="quality_agreement")([centre_logits, cell_boxes])
+    return outputs, {"looked_at": looked_at, "agreement": agreement}

@@ -168,6 +168,10 @@ class CellBoxes(keras.layers.Layer):
         return input_shape
 
 
+PEAK_RADIUS = 2
+"""Cells within this many of the centre map's peak vote for the box at inference (`CentreWeightedBox`)."""
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CentreWeightedBox(keras.layers.Layer):
     """The dense head's box: per-cell boxes averaged by softmax(centre logits).
@@ -186,7 +190,7 @@ class CentreWeightedBox(keras.layers.Layer):
     and +0.034 IoU >= 0.5.
     """
 
-    def __init__(self, peak_radius=2, **kwargs):
+    def __init__(self, peak_radius=PEAK_RADIUS, **kwargs):
         super().__init__(**kwargs)
         self.peak_radius = int(peak_radius)
 
@@ -223,6 +227,99 @@ def _keep_near_peak(logits, radius):
     top = ops.max(logits, axis=(1, 2), keepdims=True)
     near = ops.max_pool(ops.cast(logits >= top, "float32"), pool_size=2 * radius + 1, strides=1, padding="same")
     return ops.where(near > 0.5, logits, top - FAR_FROM_PEAK)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StopGradient(keras.layers.Layer):
+    """Identity forward, no gradient backward: what the box-quality head reads, it cannot bend."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Squeeze(keras.layers.Layer):
+    """`[B, 1]` -> `[B]` (float32): one number per image as an output of its own."""
+
+    def call(self, x):
+        return ops.cast(ops.squeeze(x, axis=-1), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1]
+
+
+def _cell_weights(centre_logits, training):
+    """The weights `CentreWeightedBox` gives the cells: `[B, h, w, 1]` logits -> `[B, h * w, 1]`."""
+    centre_logits = ops.cast(centre_logits, "float32")
+    if not training:
+        centre_logits = _keep_near_peak(centre_logits, PEAK_RADIUS)
+    shape = ops.shape(centre_logits)
+    return ops.softmax(ops.reshape(centre_logits, (-1, shape[1] * shape[2], 1)), axis=1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class VoteAgreement(keras.layers.Layer):
+    """How the centre-weighted head's cells agree on its box: `[B, 2]`, for the box-quality head.
+
+    Inputs `[centre_logits [B, h, w, 1], cell_boxes [B, h, w, 4]]`; output
+    (the peak cell's weight, the weighted variance of the cells' boxes summed
+    over the 4 coordinates), the cells weighed as in `CentreWeightedBox` (at
+    inference only those near the peak). A sharp peak whose cells all predict
+    the same box is a sure box; a flat map or cells that disagree is not.
+
+    The spread is around the cells' own weighted mean, not the IoU with the
+    output box: min/max against that box made full-integer TFLite quantize
+    the box with the cells' shared scale (int8 boxes off by 0.15).
+    """
+
+    def call(self, inputs, training=None):
+        centre_logits, cell_boxes = inputs
+        weights = _cell_weights(centre_logits, training)  # [B, cells, 1]
+        cells = ops.reshape(ops.cast(cell_boxes, "float32"), (-1, ops.shape(weights)[1], 4))
+        mean = ops.sum(cells * weights, axis=1, keepdims=True)
+        spread = ops.sum(ops.square(cells - mean) * weights, axis=(1, 2))
+        return ops.concatenate([ops.max(weights, axis=1), spread[:, None]], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], 2)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CentreWeightedFeatures(keras.layers.Layer):
+    """The dense head's features where it looks: `[B, h, w, C]` averaged by softmax(centre logits) -> `[B, C]`.
+
+    Inputs `[centre_logits [B, h, w, 1], features [B, h, w, C]]`; the cells
+    weigh what they weigh in `CentreWeightedBox`.
+    """
+
+    def call(self, inputs, training=None):
+        centre_logits, features = inputs[0], ops.cast(inputs[1], "float32")
+        weights = _cell_weights(centre_logits, training)  # [B, cells, 1]
+        return ops.sum(ops.reshape(features, (-1, ops.shape(weights)[1], ops.shape(features)[3])) * weights, axis=1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[1][0], input_shapes[1][3])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PackQualityAndBox(keras.layers.Layer):
+    """The training view's `QUALITY_AND_BOX`: `[quality [B], box [B, 4]]` -> `[B, 5]`, the box gradient-stopped.
+
+    A Keras loss sees only its own output; `losses.BoxQualityLoss` needs the
+    predicted box to compute its target, the box's IoU with the truth, and
+    that target must not pull the box.
+    """
+
+    def call(self, inputs):
+        quality, box = inputs
+        return ops.concatenate([ops.cast(quality, "float32")[:, None], ops.stop_gradient(ops.cast(box, "float32"))],
+                               axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], 5)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -330,3 +330,41 @@ class CellBoxLoss(_BoxLossBase):
 
     def call(self, y_true, y_pred):
         return cell_box_loss(self.kind, y_true, y_pred, self.smooth_l1_beta)
+
+
+# ----------------------------------------------------------------------------
+# The box-quality head's loss (model box_quality=True)
+# ----------------------------------------------------------------------------
+
+
+def box_quality_loss(true_boxes, quality_and_box):
+    """Binary cross-entropy of the predicted quality against the box's IoU with the truth: `[B]`.
+
+    Args:
+      true_boxes: BOX_FORMAT `[B, 4]`.
+      quality_and_box: `[B, 5]` = concat(quality in [0, 1], predicted box BOX_FORMAT).
+
+    The target, IoU(predicted box, true box), is computed with the gradient
+    stopped: the loss trains the quality to match the box, never the box to
+    match the quality. A soft-target cross-entropy (as VarifocalNet's
+    IoU-aware score and YOLO's IoU-weighted objectness): its gradient in the
+    logit is quality - IoU, and it is minimal where the two are equal.
+    """
+    quality_and_box = _float32(quality_and_box)
+    if ops.shape(quality_and_box)[-1] != 5:
+        raise ValueError(f"The box-quality output must have shape [..., 5] = concat(quality, box "
+                         f"{box_lib.BOX_FORMAT}); got shape {ops.shape(quality_and_box)}.")
+    quality = ops.clip(quality_and_box[..., 0], 1e-7, 1.0 - 1e-7)
+    target = ops.stop_gradient(box_lib.iou(_float32(true_boxes), quality_and_box[..., 1:]))
+    return -(target * ops.log(quality) + (1.0 - target) * ops.log(1.0 - quality))
+
+
+@keras.saving.register_keras_serializable(package="localizer")
+class BoxQualityLoss(keras.losses.Loss):
+    """`box_quality_loss`: y_true BOX_FORMAT `[B, 4]`, y_pred `[B, 5]` = concat(quality, box)."""
+
+    def __init__(self, name="box_quality_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return box_quality_loss(y_true, y_pred)

@@ -34,6 +34,12 @@ LOC_IOU_THRESHOLD = 0.5
 SUMMARY_THRESHOLDS = (0.5, 0.7, 0.75, 0.9)
 """IoU thresholds reported by `summarize` under `iou_accuracy`."""
 
+COVERAGES = (1.0, 0.9, 0.8, 0.5)
+"""Fractions of the most confident examples in a risk-coverage table (`confidence_summary`)."""
+
+AUROC_SUFFIX, SPEARMAN_SUFFIX, RISK_COVERAGE_SUFFIX = "_auroc", "_spearman", "_risk_coverage"
+"""`confidence_summary(name, ...)` reports `name + suffix` for each."""
+
 
 def _box_ious(y_true, y_pred):
     """float32 IoU of aligned BOX_FORMAT boxes `[..., 4]` -> `[...]`."""
@@ -201,6 +207,97 @@ def _empty_summary(class_names, thresholds):
     return summary
 
 
+def average_ranks(values):
+    """1-based ranks of `values` `[N]` (ascending), ties given the mean of the ranks they span."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    if not len(values):
+        return np.zeros([0], np.float64)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    # Start of each run of equal values, and each value's run.
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    run = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
+    ends = np.r_[starts[1:], len(values)]  # exclusive
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = ((starts + 1 + ends) / 2.0)[run]
+    return ranks
+
+
+def auroc(confidence, positive):
+    """Area under the ROC curve of `confidence` `[N]` for the boolean `positive` `[N]`.
+
+    The Mann-Whitney form: the probability that a random positive has a
+    higher confidence than a random negative, a tie counting one half.
+    None when either class is empty.
+    """
+    positive = np.asarray(positive, bool).reshape(-1)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = average_ranks(confidence)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def spearman(x, y):
+    """Spearman's rank correlation of `[N]` and `[N]` (ties: average ranks); None if either is constant or N < 2."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if len(rx) < 2:
+        return None
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    norm = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / norm) if norm > 0 else None
+
+
+def confidence_order(confidence):
+    """Indices of `confidence` `[N]`, most confident first; ties keep their order (stable)."""
+    return np.argsort(-np.asarray(confidence, np.float64).reshape(-1), kind="stable")
+
+
+def risk_coverage(confidence, ious, localized, coverages=COVERAGES):
+    """Mean IoU and localization accuracy of the most confident examples, at each coverage.
+
+    Args:
+      confidence: `[N]` per-example confidence (higher is surer).
+      ious: `[N]` IoU of each predicted box with the truth.
+      localized: `[N]` bool, class right and IoU >= `LOC_IOU_THRESHOLD`.
+      coverages: fractions in (0, 1]; the `ceil(coverage * N)` most confident
+        examples are kept (ties in confidence keep dataset order).
+
+    Returns:
+      `[{"coverage", "count", "mean_iou", "localization_accuracy"}, ...]`, one per coverage.
+    """
+    order = confidence_order(confidence)
+    ious = np.asarray(ious, np.float64).reshape(-1)[order]
+    localized = np.asarray(localized, bool).reshape(-1)[order]
+    table = []
+    for coverage in coverages:
+        if not 0.0 < coverage <= 1.0:
+            raise ValueError(f"coverage must be in (0, 1]; got {coverage}.")
+        # round() first: 0.9 * 10 is 9.000000000000002 in floats.
+        count = int(np.ceil(round(coverage * len(ious), 9)))
+        table.append({"coverage": float(coverage), "count": count, "mean_iou": _mean(ious[:count]),
+                      "localization_accuracy": _mean(localized[:count])})
+    return table
+
+
+def confidence_summary(name, confidence, ious, localized, coverages=COVERAGES):
+    """How well a per-example `confidence` ranks the boxes, as `summarize` reports it.
+
+    Returns `{f"{name}_auroc": AUROC for IoU >= LOC_IOU_THRESHOLD,
+    f"{name}_spearman": Spearman correlation with IoU, f"{name}_risk_coverage":
+    risk_coverage(...)}`.
+    """
+    confidence = np.asarray(confidence, np.float64).reshape(-1)
+    ious = np.asarray(ious, np.float64).reshape(-1)
+    if len(confidence) != len(ious):
+        raise ValueError(f"Mismatched lengths: {name} {len(confidence)}, ious {len(ious)}.")
+    return {
+        name + AUROC_SUFFIX: auroc(confidence, ious >= LOC_IOU_THRESHOLD),
+        name + SPEARMAN_SUFFIX: spearman(confidence, ious),
+        name + RISK_COVERAGE_SUFFIX: risk_coverage(confidence, ious, localized, coverages),
+    }
+
+
 def summarize(
     true_boxes,
     labels,
@@ -209,6 +306,7 @@ def summarize(
     class_names,
     class_boxes=None,
     thresholds=SUMMARY_THRESHOLDS,
+    confidences=None,
 ):
     """Localization report over a whole evaluation set (numpy, JSON-serializable).
 
@@ -224,6 +322,9 @@ def summarize(
         only by `top5_localization_error`, which then takes the box of each
         guessed class instead of the single predicted box.
       thresholds: IoU thresholds for `iou_accuracy`.
+      confidences: optional `{name: [N] per-example confidence}` (e.g. the
+        class probability "score", the model's "box_quality"); each adds the
+        keys of `confidence_summary(name, ...)`.
 
     Returns:
       A dict with exactly these keys (Python ints/floats/None):
@@ -239,14 +340,22 @@ def summarize(
         (`{name: {"count", "mean_iou", "localization_accuracy",
         "classification_accuracy"}}`, every class listed; a class without
         examples has count 0 and None values; its classification accuracy
-        is recall). With N == 0 every value is None (`num_examples` 0).
+        is recall); and for each of `confidences`, the keys of
+        `confidence_summary`. With N == 0 every value is None (`num_examples` 0).
     """
     true_boxes, labels, pred_boxes, scores, class_boxes = _check_summary_inputs(
         true_boxes, labels, pred_boxes, logits_or_probs, class_names, class_boxes
     )
     n, num_classes = len(labels), len(class_names)
+    confidences = dict(confidences or {})
+    for name, confidence in confidences.items():
+        if len(np.asarray(confidence).reshape(-1)) != n:
+            raise ValueError(f"Mismatched lengths: {name} {len(np.asarray(confidence).reshape(-1))}, labels {n}.")
     if n == 0:
-        return _empty_summary(class_names, thresholds)
+        summary = _empty_summary(class_names, thresholds)
+        for name in confidences:
+            summary.update(dict.fromkeys(confidence_summary(name, [], [], []), None))
+        return summary
 
     ious = iou_numpy(true_boxes, pred_boxes)
     class_ok = np.argmax(scores, axis=-1) == labels
@@ -289,4 +398,6 @@ def summarize(
     }
     if num_classes > 5:
         summary["top5_accuracy"] = _mean(label_in_top5)
+    for name, confidence in confidences.items():
+        summary.update(confidence_summary(name, confidence, ious, loc_ok))
     return summary

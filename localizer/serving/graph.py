@@ -2,7 +2,9 @@
 
   serving_default  image_bytes string [B] -> class_id, class_name, score, box
                    (normalized yxyx of the ORIGINAL image), probabilities
+                   (+ box_quality float [B] for a model with a box-quality head)
   predict_images   images uint8 [B, S, S, 3] -> class_logits, probabilities, box
+                   (+ box_quality)
 
 Inside serving_default: the header's pixel count is checked before decoding,
 then the same computation as evaluation and `predict`
@@ -14,7 +16,7 @@ import tensorflow as tf
 
 from localizer import model as model_lib
 from localizer.inference import views
-from localizer.model.outputs import BOX, CLASS_LOGITS
+from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.serving.signatures import (
     BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
 )
@@ -45,6 +47,7 @@ class LocalizerServing(tf.Module):
         self._refine = bool(refine)
         metadata = model_lib.model_metadata(model)
         self._keras = _Untracked(model)
+        self._has_box_quality = BOX_QUALITY in model.output
         self._class_names = list(metadata["class_names"])
         self._resize_mode = metadata["resize_mode"]
         self._image_size = int(metadata["image_size"])
@@ -76,31 +79,33 @@ class LocalizerServing(tf.Module):
         }
 
     def _run_model(self, images):
-        """`(class_logits [B, C], box [B, 4])`; an empty batch skips the model."""
-        num_classes = len(self._class_names)
+        """`{class_logits [B, C], box [B, 4], box_quality [B] if the model has it}`; an empty batch skips the model."""
+        shapes = {CLASS_LOGITS: [len(self._class_names)], BOX: [4]}
+        if self._has_box_quality:
+            shapes[BOX_QUALITY] = []
 
         def run():
             outputs = self._keras.value(images, training=False)
-            return tf.cast(outputs[CLASS_LOGITS], tf.float32), tf.cast(outputs[BOX], tf.float32)
+            return {name: tf.cast(outputs[name], tf.float32) for name in shapes}
 
         def empty():
-            return tf.zeros([0, num_classes], tf.float32), tf.zeros([0, 4], tf.float32)
+            return {name: tf.zeros([0, *shape], tf.float32) for name, shape in shapes.items()}
 
         # Some CPU kernels (BatchNormalization under oneDNN) reject zero-sized
         # batches, so an empty request never reaches the model.
-        logits, box = tf.cond(tf.shape(images)[0] > 0, run, empty)
-        logits.set_shape([None, num_classes])
-        box.set_shape([None, 4])
-        return logits, box
+        outputs = tf.cond(tf.shape(images)[0] > 0, run, empty)
+        for name, shape in shapes.items():
+            outputs[name].set_shape([None, *shape])
+        return outputs
 
     def _predict_images(self, images):
-        logits, box = self._run_model(images)
-        return {CLASS_LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits, axis=-1), BOX: box}
+        outputs = self._run_model(images)
+        return {**outputs, PROBABILITIES: tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1)}
 
     def _run_for_views(self, images):
-        """The model as `localizer.inference.views` runs it: `(box, probabilities, None)`."""
-        logits, box = self._run_model(images)
-        return box, tf.nn.softmax(logits, axis=-1), None
+        """The model as `localizer.inference.views` runs it: `(box, probabilities, None, box quality or None)`."""
+        outputs = self._run_model(images)
+        return outputs[BOX], tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1), None, outputs.get(BOX_QUALITY)
 
     def _decode(self, data):
         """One encoded image, its header's pixel count checked before decoding."""
@@ -139,23 +144,27 @@ class LocalizerServing(tf.Module):
                 tf.TensorSpec([1], tf.bool),
             ),
         )
-        box, probabilities, _ = views.look_at_views(self._run_for_views, inputs, windows, mirrored)
+        box, probabilities, _, quality = views.look_at_views(self._run_for_views, inputs, windows, mirrored)
         if self._refine:
             # Decode again rather than carry variable-size images through map_fn.
             zoom_inputs, zoom_windows = tf.map_fn(
                 self._prepare_zoom, (image_bytes, box),
                 fn_output_signature=(tf.TensorSpec([size, size, 3], tf.uint8), tf.TensorSpec([4], tf.float32)),
             )
-            box, probabilities = views.zoomed_look(self._run_for_views, box, probabilities, zoom_inputs, zoom_windows)
+            box, probabilities, quality = views.zoomed_look(self._run_for_views, box, probabilities, zoom_inputs,
+                                                            zoom_windows, quality)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         class_names = tf.constant(self._class_names, tf.string, name="class_names")
-        return {
+        outputs = {
             CLASS_ID: class_id,
             CLASS_NAME: tf.gather(class_names, class_id),
             SCORE: tf.reduce_max(probabilities, axis=-1),
             BOX: box,
             PROBABILITIES: probabilities,
         }
+        if quality is not None:
+            outputs[BOX_QUALITY] = quality
+        return outputs
 
 
 def _captured_variables(functions):

@@ -6,7 +6,7 @@ exports) and the serving graph all key on these.
 import json
 import os
 
-from localizer.model.outputs import BOX, CLASS_LOGITS
+from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -18,6 +18,8 @@ SCORE = "score"
 PROBABILITIES = "probabilities"
 OUTPUT_BOX = BOX
 OUTPUT_CLASS_LOGITS = CLASS_LOGITS
+OUTPUT_BOX_QUALITY = BOX_QUALITY
+"""float32 `[B]` in [0, 1], the model's predicted IoU of its box; only in exports of models that have it."""
 
 CLASS_NAMES_ASSET = "class_names.txt"
 METADATA_ASSET = "metadata.json"

@@ -1,7 +1,8 @@
 """TFLite: `predict_images` converted, in float32 or full-integer int8, and checked against the SavedModel.
 
 Both files keep the signature `predict_images` (uint8 `images` in; float32
-`class_logits`, `probabilities`, `box` out), so one reader serves both
+`class_logits`, `probabilities`, `box` and, for a model with a box-quality
+head, `box_quality` out), so one reader serves both
 (`localizer.inference.predictor`).
 """
 
@@ -11,7 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from localizer.model.outputs import BOX, CLASS_LOGITS
+from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.serving.signatures import IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, load_metadata
 from localizer.serving.verify import ExportVerificationError, check_images
 from pipelines import decode, render
@@ -19,6 +20,10 @@ from pipelines import decode, render
 INT8_BOX_TOLERANCE = 0.05
 """The int8 file's box may differ from the SavedModel's by this much (the median over the check images of
 each image's largest coordinate difference; normalized coordinates)."""
+
+INT8_QUALITY_TOLERANCE = 0.1
+"""The int8 file's box quality may differ from the SavedModel's by this much (median over the check images):
+it is a confidence in [0, 1], and a tenth still ranks sure boxes above unsure ones."""
 
 INT8_CLASS_AGREEMENT = 0.75
 """At least this share of the check images keeps the SavedModel's top class under int8."""
@@ -90,7 +95,12 @@ def export_tflite(saved_model_dir, output_path, atol=1e-4):
     _write(content, output_path)
     images, expected = _check_inputs(saved_model_dir)
     outputs = run_signature(content, images)
-    for key in (CLASS_LOGITS, PROBABILITIES, BOX):
+    if set(outputs) != set(expected):
+        raise ExportVerificationError(f"{output_path}: TFLite outputs {sorted(outputs)}, the SavedModel's "
+                                      f"{sorted(expected)}.")
+    for key in (CLASS_LOGITS, PROBABILITIES, BOX, BOX_QUALITY):
+        if key not in expected:
+            continue
         error = float(np.max(np.abs(outputs[key] - expected[key])))
         if error > atol:
             raise ExportVerificationError(f"{output_path}: TFLite {key} differs from the SavedModel's by {error:.2e}.")
@@ -117,10 +127,14 @@ def convert_int8(saved_model_dir, calibration_images):
 
 
 def int8_disagreement(outputs, expected):
-    """`(median box error, share of images with the same top class)` of int8 `outputs` against `expected`."""
+    """`(median box error, share of images with the same top class, median box-quality error or None)` of
+    int8 `outputs` against `expected` (None: the model has no box quality)."""
     box_error = float(np.median(np.max(np.abs(outputs[BOX] - expected[BOX]), axis=-1)))
     same_class = float(np.mean(outputs[CLASS_LOGITS].argmax(-1) == expected[CLASS_LOGITS].argmax(-1)))
-    return box_error, same_class
+    quality_error = None
+    if BOX_QUALITY in expected:
+        quality_error = float(np.median(np.abs(outputs[BOX_QUALITY] - expected[BOX_QUALITY])))
+    return box_error, same_class, quality_error
 
 
 def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset_images=None):
@@ -128,7 +142,7 @@ def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset
 
     Checked on `check_images` and `dataset_images` (rendered dataset images;
     int8 is calibrated on real images and may be far off on noise alone):
-    see `INT8_BOX_TOLERANCE` and `INT8_CLASS_AGREEMENT`.
+    see `INT8_BOX_TOLERANCE`, `INT8_CLASS_AGREEMENT` and `INT8_QUALITY_TOLERANCE`.
     """
     content = convert_int8(saved_model_dir, calibration_images)
     computing = float_ops(content)
@@ -136,12 +150,21 @@ def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset
         raise ExportVerificationError(f"{output_path}: ops left in float after int8 conversion: {computing}.")
     _write(content, output_path)
     images, expected = _check_inputs(saved_model_dir, dataset_images)
-    box_error, same_class = int8_disagreement(run_signature(content, images), expected)
+    outputs = run_signature(content, images)
+    if set(outputs) != set(expected):
+        raise ExportVerificationError(f"{output_path}: int8 TFLite outputs {sorted(outputs)}, the SavedModel's "
+                                      f"{sorted(expected)}.")
+    box_error, same_class, quality_error = int8_disagreement(outputs, expected)
     if box_error > INT8_BOX_TOLERANCE or same_class < INT8_CLASS_AGREEMENT:
         raise ExportVerificationError(
             f"{output_path}: the int8 model is far from the SavedModel on {len(images)} check images (median box "
             f"error {box_error:.3f}, limit {INT8_BOX_TOLERANCE}; same top class on {same_class:.0%}, at least "
             f"{INT8_CLASS_AGREEMENT:.0%}); an op quantizes badly: compare the layers with "
+            f"tf.lite.experimental.QuantizationDebugger")
+    if quality_error is not None and quality_error > INT8_QUALITY_TOLERANCE:
+        raise ExportVerificationError(
+            f"{output_path}: the int8 model's box_quality is far from the SavedModel's on {len(images)} check "
+            f"images (median error {quality_error:.3f}, limit {INT8_QUALITY_TOLERANCE}); compare the layers with "
             f"tf.lite.experimental.QuantizationDebugger")
     return output_path
 

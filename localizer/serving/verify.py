@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from localizer import model as model_lib
 from localizer.inference import views
-from localizer.model.outputs import BOX, CLASS_LOGITS
+from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.serving.signatures import (
     BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
 )
@@ -35,24 +35,30 @@ def reference_predictions(model, image_bytes, refine=False):
     outputs = model(tf.stack(images), training=False)
     probabilities = tf.nn.softmax(tf.cast(outputs[CLASS_LOGITS], tf.float32), axis=-1)
     box = render.to_original_frame(tf.cast(outputs[BOX], tf.float32), tf.stack(windows))
+    quality = outputs.get(BOX_QUALITY)
     if refine:
         zoom_images, zoom_windows = zip(*(
             views.render_zoom_view(image, first_box, size, mode) for image, first_box in zip(decoded, box)
         ))
         zoom = model(tf.stack(zoom_images), training=False)
+        zoom_box = render.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows))
+        if quality is not None:
+            quality = views.merge_refinement_quality(box, zoom_box, quality, zoom[BOX_QUALITY])
         box, probabilities = views.merge_refinement(
-            box, probabilities, render.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows)),
-            tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
+            box, probabilities, zoom_box, tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
         )
     probabilities = probabilities.numpy()
     class_id = probabilities.argmax(axis=-1).astype(np.int32)
-    return {
+    expected = {
         CLASS_ID: class_id,
         CLASS_NAME: np.array([metadata["class_names"][i].encode() for i in class_id], dtype=object),
         SCORE: probabilities.max(axis=-1),
         BOX: box.numpy(),
         PROBABILITIES: probabilities,
     }
+    if quality is not None:
+        expected[BOX_QUALITY] = np.asarray(quality, np.float32)
+    return expected
 
 
 def check_images(image_size):
@@ -99,7 +105,13 @@ def verify_export(path, model, atol=None, refine=False):
     clear = top_two[:, 1] - top_two[:, 0] > 10 * atol
     if not np.array_equal(names[clear], expected[CLASS_NAME][clear]):
         raise ExportVerificationError(f"{path}: classes differ from the Keras model's.")
-    for key in (SCORE, BOX, PROBABILITIES):
+    if set(served) - {BOX_QUALITY} != set(expected) - {BOX_QUALITY} or (BOX_QUALITY in served) != (
+            BOX_QUALITY in expected):
+        raise ExportVerificationError(f"{path}: serving_default outputs {sorted(served)}, the Keras model's "
+                                      f"would be {sorted(expected)}.")
+    for key in (SCORE, BOX, PROBABILITIES, BOX_QUALITY):
+        if key not in expected:
+            continue
         error = float(np.max(np.abs(served[key].numpy() - expected[key])))
         if error > atol:
             raise ExportVerificationError(f"{path}: {key} differs from the Keras model's by {error:.2e}.")
@@ -107,12 +119,17 @@ def verify_export(path, model, atol=None, refine=False):
                                 metadata["resize_mode"])
     raw = loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: image[None]})
     reference = model(image[None], training=False)
-    error = float(np.max(np.abs(raw[BOX].numpy() - reference[BOX].numpy())))
-    if error > atol:
-        raise ExportVerificationError(f"{path}: predict_images box differs from the Keras model's by {error:.2e}.")
+    for key in (BOX, BOX_QUALITY):
+        if key not in reference:
+            continue
+        error = float(np.max(np.abs(raw[key].numpy() - reference[key].numpy())))
+        if error > atol:
+            raise ExportVerificationError(f"{path}: predict_images {key} differs from the Keras model's by {error:.2e}.")
     empty = loaded.signatures[SERVING_SIGNATURE](**{BYTES_INPUT: tf.zeros([0], tf.string)})
     if empty[BOX].shape != (0, 4):
         raise ExportVerificationError(f"{path}: an empty batch gives box shape {empty[BOX].shape}.")
+    if BOX_QUALITY in empty and empty[BOX_QUALITY].shape != (0,):
+        raise ExportVerificationError(f"{path}: an empty batch gives box_quality shape {empty[BOX_QUALITY].shape}.")
     in_session = run_in_session(path, SERVING_SIGNATURE, {BYTES_INPUT: data})
     error = float(np.max(np.abs(in_session[BOX] - served[BOX].numpy())))
     if error > atol:

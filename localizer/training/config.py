@@ -54,6 +54,8 @@ class TrainConfig:
     # attach="centre_weighted" only: weights of the per-cell losses, relative to the box loss.
     cell_box_loss_weight: float = 1.0
     centre_loss_weight: float = 0.2
+    # model.box_quality only: weight of the box-quality loss, relative to the box loss.
+    box_quality_loss_weight: float = 1.0
     # Stage 1: heads on a frozen backbone. With cache_features, the backbone
     # runs over the training set `feature_passes` times (the first pass plain,
     # the others augmented) and the heads train on those features.

@@ -5,7 +5,9 @@ import keras
 import tensorflow as tf
 
 from localizer.model import CENTRE_WEIGHTED, losses, metrics
-from localizer.model.outputs import BOX, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION
+from localizer.model.outputs import (
+    BOX, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION, QUALITY_AND_BOX,
+)
 from pipelines.sources.source import LABEL
 
 
@@ -24,6 +26,8 @@ def training_targets(model_config):
         if centre_weighted:  # both auxiliary losses derive their per-cell targets from the box
             y[CENTRE_LOGITS] = box
             y[CELL_BOXES] = box
+        if model_config.box_quality:  # the target, the box's IoU with this box, is computed in the loss
+            y[QUALITY_AND_BOX] = box
         return inputs, y
 
     return to_targets
@@ -54,6 +58,10 @@ def compile_model(train_model, config, peak_lr, steps_per_epoch, epochs):
         loss[CENTRE_LOGITS] = losses.CentreLoss()
         loss_weights[CELL_BOXES] = (1.0 - config.alpha) * config.cell_box_loss_weight
         loss_weights[CENTRE_LOGITS] = (1.0 - config.alpha) * config.centre_loss_weight
+    if QUALITY_AND_BOX in train_model.output:
+        # On the box side too; its inputs are gradient-stopped, so it trains the quality head alone.
+        loss[QUALITY_AND_BOX] = losses.BoxQualityLoss()
+        loss_weights[QUALITY_AND_BOX] = (1.0 - config.alpha) * config.box_quality_loss_weight
     train_model.compile(
         optimizer=keras.optimizers.AdamW(
             learning_rate=learning_rate_schedule(peak_lr, steps_per_epoch, epochs, config.warmup_epochs),

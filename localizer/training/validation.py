@@ -30,6 +30,7 @@ RULES = {
     "label_smoothing": (REAL, 0.0, 0.99),
     "cell_box_loss_weight": (REAL, 0.0, 100.0),
     "centre_loss_weight": (REAL, 0.0, 100.0),
+    "box_quality_loss_weight": (REAL, 0.0, 100.0),
     "frozen_epochs": (INTEGER, 0, MAX_EPOCHS),
     "frozen_lr": (REAL, 1e-9, 10.0),
     "cache_features": FLAG,
@@ -71,6 +72,8 @@ RULES = {
     "model.conv_head_channels": (INTEGER, 1, 65_536),
     "model.dense_channels": (INTEGER, 1, 65_536),
     "model.dropout": (REAL, 0.0, 0.99),
+    "model.box_quality": FLAG,
+    "model.quality_units": (INTEGER, 1, 65_536),
     # PipelineConfig
     "pipeline.image_size": (INTEGER, IMAGE_SIZE_MULTIPLE, MAX_IMAGE_SIZE, "optional", "multiple"),
     "pipeline.resize_mode": RESIZE_MODES + (None,),
