@@ -10,9 +10,8 @@ Result: see experiments/RESULTS.md.
 """
 
 from localizer.training.config import default_config
-from experiments.common import BEFORE_BOX_QUALITY, replace
+from experiments.common import replace
 
 
 def get_config():
-    return replace(default_config(), **{**BEFORE_BOX_QUALITY, "frozen_epochs": 12, "feature_passes": 2,
-                                         "fine_tune_epochs": 0})
+    return replace(default_config(), **{"frozen_epochs": 12, "feature_passes": 2, "fine_tune_epochs": 0})
