@@ -235,9 +235,12 @@ def _predict_records(model_path, voc_folder, **kwargs):
 def test_predict_gives_box_quality_and_marks_unsure_boxes(tmp_path, voc_folder, tiny_model_path):
     records = _predict_records(tiny_model_path, voc_folder)
     assert records and all(0.0 <= r["box_quality"] <= 1.0 and "unsure" not in r for r in records)
-    cut = sorted(r["box_quality"] for r in records)[len(records) // 2]
-    marked = _predict_records(tiny_model_path, voc_folder, min_box_quality=cut + 1e-6, draw_dir=str(tmp_path / "d"))
-    assert [r.get("unsure", False) for r in marked] == [r["box_quality"] < cut + 1e-6 for r in records]
+    # A threshold halfway between two of the (4-decimal) qualities, so rounding cannot decide a side.
+    qualities = sorted({r["box_quality"] for r in records})
+    middle = len(qualities) // 2
+    cut = (qualities[middle - 1] + qualities[middle]) / 2 if len(qualities) > 1 else qualities[0] + 0.01
+    marked = _predict_records(tiny_model_path, voc_folder, min_box_quality=cut, draw_dir=str(tmp_path / "d"))
+    assert [r.get("unsure", False) for r in marked] == [r["box_quality"] < cut for r in marked]
     assert any(r.get("unsure") for r in marked)
     assert len(os.listdir(tmp_path / "d")) == len(records)
     with pytest.raises(ValueError, match="min_box_quality=1.5 is not in"):
