@@ -92,6 +92,7 @@ def test_empty_split_and_too_many_skips_fail_early(tmp_path):
     check_usable(source, "train", max_skipped_fraction=1.0)
 
 
+@pytest.mark.slow
 def test_training_refuses_then_logs_the_faults(tmp_path):
     from localizer.training import trainer as train
     from tests.test_train import tiny_config

@@ -254,6 +254,7 @@ def _kill_then_resume(tmp_path, point):
     assert not os.path.exists(os.path.join(workdir, "backup"))  # removed once the run is complete
 
 
+@pytest.mark.slow
 def test_kill_at_the_stage_boundary_resumes_without_repeating(tmp_path):
     _kill_then_resume(tmp_path, "frozen_stage_end")
 

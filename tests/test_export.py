@@ -312,6 +312,7 @@ def test_huge_images_refused_from_their_header(loaded):
             assert graph.encoded_image_pixels(tf.constant(data)).numpy() == width * height
 
 
+@pytest.mark.slow
 def test_stretch_model_export(tmp_path):
     model = tiny_model(resize_mode="stretch", seed=1)
     path = export_lib.export_saved_model(model, str(tmp_path))
@@ -339,6 +340,7 @@ def test_tflite_export_matches_predict_images(tmp_path):
     np.testing.assert_allclose(outputs["box_quality"], expected["box_quality"].numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_versions_are_numbered_and_never_overwritten(tmp_path):
     model = tiny_model()
     export_dir = str(tmp_path / "models")
@@ -384,6 +386,7 @@ export_lib.export_saved_model(tiny_model(), sys.argv[1], verify=False)
 """
 
 
+@pytest.mark.slow
 def test_killed_export_leaves_no_version_and_next_export_cleans_up(tmp_path):
     export_dir = str(tmp_path / "models")
     result = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, export_dir], cwd=REPO_ROOT, env=ENV,
@@ -499,6 +502,7 @@ def test_int8_predictions_are_close_to_the_models(int8_export):
     assert np.std(expected["box"], axis=0).max() > 0.01  # boxes that depend on the image
 
 
+@pytest.mark.slow
 def test_int8_check_refuses_a_file_far_from_the_saved_model(tmp_path, monkeypatch, int8_export):
     """An int8 file that does not compute what the SavedModel does (here: another model's) is refused."""
     _, _, _, voc = int8_export

@@ -24,7 +24,7 @@ from localizer.training import cluster
 from localizer.training import loop
 from localizer.training import objective
 from localizer import model as model_lib
-from tests.test_train import tiny_config
+from tests.test_train import _summary_images, tiny_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,6 +83,10 @@ def test_two_workers_train_together_into_one_shared_work_dir(tmp_path):
     for name in ("best.keras", "final.keras", "fingerprint.json", "data_issues.tsv", "metrics.csv"):
         assert (workdir / name).exists(), name
     assert not (workdir / "backup").exists()
+    # The chief's TensorBoard has one preview grid per evaluated epoch: 3 x 3 val images of 32 px.
+    grids = _summary_images(workdir / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red")
+    assert [step for step, _ in grids] == [1, 2, 3, 4]
+    assert all(image.shape == (96, 96, 3) for _, image in grids)
 
 
 @pytest.mark.slow
@@ -234,6 +238,7 @@ def test_the_loop_trains_like_fit_on_one_process():
     assert not np.allclose(fit_loss[0], fit_loss[1])  # it did train
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "localizer.launch", "--workers=2", "--", *TRAIN_FLAGS, f"--workdir={tmp_path}/run",

@@ -102,6 +102,7 @@ def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_learns_far_better_than_a_constant_guess(tmp_path):
     # The real recipe at a small size: pretrained EfficientNet-Lite0 (offline
     # weights), frozen, heads on cached features.
@@ -168,6 +169,7 @@ def _weights(path):
     return [w.numpy() for w in model.weights]
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_in_separate_runs(tmp_path):
     runs = []
     for name in ("a", "b"):
@@ -179,6 +181,7 @@ def test_same_seed_same_weights_in_separate_runs(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     script = f"""
 import tensorflow as tf
