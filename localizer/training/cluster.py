@@ -81,18 +81,25 @@ def training_tasks(environ=None):
     if not text:
         return 1
     cluster, _, _ = parse_tf_config(text)
+    return _task_count(cluster)
+
+
+def _task_count(cluster):
     return sum(len(cluster.get(kind, ())) for kind in _TASK_TYPES)
 
 
 def role_from_tf_config(text):
     """The `Role` that TF_CONFIG gives this process: the chief first, then the workers in order."""
-    cluster, task_type, index = parse_tf_config(text)
+    return _role(*parse_tf_config(text))
+
+
+def _role(cluster, task_type, index):
     if task_type not in _TASK_TYPES:
         raise ValueError(f"{TF_CONFIG}: task type {task_type!r} does not train; this command runs the "
                          f"{' and '.join(_TASK_TYPES)} tasks")
     chiefs = len(cluster.get("chief", ()))
     position = index if task_type == "chief" else chiefs + index
-    return Role(workers=sum(len(cluster.get(kind, ())) for kind in _TASK_TYPES), index=position)
+    return Role(workers=_task_count(cluster), index=position)
 
 
 def role_of(strategy):
@@ -100,10 +107,7 @@ def role_of(strategy):
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return Role()
     resolver = strategy.cluster_resolver
-    spec = resolver.cluster_spec().as_dict()
-    return role_from_tf_config(json.dumps({
-        "cluster": spec, "task": {"type": resolver.task_type, "index": resolver.task_id},
-    }))
+    return _role(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)
 
 
 def is_multi_worker(strategy):

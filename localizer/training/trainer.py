@@ -16,7 +16,6 @@ Under MultiWorkerMirroredStrategy every worker runs this with the same
 config; only the chief writes the work dir (`localizer.training.cluster`).
 """
 
-import hashlib
 import json
 import os
 import platform
@@ -25,7 +24,6 @@ import shutil
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -41,6 +39,7 @@ from localizer.training import workdir as workdir_lib
 from localizer.training.workdir import CONFIG_FILE, mark_stage_done, stage_done_marker
 from pipelines import input_pipeline
 from pipelines.image_header import MAX_IMAGE_PIXELS
+from pipelines.sources.source import digest_of_arrays
 
 
 SUMMARY_FILE = "train_summary.json"
@@ -170,11 +169,8 @@ def _train(config, workdir, strategy, role, source, model, issues, precision, st
 
 
 def weights_digest(model):
-    """SHA-256 of the model's weights in order: equal on every worker of a run that trained together."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    return digest.hexdigest()
+    """A digest of the model's weights, in order: equal on every worker of a run that trained together."""
+    return digest_of_arrays({f"{i:05d}": keras.ops.convert_to_numpy(w) for i, w in enumerate(model.weights)})
 
 
 def _read_json(path):
