@@ -13,8 +13,8 @@ a `TrainConfig` default. Evaluated with the zoomed refinement (`--refine`, the d
 Result: experiments/RESULTS.md, row "realmix_default".
 """
 
-from experiments.common import realmix
+from experiments.common import default_recipe
 
 
 def get_config():
-    return realmix(**{"model.box_quality": True})  # the default: this record was rerun with the head
+    return default_recipe()

@@ -41,6 +41,9 @@ GROUPS = (
     ("Backbones, against the default recipe (realmix_default)", (
         "realmix_default", "backbone_lite0_scratch", "backbone_mobilenet_v2_scratch", "backbone_lite2",
     )),
+    ("Better boxes (issue 14): one change at a time against the default recipe (realmix_default)", (
+        "realmix_default", "boxes_fine_tune_all", "boxes_long_schedule", "boxes_ema", "boxes_zoom_views", "boxes_288",
+    )),
 )
 
 
