@@ -91,6 +91,47 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             return json.load(f)
 
 
+def _ema_pairs(optimizer):
+    """`[(weight, its moving average), ...]` of an optimizer built with `use_ema=True`."""
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not averages:
+        raise ValueError("ema_momentum > 0 needs the optimizer's moving averages (AdamW(use_ema=True)), built.")
+    return list(zip(optimizer._trainable_variables, averages))
+
+
+class ValidateWithAverage(keras.callbacks.Callback):
+    """At each epoch's end, the weights' moving average goes into the model until `RestoreTrainedWeights`.
+
+    The callbacks listed between the two (the IoU callback: validation and
+    best.keras) see the averaged weights; those after it (the backup) save the
+    trained weights and their average as the optimizer holds them, so a
+    resumed run continues exactly. After the stage's last epoch the average
+    stays: it is what the stage hands on (final.keras, the next stage).
+    Keras' SwapEMAWeights swaps for the callbacks after it, backups included,
+    and so resumes from the average.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        for weight, average in _ema_pairs(self.model.optimizer):
+            trained = weight.numpy()
+            weight.assign(average)
+            average.assign(trained)
+
+
+class RestoreTrainedWeights(keras.callbacks.Callback):
+    """Undoes `ValidateWithAverage` after the callbacks between them; after the last epoch, keeps the average."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 >= self.params["epochs"]
+        for weight, trained in _ema_pairs(self.model.optimizer):
+            if last:
+                trained.assign(weight)  # fit's finalize_variable_values then leaves the average in place
+            else:
+                average = weight.numpy()
+                weight.assign(trained)
+                trained.assign(average)
+
+
 def completed_epochs(backup_dir):
     """`(epochs completed, weights file)` of an `AtomicBackupAndRestore` backup; `(0, None)` if none."""
     path = os.path.join(backup_dir, "training_metadata.json")

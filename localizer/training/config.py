@@ -69,6 +69,9 @@ class TrainConfig:
     fine_tune_fraction: float = 0.4  # reaches Lite0's stride-16 blocks, so the finer features are tuned too
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
+    # > 0: an exponential moving average of the weights (Polyak averaging, this momentum per
+    # step) is what each epoch is validated with, and what best.keras and final.keras hold.
+    ema_momentum: float = 0.0
     # Evaluation, checkpoints and hardware.
     eval_every: int = 1
     # Class-averaged mean IoU: the box quality of every class counts, whatever its share.

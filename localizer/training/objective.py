@@ -66,6 +66,8 @@ def compile_model(train_model, config, peak_lr, steps_per_epoch, epochs):
         optimizer=keras.optimizers.AdamW(
             learning_rate=learning_rate_schedule(peak_lr, steps_per_epoch, epochs, config.warmup_epochs),
             weight_decay=config.weight_decay,
+            use_ema=config.ema_momentum > 0,
+            ema_momentum=config.ema_momentum or 0.99,  # Keras checks it even when unused
         ),
         loss=loss,
         loss_weights=loss_weights,

@@ -45,8 +45,11 @@ def _fit_stage(stage, train_model, export_model, dataset_fn, val_inputs, val_tar
     )
     # The epoch's validation row and best.keras are written before its backup: a kill
     # in between redoes the epoch (its row is replaced), never skips its row.
+    validated = [iou_callback]
+    if config.ema_momentum > 0:
+        validated = [callbacks_lib.ValidateWithAverage(), iou_callback, callbacks_lib.RestoreTrainedWeights()]
     callbacks = [
-        iou_callback,
+        *validated,
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
         callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
     ]

@@ -40,6 +40,7 @@ RULES = {
     "fine_tune_fraction": (REAL, 0.0, 1.0),
     "warmup_epochs": (REAL, 0.0, MAX_EPOCHS),
     "weight_decay": (REAL, 0.0, 1.0),
+    "ema_momentum": (REAL, 0.0, 0.9999),
     "eval_every": (INTEGER, 1, MAX_EPOCHS),
     "best_metric": config_lib.BEST_METRICS,
     "strategy": config_lib.STRATEGIES,
