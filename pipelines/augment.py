@@ -19,7 +19,7 @@ import dataclasses
 import tensorflow as tf
 
 from localizer import boxes as box_lib
-from pipelines.render import ORIGINAL_SIZE, WINDOW, compose_window, resize, view_of
+from pipelines.render import ORIGINAL_SIZE, WINDOW, compose_window, resize, view_of, zoom_window
 from pipelines.sources.source import BOX, IMAGE
 
 
@@ -45,6 +45,12 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.02
+    # Zoom view: instead of all of the above, the window the zoomed refinement
+    # (localizer.inference.views) would look through around a first box this
+    # far off the truth (centre shift and log-size change, as fractions of the
+    # box), so the head also learns the second look's views.
+    zoom_view_prob: float = 0.0
+    zoom_view_jitter: float = 0.15
 
     @classmethod
     def off(cls):
@@ -164,11 +170,39 @@ def _maybe(probability, seed, augment_fn, features):
     return tf.cond(_uniform(seed) < probability, lambda: augment_fn(features), lambda: dict(features))
 
 
+def random_zoom_view(features, seed, jitter):
+    """The refinement's window around a copy of the object's box moved and resized by up to `jitter` of it."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    _, box, view_size = view_of(features)
+    size = box[2:] - box[:2]
+    centre = (box[:2] + box[2:]) / 2 + tf.random.stateless_uniform([2], seeds[0], -jitter, jitter) * size
+    size = size * tf.exp(tf.random.stateless_uniform([2], seeds[1], -jitter, jitter))
+    first_look = tf.clip_by_value(tf.concat([centre - size / 2, centre + size / 2], 0), 0.0, 1.0)
+    first_look = tf.concat([first_look[:2], tf.maximum(first_look[2:], first_look[:2] + 1e-3)], 0)
+    return compose_window(features, zoom_window(first_look, view_size))
+
+
 def augment_view(features, seed, config):
-    """Geometric augmentations, as a view window: zoom out -> crop -> translate.
+    """Geometric augmentations, as a view window: zoom out -> crop -> translate, or a zoom view.
 
     The image is not touched; `resize` renders the final view.
     """
+    if config.zoom_view_prob <= 0:
+        return _usual_view(features, seed, config)
+    # Its own seeds, folded from the example's: the usual view's draws stay as without it.
+    zoom_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), 2)
+    features = dict(features)
+    features.setdefault(WINDOW, tf.constant(box_lib.UNIT_BOX))
+    features.setdefault(ORIGINAL_SIZE, tf.shape(features[IMAGE])[:2])
+    return tf.cond(
+        _uniform(zoom_seeds[0]) < config.zoom_view_prob,
+        lambda: random_zoom_view(features, zoom_seeds[1], config.zoom_view_jitter),
+        lambda: _usual_view(features, seed, config),
+    )
+
+
+def _usual_view(features, seed, config):
     seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5))
     features = _maybe(
         config.zoom_out_prob, seeds[0],

@@ -182,3 +182,41 @@ def to_original_frame(boxes, window):
     boxes = box_lib.check_boxes(boxes)
     mapped = box_lib.reframe(boxes, box_lib.invert_window(window))
     return tf.clip_by_value(mapped, 0.0, 1.0)
+
+
+# The zoomed second look's window: localizer.inference.views renders it at test time,
+# and the zoom-view augmentation (pipelines.augment) trains on the same windows.
+ZOOM_CONTEXT = 2.0
+"""Refinement window side, as a multiple of the first box's longer side."""
+
+MIN_ZOOM_FRACTION = 0.3
+"""Refinement windows are at least this fraction of the image's longer side (at most ~3.3x zoom)."""
+
+
+def zoom_window(box, original_size, context=ZOOM_CONTEXT, min_fraction=MIN_ZOOM_FRACTION):
+    """A square window (in pixels) around `box`, shifted inside the image where it fits.
+
+    Args:
+      box: BOX_FORMAT `[4]` in the original image.
+      original_size: `[2]` (height, width) in pixels.
+
+    Returns:
+      BOX_FORMAT `[4]`: the window, in original image coordinates.
+    """
+    box = box_lib.check_boxes(tf.convert_to_tensor(box, tf.float32))
+    size = tf.cast(original_size, tf.float32)
+    height, width = size[0], size[1]
+    box_px = box * tf.stack([height, width, height, width])
+    longest = tf.maximum(height, width)
+    side = tf.maximum(tf.reduce_max(box_px[2:] - box_px[:2]) * context, min_fraction * longest)
+    side = tf.minimum(side, longest)
+
+    def place(centre, extent):
+        start = centre - side / 2
+        # Inside the image when the window fits along this axis, else centred on it.
+        start = tf.where(side <= extent, tf.clip_by_value(start, 0.0, extent - side), (extent - side) / 2)
+        return start / extent, (start + side) / extent
+
+    y0, y1 = place((box_px[0] + box_px[2]) / 2, height)
+    x0, x1 = place((box_px[1] + box_px[3]) / 2, width)
+    return tf.stack([y0, x0, y1, x1])

@@ -158,16 +158,16 @@ def test_predict_cli_lines_errors_and_exit_code(tmp_path, voc_folder, tiny_model
 def test_zoom_window_is_square_in_pixels_inside_the_image_and_around_the_box():
     size = tf.constant([200, 400])
     # A 20 x 20 px box centred at (100, 200): window side = max(2 * 20, 0.3 * 400) = 120 px.
-    window = views.zoom_window([0.45, 0.475, 0.55, 0.525], size).numpy()
+    window = render.zoom_window([0.45, 0.475, 0.55, 0.525], size).numpy()
     np.testing.assert_allclose((window[2] - window[0]) * 200, 120, atol=1e-3)
     np.testing.assert_allclose((window[3] - window[1]) * 400, 120, atol=1e-3)
     np.testing.assert_allclose([(window[0] + window[2]) / 2, (window[1] + window[3]) / 2], [0.5, 0.5], atol=1e-6)
     # Near a corner: shifted inside the image, still containing the box.
     corner_box = np.array([0.0, 0.0, 0.1, 0.05])
-    window = views.zoom_window(corner_box, size).numpy()
+    window = render.zoom_window(corner_box, size).numpy()
     assert window[0] == 0.0 and window[1] == 0.0 and np.all(window[2:] >= corner_box[2:])
     # A box wider than the image's height: the window spans the height, centred vertically.
-    window = views.zoom_window([0.1, 0.1, 0.9, 0.9], size).numpy()
+    window = render.zoom_window([0.1, 0.1, 0.9, 0.9], size).numpy()
     np.testing.assert_allclose([window[1], window[3]], [0.0, 1.0], atol=1e-6)
     assert window[0] < 0.0 and window[2] > 1.0 and abs(window[0] + window[2] - 1.0) < 1e-6
 

@@ -26,6 +26,9 @@ OPS = {
     "translate": lambda f: augment.random_translate(f, SEED, 0.2),
     "augment_pixels": lambda f: augment.augment_pixels(f, SEED, AUG),
     "augment_view": lambda f: augment.augment_view(f, SEED, AUG),
+    "zoom_view": lambda f: augment.random_zoom_view(f, SEED, 0.15),
+    "augment_view_with_zoom_views": lambda f: augment.augment_view(
+        f, SEED, augment.AugmentConfig(zoom_view_prob=0.5)),
     "augment_and_resize": lambda f: augment.augment_and_resize(f, SEED, AUG, 32, "letterbox"),
     "resize_stretch": lambda f: render.resize(f, 32, "stretch"),
     "resize_letterbox": lambda f: render.resize(f, 32, "letterbox"),
@@ -147,6 +150,38 @@ def test_crop_keeps_the_whole_object():
         _, box_in_view, _ = render.view_of(out)
         box = box_in_view.numpy()
         assert np.all(box >= -1e-6) and np.all(box <= 1 + 1e-6), box
+
+
+def test_zoom_view_is_the_refinement_window_around_a_nearby_box():
+    rng = np.random.default_rng(5)
+    for i, example in enumerate(_random_examples(40, rng)):
+        out = augment.random_zoom_view(example, tf.constant([i, 4]), 0.15)
+        window, box_in_view, _ = render.view_of(out)
+        height, width = example[IMAGE].shape[:2]
+        side_px = (window[2] - window[0]).numpy() * height, (window[3] - window[1]).numpy() * width
+        np.testing.assert_allclose(side_px[0], side_px[1], rtol=1e-4)  # square in pixels, as at test time
+        box = example[BOX].numpy()
+        longest = max((box[2] - box[0]) * height, (box[3] - box[1]) * width)
+        # 2x a jittered box's longer side (at most 15% off per axis), or the 30% floor, or the whole image.
+        low = min(max(render.ZOOM_CONTEXT * longest * np.exp(-0.15), render.MIN_ZOOM_FRACTION * max(height, width)),
+                  max(height, width))
+        assert side_px[0] >= low * (1 - 1e-4), (side_px[0], low)
+        visible = box_in_view.numpy()
+        centre = (visible[:2] + visible[2:]) / 2
+        assert np.all(np.abs(centre - 0.5) < 0.5), visible  # the object's centre is inside the window
+
+
+def test_zoom_views_come_as_often_as_asked_and_change_nothing_else():
+    example = _example()
+    config = augment.AugmentConfig(zoom_view_prob=0.3)
+    seeds = [tf.constant([i, 9], tf.int64) for i in range(200)]
+    zoomed = 0
+    for seed in seeds:
+        usual = augment.augment_view(example, seed, augment.AugmentConfig())
+        out = augment.augment_view(example, seed, config)
+        same = np.allclose(out[render.WINDOW], usual[render.WINDOW])
+        zoomed += not same
+    assert 40 <= zoomed <= 80  # 30% of 200, and the other views are exactly the usual ones
 
 
 @pytest.mark.parametrize("size", [(40, 100), (100, 40), (50, 50), (3, 200)])

@@ -15,8 +15,8 @@ the views are merged:
              merged class
 
 Refinement (`refine=True`, any mode): a second look. A square window around
-the merged box (`ZOOM_CONTEXT` times its longer side, at least
-`MIN_ZOOM_FRACTION` of the image) is rendered at the input size, so a small
+the merged box (`pipelines.render.zoom_window`: `ZOOM_CONTEXT` times its
+longer side, at least a fraction of the image) is rendered at the input size, so a small
 object fills far more of the model's grid; the box found there replaces the
 first one when the two agree (IoU >= `AGREEMENT_IOU`), and the class
 probabilities of both looks are averaged. It pays where objects are small.
@@ -89,45 +89,9 @@ def render_crop(image, crop, image_size, resize_mode):
     return render.render(image, box_lib.reframe(frame, box_lib.invert_window(crop)), image_size)
 
 
-ZOOM_CONTEXT = 2.0
-"""Refinement window side, as a multiple of the first box's longer side."""
-
-MIN_ZOOM_FRACTION = 0.3
-"""Refinement windows are at least this fraction of the image's longer side (at most ~3.3x zoom)."""
-
-
-def zoom_window(box, original_size, context=ZOOM_CONTEXT, min_fraction=MIN_ZOOM_FRACTION):
-    """A square window (in pixels) around `box`, shifted inside the image where it fits.
-
-    Args:
-      box: BOX_FORMAT `[4]` in the original image.
-      original_size: `[2]` (height, width) in pixels.
-
-    Returns:
-      BOX_FORMAT `[4]`: the window, in original image coordinates.
-    """
-    box = box_lib.check_boxes(tf.convert_to_tensor(box, tf.float32))
-    size = tf.cast(original_size, tf.float32)
-    height, width = size[0], size[1]
-    box_px = box * tf.stack([height, width, height, width])
-    longest = tf.maximum(height, width)
-    side = tf.maximum(tf.reduce_max(box_px[2:] - box_px[:2]) * context, min_fraction * longest)
-    side = tf.minimum(side, longest)
-
-    def place(centre, extent):
-        start = centre - side / 2
-        # Inside the image when the window fits along this axis, else centred on it.
-        start = tf.where(side <= extent, tf.clip_by_value(start, 0.0, extent - side), (extent - side) / 2)
-        return start / extent, (start + side) / extent
-
-    y0, y1 = place((box_px[0] + box_px[2]) / 2, height)
-    x0, x1 = place((box_px[1] + box_px[3]) / 2, width)
-    return tf.stack([y0, x0, y1, x1])
-
-
 def render_zoom_view(image, box, image_size, resize_mode):
     """The refinement view of one decoded image around its first `box`: `(uint8 [S, S, 3], window [4])`."""
-    return render_crop(image, zoom_window(box, tf.shape(image)[:2]), image_size, resize_mode)
+    return render_crop(image, render.zoom_window(box, tf.shape(image)[:2]), image_size, resize_mode)
 
 
 def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):

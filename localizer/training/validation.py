@@ -86,6 +86,8 @@ RULES = {
     "pipeline.augment.zoom_out_prob": (REAL, 0.0, 1.0),
     "pipeline.augment.zoom_out_max": (REAL, 1.0, 10.0),
     "pipeline.augment.crop_prob": (REAL, 0.0, 1.0),
+    "pipeline.augment.zoom_view_prob": (REAL, 0.0, 1.0),
+    "pipeline.augment.zoom_view_jitter": (REAL, 0.0, 0.5),
     "pipeline.augment.min_object_covered": (REAL, 0.0, 1.0),
     "pipeline.augment.crop_area_range": "fraction range",
     "pipeline.augment.crop_aspect_ratio_range": "positive range",
