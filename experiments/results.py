@@ -21,6 +21,8 @@ RUNS = os.path.join(HERE, "results", "runs")
 BENCH = os.path.join(HERE, "results", "bench_pipeline.json")
 BENCH_TRAINING = os.path.join(HERE, "results", "bench_training.json")
 TTA = os.path.join(HERE, "results", "tta_effect.json")
+TTA_TRAIN = os.path.join(HERE, "results", "tta_effect_train.json")
+"""The same model's test-time table on its training split: where refinement rules are chosen."""
 BENCH_SERVING = os.path.join(HERE, "results", "bench_serving.json")
 BENCH_INT8 = os.path.join(HERE, "results", "bench_int8.json")
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
@@ -272,13 +274,21 @@ def bench_training_section():
 
 
 def tta_section():
-    tta = _read_json(TTA)
-    if tta is None:
+    tables = [t for t in (_read_json(TTA), _read_json(TTA_TRAIN)) if t is not None]
+    if not tables:
         return []
+    lines = ["## Test-time augmentation", ""]
+    for tta in tables:
+        lines += _tta_table(tta)
+    return lines
+
+
+def _tta_table(tta):
+    rule = tta.get("refine_rule")
     lines = [
-        "## Test-time augmentation", "",
         f"`{tta['command']}` on realmix `{tta['split']}`; {tta['machine']}; {tta['date']}; commit "
-        f"{_commit(tta)}. Boxes compared in the original images.", "",
+        f"{_commit(tta)}. Boxes compared in the original images"
+        + (f"; \"+ refine\" merges the two looks by the `{rule}` rule (the default)." if rule else "."), "",
         "| mode | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

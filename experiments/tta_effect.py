@@ -1,9 +1,12 @@
-"""Effect of test-time augmentation (none, flip, multicrop; each without and with the zoomed refinement) on realmix val.
+"""Effect of test-time augmentation (none, flip, multicrop; each without and with the zoomed refinement) on realmix.
 
-    python -m experiments.tta_effect --model=work/realmix_default/best.keras
+    python -m experiments.tta_effect --model=work/realmix_default/best.keras [--split=train]
 
 Evaluates the same model with each mode (boxes compared in the original
-images) and writes experiments/results/tta_effect.json plus a table.
+images) and, for a model with a box-quality head, the refinement with each
+rule of merging the two looks (`localizer.inference.views.REFINE_RULES`);
+writes experiments/results/tta_effect.json (tta_effect_<split>.json for
+another split) plus a table.
 """
 
 import json
@@ -12,9 +15,11 @@ import time
 
 from absl import app, flags
 
+from localizer.inference.views import TTA_MODES
+
 FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results", "tta_effect.json")
+RESULTS_DIR = os.path.join(HERE, "results")
 KEYS = ("mean_iou", "macro_mean_iou", "localization_accuracy", "classification_accuracy")
 
 
@@ -28,23 +33,34 @@ def main(argv):
 
     predictor = Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)
+    # (name, refine, rule): every mode plain, then refined by the default rule, then by the others.
+    other_rules = [r for r in views.REFINE_RULES if r != views.REFINE_RULE] if predictor.has_box_quality else []
+    modes = FLAGS.modes
+    settings = [(mode, False, None) for mode in modes]
+    settings += [(f"{mode} + refine", True, views.REFINE_RULE) for mode in modes]
+    settings += [(f"{mode} + refine ({rule} rule)", True, rule) for rule in other_rules for mode in modes]
     rows = {}
-    for refine in (False, True):
-        for mode in views.TTA_MODES:
-            name = f"{mode} + refine" if refine else mode
-            start = time.perf_counter()
-            summary = evaluation.evaluate(predictor, source, "val", mode, progress=False, refine=refine)[0]
-            seconds = time.perf_counter() - start
-            rows[name] = {k: summary[k] for k in KEYS}
-            rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
-            rows[name]["seconds"] = round(seconds, 1)
+    for name, refine, rule in settings:
+        predictor.refine_rule = rule or views.REFINE_RULE
+        start = time.perf_counter()
+        summary = evaluation.evaluate(predictor, source, FLAGS.split, name.split()[0], progress=False,
+                                      refine=refine)[0]
+        seconds = time.perf_counter() - start
+        rows[name] = {k: summary[k] for k in KEYS}
+        rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
+        rows[name]["seconds"] = round(seconds, 1)
+    split_flag = "" if FLAGS.split == "val" else f" --split={FLAGS.split}"
+    if list(modes) != list(views.TTA_MODES):
+        split_flag += "".join(f" --modes={mode}" for mode in modes)
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores",
-        "command": f"python -m experiments.tta_effect --model={FLAGS.model}", "split": "val", "modes": rows,
+        "command": f"python -m experiments.tta_effect --model={FLAGS.model}{split_flag}", "split": FLAGS.split,
+        "refine_rule": views.REFINE_RULE if predictor.has_box_quality else views.AGREEMENT, "modes": rows,
         "code": provenance.code_version(),
     }
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    name = "tta_effect.json" if FLAGS.split == "val" else f"tta_effect_{FLAGS.split}.json"
+    with open(os.path.join(RESULTS_DIR, name), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
 
@@ -52,4 +68,6 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("model", None, "A .keras file or SavedModel folder trained on realmix.", required=True)
     flags.DEFINE_string("data_dir", None, "VOC folder (default: ../shared/data/realmix).")
+    flags.DEFINE_string("split", "val", "The split measured (train: the one rules are chosen on).")
+    flags.DEFINE_multi_enum("modes", list(TTA_MODES), list(TTA_MODES), "Test-time modes measured (default: all).")
     app.run(main)

@@ -181,13 +181,37 @@ def test_refinement_view_maps_a_perfect_prediction_back_to_the_true_box():
     np.testing.assert_allclose(back, true_box, atol=1e-5)
 
 
-def test_refinement_keeps_the_first_box_when_the_looks_disagree():
-    first = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6]])
-    zoom = tf.constant([[0.22, 0.2, 0.6, 0.62], [0.7, 0.7, 0.9, 0.9]])
-    probabilities = tf.constant([[0.8, 0.2], [0.6, 0.4]])
-    boxes, merged = views.merge_refinement(first, probabilities, zoom, tf.constant([[0.6, 0.4], [0.2, 0.8]]))
-    np.testing.assert_allclose(boxes, [zoom[0], first[1]], atol=1e-6)
-    np.testing.assert_allclose(merged, [[0.7, 0.3], [0.4, 0.6]], atol=1e-6)
+REFINE_FIRST = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6]])
+REFINE_ZOOM = tf.constant([[0.22, 0.2, 0.6, 0.62], [0.7, 0.7, 0.9, 0.9], [0.7, 0.7, 0.9, 0.9]])  # agree, not, not
+
+
+def test_refinement_without_qualities_keeps_the_first_box_when_the_looks_disagree():
+    probabilities = tf.constant([[0.8, 0.2], [0.6, 0.4], [0.5, 0.5]])
+    zoom_probabilities = tf.constant([[0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    for rule in views.REFINE_RULES:  # no qualities: agreement, whatever the rule
+        boxes, merged, quality = views.merge_refinement(REFINE_FIRST, probabilities, REFINE_ZOOM, zoom_probabilities,
+                                                        rule=rule)
+        np.testing.assert_allclose(boxes, [REFINE_ZOOM[0], REFINE_FIRST[1], REFINE_FIRST[2]], atol=1e-6)
+        np.testing.assert_allclose(merged, [[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]], atol=1e-6)
+        assert quality is None
+    with pytest.raises(ValueError, match="refinement rule"):
+        views.merge_refinement(REFINE_FIRST, probabilities, REFINE_ZOOM, zoom_probabilities, rule="vote")
+
+
+def test_refinement_by_quality_blends_agreeing_looks_and_picks_the_better_rated_otherwise():
+    probabilities = tf.fill([3, 2], 0.5)
+    first_quality, zoom_quality = tf.constant([0.3, 0.4, 0.4]), tf.constant([0.9, 0.1, 0.8])
+    boxes, _, quality = views.merge_refinement(REFINE_FIRST, probabilities, REFINE_ZOOM, probabilities,
+                                               first_quality, zoom_quality, rule=views.BY_QUALITY)
+    w = 0.9 / (0.9 + 0.3)  # agreeing: weighted by quality
+    np.testing.assert_allclose(boxes, [w * REFINE_ZOOM[0] + (1 - w) * REFINE_FIRST[0], REFINE_FIRST[1],
+                                       REFINE_ZOOM[2]], atol=1e-6)
+    np.testing.assert_allclose(quality, [w * 0.9 + (1 - w) * 0.3, 0.4, 0.8], atol=1e-6)
+    # The agreement rule with qualities: the kept look's quality.
+    boxes, _, quality = views.merge_refinement(REFINE_FIRST, probabilities, REFINE_ZOOM, probabilities,
+                                               first_quality, zoom_quality, rule=views.AGREEMENT)
+    np.testing.assert_allclose(boxes, [REFINE_ZOOM[0], REFINE_FIRST[1], REFINE_FIRST[2]], atol=1e-6)
+    np.testing.assert_allclose(quality, [0.9, 0.4, 0.4], atol=1e-6)
 
 
 def test_evaluate_with_refinement(voc_folder, tiny_model_path):
@@ -216,11 +240,6 @@ def test_box_quality_follows_the_box_through_views_and_refinement():
     np.testing.assert_allclose(merged, [(0.9 * 0.8 + 0.3 * 0.2) / (0.9 + 0.3)], atol=1e-6)
     one_view = views.merge_view_qualities(boxes[:, :1], probabilities[:, :1], quality[:, :1]).numpy()
     np.testing.assert_allclose(one_view, [0.8], atol=1e-6)
-    # Refinement: the zoomed view's quality where its box is kept (first example), else the first look's.
-    first = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6]])
-    zoom = tf.constant([[0.22, 0.2, 0.6, 0.62], [0.7, 0.7, 0.9, 0.9]])
-    kept = views.merge_refinement_quality(first, zoom, tf.constant([0.3, 0.4]), tf.constant([0.9, 0.1])).numpy()
-    np.testing.assert_allclose(kept, [0.9, 0.4], atol=1e-6)
 
 
 def _predict_records(model_path, voc_folder, **kwargs):

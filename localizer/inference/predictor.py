@@ -93,8 +93,9 @@ class Predictor:
     with a box-quality head (`has_box_quality`) its predicted IoU of the box.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, refine_rule=views.REFINE_RULE):
         self.path = path
+        self.refine_rule = refine_rule  # how `refine` merges the two looks (views.REFINE_RULES)
         if os.path.isdir(path):
             self._load_saved_model(path)
         elif path.endswith(TFLITE_SUFFIX):
@@ -178,7 +179,8 @@ class Predictor:
         Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in the original frame.
         """
         inputs, windows = views.render_zoom_views(images, original_sizes, boxes, self.image_size, self.resize_mode)
-        return views.zoomed_look(self.predict_inputs, boxes, probabilities, inputs, windows, quality)
+        return views.zoomed_look(self.predict_inputs, boxes, probabilities, inputs, windows, quality,
+                                 self.refine_rule)
 
     def predict_image(self, image, tta="none", refine=False):
         """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C], box quality or None), original frame."""

@@ -17,9 +17,9 @@ the views are merged:
 Refinement (`refine=True`, any mode): a second look. A square window around
 the merged box (`pipelines.render.zoom_window`: `ZOOM_CONTEXT` times its
 longer side, at least a fraction of the image) is rendered at the input size, so a small
-object fills far more of the model's grid; the box found there replaces the
-first one when the two agree (IoU >= `AGREEMENT_IOU`), and the class
-probabilities of both looks are averaged. It pays where objects are small.
+object fills far more of the model's grid. The two looks' boxes are merged by
+`REFINE_RULE` (`merge_refinement`), and the class probabilities of both looks
+are averaged. It pays where objects are small.
 
 `look_at_views` and `zoomed_look` are that computation, for any `run_model`
 (a Keras model, a SavedModel signature or the serving graph's own call):
@@ -27,10 +27,9 @@ probabilities of both looks are averaged. It pays where objects are small.
 class boxes [N, C, 4] or None, box quality [N] or None)`.
 
 The box quality (the model's predicted IoU of its box, for models that have
-it) follows the box: it is the quality of the view whose box is kept. Views
-merged into one box give the same weighted mean of their qualities as of their
-boxes (with one view, that view's); refinement keeps the zoomed view's
-quality where it keeps the zoomed box, else the first look's.
+it) follows the box. Views merged into one box give the same weighted mean of
+their qualities as of their boxes (with one view, that view's); refinement
+gives the kept look's quality, or the blend's weighted mean of the two.
 
 Boxes everywhere are BOX_FORMAT (normalized yxyx).
 """
@@ -107,17 +106,38 @@ def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
     )
 
 
-def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabilities, agreement_iou=AGREEMENT_IOU):
-    """The zoomed box where it agrees with the first, else the first; probabilities averaged."""
-    agrees = box_lib.iou(first_boxes, zoom_boxes) >= agreement_iou
-    boxes = tf.where(agrees[:, None], zoom_boxes, first_boxes)
-    return boxes, (first_probabilities + zoom_probabilities) / 2.0
+AGREEMENT = "agreement"
+"""The zoomed box where the two looks agree (IoU >= `AGREEMENT_IOU`), else the first."""
+BY_QUALITY = "quality"
+"""By the predicted box quality: where the looks agree, their boxes averaged weighted by their
+qualities; where they disagree, the box of the look the model rates higher."""
+REFINE_RULES = (AGREEMENT, BY_QUALITY)
+REFINE_RULE = BY_QUALITY
+"""How the two looks merge for models with a box-quality head (the others: `AGREEMENT`). On realmix,
+better than `AGREEMENT` on train and val (experiments/RESULTS.md, "Test-time augmentation")."""
 
 
-def merge_refinement_quality(first_boxes, zoom_boxes, first_quality, zoom_quality, agreement_iou=AGREEMENT_IOU):
-    """The quality of the box `merge_refinement` keeps: the zoomed view's where it agrees, else the first's."""
+def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabilities, first_quality=None,
+                     zoom_quality=None, rule=REFINE_RULE, agreement_iou=AGREEMENT_IOU):
+    """Merges the first and the zoomed look of `[B]` images by `rule`; the probabilities are averaged.
+
+    Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)`;
+    without qualities the rule is `AGREEMENT`.
+    """
+    if rule not in REFINE_RULES:
+        raise ValueError(f"Unknown refinement rule {rule!r}; expected one of {REFINE_RULES}.")
+    probabilities = (first_probabilities + zoom_probabilities) / 2.0
     agrees = box_lib.iou(first_boxes, zoom_boxes) >= agreement_iou
-    return tf.where(agrees, tf.cast(zoom_quality, tf.float32), tf.cast(first_quality, tf.float32))
+    if first_quality is None or zoom_quality is None:
+        return tf.where(agrees[:, None], zoom_boxes, first_boxes), probabilities, None
+    first_quality, zoom_quality = tf.cast(first_quality, tf.float32), tf.cast(zoom_quality, tf.float32)
+    if rule == AGREEMENT:
+        zoom_weight = tf.cast(agrees, tf.float32)
+    else:
+        blend = zoom_quality / tf.maximum(zoom_quality + first_quality, 1e-6)
+        zoom_weight = tf.where(agrees, blend, tf.cast(zoom_quality >= first_quality, tf.float32))
+    boxes = zoom_weight[:, None] * zoom_boxes + (1.0 - zoom_weight[:, None]) * first_boxes
+    return boxes, probabilities, zoom_weight * zoom_quality + (1.0 - zoom_weight) * first_quality
 
 
 def views_to_original(boxes, windows, mirrored):
@@ -208,15 +228,13 @@ def look_at_views(run_model, inputs, windows, mirrored):
     return (*merge_views(boxes, probabilities, class_boxes), quality)
 
 
-def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows, quality=None):
-    """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first.
+def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows, quality=None, rule=REFINE_RULE):
+    """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first (`rule`).
 
     Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in
     the original frame; the quality is None when the first look's is.
     """
     zoom_boxes, zoom_probabilities, _, zoom_quality = run_model(zoom_inputs)
     zoom_boxes = render.to_original_frame(zoom_boxes, zoom_windows)
-    merged_boxes, merged_probabilities = merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities)
-    if quality is not None:
-        quality = merge_refinement_quality(boxes, zoom_boxes, quality, zoom_quality)
-    return merged_boxes, merged_probabilities, quality
+    return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities,
+                            quality, zoom_quality if quality is not None else None, rule)

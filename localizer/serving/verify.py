@@ -42,10 +42,9 @@ def reference_predictions(model, image_bytes, refine=False):
         ))
         zoom = model(tf.stack(zoom_images), training=False)
         zoom_box = render.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows))
-        if quality is not None:
-            quality = views.merge_refinement_quality(box, zoom_box, quality, zoom[BOX_QUALITY])
-        box, probabilities = views.merge_refinement(
+        box, probabilities, quality = views.merge_refinement(
             box, probabilities, zoom_box, tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
+            quality, zoom.get(BOX_QUALITY),
         )
     probabilities = probabilities.numpy()
     class_id = probabilities.argmax(axis=-1).astype(np.int32)
