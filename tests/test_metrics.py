@@ -452,3 +452,30 @@ def test_summarize_reports_each_confidence():
     assert empty["score_auroc"] is None and empty["score_risk_coverage"] is None
     with pytest.raises(ValueError, match="Mismatched"):
         metrics.summarize(true_boxes, labels, pred_boxes, logits, names, confidences={"score": [0.5]})
+
+
+def test_error_breakdown_by_hand():
+    truth = np.array([
+        [0.0, 0.0, 0.5, 0.5],    # localized (IoU 1), medium (25%)
+        [0.0, 0.0, 0.5, 0.5],    # wrong class, whatever the box
+        [0.0, 0.0, 0.1, 0.1],    # box elsewhere, small (1%)
+        [0.4, 0.4, 0.6, 0.6],    # too large: holds the object, IoU 0.04/0.16 = 0.25; small (4%)
+        [0.0, 0.0, 1.0, 1.0],    # too small: a quarter of the object, all on it; large
+        [0.0, 0.0, 0.5, 0.5],    # shifted: IoU 1/7, neither 80% rule
+    ])
+    predicted_boxes = np.array([
+        [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5], [0.8, 0.8, 0.9, 0.9],
+        [0.3, 0.3, 0.7, 0.7], [0.0, 0.0, 0.5, 0.5], [0.25, 0.25, 0.75, 0.75],
+    ])
+    labels, predicted = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 2, 0, 1, 2])
+    errors = metrics.error_breakdown(truth, labels, predicted_boxes, predicted)
+    assert errors["kinds"] == {kind: 1 / 6 for kind in metrics.ERROR_KINDS}
+    sizes = errors["by_object_size"]
+    assert [sizes[s]["count"] for s in ("small", "medium", "large")] == [2, 3, 1]
+    assert sizes["small"]["kinds"]["box_elsewhere"] == 1 and sizes["small"]["kinds"]["box_too_large"] == 1
+    assert sizes["large"]["kinds"]["box_too_small"] == 1 and sizes["large"]["localization_accuracy"] == 0.0
+    assert sizes["medium"]["localization_accuracy"] == pytest.approx(1 / 3)
+    np.testing.assert_allclose(sizes["small"]["mean_iou"], (0.0 + 0.25) / 2, rtol=1e-5)
+    empty = metrics.error_breakdown(truth[:1], labels[:1], predicted_boxes[:1], predicted[:1])["by_object_size"]
+    assert empty["small"] == {"count": 0, "mean_iou": None, "localization_accuracy": None,
+                              "kinds": dict.fromkeys(metrics.ERROR_KINDS, 0)}

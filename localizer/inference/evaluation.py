@@ -133,6 +133,7 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
         true_boxes, labels, pred_boxes, probabilities, predictor.class_names,
         class_boxes=np.concatenate(class_boxes) if class_boxes else None, confidences=confidences,
     )
+    summary["errors"] = metrics_lib.error_breakdown(true_boxes, labels, pred_boxes, probabilities.argmax(axis=-1))
     summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
     best, worst = extremes.sorted()
     return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1), confidences

@@ -4,7 +4,9 @@ import json
 import os
 
 from localizer import files
-from localizer.model.metrics import AUROC_SUFFIX, LOC_IOU_THRESHOLD, RISK_COVERAGE_SUFFIX, SPEARMAN_SUFFIX
+from localizer.model.metrics import (
+    AUROC_SUFFIX, ERROR_KINDS, LOC_IOU_THRESHOLD, OBJECT_SIZES, RISK_COVERAGE_SUFFIX, SPEARMAN_SUFFIX,
+)
 
 
 REPORT_FILES = {
@@ -97,7 +99,26 @@ def markdown_report(summary):
     for name, stats in summary["per_class"].items():
         lines.append(f"| {name} | {stats['count']} | {_fmt(stats['mean_iou'])} | "
                      f"{_fmt(stats['localization_accuracy'])} | {_fmt(stats['classification_accuracy'])} |")
+    lines += _error_lines(summary.get("errors"))
     return "\n".join(lines) + "\n"
+
+
+def _error_lines(errors):
+    """What became of the images, by object size (`localizer.model.metrics.error_breakdown`)."""
+    if not errors:
+        return []
+    sizes = [name for name, _, _ in OBJECT_SIZES]
+    bounds = ", ".join(f"{name} {low:.0%}-{min(high, 1):.0%}" for name, low, high in OBJECT_SIZES)
+    lines = ["", f"What became of the images, by the object's share of the image ({bounds}):", "",
+             "| | " + " | ".join(f"{s} ({errors['by_object_size'][s]['count']})" for s in sizes) + " | all |",
+             "|---|" + "---|" * (len(sizes) + 1)]
+    for key, label in (("mean_iou", "mean IoU"), ("localization_accuracy", "localization acc")):
+        lines.append(f"| {label} | " + " | ".join(_fmt(errors["by_object_size"][s][key]) for s in sizes) + " | |")
+    for kind, meaning in ERROR_KINDS.items():
+        counts = [errors["by_object_size"][s]["kinds"][kind] for s in sizes]
+        lines.append(f"| {kind}: {meaning} | " + " | ".join(str(c) for c in counts)
+                     + f" | {errors['kinds'][kind]:.1%} |")
+    return lines
 
 
 def _confidence_lines(summary):

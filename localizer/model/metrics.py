@@ -401,3 +401,58 @@ def summarize(
     for name, confidence in confidences.items():
         summary.update(confidence_summary(name, confidence, ious, loc_ok))
     return summary
+
+
+OBJECT_SIZES = (("small", 0.0, 0.05), ("medium", 0.05, 0.3), ("large", 0.3, 1.01))
+"""`(name, low, high)`: bins of the true box's area as a fraction of the image's, for `error_breakdown`."""
+
+ERROR_KINDS = {
+    "localized": "class right, IoU >= 0.5",
+    "wrong_class": "class wrong (whatever the box)",
+    "box_elsewhere": "class right, IoU < 0.1: another object or the background",
+    "box_too_large": "class right, 0.1 <= IoU < 0.5, the box holds >= 80% of the object: loose, or a group",
+    "box_too_small": "class right, 0.1 <= IoU < 0.5, >= 80% of the box is on the object: a part of it",
+    "box_shifted": "class right, 0.1 <= IoU < 0.5, neither: off to a side",
+}
+"""What became of each image, one kind each (`error_breakdown`)."""
+
+
+def _area(boxes):
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def error_breakdown(true_boxes, labels, pred_boxes, predicted):
+    """What the errors look like: each image's `ERROR_KINDS` kind, and the figures by object size.
+
+    Args: `[N, 4]` true and predicted boxes (BOX_FORMAT, in the original
+    image), `[N]` true and predicted class ids.
+
+    Returns: `{"kinds": {kind: fraction of images}, "by_object_size": {size:
+    {"count", "mean_iou", "localization_accuracy", "kinds": {kind: count}}}}`
+    (sizes: `OBJECT_SIZES`; a size without images has count 0 and None figures).
+    """
+    true_boxes, pred_boxes = np.asarray(true_boxes, np.float64), np.asarray(pred_boxes, np.float64)
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    ious = iou_numpy(true_boxes, pred_boxes)
+    ymin, xmin = np.maximum(true_boxes[:, 0], pred_boxes[:, 0]), np.maximum(true_boxes[:, 1], pred_boxes[:, 1])
+    ymax, xmax = np.minimum(true_boxes[:, 2], pred_boxes[:, 2]), np.minimum(true_boxes[:, 3], pred_boxes[:, 3])
+    inter = np.clip(ymax - ymin, 0, None) * np.clip(xmax - xmin, 0, None)
+    of_object = inter / np.maximum(_area(true_boxes), 1e-12)
+    of_box = inter / np.maximum(_area(pred_boxes), 1e-12)
+    kinds = np.select(
+        [predicted != labels, ious >= LOC_IOU_THRESHOLD, ious < 0.1, of_object >= 0.8, of_box >= 0.8],
+        ["wrong_class", "localized", "box_elsewhere", "box_too_large", "box_too_small"],
+        default="box_shifted",
+    )
+    n = max(len(labels), 1)
+    breakdown = {"kinds": {kind: float(np.sum(kinds == kind)) / n for kind in ERROR_KINDS}, "by_object_size": {}}
+    sizes = _area(true_boxes)
+    for name, low, high in OBJECT_SIZES:
+        mask = (sizes >= low) & (sizes < high)
+        breakdown["by_object_size"][name] = {
+            "count": int(mask.sum()),
+            "mean_iou": _mean(ious[mask]),
+            "localization_accuracy": _mean((kinds == "localized")[mask]),
+            "kinds": {kind: int(np.sum(kinds[mask] == kind)) for kind in ERROR_KINDS},
+        }
+    return breakdown
