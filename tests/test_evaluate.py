@@ -105,6 +105,11 @@ def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_pat
     assert metrics["score_risk_coverage"][0]["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-6)
     assert "Confidence `score`" in open(paths["report"]).read()
     assert "Confidence `box_quality`" in open(paths["report"]).read()
+    # What became of each image: one kind each, and every image in one size bin.
+    assert sum(metrics["errors"]["kinds"].values()) == pytest.approx(1.0)
+    assert metrics["errors"]["kinds"]["localized"] == pytest.approx(metrics["localization_accuracy"])
+    assert sum(s["count"] for s in metrics["errors"]["by_object_size"].values()) == metrics["num_examples"]
+    assert "What became of the images" in open(paths["report"]).read()
     for name in ("iou_histogram", "per_class", "confusion_matrix", "examples", "risk_coverage"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n", name
     assert "| mean_iou |" in open(paths["report"]).read()

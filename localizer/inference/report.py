@@ -99,12 +99,13 @@ def markdown_report(summary):
     for name, stats in summary["per_class"].items():
         lines.append(f"| {name} | {stats['count']} | {_fmt(stats['mean_iou'])} | "
                      f"{_fmt(stats['localization_accuracy'])} | {_fmt(stats['classification_accuracy'])} |")
-    lines += _error_lines(summary.get("errors"))
+    lines += _error_lines(summary)
     return "\n".join(lines) + "\n"
 
 
-def _error_lines(errors):
+def _error_lines(summary):
     """What became of the images, by object size (`localizer.model.metrics.error_breakdown`)."""
+    errors = summary.get("errors")
     if not errors:
         return []
     sizes = [name for name, _, _ in OBJECT_SIZES]
@@ -113,7 +114,8 @@ def _error_lines(errors):
              "| | " + " | ".join(f"{s} ({errors['by_object_size'][s]['count']})" for s in sizes) + " | all |",
              "|---|" + "---|" * (len(sizes) + 1)]
     for key, label in (("mean_iou", "mean IoU"), ("localization_accuracy", "localization acc")):
-        lines.append(f"| {label} | " + " | ".join(_fmt(errors["by_object_size"][s][key]) for s in sizes) + " | |")
+        lines.append(f"| {label} | " + " | ".join(_fmt(errors["by_object_size"][s][key]) for s in sizes)
+                     + f" | {_fmt(summary[key])} |")
     for kind, meaning in ERROR_KINDS.items():
         counts = [errors["by_object_size"][s]["kinds"][kind] for s in sizes]
         lines.append(f"| {kind}: {meaning} | " + " | ".join(str(c) for c in counts)
