@@ -118,10 +118,12 @@ def config_mismatches(run):
 
 ABSENT = "<absent>"
 
-ABSENT_MEANS = {"model.box_quality": False}
-"""Fields added since some records were made, with the value that did what those runs did (no such head)."""
+ABSENT_MEANS = {"model.box_quality": False, "ema_momentum": 0.0, "pipeline.augment.zoom_view_prob": 0.0}
+"""Fields added since some records were made, with the value that did what those runs did (no such head,
+no weight averaging, no zoom views)."""
 
-UNUSED_UNLESS = {"box_quality_loss_weight": "model.box_quality", "model.quality_units": "model.box_quality"}
+UNUSED_UNLESS = {"box_quality_loss_weight": "model.box_quality", "model.quality_units": "model.box_quality",
+                 "pipeline.augment.zoom_view_jitter": "pipeline.augment.zoom_view_prob"}
 """Fields that change nothing while the flag they name is off: not compared then."""
 
 
