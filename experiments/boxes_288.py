@@ -1,4 +1,4 @@
-"""`realmix_default` at 288 px instead of 224: an 18x18 box grid instead of 14x14 (stride 16).
+"""`boxes_reference` (the default before these candidates) at 288 px instead of 224: an 18x18 box grid instead of 14x14 (stride 16).
 
     python -m experiments.run boxes_288
 
@@ -7,8 +7,8 @@ on a small object, at about 1.65x the compute per image.
 Result: experiments/RESULTS.md, row "boxes_288".
 """
 
-from experiments.common import default_recipe
+from experiments.common import candidate
 
 
 def get_config():
-    return default_recipe(**{"model.image_size": 288})
+    return candidate(**{"model.image_size": 288})

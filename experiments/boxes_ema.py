@@ -1,4 +1,4 @@
-"""`realmix_default` validated, selected and saved with an exponential moving average of its weights (momentum 0.99 per step).
+"""`boxes_reference` (the default before these candidates) validated, selected and saved with an exponential moving average of its weights (momentum 0.99 per step).
 
     python -m experiments.run boxes_ema
 
@@ -7,8 +7,8 @@ Issue 14's candidate "an exponential moving average of the weights"
 about the last four epochs. Result: experiments/RESULTS.md, row "boxes_ema".
 """
 
-from experiments.common import default_recipe
+from experiments.common import candidate
 
 
 def get_config():
-    return default_recipe(ema_momentum=0.99)
+    return candidate(ema_momentum=0.99)

@@ -1,4 +1,4 @@
-"""`realmix_default` with all of the backbone fine-tuned (BatchNorm still frozen) instead of its top 40%.
+"""`boxes_reference` (the default before these candidates) with all of the backbone fine-tuned (BatchNorm still frozen) instead of its top 40%.
 
     python -m experiments.run boxes_fine_tune_all
 
@@ -6,8 +6,8 @@ Issue 14's first candidate for better boxes: more of the features tuned to
 boxes. Result: experiments/RESULTS.md, row "boxes_fine_tune_all".
 """
 
-from experiments.common import default_recipe
+from experiments.common import candidate
 
 
 def get_config():
-    return default_recipe(fine_tune_fraction=1.0)
+    return candidate(fine_tune_fraction=1.0)

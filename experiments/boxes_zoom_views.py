@@ -1,4 +1,4 @@
-"""`realmix_default` with a quarter of the training views drawn as the zoomed refinement would see them.
+"""`boxes_reference` (the default before these candidates) with a quarter of the training views drawn as the zoomed refinement would see them.
 
     python -m experiments.run boxes_zoom_views
 
@@ -9,8 +9,8 @@ up to 15% off the truth), instead of a second head. Result:
 experiments/RESULTS.md, row "boxes_zoom_views".
 """
 
-from experiments.common import default_recipe
+from experiments.common import candidate
 
 
 def get_config():
-    return default_recipe(**{"pipeline.augment.zoom_view_prob": 0.25})
+    return candidate(**{"pipeline.augment.zoom_view_prob": 0.25})
