@@ -293,14 +293,16 @@ def _tta_table(tta):
         f"`{tta['command']}` on realmix `{tta['split']}`; {tta['machine']}; {tta['date']}; commit "
         f"{_commit(tta)}. Boxes compared in the original images"
         + (f"; \"+ refine\" merges the two looks by the `{rule}` rule (the default)." if rule else "."), "",
-        "| mode | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mode | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
+        "| box_quality AUROC | box_quality Spearman | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, r in tta["modes"].items():
         lines.append(
             f"| {mode} | {_fmt(r['mean_iou'])} | {_fmt(r['macro_mean_iou'])} | {_fmt(r['iou_acc_0.5'])} "
             f"| {_fmt(r['iou_acc_0.75'])} | {_fmt(r['iou_acc_0.9'])} | {_fmt(r['localization_accuracy'])} "
-            f"| {_fmt(r['classification_accuracy'])} | {r['seconds']} |"
+            f"| {_fmt(r['classification_accuracy'])} | {_fmt(r.get('box_quality_auroc'))} "
+            f"| {_fmt(r.get('box_quality_spearman'))} | {r['seconds']} |"
         )
     return lines + [""]
 

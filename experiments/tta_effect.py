@@ -21,6 +21,7 @@ FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 KEYS = ("mean_iou", "macro_mean_iou", "localization_accuracy", "classification_accuracy")
+QUALITY_KEYS = ("box_quality_auroc", "box_quality_spearman")  # models with a box-quality head
 
 
 def main(argv):
@@ -46,7 +47,7 @@ def main(argv):
         summary = evaluation.evaluate(predictor, source, FLAGS.split, name.split()[0], progress=False,
                                       refine=refine)[0]
         seconds = time.perf_counter() - start
-        rows[name] = {k: summary[k] for k in KEYS}
+        rows[name] = {k: summary[k] for k in KEYS + QUALITY_KEYS if k in summary}
         rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
         rows[name]["seconds"] = round(seconds, 1)
     split_flag = "" if FLAGS.split == "val" else f" --split={FLAGS.split}"

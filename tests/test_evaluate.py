@@ -211,7 +211,8 @@ def test_refinement_by_quality_blends_agreeing_looks_and_picks_the_better_rated_
     w = 0.9 / (0.9 + 0.3)  # agreeing: weighted by quality
     np.testing.assert_allclose(boxes, [w * REFINE_ZOOM[0] + (1 - w) * REFINE_FIRST[0], REFINE_FIRST[1],
                                        REFINE_ZOOM[2]], atol=1e-6)
-    np.testing.assert_allclose(quality, [w * 0.9 + (1 - w) * 0.3, 0.4, 0.8], atol=1e-6)
+    # Disagreeing looks: the better-rated box, with the lower of the two qualities.
+    np.testing.assert_allclose(quality, [w * 0.9 + (1 - w) * 0.3, 0.1, 0.4], atol=1e-6)
     # The agreement rule with qualities: the kept look's quality.
     boxes, _, quality = views.merge_refinement(REFINE_FIRST, probabilities, REFINE_ZOOM, probabilities,
                                                first_quality, zoom_quality, rule=views.AGREEMENT)

@@ -29,7 +29,8 @@ class boxes [N, C, 4] or None, box quality [N] or None)`.
 The box quality (the model's predicted IoU of its box, for models that have
 it) follows the box. Views merged into one box give the same weighted mean of
 their qualities as of their boxes (with one view, that view's); refinement
-gives the kept look's quality, or the blend's weighted mean of the two.
+gives the kept look's quality, or the blend's weighted mean of the two, or
+(`BY_QUALITY`, looks that disagree) the lower of the two.
 
 Boxes everywhere are BOX_FORMAT (normalized yxyx).
 """
@@ -109,8 +110,9 @@ def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
 AGREEMENT = "agreement"
 """The zoomed box where the two looks agree (IoU >= `AGREEMENT_IOU`), else the first."""
 BY_QUALITY = "quality"
-"""By the predicted box quality: where the looks agree, their boxes averaged weighted by their
-qualities; where they disagree, the box of the look the model rates higher."""
+"""By the predicted box quality: where the looks agree, their boxes (and qualities) averaged weighted
+by their qualities; where they disagree, the box of the look the model rates higher, with the lower
+of the two qualities (disagreement is doubt: on realmix it ranks the boxes better than the higher)."""
 REFINE_RULES = (AGREEMENT, BY_QUALITY)
 REFINE_RULE = BY_QUALITY
 """How the two looks merge for models with a box-quality head (the others: `AGREEMENT`). On realmix,
@@ -137,7 +139,10 @@ def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabil
         blend = zoom_quality / tf.maximum(zoom_quality + first_quality, 1e-6)
         zoom_weight = tf.where(agrees, blend, tf.cast(zoom_quality >= first_quality, tf.float32))
     boxes = zoom_weight[:, None] * zoom_boxes + (1.0 - zoom_weight[:, None]) * first_boxes
-    return boxes, probabilities, zoom_weight * zoom_quality + (1.0 - zoom_weight) * first_quality
+    quality = zoom_weight * zoom_quality + (1.0 - zoom_weight) * first_quality
+    if rule == BY_QUALITY:
+        quality = tf.where(agrees, quality, tf.minimum(first_quality, zoom_quality))
+    return boxes, probabilities, quality
 
 
 def views_to_original(boxes, windows, mirrored):
