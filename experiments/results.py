@@ -54,6 +54,10 @@ UNVERSIONED_RECORDS = ("backbone_lite2", "realmix_dense16_320")
 """Records written before records named their code (commit unknown); their configs still match today's.
 Rerun them (`python -m experiments.run --all`) and take them off this list."""
 
+RUN_BY = {"boxes_reference": "realmix_default"}
+"""Records made by another experiment of the same config (its command says so): boxes_reference is the
+run of realmix_default at 7f33655, when that was the default the candidates were measured against."""
+
 BENCH_HOSTILE = os.path.join(HERE, "results", "bench_hostile.json")
 BENCH_DISTRIBUTED = os.path.join(HERE, "results", "bench_distributed.json")
 

@@ -38,7 +38,7 @@ def test_record_is_reproduced_by_todays_config(name):
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_record_names_its_code_and_command(name):
     run = RUNS[name]
-    assert run["command"] and f"--experiment={name}" in run["command"]
+    assert run["command"] and f"--experiment={results.RUN_BY.get(name, name)}" in run["command"]
     if name in results.UNVERSIONED_RECORDS:  # written before records named their code; listed to be rerun
         assert not (run.get("code") or {}).get("commit"), f"{name} names its commit now: take it off the list"
         return
