@@ -45,7 +45,7 @@ GROUPS = (
     )),
     ("Better boxes (issue 14): one change at a time against the default before them (boxes_* rows; realmix_default is the new default)", (
         "boxes_reference", "boxes_fine_tune_all", "boxes_long_schedule", "boxes_ema", "boxes_zoom_views", "boxes_288",
-        "realmix_default",
+        "realmix_default", "realmix_default_seed1",
     )),
 )
 
