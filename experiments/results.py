@@ -20,8 +20,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, "results", "runs")
 BENCH = os.path.join(HERE, "results", "bench_pipeline.json")
 BENCH_TRAINING = os.path.join(HERE, "results", "bench_training.json")
-TTA = os.path.join(HERE, "results", "tta_effect.json")
-TTA_TRAIN = os.path.join(HERE, "results", "tta_effect_train.json")
+def tta_path(split):
+    """Where `experiments.tta_effect` writes its table for `split` (val: tta_effect.json)."""
+    return os.path.join(HERE, "results", "tta_effect.json" if split == "val" else f"tta_effect_{split}.json")
+
+
+TTA = tta_path("val")
+TTA_TRAIN = tta_path("train")
 """The same model's test-time table on its training split: where refinement rules are chosen."""
 BENCH_SERVING = os.path.join(HERE, "results", "bench_serving.json")
 BENCH_INT8 = os.path.join(HERE, "results", "bench_int8.json")

@@ -18,8 +18,6 @@ from absl import app, flags
 from localizer.inference.views import TTA_MODES
 
 FLAGS = flags.FLAGS
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS_DIR = os.path.join(HERE, "results")
 KEYS = ("mean_iou", "macro_mean_iou", "localization_accuracy", "classification_accuracy")
 QUALITY_KEYS = ("box_quality_auroc", "box_quality_spearman")  # models with a box-quality head
 
@@ -27,6 +25,7 @@ QUALITY_KEYS = ("box_quality_auroc", "box_quality_spearman")  # models with a bo
 def main(argv):
     del argv
     import pipelines
+    from experiments import results
     from experiments.common import REALMIX_DIR
     from localizer.inference import evaluation, views
     from localizer import provenance
@@ -34,34 +33,33 @@ def main(argv):
 
     predictor = Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)
-    # (name, refine, rule): every mode plain, then refined by the default rule, then by the others.
+    # (row name, mode, refine, rule): every mode plain, then refined by the default rule, then by the others.
     other_rules = [r for r in views.REFINE_RULES if r != views.REFINE_RULE] if predictor.has_box_quality else []
     modes = FLAGS.modes
-    settings = [(mode, False, None) for mode in modes]
-    settings += [(f"{mode} + refine", True, views.REFINE_RULE) for mode in modes]
-    settings += [(f"{mode} + refine ({rule} rule)", True, rule) for rule in other_rules for mode in modes]
+    settings = [(mode, mode, False, views.REFINE_RULE) for mode in modes]
+    settings += [(f"{mode} + refine", mode, True, views.REFINE_RULE) for mode in modes]
+    settings += [(f"{mode} + refine ({rule} rule)", mode, True, rule) for rule in other_rules for mode in modes]
     rows = {}
-    for name, refine, rule in settings:
-        predictor.refine_rule = rule or views.REFINE_RULE
+    for name, mode, refine, rule in settings:
+        predictor.refine_rule = rule
         start = time.perf_counter()
-        summary = evaluation.evaluate(predictor, source, FLAGS.split, name.split()[0], progress=False,
-                                      refine=refine)[0]
+        summary = evaluation.evaluate(predictor, source, FLAGS.split, mode, progress=False, refine=refine)[0]
         seconds = time.perf_counter() - start
         rows[name] = {k: summary[k] for k in KEYS + QUALITY_KEYS if k in summary}
         rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
         rows[name]["seconds"] = round(seconds, 1)
-    split_flag = "" if FLAGS.split == "val" else f" --split={FLAGS.split}"
+    extra_flags = "" if FLAGS.split == "val" else f" --split={FLAGS.split}"
     if list(modes) != list(views.TTA_MODES):
-        split_flag += "".join(f" --modes={mode}" for mode in modes)
+        extra_flags += "".join(f" --modes={mode}" for mode in modes)
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores",
-        "command": f"python -m experiments.tta_effect --model={FLAGS.model}{split_flag}", "split": FLAGS.split,
+        "command": f"python -m experiments.tta_effect --model={FLAGS.model}{extra_flags}", "split": FLAGS.split,
         "refine_rule": views.REFINE_RULE if predictor.has_box_quality else views.AGREEMENT, "modes": rows,
         "code": provenance.code_version(),
     }
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    name = "tta_effect.json" if FLAGS.split == "val" else f"tta_effect_{FLAGS.split}.json"
-    with open(os.path.join(RESULTS_DIR, name), "w") as f:
+    path = results.tta_path(FLAGS.split)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
 

@@ -143,6 +143,15 @@ def area(boxes):
     return height * width
 
 
+def intersection(boxes1, boxes2):
+    """Area of the overlap of aligned BOX_FORMAT boxes: `[..., 4]` x `[..., 4]` -> `[...]`."""
+    b1 = check_boxes_any_backend(boxes1, "boxes1")
+    b2 = check_boxes_any_backend(boxes2, "boxes2")
+    inter_h = ops.maximum(ops.minimum(b1[..., 2], b2[..., 2]) - ops.maximum(b1[..., 0], b2[..., 0]), 0.0)
+    inter_w = ops.maximum(ops.minimum(b1[..., 3], b2[..., 3]) - ops.maximum(b1[..., 1], b2[..., 1]), 0.0)
+    return inter_h * inter_w
+
+
 def iou(boxes1, boxes2):
     """Intersection over union of aligned boxes: `[..., 4]` x `[..., 4]` -> `[...]`.
 
@@ -156,19 +165,13 @@ def _iou_terms(boxes1, boxes2):
     """IoU and the terms the GIoU/DIoU/CIoU family adds to it, for aligned boxes."""
     b1 = check_boxes_any_backend(boxes1, "boxes1")
     b2 = check_boxes_any_backend(boxes2, "boxes2")
-    inter_h = ops.maximum(
-        ops.minimum(b1[..., 2], b2[..., 2]) - ops.maximum(b1[..., 0], b2[..., 0]), 0.0
-    )
-    inter_w = ops.maximum(
-        ops.minimum(b1[..., 3], b2[..., 3]) - ops.maximum(b1[..., 1], b2[..., 1]), 0.0
-    )
-    intersection = inter_h * inter_w
-    union = area(b1) + area(b2) - intersection
+    overlap = intersection(b1, b2)
+    union = area(b1) + area(b2) - overlap
     # Smallest box enclosing both.
     enclose_h = ops.maximum(b1[..., 2], b2[..., 2]) - ops.minimum(b1[..., 0], b2[..., 0])
     enclose_w = ops.maximum(b1[..., 3], b2[..., 3]) - ops.minimum(b1[..., 1], b2[..., 1])
     return {
-        "iou": intersection / (union + _EPS),
+        "iou": overlap / (union + _EPS),
         "union": union,
         "enclose_area": enclose_h * enclose_w,
         "enclose_diag2": enclose_h**2 + enclose_w**2,

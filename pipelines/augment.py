@@ -164,10 +164,17 @@ def _maybe(probability, seed, augment_fn, features):
     """Applies `augment_fn(features)` with `probability` (decided by `seed`)."""
     if probability <= 0:
         return features
+    features = _with_view(features)
+    return tf.cond(_uniform(seed) < probability, lambda: augment_fn(features), lambda: dict(features))
+
+
+def _with_view(features):
+    """A copy with the view window and original size set (the whole image if none yet): both `tf.cond`
+    branches then return the same keys."""
     features = dict(features)
     features.setdefault(WINDOW, tf.constant(box_lib.UNIT_BOX))
     features.setdefault(ORIGINAL_SIZE, tf.shape(features[IMAGE])[:2])
-    return tf.cond(_uniform(seed) < probability, lambda: augment_fn(features), lambda: dict(features))
+    return features
 
 
 def random_zoom_view(features, seed, jitter):
@@ -192,9 +199,7 @@ def augment_view(features, seed, config):
     # Its own seeds, folded from the example's: the usual view's draws stay as without it.
     zoom_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), 2)
-    features = dict(features)
-    features.setdefault(WINDOW, tf.constant(box_lib.UNIT_BOX))
-    features.setdefault(ORIGINAL_SIZE, tf.shape(features[IMAGE])[:2])
+    features = _with_view(features)
     return tf.cond(
         _uniform(zoom_seeds[0]) < config.zoom_view_prob,
         lambda: random_zoom_view(features, zoom_seeds[1], config.zoom_view_jitter),

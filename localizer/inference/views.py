@@ -183,8 +183,7 @@ def merge_views(boxes, probabilities, class_boxes=None, agreement_iou=AGREEMENT_
 
 def merge_view_qualities(boxes, probabilities, quality, agreement_iou=AGREEMENT_IOU):
     """The merged box's quality: the views' qualities `[B, V]` weighted as `merge_views` weighs their boxes -> `[B]`."""
-    weights = _view_weights(boxes, tf.convert_to_tensor(probabilities, tf.float32), agreement_iou)
-    weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
+    weights = _normalized(_view_weights(boxes, tf.convert_to_tensor(probabilities, tf.float32), agreement_iou))
     return tf.reduce_sum(tf.cast(quality, tf.float32) * weights, axis=1)
 
 
@@ -210,8 +209,12 @@ def _per_class_weights(probabilities, class_boxes, agreement_iou):
 
 def _weighted_mean(boxes, weights):
     """Weighted mean over axis 1 of `[B, V, ..., 4]` boxes with `[B, V, ...]` weights."""
-    weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
-    return tf.reduce_sum(boxes * weights[..., None], axis=1)
+    return tf.reduce_sum(boxes * _normalized(weights)[..., None], axis=1)
+
+
+def _normalized(weights):
+    """`[B, V, ...]` weights divided by their sum over the views (axis 1); all-zero stays zero."""
+    return weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
 
 
 def look_at_views(run_model, inputs, windows, mirrored):
@@ -241,5 +244,4 @@ def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows, qual
     """
     zoom_boxes, zoom_probabilities, _, zoom_quality = run_model(zoom_inputs)
     zoom_boxes = render.to_original_frame(zoom_boxes, zoom_windows)
-    return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities,
-                            quality, zoom_quality if quality is not None else None, rule)
+    return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities, quality, zoom_quality, rule)

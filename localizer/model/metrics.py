@@ -417,10 +417,6 @@ ERROR_KINDS = {
 """What became of each image, one kind each (`error_breakdown`)."""
 
 
-def _area(boxes):
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-
-
 def error_breakdown(true_boxes, labels, pred_boxes, predicted):
     """What the errors look like: each image's `ERROR_KINDS` kind, and the figures by object size.
 
@@ -434,11 +430,10 @@ def error_breakdown(true_boxes, labels, pred_boxes, predicted):
     true_boxes, pred_boxes = np.asarray(true_boxes, np.float64), np.asarray(pred_boxes, np.float64)
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     ious = iou_numpy(true_boxes, pred_boxes)
-    ymin, xmin = np.maximum(true_boxes[:, 0], pred_boxes[:, 0]), np.maximum(true_boxes[:, 1], pred_boxes[:, 1])
-    ymax, xmax = np.minimum(true_boxes[:, 2], pred_boxes[:, 2]), np.minimum(true_boxes[:, 3], pred_boxes[:, 3])
-    inter = np.clip(ymax - ymin, 0, None) * np.clip(xmax - xmin, 0, None)
-    of_object = inter / np.maximum(_area(true_boxes), 1e-12)
-    of_box = inter / np.maximum(_area(pred_boxes), 1e-12)
+    overlap = ops.convert_to_numpy(box_lib.intersection(true_boxes, pred_boxes))
+    sizes = ops.convert_to_numpy(box_lib.area(true_boxes))
+    of_object = overlap / np.maximum(sizes, 1e-12)
+    of_box = overlap / np.maximum(ops.convert_to_numpy(box_lib.area(pred_boxes)), 1e-12)
     kinds = np.select(
         [predicted != labels, ious >= LOC_IOU_THRESHOLD, ious < 0.1, of_object >= 0.8, of_box >= 0.8],
         ["wrong_class", "localized", "box_elsewhere", "box_too_large", "box_too_small"],
@@ -446,7 +441,6 @@ def error_breakdown(true_boxes, labels, pred_boxes, predicted):
     )
     n = max(len(labels), 1)
     breakdown = {"kinds": {kind: float(np.sum(kinds == kind)) / n for kind in ERROR_KINDS}, "by_object_size": {}}
-    sizes = _area(true_boxes)
     for name, low, high in OBJECT_SIZES:
         mask = (sizes >= low) & (sizes < high)
         breakdown["by_object_size"][name] = {

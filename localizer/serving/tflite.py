@@ -95,9 +95,7 @@ def export_tflite(saved_model_dir, output_path, atol=1e-4):
     _write(content, output_path)
     images, expected = _check_inputs(saved_model_dir)
     outputs = run_signature(content, images)
-    if set(outputs) != set(expected):
-        raise ExportVerificationError(f"{output_path}: TFLite outputs {sorted(outputs)}, the SavedModel's "
-                                      f"{sorted(expected)}.")
+    _check_same_outputs(output_path, "TFLite", outputs, expected)
     for key in (CLASS_LOGITS, PROBABILITIES, BOX, BOX_QUALITY):
         if key not in expected:
             continue
@@ -126,6 +124,13 @@ def convert_int8(saved_model_dir, calibration_images):
     return converter.convert()
 
 
+def _check_same_outputs(output_path, kind, outputs, expected):
+    """The TFLite file has the SavedModel's `predict_images` outputs, no more, no fewer."""
+    if set(outputs) != set(expected):
+        raise ExportVerificationError(f"{output_path}: {kind} outputs {sorted(outputs)}, the SavedModel's "
+                                      f"{sorted(expected)}.")
+
+
 def int8_disagreement(outputs, expected):
     """`(median box error, share of images with the same top class, median box-quality error or None)` of
     int8 `outputs` against `expected` (None: the model has no box quality)."""
@@ -151,9 +156,7 @@ def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset
     _write(content, output_path)
     images, expected = _check_inputs(saved_model_dir, dataset_images)
     outputs = run_signature(content, images)
-    if set(outputs) != set(expected):
-        raise ExportVerificationError(f"{output_path}: int8 TFLite outputs {sorted(outputs)}, the SavedModel's "
-                                      f"{sorted(expected)}.")
+    _check_same_outputs(output_path, "int8 TFLite", outputs, expected)
     box_error, same_class, quality_error = int8_disagreement(outputs, expected)
     if box_error > INT8_BOX_TOLERANCE or same_class < INT8_CLASS_AGREEMENT:
         raise ExportVerificationError(

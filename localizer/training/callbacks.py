@@ -99,6 +99,14 @@ def _ema_pairs(optimizer):
     return list(zip(optimizer._trainable_variables, averages))
 
 
+def _swap_with_average(optimizer):
+    """Exchanges the values of the trained weights and their moving averages."""
+    for weight, average in _ema_pairs(optimizer):
+        trained = weight.numpy()
+        weight.assign(average)
+        average.assign(trained)
+
+
 class ValidateWithAverage(keras.callbacks.Callback):
     """At each epoch's end, the weights' moving average goes into the model until `RestoreTrainedWeights`.
 
@@ -112,24 +120,18 @@ class ValidateWithAverage(keras.callbacks.Callback):
     """
 
     def on_epoch_end(self, epoch, logs=None):
-        for weight, average in _ema_pairs(self.model.optimizer):
-            trained = weight.numpy()
-            weight.assign(average)
-            average.assign(trained)
+        _swap_with_average(self.model.optimizer)
 
 
 class RestoreTrainedWeights(keras.callbacks.Callback):
     """Undoes `ValidateWithAverage` after the callbacks between them; after the last epoch, keeps the average."""
 
     def on_epoch_end(self, epoch, logs=None):
-        last = epoch + 1 >= self.params["epochs"]
+        if epoch + 1 < self.params["epochs"]:
+            _swap_with_average(self.model.optimizer)
+            return
         for weight, trained in _ema_pairs(self.model.optimizer):
-            if last:
-                trained.assign(weight)  # fit's finalize_variable_values then leaves the average in place
-            else:
-                average = weight.numpy()
-                weight.assign(trained)
-                trained.assign(average)
+            trained.assign(weight)  # fit's finalize_variable_values then leaves the average in place
 
 
 def completed_epochs(backup_dir):
