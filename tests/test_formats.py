@@ -111,6 +111,22 @@ def test_coco_splits_must_share_categories(tmp_path):
         source.load("train")
 
 
+def test_coco_stray_annotation_files_are_named_and_ignored(tmp_path, caplog):
+    """`instances_.json` (no split name) or a folder named like a split file is no split, never a crash."""
+    root = fixtures.make_coco_folder(tmp_path / "coco")
+    (tmp_path / "coco" / "annotations" / "instances_.json").write_text("")
+    (tmp_path / "coco" / "annotations" / "instances_old.json").mkdir()
+    source = pipelines.get_source("coco", data_dir=root)
+    with caplog.at_level("WARNING"):
+        assert source.available_splits() == ["train", "val"]
+        assert source.class_names == list(fixtures.CLASSES)
+        assert source.num_examples("train") == 4
+    named = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(named) == 2 and any("instances_.json" in m for m in named), named
+    with pytest.raises(DatasetError, match=r"splits here: \['train', 'val'\]"):
+        source.num_examples("")
+
+
 # --- YOLO ---------------------------------------------------------------------------------------------
 
 

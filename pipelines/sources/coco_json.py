@@ -174,11 +174,24 @@ class CocoSource(file_index.FileSource):
             )
         super().__init__(data_dir, policy, max_image_pixels)
         self.image_dir = image_dir
+        self._ignored_files = set()  # stray annotation files already named in the log
 
     def available_splits(self):
-        """Split names of the `instances_<split>.json` files, sorted."""
-        files = glob.glob(os.path.join(self.data_dir, ANNOTATIONS_DIR, "instances_*.json"))
-        return sorted(_ANNOTATION_FILE.match(os.path.basename(p)).group(1) for p in files)
+        """Split names of the `instances_<split>.json` files, sorted.
+
+        Anything else in `annotations/` that looks like one (`instances_.json`, a
+        folder) is no split: it is named once in the log and otherwise ignored.
+        """
+        splits = []
+        for path in sorted(glob.glob(os.path.join(self.data_dir, ANNOTATIONS_DIR, "instances_*.json"))):
+            match = _ANNOTATION_FILE.match(os.path.basename(path))
+            if match and os.path.isfile(path):
+                splits.append(match.group(1))
+            elif path not in self._ignored_files:
+                self._ignored_files.add(path)
+                logging.warning("%s: not an instances_<split>.json file (no split name, or not a file); ignored",
+                                path)
+        return splits
 
     def resolve_split(self, split):
         """The annotation file's split name for `split` (`train` finds `train2017` when it is the only one)."""
