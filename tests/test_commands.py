@@ -68,13 +68,23 @@ def world(tmp_path_factory):
     corrupt_tflite.write_bytes(b"TFL3 truncated flatbuffer")
     loose_tflite = root / "loose.tflite"
     loose_tflite.write_bytes(b"TFL3")
+    # An export whose metadata.json lacks image_size, and one holding another model's TFLite file (5 classes).
+    from tests.test_trust import METADATA, _export_with_metadata, foreign_tflite
+
+    no_size = _export_with_metadata(root / "no_size", json.dumps({k: v for k, v in METADATA.items()
+                                                                  if k != "image_size"}))
+    foreign = _export_with_metadata(root / "foreign", json.dumps(METADATA))
+    foreign_tflite(foreign / "assets.extra" / "localizer.tflite", num_classes=5)
+    foreign_tflite(no_size / "assets.extra" / "localizer.tflite", num_classes=3)
     notes = root / "notes.png"
     notes.write_bytes(b"the user's own file")
     # An output folder that cannot be created (tests run as root, so chmod would not stop a write).
     readonly = notes
     return {"root": str(root), "voc": voc, "model": model, "truncated": str(truncated), "garbage": str(garbage),
             "corrupt_tflite": str(corrupt_tflite), "loose_tflite": str(loose_tflite),
-            "readonly": str(readonly), "notes": str(notes)}
+            "readonly": str(readonly), "notes": str(notes),
+            "foreign_tflite": str(foreign / "assets.extra" / "localizer.tflite"),
+            "no_size_tflite": str(no_size / "assets.extra" / "localizer.tflite")}
 
 
 TRAIN = ("localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=8",
@@ -107,6 +117,10 @@ CASES = [
                                  "--data_dir={voc}", "--split=train"), "cannot be loaded as a localizer TFLite"),
     ("evaluate_tflite_outside_export", ("localizer.evaluate", "--model={loose_tflite}", "--dataset=voc_dir",
                                         "--data_dir={voc}", "--split=train"), "not in an export's assets.extra"),
+    ("evaluate_metadata_without_size", ("localizer.evaluate", "--model={no_size_tflite}", "--dataset=voc_dir",
+                                        "--data_dir={voc}", "--split=train"), "lacks the field 'image_size'"),
+    ("evaluate_foreign_tflite", ("localizer.evaluate", "--model={foreign_tflite}", "--dataset=voc_dir",
+                                 "--data_dir={voc}", "--split=train", "--norefine"), "for 5 classes"),
     ("evaluate_batch_size_0", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
                                "--batch_size=0"), "--batch_size=0"),
     ("evaluate_readonly_report", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",

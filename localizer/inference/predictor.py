@@ -45,12 +45,11 @@ def load_saved_model(path):
     try:
         loaded = tf.saved_model.load(path)
         loaded.signatures[signatures.IMAGES_SIGNATURE]
-        metadata = signatures.load_metadata(path)
     except Exception as error:  # damaged protobufs, missing variables or assets, another model's export
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise ModelFileError(f"model folder {path} cannot be loaded as a localizer export ({first}); "
                              f"export it again") from None
-    return loaded, metadata
+    return loaded, signatures.load_metadata(path)  # its own one-line errors name the file and the field
 
 
 def load_tflite(path):
@@ -68,20 +67,58 @@ def load_tflite(path):
         raise ModelFileError(f"model {path} is not in an export's {signatures.ASSETS_EXTRA}/ folder, where its "
                              f"class names, image size and resize mode are ({signatures.METADATA_ASSET}); pass "
                              f"the file as the export wrote it (<export_dir>/<version>/{signatures.TFLITE_FILE})")
+    metadata = signatures.load_metadata(version_dir)
+    size = metadata["image_size"]
     try:
-        metadata = signatures.load_metadata(version_dir)
         # All cores, as TensorFlow uses for the SavedModel (the interpreter's default is one thread).
         runner = tflite.interpreter(path=path, num_threads=os.cpu_count()).get_signature_runner(
             signatures.IMAGES_SIGNATURE)
-        shape = runner.get_input_details()[signatures.IMAGES_INPUT]["shape_signature"]
+        shape = [int(v) for v in runner.get_input_details()[signatures.IMAGES_INPUT]["shape_signature"][1:]]
+        outputs = {}
+        if shape == [size, size, 3]:  # the outputs have no static shape (the empty-batch branch hides
+            outputs = runner(**{signatures.IMAGES_INPUT: np.zeros([1, *shape], np.uint8)})  # it): one image shows it
     except Exception as error:  # a damaged flatbuffer, another model's file, no predict_images
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise ModelFileError(f"model {path} cannot be loaded as a localizer TFLite file ({first}); export it "
-                             f"again (--tflite or --tflite_int8)") from None
-    if list(shape[1:]) != [metadata["image_size"], metadata["image_size"], 3]:
-        raise ModelFileError(f"model {path} takes images of shape {list(shape[1:])}, its export "
-                             f"{metadata['image_size']} px; export it again (--tflite or --tflite_int8)")
+        raise ModelFileError(f"model {path} cannot be loaded as a localizer TFLite file ({first}); {TFLITE_TODO}"
+                             ) from None
+    problem = tflite_signature_problem(shape, outputs, metadata)
+    if problem:
+        # Checked now: a mismatch would otherwise surface on the first batch, as a TF stack.
+        raise ModelFileError(f"model {path} {problem}: it is not the file this export wrote; {TFLITE_TODO}")
     return runner, metadata
+
+
+TFLITE_TODO = "export it again (--tflite or --tflite_int8)"
+
+
+def tflite_output_shapes(num_classes, has_box_quality):
+    """`{output name: shape after the batch}` of `predict_images` for a model of `num_classes` classes."""
+    shapes = {signatures.OUTPUT_CLASS_LOGITS: [num_classes], signatures.PROBABILITIES: [num_classes],
+              signatures.OUTPUT_BOX: [4]}
+    if has_box_quality:
+        shapes[signatures.OUTPUT_BOX_QUALITY] = []
+    return shapes
+
+
+def tflite_signature_problem(input_shape, outputs, metadata):
+    """What in a TFLite `predict_images` contradicts the export's `metadata`, in words; None when it fits.
+
+    `input_shape`: its images' shape after the batch; `outputs`: `{name: array}` for one image.
+    """
+    size, num_classes = metadata["image_size"], len(metadata["class_names"])
+    if input_shape != [size, size, 3]:
+        return f"takes images of shape {input_shape}, its export {size} px"
+    expected = tflite_output_shapes(num_classes, signatures.OUTPUT_BOX_QUALITY in outputs)
+    if set(outputs) != set(expected):
+        return f"has the outputs {sorted(outputs)}, not {sorted(expected)}"
+    for name, shape in expected.items():
+        found = list(np.shape(outputs[name])[1:])
+        if found != shape and shape == [num_classes]:
+            return (f"gives {name} for {found[0] if len(found) == 1 else found} classes, its export's "
+                    f"{signatures.METADATA_ASSET} names {num_classes}")
+        if found != shape:
+            return f"gives {name} of shape {found}, not {shape}"
+    return None
 
 
 class Predictor:
@@ -124,11 +161,7 @@ class Predictor:
         self._per_class = False
         self.has_box_quality = signatures.OUTPUT_BOX_QUALITY in runner.get_output_details()
         lock = threading.Lock()  # an interpreter runs one call at a time
-        num_classes = len(self.metadata["class_names"])
-        shapes = {signatures.OUTPUT_CLASS_LOGITS: [num_classes], signatures.PROBABILITIES: [num_classes],
-                  signatures.OUTPUT_BOX: [4]}
-        if self.has_box_quality:
-            shapes[signatures.OUTPUT_BOX_QUALITY] = []
+        shapes = tflite_output_shapes(len(self.metadata["class_names"]), self.has_box_quality)
 
         def run_numpy(images):
             if not len(images):

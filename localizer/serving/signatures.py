@@ -34,10 +34,51 @@ def metadata_path(version_dir):
     return os.path.join(version_dir, "assets", METADATA_ASSET)
 
 
+METADATA_FIELDS = ("class_names", "resize_mode", "image_size")
+"""What every reader of an export needs from `metadata.json` (it also holds max_image_pixels and refine)."""
+
+REEXPORT = "export the model again (python -m localizer.export --model=<its .keras file>)"
+"""What to do about an export whose metadata cannot be used."""
+
+
+class MetadataError(ValueError):
+    """An export's `metadata.json` is missing, not JSON, or lacks a field; the message names the file."""
+
+
 def load_metadata(version_dir):
-    """`metadata.json` of an export."""
-    with open(metadata_path(version_dir), encoding="utf-8") as f:
-        return json.load(f)
+    """`metadata.json` of an export, checked (`METADATA_FIELDS`); MetadataError (one line) otherwise."""
+    path = metadata_path(version_dir)
+    try:
+        with open(path, encoding="utf-8") as f:
+            metadata = json.load(f)
+    except OSError as error:
+        raise MetadataError(f"{path} cannot be read ({error.strerror or error}); {REEXPORT}") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise MetadataError(f"{path} is not JSON ({reason}); {REEXPORT}") from None
+    problem = metadata_problem(metadata)
+    if problem:
+        raise MetadataError(f"{path} {problem}; {REEXPORT}")
+    return metadata
+
+
+def metadata_problem(metadata):
+    """What is wrong with a parsed `metadata.json`, in words, or None when a reader can use it."""
+    from pipelines.render import RESIZE_MODES
+
+    if not isinstance(metadata, dict):
+        return "is not a JSON object"
+    missing = [field for field in METADATA_FIELDS if field not in metadata]
+    if missing:
+        return f"lacks the field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+    names, size = metadata["class_names"], metadata["image_size"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return f"has class_names={str(names)[:100]}, not a list of names"
+    if metadata["resize_mode"] not in RESIZE_MODES:
+        return f"has resize_mode={metadata['resize_mode']!r}, not one of {RESIZE_MODES}"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        return f"has image_size={size!r}, not a positive integer"
+    return None
 
 
 def export_of_tflite(path):
