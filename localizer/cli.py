@@ -38,9 +38,14 @@ def _user_errors():
 
 def error_line(error):
     """`error: ...` on one line, whatever the exception's message looks like."""
+    from localizer import files
+
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
         message = f"{message}: {error.filename}"
+    if files.is_disk_full(error) and not isinstance(error, files.DiskFullError):
+        # The writers that know their file raise DiskFullError; this one's path is unknown (or just named).
+        message = f"{message}; free space on that disk (df -h) and run the command again"
     first = " ".join(message.strip().split())
     return f"error: {first[:2000]}"
 
@@ -71,11 +76,17 @@ def run(main, define_flags):
     def guarded(argv):
         from localizer.training.cluster import WorkerLostError
 
+        from localizer import files
+
         try:
             return main(argv)
         except WorkerLostError as error:
             _leave(error, EXIT_WORKER_LOST)
         except _user_errors() as error:
+            _leave(error, EXIT_USER_ERROR)
+        except Exception as error:
+            if not files.is_disk_full(error):  # a full disk is no bug, whichever library's error says so
+                raise
             _leave(error, EXIT_USER_ERROR)
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -2,6 +2,7 @@
 or the new one, never half of one), and where its caches live."""
 
 import contextlib
+import errno
 import json
 import os
 import uuid
@@ -39,6 +40,8 @@ def check_writable_folder(path, what, probe_bytes=1, todo="choose another folder
             f.write(b"\0" * probe_bytes)
         os.remove(probe)
     except OSError as error:
+        if is_disk_full(error):
+            todo = f"free space there, or {todo}"
         raise OSError(f"{what} {path} is not writable ({error.strerror or error}); {todo}") from None
     return path
 
@@ -58,21 +61,47 @@ def carries_mark(path, mark):
         return mark.encode() in f.read(4096)
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+"""How a full disk (or quota) shows: an errno from Python's own writes, only words from h5py or TensorFlow's."""
+
+
+class DiskFullError(OSError):
+    """No space was left where a file was being written; the message names the file and what to do."""
+
+    def __init__(self, path, todo="free space there, or write elsewhere, and run the command again"):
+        folder = os.path.abspath(os.fspath(path))
+        folder = folder if os.path.isdir(folder) else os.path.dirname(folder)
+        super().__init__(f"no space left on the device writing {path}; {todo} (df -h {folder} shows the space left)")
+        self.path = os.fspath(path)
+
+
+def is_disk_full(error):
+    """Whether `error` (an OSError, a TensorFlow or h5py error) means the disk or a quota is full."""
+    if isinstance(error, DiskFullError) or getattr(error, "errno", None) in DISK_FULL_ERRNOS:
+        return True
+    text = f"{getattr(error, 'message', '')} {error}"
+    return any(words in text for words in DISK_FULL_WORDS)
+
+
 def atomic_write(path, write):
     """Calls `write(temporary)` for a temporary path beside `path`, then renames it to `path`.
 
     The temporary name ends with the file's own name, so its suffix (by which
     Keras picks the format) is kept. On any failure the temporary file is
-    removed and the previous `path` is left as it was.
+    removed and the previous `path` is left as it was; a full disk raises
+    DiskFullError naming `path` (a write's own error names no file).
     """
     directory, name = os.path.split(os.path.abspath(os.fspath(path)))
     temporary = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}")
     try:
         write(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+        if is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise DiskFullError(path) from error
         raise
     return path
 

@@ -244,6 +244,28 @@ from localizer import cli, train
 cli.run(train.main, train.define_flags)
 """
 
+_DISK_FULL = r"""
+import errno, sys
+from localizer.training import callbacks
+
+def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a write reports it: no file named
+
+callbacks.write_history = disk_full  # the metrics, after the first epoch
+sys.argv = ["localizer.train", *sys.argv[1:]]
+from localizer import cli, train
+cli.run(train.main, train.define_flags)
+"""
+
+
+@pytest.mark.slow
+def test_train_on_a_full_disk_is_one_line_naming_the_work_dir(tmp_path):
+    workdir = str(tmp_path / "w")
+    result = subprocess.run([sys.executable, "-c", _DISK_FULL, *KILL_TRAIN[1:], f"--workdir={workdir}"],
+                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert_user_error(result, f"no space left on the device writing {workdir}; free space there")
+
+
 KILL_POINTS = ["feature_caching", "frozen_stage_end", "stage_boundary", "fine_tune_epoch", "final_save", "summary"]
 
 

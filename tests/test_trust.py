@@ -436,3 +436,54 @@ def test_a_foreign_tflite_file_in_an_export_is_refused_at_once(tmp_path):
     other_size = foreign_tflite(tmp_path / "1" / "assets.extra" / "other.tflite", 3, image_size=48)
     with pytest.raises(ModelFileError, match=r"takes images of shape \[48, 48, 3\], its export 32 px"):
         Predictor(other_size)
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a write reports it: no file named
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path):
+    from localizer import cli, files
+
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+    with pytest.raises(files.DiskFullError) as error:
+        files.atomic_write(str(path), _disk_full)
+    line = cli.error_line(error.value)
+    assert f"writing {path}" in line and "free space" in line and "\n" not in line
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["metrics.json"]  # no temporary left
+    # Errors that name no file (TensorFlow's, a bare errno) still say what to do.
+    import tensorflow as tf
+
+    for bare in (OSError(28, "No space left on device"),
+                 tf.errors.ResourceExhaustedError(None, None, "tensorboard/events.out: No space left on device")):
+        assert files.is_disk_full(bare) and "free space on that disk" in cli.error_line(bare)
+    assert not files.is_disk_full(OSError(2, "No such file or directory"))
+
+
+@pytest.mark.parametrize("writer", ["config", "issues"])
+def test_training_on_a_full_disk_names_the_path_and_says_to_free_space(tmp_path, monkeypatch, writer):
+    """Whichever training writer meets the full disk: the file (or the work dir) named, and how to resume."""
+    from localizer import files
+    from localizer.training import data as data_lib
+    from localizer.training import trainer
+    from tests.test_train import tiny_config
+
+    workdir = str(tmp_path / "work")
+    if writer == "config":  # a work dir file, written atomically
+        write = files.write_json_atomically
+        monkeypatch.setattr(files, "write_json_atomically", lambda path, *a, **k: (
+            files.atomic_write(path, _disk_full) if path.endswith("config.json") else write(path, *a, **k)))
+        named = os.path.join(workdir, "config.json")
+    else:  # a writer that names no file
+        monkeypatch.setattr(data_lib, "write_issues", _disk_full)
+        named = workdir
+    with pytest.raises(files.DiskFullError) as error:
+        trainer.train_and_evaluate(tiny_config(**{"data.max_examples": "16"}), workdir)
+    message = str(error.value)
+    assert f"writing {named};" in message and "free space there" in message and "resumes" in message

@@ -46,6 +46,11 @@ SUMMARY_FILE = "train_summary.json"
 FINAL_MODEL = "final.keras"
 
 
+RESUME_TODO = ("free space there (or choose another --workdir) and run the same command again: a run resumes after "
+               "its last completed epoch")
+"""What to do about a full disk during training (every write is atomic, so nothing half-written is kept)."""
+
+
 def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image_pixels=MAX_IMAGE_PIXELS):
     """Trains per `config`, writing everything into `workdir`; returns the summary dict.
 
@@ -55,7 +60,21 @@ def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image
     asked for it, kept in the summary (and so in run records) beside the code
     version. `max_image_pixels`: images whose header announces more are
     skipped at index time (0: no limit).
+
+    A full disk, whichever writer meets it (work dir files, backups, metrics,
+    TensorBoard), raises `files.DiskFullError` naming the file (or else the
+    work dir) and saying to free space and resume.
     """
+    try:
+        return _train_and_evaluate(config, workdir, command, overwrite, max_image_pixels)
+    except Exception as error:
+        if not files.is_disk_full(error):
+            raise
+        path = getattr(error, "path", None) or getattr(error, "filename", None) or workdir
+        raise files.DiskFullError(path, RESUME_TODO) from error
+
+
+def _train_and_evaluate(config, workdir, command, overwrite, max_image_pixels):
     config.validate()
     # First: collective ops (multi-worker) must be configured before any other TF op runs.
     strategy = make_strategy(config.strategy)
