@@ -128,9 +128,11 @@ def config_mismatches(run):
 
 ABSENT = "<absent>"
 
-ABSENT_MEANS = {"model.box_quality": False, "ema_momentum": 0.0, "pipeline.augment.zoom_view_prob": 0.0}
+ABSENT_MEANS = {"model.box_quality": False, "ema_momentum": 0.0, "pipeline.augment.zoom_view_prob": 0.0,
+                "data.exif": "apply"}
 """Fields added since some records were made, with the value that did what those runs did (no such head,
-no weight averaging, no zoom views)."""
+no weight averaging, no zoom views; realmix, the records' data, holds no photo with an EXIF orientation,
+so applying it changes nothing there)."""
 
 UNUSED_UNLESS = {"box_quality_loss_weight": "model.box_quality", "model.quality_units": "model.box_quality",
                  "pipeline.augment.zoom_view_jitter": "pipeline.augment.zoom_view_prob",

@@ -23,7 +23,7 @@ from pipelines.image_header import check_pixel_limit
 FLAGS = flags.FLAGS
 
 
-_DATA_FLAGS = ("dataset", "data_dir", "policy", "voc_year", "manual_dir", "image_dir")
+_DATA_FLAGS = ("dataset", "data_dir", "policy", "voc_year", "manual_dir", "image_dir", "exif")
 
 
 _SHORTCUTS = {

@@ -10,13 +10,14 @@ unknown names. Every source yields the same element (see `pipelines.sources.sour
 | synthetic      | sources.synthetic              | -                                    | -                                   |
 | voc            | sources.voc_tfds (TFDS)        | TFDS data dir                        | policy, voc_year, manual_dir        |
 | tfds:NAME[:V]  | sources.tfds_source (TFDS)     | TFDS data dir (prepared; no download) | policy                             |
-| voc_dir        | sources.voc_dir                | VOC folder                           | policy, max_image_pixels            |
-| csv            | sources.csv_source             | folder with <split>.csv              | policy, image_dir, max_image_pixels |
-| coco           | sources.coco_json              | folder with annotations/             | policy, image_dir, max_image_pixels |
-| yolo           | sources.yolo                   | folder with data.yaml                | policy, max_image_pixels            |
+| voc_dir        | sources.voc_dir                | VOC folder                           | policy, max_image_pixels, exif            |
+| csv            | sources.csv_source             | folder with <split>.csv              | policy, image_dir, max_image_pixels, exif |
+| coco           | sources.coco_json              | folder with annotations/             | policy, image_dir, max_image_pixels, exif |
+| yolo           | sources.yolo                   | folder with data.yaml                | policy, max_image_pixels, exif            |
 """
 
 from pipelines.image_header import MAX_IMAGE_PIXELS
+from pipelines.orientation import DEFAULT_EXIF
 from pipelines.sources.coco_json import CocoSource
 from pipelines.sources.csv_source import CsvSource
 from pipelines.sources.source import BOX, ID, IMAGE, IMAGE_PATH, LABEL, DatasetError, Source
@@ -45,10 +46,10 @@ SOURCE_OPTIONS = {
     "synthetic": (),
     "voc": ("policy", "voc_year", "manual_dir"),
     TFDS_PREFIX: ("policy",),
-    "voc_dir": ("policy", "max_image_pixels"),
-    "csv": ("policy", "image_dir", "max_image_pixels"),
-    "coco": ("policy", "image_dir", "max_image_pixels"),
-    "yolo": ("policy", "max_image_pixels"),
+    "voc_dir": ("policy", "max_image_pixels", "exif"),
+    "csv": ("policy", "image_dir", "max_image_pixels", "exif"),
+    "coco": ("policy", "image_dir", "max_image_pixels", "exif"),
+    "yolo": ("policy", "max_image_pixels", "exif"),
 }
 """The options (flags) each source takes; `source_with_options` passes only these."""
 
@@ -77,14 +78,15 @@ def get_source(name, data_dir=None, **options):
 
 
 def source_with_options(name, data_dir=None, policy="largest", voc_year="2007", manual_dir=None, image_dir=None,
-                        max_image_pixels=MAX_IMAGE_PIXELS):
+                        max_image_pixels=MAX_IMAGE_PIXELS, exif=DEFAULT_EXIF):
     """Builds source `name`, passing it only the options it takes (`SOURCE_OPTIONS`).
 
     policy: multi-object images; voc_year and manual_dir: voc; image_dir: the image folder (csv, coco;
-    passed only when set); max_image_pixels (header check before decoding, 0: off): the file sources.
+    passed only when set); max_image_pixels (header check before decoding, 0: off) and exif (EXIF
+    orientation: `apply` or `ignore`, `pipelines.orientation.EXIF_MODES`): the file sources.
     """
     given = {"policy": policy, "voc_year": voc_year, "manual_dir": manual_dir, "image_dir": image_dir,
-             "max_image_pixels": max_image_pixels}
+             "max_image_pixels": max_image_pixels, "exif": exif}
     options = {
         _ARGUMENT_NAMES.get(option, option): given[option]
         for option in SOURCE_OPTIONS[dataset_kind(check_dataset_name(name))]

@@ -7,6 +7,7 @@ from absl import flags
 
 import pipelines
 from pipelines.image_header import MAX_IMAGE_PIXELS, check_pixel_limit
+from pipelines.orientation import DEFAULT_EXIF, EXIF_MODES
 from pipelines.sources.source import POLICIES
 
 
@@ -27,6 +28,9 @@ def define_dataset_flags(default_split="train", with_split=True):
     flags.DEFINE_string("voc_year", "2007", "voc: 2007 or 2012.")
     flags.DEFINE_string("manual_dir", None, "voc: folder holding the official VOC tar files (no internet).")
     flags.DEFINE_string("image_dir", None, "csv, coco: folder the annotations' file names are relative to.")
+    flags.DEFINE_enum("exif", DEFAULT_EXIF, list(EXIF_MODES),
+                      "voc_dir, csv, coco, yolo: apply each photo's EXIF orientation (the frame viewers and "
+                      "labelling tools show), or ignore it for datasets annotated on the stored pixels.")
     define_pixel_limit_flag()
 
 
@@ -40,5 +44,5 @@ def source_from_flags(flag_values):
     return pipelines.source_with_options(
         flag_values.dataset, flag_values.data_dir, policy=flag_values.policy, voc_year=flag_values.voc_year,
         manual_dir=flag_values.manual_dir, image_dir=flag_values.image_dir,
-        max_image_pixels=check_pixel_limit(flag_values.max_image_pixels),
+        max_image_pixels=check_pixel_limit(flag_values.max_image_pixels), exif=flag_values.exif,
     )

@@ -7,18 +7,29 @@ keys); each works eagerly and inside `Dataset.map` with the same result.
 import tensorflow as tf
 
 from localizer import boxes as box_lib
+from pipelines import orientation as orientation_lib
 from pipelines.render import ORIGINAL_SIZE, PAD_VALUE
 from pipelines.sources.source import BOX, IMAGE, IMAGE_PATH
 
 
-def decode_image_bytes(data):
-    """Decodes any JPEG/PNG/GIF/BMP bytes to uint8 RGB `[H, W, 3]` (serving, predict).
+def decode_image_bytes(data, orientation=None):
+    """Decodes any JPEG/PNG/GIF/BMP/WebP bytes to uint8 RGB `[H, W, 3]`, upright (serving, predict).
 
     Grayscale becomes RGB; transparent pixels are composited over PAD_VALUE
     grey (dropping alpha would show whatever colour they happen to store);
-    CMYK JPEGs come out as RGB from TF's decoder. Gives the same pixels as
-    the training path (`decode_indexed_image` on the index's composited copies).
+    CMYK JPEGs come out as RGB from TF's decoder. The image is turned by its
+    EXIF `orientation` (`pipelines.orientation`): given (read by Pillow from
+    the file), or None to read it from the bytes in graph ops, as the serving
+    graph does. Gives the same pixels as the training path
+    (`decode_indexed_image` on the index's prepared copies).
     """
+    if orientation is None:
+        orientation = orientation_lib.jpeg_orientation(data)
+    return orientation_lib.transpose(_decode_rgb(data), orientation)
+
+
+def _decode_rgb(data):
+    """Encoded bytes -> uint8 RGB `[H, W, 3]` as stored (alpha composited)."""
     image = tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)
     channels = tf.shape(image)[-1]
     image = tf.switch_case(
@@ -58,9 +69,9 @@ def decode_indexed_image(data):
     """The training-path decoder: RGB straight from TF's decoder, no branches.
 
     `channels=3` already turns grayscale and CMYK JPEGs into RGB. Images with
-    alpha are composited at index time (`pipelines.sources.file_index`), so
-    nothing here needs control flow, which costs throughput on every example
-    in tf.data.
+    alpha or an EXIF rotation are composited and turned upright at index time
+    (`pipelines.sources.file_index`), so nothing here needs control flow, which
+    costs throughput on every example in tf.data.
     """
     image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])

@@ -1,21 +1,31 @@
-"""Image size, channels and completeness from the file, without decoding pixels.
+"""Image size, channels, orientation and completeness from the file, without decoding pixels.
 
-File sources normalize pixel boxes at index time by the size of the image as
-it decodes (XML and CSV size fields are often wrong in real datasets). TF's
-decoders ignore EXIF orientation, so the header's size is the decoded size.
-Reading the header and the last bytes of each file also catches, before a long
-run starts, files that are not images, truncated files (TF's decoder raises
-on them mid-epoch), decompression bombs (the header announces the pixels) and
-images that need conversion (grayscale, alpha, CMYK).
+File sources normalize pixel boxes at index time by the size of the image as a
+person sees it: decoded, then turned by its EXIF Orientation tag (XML and CSV
+size fields are often wrong in real datasets, and phones store photos sideways
+with a tag every viewer and labelling tool honours). Reading the header and
+the last bytes of each file also catches, before a long run starts, files
+that are not images, truncated files (TF's decoder raises on them mid-epoch,
+or fills them grey), decompression bombs (the header announces the pixels)
+and images that need conversion (grayscale, alpha, CMYK).
+
+Headers and EXIF are read with Pillow (lazily: `Image.open` reads the header
+only); what Pillow cannot tell without decoding, this module adds: whether the
+file ends the way its format ends, whether there is enough data for the
+pixels the header announces, and a GIF's largest frame.
 """
 
 import dataclasses
+import math
 import os
 import struct
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from pipelines import orientation as orientation_lib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers that carry the size (not DHT C4, JPG C8, DAC CC).
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 MAX_IMAGE_PIXELS = 50_000_000
@@ -31,11 +41,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".
 MIN_IMAGE_SIDE = 8
 """Images smaller than this (pixels, either side) hold nothing to localize: training skips them."""
 
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # PNG colour type -> channels
+_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "F": 1, "LA": 2, "La": 2, "PA": 4, "RGBA": 4,
+             "RGBa": 4, "CMYK": 4}  # Pillow mode -> channels TF's decoder gives; 3 for any other (RGB, P, YCbCr)
+
+# Least compressed data a header's pixels need (see `_too_little_data`): a Huffman-coded JPEG
+# spends at least 1 bit per 8x8 luma block (its DC code), deflate (PNG) compresses at most 1032:1.
+_JPEG_MIN_BITS_PER_BLOCK = 1
+_DEFLATE_MAX_RATIO = 1032
 
 
 class ImageHeaderError(ValueError):
-    """The file is not a JPEG/PNG/GIF/BMP/WebP image this reader understands."""
+    """The file is not a JPEG/PNG/GIF/BMP/WebP image this reader understands, or is damaged."""
+
+
+class CutOffHeaderError(ImageHeaderError):
+    """A JPEG/PNG/GIF/BMP/WebP file whose header is damaged or ends early (a truncated file)."""
 
 
 class ImageTooLargeError(ImageHeaderError):
@@ -64,15 +84,33 @@ def check_image_file(path, max_pixels=MAX_IMAGE_PIXELS):
     return info
 
 
+def check_decodable(path, max_pixels=MAX_IMAGE_PIXELS):
+    """`check_image_file`, and refused (ImageHeaderError) when the file is cut off or its data cannot
+    hold the pixels its header announces: what commands that decode one file at a time need."""
+    info = check_image_file(path, max_pixels)
+    if not info.complete:
+        raise ImageHeaderError(f"{path}: {info.format.upper()} data ends early (the file is truncated); "
+                               f"copy or export it again")
+    if info.too_little_data:
+        raise ImageHeaderError(
+            f"{path}: its header announces {info.width}x{info.height} pixels but the file holds too little "
+            f"{info.format.upper()} data for them (truncated, or the header lies about its size)")
+    return info
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     """What the header and the end of an image file say.
 
-    channels: 1 gray, 2 gray + alpha, 3 colour, 4 RGBA (PNG) or CMYK (JPEG).
+    height, width: as stored (what TF's decoder gives).
+    channels: 1 gray, 2 gray + alpha, 3 colour, 4 RGBA (PNG, WebP) or CMYK (JPEG).
     complete: the file ends the way its format ends (not truncated).
     frames: images the decoder decodes (GIF frames; 1 otherwise). A GIF's
       height and width are the largest of its canvas and its frames: what the
       decoder allocates for each frame.
+    orientation: a JPEG's EXIF Orientation tag (1-8; 1 when absent or invalid, and for other formats).
+    too_little_data: the file is too small to hold the pixels its header
+      announces (a lying or cut-off header).
     """
 
     format: str
@@ -81,51 +119,88 @@ class ImageInfo:
     channels: int
     complete: bool
     frames: int = 1
+    orientation: int = orientation_lib.UPRIGHT
+    too_little_data: bool = False
 
     @property
     def decoded_pixels(self):
         """Pixels the decoder produces: what a pixel limit bounds."""
         return self.height * self.width * self.frames
 
+    @property
+    def upright_size(self):
+        """`(height, width)` as a person sees the image: after its EXIF orientation."""
+        return orientation_lib.upright_size(self.height, self.width, self.orientation)
+
 
 def read_image_info(path):
     """`ImageInfo` of a JPEG, PNG, GIF, BMP or WebP file.
 
     Raises:
-      ImageHeaderError: naming the file, when it is not a readable image.
+      ImageHeaderError: naming the file, when it is not a readable image (its
+        header damaged or cut off included).
       OSError: when the file cannot be opened.
     """
     with open(path, "rb") as f:
-        head = f.read(32)
-        if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
-            width, height = struct.unpack(">II", head[16:24])
-            kind, channels = "png", _PNG_CHANNELS.get(head[25], 3)
-        elif head[:6] in (b"GIF87a", b"GIF89a"):
-            f.seek(0)
-            height, width, frames = _gif_extent(f.read(), path)
-            kind, channels = "gif", 3
-        elif head[:2] == b"BM" and len(head) >= 26:
-            width, height = struct.unpack("<ii", head[18:26])
-            height = abs(height)  # negative height means top-down rows
-            kind, channels = "bmp", 3
-        elif head[:2] == b"\xff\xd8":
-            f.seek(2)
-            height, width, channels = _jpeg_frame(f, path)
-            kind = "jpeg"
-        elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            height, width, channels = _webp_size(head, path)
-            kind = "webp"
-        else:
+        try:
+            info = _pillow_info(f)
+        except (UnidentifiedImageError, SyntaxError, struct.error, IndexError, ValueError, EOFError) as error:
+            raise _header_error(path, f, error) from None
+        except OSError as error:
+            if error.errno is not None:  # the file system's error, not Pillow's word on the content
+                raise
+            raise _header_error(path, f, error) from None
+        if info is None:
             raise ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
-        complete = _ends_properly(f, kind, head)
+        kind, height, width, channels, frames, orientation = info
+        if kind == "gif":
+            f.seek(0)
+            height, width, frames = _gif_extent(f.read(), height, width)
+        size = f.seek(0, os.SEEK_END)
+        complete = _ends_properly(f, kind, size)
     if height <= 0 or width <= 0:
         raise ImageHeaderError(f"{path}: image header gives size {width}x{height}.")
-    return ImageInfo(kind, int(height), int(width), int(channels), complete, frames if kind == "gif" else 1)
+    return ImageInfo(kind, int(height), int(width), int(channels), complete, frames, orientation,
+                     _too_little_data(kind, height, width, channels, size))
 
 
-def _ends_properly(f, kind, head):
-    """Whether the file ends with its format's end marker (EOI, IEND, trailer, size)."""
+def _pillow_info(f):
+    """`(format, height, width, channels, frames, orientation)` from Pillow's header read, or None for
+    another format. Pillow's own bomb check is off: the caller applies the project's limit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings: judged here instead
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(f, formats=[name.upper() for name in FORMATS]) as image:
+                kind = image.format.lower()
+                width, height = image.size
+                channels = 3 if kind in ("gif", "bmp") else _CHANNELS.get(image.mode, 3)
+                frames = getattr(image, "n_frames", 1) if kind == "gif" else 1
+                # Cameras and phones write the tag in JPEGs; the serving graph reads it there too
+                # (`orientation.jpeg_orientation`), so every path turns the same files.
+                turned = orientation_lib.of_exif(image.getexif()) if kind == "jpeg" else orientation_lib.UPRIGHT
+                return kind, height, width, channels, frames, turned
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _header_error(path, f, error):
+    """The ImageHeaderError for a header Pillow could not read: cut off, or not an image at all."""
     size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    head = f.read(16)
+    known = head.startswith((b"\xff\xd8", PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM")) or \
+        (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    if known:
+        return CutOffHeaderError(f"{path}: its image header is damaged or ends early ({size} bytes): the file is "
+                                 f"truncated; copy or export it again")
+    return ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
+
+
+def _ends_properly(f, kind, size):
+    """Whether the file ends with its format's end marker (EOI, IEND, trailer, declared size)."""
+    f.seek(0)
+    head = f.read(8)
     f.seek(max(0, size - 64))
     tail = f.read()
     if kind == "jpeg":
@@ -141,16 +216,31 @@ def _ends_properly(f, kind, head):
     return size >= declared
 
 
-def _gif_extent(data, path):
+def _too_little_data(kind, height, width, channels, file_size):
+    """Whether `file_size` bytes cannot hold `height` x `width` pixels of `kind` at the best compression
+    the format allows (a header that lies, or data cut off before an end marker that a forger appended).
+
+    Only JPEG and PNG are bounded (the formats photos come in): an arithmetic-coded JPEG could in
+    principle go below the Huffman bound, and none was ever seen in a photo folder."""
+    if kind == "jpeg":
+        blocks = math.ceil(height / 8) * math.ceil(width / 8)
+        return file_size * 8 < blocks * _JPEG_MIN_BITS_PER_BLOCK
+    if kind == "png":
+        bits_per_pixel = 1 if channels == 1 else 8 * channels  # 1-bit gray/palette is the smallest
+        raw_bytes = height * (math.ceil(width * bits_per_pixel / 8) + 1)  # + one filter byte per row
+        return file_size * _DEFLATE_MAX_RATIO < raw_bytes
+    return False
+
+
+def _gif_extent(data, height, width):
     """`(height, width, frames)` of a GIF: the largest of its canvas and frame sizes, and its frame count.
 
-    Walks the block structure (extensions and image descriptors, skipping
-    their data sub-blocks) without decoding: the decoder sizes each frame by
-    its own descriptor, not by the canvas, and decodes every frame.
+    Pillow gives the canvas and the first frame only; the decoder sizes each
+    frame by its own descriptor and decodes every frame, so a small canvas can
+    hide a huge frame. Walks the block structure (extensions and image
+    descriptors, skipping their data sub-blocks) without decoding.
     """
-    if len(data) < 13:
-        raise ImageHeaderError(f"{path}: GIF ends before its header (truncated?).")
-    width, height, flags = struct.unpack("<HHB", data[6:11])
+    flags = data[10] if len(data) > 10 else 0
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     frames = 0
     while pos < len(data):
@@ -173,51 +263,7 @@ def _gif_extent(data, path):
     return height, width, max(frames, 1)
 
 
-def _webp_size(head, path):
-    """`(height, width, channels)` from a WebP's first chunk: VP8 (lossy), VP8L (lossless) or VP8X."""
-    chunk = head[12:16]
-    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
-        width, height = struct.unpack("<HH", head[26:30])
-        return height & 0x3FFF, width & 0x3FFF, 3
-    if chunk == b"VP8L" and head[20] == 0x2F:
-        (bits,) = struct.unpack("<I", head[21:25])
-        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1, 4 if bits >> 28 & 1 else 3
-    if chunk == b"VP8X":
-        width = int.from_bytes(head[24:27], "little") + 1
-        height = int.from_bytes(head[27:30], "little") + 1
-        return height, width, 4 if head[20] & 0x10 else 3
-    raise ImageHeaderError(f"{path}: WebP without a readable size (chunk {chunk!r}).")
-
-
 def read_image_size(path):
-    """Returns `(height, width)` of a JPEG, PNG, GIF, BMP or WebP file (see `read_image_info`)."""
+    """Returns `(height, width)` of a JPEG, PNG, GIF, BMP or WebP file as stored (see `read_image_info`)."""
     info = read_image_info(path)
     return info.height, info.width
-
-
-def _jpeg_frame(f, path):
-    """Walks JPEG segments up to the first start-of-frame marker."""
-    while True:
-        byte = f.read(1)
-        while byte and byte != b"\xff":  # skip to the next marker
-            byte = f.read(1)
-        while byte == b"\xff":  # markers may be padded with 0xFF
-            byte = f.read(1)
-        if not byte:
-            raise ImageHeaderError(f"{path}: JPEG ends before its size (truncated?).")
-        marker = byte[0]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            continue  # markers without a length field
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            raise ImageHeaderError(f"{path}: JPEG ends before its size (truncated?).")
-        (length,) = struct.unpack(">H", length_bytes)
-        if marker in _JPEG_SOF:
-            frame = f.read(6)
-            if len(frame) < 6:
-                raise ImageHeaderError(f"{path}: JPEG ends before its size (truncated?).")
-            _, height, width, components = struct.unpack(">BHHB", frame)
-            return height, width, components
-        if marker == 0xD9 or length < 2:
-            raise ImageHeaderError(f"{path}: JPEG has no frame header.")
-        f.seek(length - 2, 1)

@@ -81,7 +81,8 @@ def drawing_names(paths):
 
 
 def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
-    """The decoded uint8 image of `path`, its header checked first (format, size, pixel limit)."""
+    """The decoded uint8 image of `path`, upright (its EXIF orientation applied), its header checked first
+    (format, size, pixel limit, data that ends early or cannot hold the pixels announced)."""
     if path.lower().endswith(UNSUPPORTED_EXTENSIONS):
         raise image_header.ImageHeaderError(
             f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, PNG or WebP"
@@ -89,9 +90,9 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
     if not os.path.isfile(path):  # a folder, a FIFO or a device would block or fail the decoder
         raise image_header.ImageHeaderError(f"{path}: not a regular file" if os.path.exists(path) else
                                             f"{path}: no such file")
-    image_header.check_image_file(path, max_image_pixels)
+    info = image_header.check_decodable(path, max_image_pixels)
     with open(path, "rb") as f:
-        return decode.decode_image_bytes(f.read())
+        return decode.decode_image_bytes(f.read(), orientation=info.orientation)
 
 
 class BoxQualityThresholdError(ValueError):

@@ -13,6 +13,7 @@ import typing
 
 from localizer.model import ModelConfig
 from pipelines.input_pipeline import PipelineConfig
+from pipelines.orientation import DEFAULT_EXIF
 from pipelines.sources.source import DEFAULT_MAX_SKIPPED_FRACTION, POLICIES
 
 INPUT_CONTRACT = ("image_size", "resize_mode")
@@ -35,6 +36,7 @@ class DataConfig:
     voc_year: str = "2007"
     manual_dir: typing.Optional[str] = None
     image_dir: typing.Optional[str] = None
+    exif: str = DEFAULT_EXIF  # file sources: apply each photo's EXIF orientation, or ignore it (EXIF_MODES)
     max_examples: typing.Optional[int] = None  # cap per split, for quick runs
     # Fail before training when more than this share of a split is unusable.
     max_skipped_fraction: float = DEFAULT_MAX_SKIPPED_FRACTION

@@ -18,7 +18,7 @@ def build_source(data, max_image_pixels=MAX_IMAGE_PIXELS):
     """The dataset source a `DataConfig` names (images over `max_image_pixels` skipped; 0: no limit)."""
     source = pipelines.source_with_options(
         data.dataset, data.data_dir, policy=data.policy, voc_year=data.voc_year,
-        manual_dir=data.manual_dir, image_dir=data.image_dir, max_image_pixels=max_image_pixels,
+        manual_dir=data.manual_dir, image_dir=data.image_dir, max_image_pixels=max_image_pixels, exif=data.exif,
     )
     return Subset(source, data.max_examples) if data.max_examples else source
 

@@ -13,6 +13,7 @@ from localizer.model import ATTACH_MODES, REGRESSION_MODES, losses
 from localizer.model.backbones import BACKBONES, FEATURE_STRIDES
 from localizer.training import config as config_lib
 from pipelines import DATASET_CHOICES, dataset_kind
+from pipelines.orientation import EXIF_MODES
 from pipelines.render import MAX_IMAGE_SIZE, RESIZE_MODES
 from pipelines.sources.source import POLICIES
 
@@ -57,6 +58,7 @@ RULES = {
     "data.voc_year": ("2007", "2012"),
     "data.manual_dir": (TEXT, "optional"),
     "data.image_dir": (TEXT, "optional"),
+    "data.exif": EXIF_MODES,
     "data.max_examples": (INTEGER, 1, None, "optional"),
     "data.max_skipped_fraction": (REAL, 0.0, 1.0),
     # ModelConfig

@@ -167,12 +167,13 @@ class CocoSource(file_index.FileSource):
     name = "coco"
     labels_file = None  # the JSON's categories are the classes
 
-    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                 exif=None):
         if not data_dir or not os.path.isdir(os.path.join(data_dir, ANNOTATIONS_DIR)):
             raise DatasetError(
                 f"coco needs --data_dir: a folder with {ANNOTATIONS_DIR}/instances_<split>.json; got {data_dir!r}"
             )
-        super().__init__(data_dir, policy, max_image_pixels)
+        super().__init__(data_dir, policy, max_image_pixels, exif)
         self.image_dir = image_dir
         self._ignored_files = set()  # stray annotation files already named in the log
 

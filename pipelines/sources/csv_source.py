@@ -105,10 +105,11 @@ class CsvSource(file_index.FileSource):
 
     name = "csv"
 
-    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                 exif=None):
         if not data_dir or not os.path.isdir(data_dir):
             raise DatasetError(f"csv needs --data_dir: a folder with <split>.csv files; got {data_dir!r}.")
-        super().__init__(data_dir, policy, max_image_pixels)
+        super().__init__(data_dir, policy, max_image_pixels, exif)
         self.image_dir = image_dir
 
     def csv_path(self, split):

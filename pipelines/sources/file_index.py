@@ -3,9 +3,9 @@
 Each reads its annotations into `AnnotatedImage` records (boxes in the file's
 own format, class names), then `build_index` turns them into arrays of source
 elements: it resolves each image path inside the dataset root, reads the image
-size from the file header, converts the boxes to BOX_FORMAT against that size
-(the only place a file format's boxes are converted), and picks the one target
-with `choose_target`. Whatever cannot be used is skipped and counted by
+size and EXIF orientation from the file header, converts the boxes to
+BOX_FORMAT against the size a person sees (the only place a file format's
+boxes are converted), and picks the one target with `choose_target`. Whatever cannot be used is skipped and counted by
 reason; nothing here decodes pixels, so indexing 10k images takes seconds.
 """
 
@@ -19,6 +19,7 @@ import tensorflow as tf
 from localizer import boxes as box_lib
 from localizer import files
 from pipelines import image_header
+from pipelines import orientation as orientation_lib
 from pipelines.sources.source import (
     BOX, ID, IMAGE_PATH, LABEL, DatasetError, ImageObjects, IndexStats, Source, choose_target, digest_of_arrays,
     log_index,
@@ -27,7 +28,14 @@ from pipelines.sources.source import (
 
 UNKNOWN_CLASS = "object of unknown class ignored"
 UNUSABLE_OBJECT = "unusable object ignored"
+TRUNCATED = "truncated image file"
+TURNED_UPRIGHT = "stored rotated or mirrored: turned upright by its EXIF orientation"
+ORIENTATION_IGNORED = "EXIF orientation ignored (--exif=ignore): read as stored"
+FITS_STORED_FRAME_ONLY = ("box fits only the stored, unrotated frame: annotated on raw pixels? "
+                          "--exif=ignore reads the photos as stored")
 """Repair reasons shared by every file source (counted in `IndexStats`, listed in data_issues.tsv)."""
+
+_OUTSIDE_TOLERANCE = 0.02  # a box this far (of the side) past the image is "outside": annotators overshoot a little
 
 
 @dataclasses.dataclass
@@ -82,7 +90,8 @@ def read_class_names(labels_file):
     return names
 
 
-def build_index(records, image_root, class_names, policy, stats, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+def build_index(records, image_root, class_names, policy, stats, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                exif=orientation_lib.DEFAULT_EXIF):
     """Source-element arrays for `records` whose images lie under `image_root`.
 
     Args:
@@ -92,21 +101,28 @@ def build_index(records, image_root, class_names, policy, stats, max_image_pixel
       policy: single-target policy (see `pipelines.sources.source.POLICIES`).
       stats: `IndexStats`, updated with what was kept, repaired and skipped.
       max_image_pixels: images whose header announces more are skipped (0: no limit).
+      exif: `apply` (boxes are in the frame a person sees: each photo is measured
+        and decoded turned by its EXIF orientation) or `ignore` (as stored).
 
     Returns:
       dict of numpy arrays with keys IMAGE_PATH, LABEL, BOX, ID.
     """
     class_index = {name: i for i, name in enumerate(class_names)}
+    if exif not in orientation_lib.EXIF_MODES:
+        raise ValueError(f"exif={exif!r}: expected one of {orientation_lib.EXIF_MODES}")
     found = []  # (record, path, height, width, known objects)
     for record in records:
-        image = _usable_image(image_root, record, stats, max_image_pixels)
+        image = _usable_image(image_root, record, stats, max_image_pixels, exif)
         if image is None:
             continue
-        path, info = image
+        path, info, orientation = image
         known = [o for o in record.objects if o.class_name in class_index]
         if len(known) < len(record.objects):
             stats.repair(UNKNOWN_CLASS, len(record.objects) - len(known), record.filename)
-        found.append((record, path, info.height, info.width, known))
+        height, width = orientation_lib.upright_size(info.height, info.width, orientation)
+        if orientation in orientation_lib.SWAPS_AXES and _fit_stored_frame_only(known, info, (height, width)):
+            stats.repair(FITS_STORED_FRAME_ONLY, file=record.filename)
+        found.append((record, path, height, width, known))
 
     counts = [len(known) for *_, known in found]
     objects = [o for *_, known in found for o in known]
@@ -155,6 +171,18 @@ def to_box_format(objects, sizes):
     return normalized
 
 
+def _fit_stored_frame_only(objects, info, upright_size):
+    """Whether pixel boxes of a photo stored turned by 90 degrees reach outside the upright frame
+    but lie inside the stored one: the sign of annotations drawn on the raw pixels."""
+    pixel_objects = [o for o in objects if o.box_format in (box_lib.PIXEL_XYXY, box_lib.PIXEL_XYWH)]
+    if not pixel_objects:
+        return False
+    stored = to_box_format(pixel_objects, np.tile([[info.height, info.width]], (len(pixel_objects), 1)))
+    upright = to_box_format(pixel_objects, np.tile([upright_size], (len(pixel_objects), 1)))
+    inside = lambda boxes: np.all((boxes >= -_OUTSIDE_TOLERANCE) & (boxes <= 1 + _OUTSIDE_TOLERANCE))  # noqa: E731
+    return bool(inside(stored) and not inside(upright))
+
+
 _CONVERSIONS = {
     ("jpeg", 1): "grayscale converted to RGB", ("png", 1): "grayscale converted to RGB",
     ("png", 2): "alpha composited", ("png", 4): "alpha composited", ("jpeg", 4): "CMYK converted to RGB",
@@ -162,31 +190,36 @@ _CONVERSIONS = {
 _NEEDS_COPY = {("png", 2), ("png", 4)}  # the decoder would drop alpha: composite once, here
 
 
-def composited_copy(path):
-    """A PNG of `path` with alpha composited over the padding grey, made once and cached.
+def prepared_copy(path, orientation=orientation_lib.UPRIGHT):
+    """A PNG of `path` with alpha composited over the padding grey and turned by `orientation`, made
+    once and cached.
 
     The training decoder stays branch-free (see `decode.decode_indexed_image`);
-    the copy lives under $LOCALIZER_CACHE_DIR (default ~/.cache/localizer)/composited,
-    named by the source file's path, size and modification time.
+    the copy holds exactly the pixels `decode.decode_image_bytes` gives
+    serving and predict (lossless). It lives under $LOCALIZER_CACHE_DIR
+    (default ~/.cache/localizer)/composited, named by the source file's path,
+    size and modification time and the orientation.
     """
     import hashlib
 
     from pipelines import decode
 
     stat = os.stat(path)
-    key = hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    key = hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    if orientation != orientation_lib.UPRIGHT:
+        key.update(f"|orientation={orientation}".encode())
     folder = os.path.join(files.cache_dir(), "composited")
-    copy = os.path.join(folder, f"{key}.png")
+    copy = os.path.join(folder, f"{key.hexdigest()}.png")
     if not os.path.exists(copy):
         os.makedirs(folder, exist_ok=True)
         with open(path, "rb") as f:
-            pixels = decode.decode_image_bytes(f.read())
+            pixels = decode.decode_image_bytes(f.read(), orientation=orientation)
         files.atomic_write(copy, lambda temporary: tf.io.write_file(temporary, tf.io.encode_png(pixels)))
     return copy
 
 
-def _usable_image(image_root, record, stats, max_image_pixels):
-    """`(path, ImageInfo)` of a record's image, or None after counting why not."""
+def _usable_image(image_root, record, stats, max_image_pixels, exif):
+    """`(path, ImageInfo, orientation applied)` of a record's image, or None after counting why not."""
     path = resolve_inside(image_root, record.filename)
     reason = None
     if path is None:
@@ -196,13 +229,17 @@ def _usable_image(image_root, record, stats, max_image_pixels):
     else:
         try:
             info = image_header.read_image_info(path)
-        except (image_header.ImageHeaderError, OSError):
+        except image_header.ImageHeaderError as error:
+            reason = TRUNCATED if isinstance(error, image_header.CutOffHeaderError) else "not a readable image"
+        except OSError:
             reason = "not a readable image"
         else:
             if not info.complete:
-                reason = "truncated image file"
+                reason = TRUNCATED
             elif max_image_pixels and info.decoded_pixels > max_image_pixels:
                 reason = "image over the pixel limit (decompression bomb?)"
+            elif info.too_little_data:
+                reason = "too little image data for the size its header announces (truncated or lying header)"
             elif min(info.height, info.width) < image_header.MIN_IMAGE_SIDE:
                 reason = f"image smaller than {image_header.MIN_IMAGE_SIDE} px"
     if reason:
@@ -211,13 +248,16 @@ def _usable_image(image_root, record, stats, max_image_pixels):
     conversion = _CONVERSIONS.get((info.format, info.channels))
     if conversion:
         stats.repair(conversion, file=record.filename)
-    if (info.format, info.channels) in _NEEDS_COPY:
+    orientation = info.orientation if exif == "apply" else orientation_lib.UPRIGHT
+    if info.orientation != orientation_lib.UPRIGHT:
+        stats.repair(TURNED_UPRIGHT if exif == "apply" else ORIENTATION_IGNORED, file=record.filename)
+    if (info.format, info.channels) in _NEEDS_COPY or orientation != orientation_lib.UPRIGHT:
         try:
-            path = composited_copy(path)
+            path = prepared_copy(path, orientation)
         except (OSError, tf.errors.OpError):
             stats.skip("not a readable image", file=record.filename)
             return None
-    return path, info
+    return path, info, orientation
 
 
 def parse_coordinate(text, field, where):
@@ -243,10 +283,15 @@ class FileSource(Source):
 
     labels_file = "labels.txt"
 
-    def __init__(self, data_dir, policy, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    def __init__(self, data_dir, policy, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                 exif=orientation_lib.DEFAULT_EXIF):
         self.data_dir = os.path.abspath(data_dir)
         self.policy = policy
         self.max_image_pixels = image_header.check_pixel_limit(max_image_pixels)
+        exif = exif or orientation_lib.DEFAULT_EXIF
+        if exif not in orientation_lib.EXIF_MODES:
+            raise DatasetError(f"--exif={exif!r}: expected one of {', '.join(orientation_lib.EXIF_MODES)}")
+        self.exif = exif
         self._class_names = None
         self._indices = {}
         self.stats = {}
@@ -280,6 +325,7 @@ class FileSource(Source):
             records = list(self._records(split, stats))
             self._indices[split] = build_index(
                 records, self._image_root(split), self.class_names, self.policy, stats, self.max_image_pixels,
+                self.exif,
             )
             self.stats[split] = stats
             log_index(self.name, split, stats)
@@ -309,6 +355,6 @@ class FileSource(Source):
             "file_mtimes": np.array([s.st_mtime_ns for s in stats], np.int64),
         }
         return {
-            **super().identity(split), "data_dir": self.data_dir, "policy": self.policy,
+            **super().identity(split), "data_dir": self.data_dir, "policy": self.policy, "exif": self.exif,
             "examples_digest": digest_of_arrays(files),
         }

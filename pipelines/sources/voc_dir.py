@@ -87,10 +87,11 @@ class VocDirSource(file_index.FileSource):
 
     name = "voc_dir"
 
-    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                 exif=None):
         if not data_dir:
             raise DatasetError("voc_dir needs --data_dir: a folder in Pascal VOC layout.")
-        super().__init__(data_dir, policy, max_image_pixels)
+        super().__init__(data_dir, policy, max_image_pixels, exif)
         for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
             if not os.path.isdir(os.path.join(self.data_dir, sub)):
                 raise DatasetError(

@@ -121,11 +121,12 @@ class YoloSource(file_index.FileSource):
     name = "yolo"
     labels_file = None  # data.yaml's names are the classes
 
-    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS):
+    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+                 exif=None):
         yaml_path = os.path.join(data_dir, DATA_YAML) if data_dir else None
         if not yaml_path or not os.path.isfile(yaml_path):
             raise DatasetError(f"yolo needs --data_dir: a folder holding {DATA_YAML}; got {data_dir!r}")
-        super().__init__(data_dir, policy, max_image_pixels)
+        super().__init__(data_dir, policy, max_image_pixels, exif)
         self.yaml_path = os.path.join(self.data_dir, DATA_YAML)
         try:
             with open(self.yaml_path, encoding="utf-8-sig") as f:
