@@ -4,7 +4,7 @@
 #   make train [DATASET=synthetic|voc|voc_dir|csv] [DATA_DIR=...] [EXPERIMENT=...]
 #   make evaluate [MODEL=work/quickstart/best.keras]
 #   make export MODEL=... EXPORT_DIR=models/localizer
-#   make test | test-slow | coverage | bench | clean
+#   make test | test-slow | coverage | bench | real-check | clean
 #
 # TF=cpu (default) installs the `tensorflow-cpu` wheel and no CUDA packages;
 # TF=gpu installs `tensorflow[and-cuda]` for machines with an NVIDIA GPU.
@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install train evaluate export test test-slow coverage bench clean
+.PHONY: install train evaluate export test test-slow coverage bench real-check clean
 
 install: $(STAMP)
 
@@ -65,6 +65,13 @@ test-slow: $(STAMP)
 coverage: $(STAMP)
 	$(PY) -m coverage run --source=localizer,pipelines,experiments -m pytest -q -m "not slow" $(PYTEST_ARGS)
 	$(PY) -m coverage report --skip-empty --sort=cover
+
+# A short real recipe trained, exported (--tflite --tflite_int8) and scored through every runtime,
+# plain and EXIF-tagged photos; fails when two disagree (experiments/real_model_check.py, ~25 min).
+# Run it after any change to inference, serving, export or decoding.
+REAL_DATA_DIR ?= ../shared/data/realmix
+real-check: $(STAMP)
+	$(PY) -m experiments.real_model_check --data_dir="$(REAL_DATA_DIR)"
 
 # Needs ../shared/data/realmix for real photos (generated JPEGs otherwise).
 bench: $(STAMP)

@@ -24,7 +24,7 @@ import sys
 from experiments import results
 
 WORK_ROOT = "work"
-NOT_EXPERIMENTS = {"__init__", "common", "results", "run", "tta_effect"}
+NOT_EXPERIMENTS = {"__init__", "common", "results", "run", "tta_effect", "real_model_check"}
 """Modules of experiments/ that are not experiments (benchmarks start with bench_)."""
 
 
