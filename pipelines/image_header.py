@@ -46,7 +46,7 @@ _CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "F": 1, "LA": 2, "La
 
 # Least compressed data a header's pixels need (see `_too_little_data`): a Huffman-coded JPEG
 # spends at least 1 bit per 8x8 luma block (its DC code), deflate (PNG) compresses at most 1032:1.
-_JPEG_MIN_BITS_PER_BLOCK = 1
+JPEG_MIN_BITS_PER_BLOCK = 1
 _DEFLATE_MAX_RATIO = 1032
 
 
@@ -224,7 +224,7 @@ def _too_little_data(kind, height, width, channels, file_size):
     principle go below the Huffman bound, and none was ever seen in a photo folder."""
     if kind == "jpeg":
         blocks = math.ceil(height / 8) * math.ceil(width / 8)
-        return file_size * 8 < blocks * _JPEG_MIN_BITS_PER_BLOCK
+        return file_size * 8 < blocks * JPEG_MIN_BITS_PER_BLOCK
     if kind == "png":
         bits_per_pixel = 1 if channels == 1 else 8 * channels  # 1-bit gray/palette is the smallest
         raw_bytes = height * (math.ceil(width * bits_per_pixel / 8) + 1)  # + one filter byte per row

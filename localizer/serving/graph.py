@@ -21,7 +21,7 @@ from localizer.serving.signatures import (
     BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
 )
 from pipelines import decode
-from pipelines.image_header import MAX_IMAGE_PIXELS, PNG_SIGNATURE
+from pipelines.image_header import JPEG_MIN_BITS_PER_BLOCK, MAX_IMAGE_PIXELS, PNG_SIGNATURE
 
 
 class _Untracked:
@@ -123,7 +123,11 @@ class LocalizerServing(tf.Module):
                 )
             with tf.control_dependencies([small_enough]):
                 data = tf.identity(data)
-        return decode.decode_image_bytes(data)
+        enough_data = tf.debugging.assert_equal(
+            jpeg_holds_its_pixels(data), True,
+            message="Truncated image: the JPEG holds too little data for the size its header announces")
+        with tf.control_dependencies([enough_data]):
+            return decode.decode_image_bytes(tf.identity(data))
 
     def _prepare(self, data):
         """One encoded image -> its single whole-image view, rendered as in training."""
@@ -174,6 +178,19 @@ def _captured_variables(functions):
         for variable in function.variables:
             found.setdefault(id(variable), variable)
     return list(found.values())
+
+
+def jpeg_holds_its_pixels(data):
+    """False for JPEG bytes too short for the size their header announces (cut off, or a lying header,
+    which TF's decoder would fill grey); True for anything else. The bound of
+    `pipelines.image_header` (`JPEG_MIN_BITS_PER_BLOCK`), in graph ops."""
+
+    def check():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        blocks = ((shape[0] + 7) // 8) * ((shape[1] + 7) // 8)
+        return tf.cast(tf.strings.length(data), tf.int64) * 8 >= blocks * JPEG_MIN_BITS_PER_BLOCK
+
+    return tf.cond(tf.io.is_jpeg(data), check, lambda: tf.constant(True))
 
 
 UNKNOWN_FORMAT = -1

@@ -1,0 +1,125 @@
+"""Files cut off inside their header, cut off before their end, or whose header lies about the size:
+each is that file's own error, named as such, and the files after it still run (predict, the index,
+serving)."""
+
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from pipelines import image_header
+
+PIXELS = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+
+
+def _encoded(format, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(PIXELS).save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+def jpeg_claiming(height, width):
+    """A real small JPEG whose start-of-frame is rewritten to announce `height` x `width`."""
+    data = bytearray(_encoded("JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def header_prefixes():
+    """`{name: bytes}`: every format cut inside its header (the 18-30 byte prefixes that crashed the old parser)."""
+    cases = {}
+    for format, ext in (("PNG", "png"), ("WEBP", "webp"), ("JPEG", "jpg"), ("GIF", "gif"), ("BMP", "bmp")):
+        data = _encoded(format)
+        for size in (12, 18, 24, 30):
+            cases[f"{format.lower()}{size}.{ext}"] = data[:size]
+    return cases
+
+
+@pytest.mark.parametrize("name,data", sorted(header_prefixes().items()))
+def test_a_header_cut_off_is_a_header_error_naming_the_file(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(image_header.ImageHeaderError, match=name):
+        image_header.check_decodable(str(path))
+
+
+def test_data_that_ends_early_or_lies_about_its_size_is_named(tmp_path):
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(_encoded("JPEG")[:-200])
+    with pytest.raises(image_header.ImageHeaderError, match="truncated"):
+        image_header.check_decodable(str(truncated))
+    lying = tmp_path / "lying.jpg"
+    lying.write_bytes(jpeg_claiming(7000, 7000))
+    assert image_header.read_image_info(str(lying)).complete  # it even ends with its end marker
+    with pytest.raises(image_header.ImageHeaderError, match="too little JPEG data"):
+        image_header.check_decodable(str(lying))
+    fine = tmp_path / "fine.jpg"
+    fine.write_bytes(_encoded("JPEG", quality=5))  # heavily compressed, yet a whole photo
+    image_header.check_decodable(str(fine))
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (3000, 2000)).save(flat)  # deflate's best case: one colour
+    image_header.check_decodable(str(flat))
+
+
+def test_predict_gives_each_damaged_file_its_line_and_goes_on(tmp_path):
+    from localizer.inference import image_files
+    from tests.test_export import tiny_model
+
+    model_path = str(tmp_path / "model.keras")
+    tiny_model().save(model_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a_good.jpg").write_bytes(_encoded("JPEG"))
+    (photos / "b_cut18.png").write_bytes(_encoded("PNG")[:18])
+    (photos / "c_cut30.webp").write_bytes(_encoded("WEBP")[:30])
+    (photos / "d_truncated.jpg").write_bytes(_encoded("JPEG")[:-200])
+    (photos / "e_lying.jpg").write_bytes(jpeg_claiming(7000, 7000))
+    (photos / "z_good.png").write_bytes(_encoded("PNG"))
+    out = io.StringIO()
+    failures = image_files.run(model_path, [str(photos)], out=out)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert failures == 4 and len(records) == 6
+    errors = {r["file"].rsplit("/", 1)[1]: r.get("error") for r in records}
+    assert errors["a_good.jpg"] is None and errors["z_good.png"] is None
+    assert "ends early" in errors["b_cut18.png"] and "ends early" in errors["c_cut30.webp"]
+    assert "truncated" in errors["d_truncated.jpg"]
+    assert "too little JPEG data" in errors["e_lying.jpg"]
+    assert all("\n" not in (e or "") and "{{" not in (e or "") for e in errors.values())  # no TF op text
+
+
+def test_index_skips_damaged_files_and_keeps_the_rest(tmp_path, monkeypatch):
+    import pipelines
+    from pipelines.sources import file_index
+    from pipelines.sources.voc_dir import voc_xml
+
+    monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "voc"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    images = {"good": _encoded("PNG"), "cut": _encoded("PNG")[:18], "webpcut": _encoded("WEBP")[:30],
+              "lying": jpeg_claiming(7000, 7000)}
+    for name, data in images.items():
+        ext = "jpg" if name == "lying" else ("webp" if name == "webpcut" else "png")
+        (root / "JPEGImages" / f"{name}.{ext}").write_bytes(data)
+        (root / "Annotations" / f"{name}.xml").write_text(voc_xml(f"{name}.{ext}", [("cat", (4, 4, 30, 30))]))
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(images) + "\n")
+    (root / "labels.txt").write_text("cat\ndog\n")
+    source = pipelines.get_source("voc_dir", data_dir=str(root))
+    stats = source.index_stats("train")
+    assert stats.kept == 1
+    assert stats.skipped[file_index.TRUNCATED] == 2  # the PNG and the WebP cut inside their headers
+    assert sum(stats.skipped.values()) == 3  # and the lying JPEG
+    assert any("too little image data" in reason for reason in stats.skipped)
+
+
+def test_serving_refuses_a_jpeg_too_short_for_its_size():
+    from localizer.serving.graph import jpeg_holds_its_pixels
+
+    assert bool(jpeg_holds_its_pixels(tf.constant(_encoded("JPEG"))))
+    assert not bool(jpeg_holds_its_pixels(tf.constant(jpeg_claiming(7000, 7000))))
+    assert bool(jpeg_holds_its_pixels(tf.constant(_encoded("PNG"))))
