@@ -68,10 +68,29 @@ def _parse_flags(argv):
         sys.exit(EXIT_USER_ERROR)
 
 
+OWN_PACKAGES = ("localizer", "pipelines")
+"""Packages whose flags a command takes; absl's own and TensorFlow's stay in --helpfull."""
+
+
+def adopt_own_flags(flag_values=flags.FLAGS):
+    """Makes every flag our packages defined a key flag of the main module.
+
+    absl's --help and --helpshort list only the main module's key flags: the
+    dataset flags (`pipelines.cli`) and --debug (here) would be missing from
+    the help that every error line points to.
+    """
+    main_module = sys.argv[0]  # the name absl files the main module's flags under
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module.split(".")[0] in OWN_PACKAGES:
+            for flag in module_flags:
+                flag_values.register_key_flag_for_module(main_module, flag)
+
+
 def run(main, define_flags):
     """Defines the flags (and --debug), then runs `main` under the error contract."""
     define_flags()
     flags.DEFINE_boolean("debug", False, "Show the traceback of an error.")
+    adopt_own_flags()
 
     def guarded(argv):
         from localizer.training.cluster import WorkerLostError

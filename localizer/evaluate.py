@@ -1,8 +1,8 @@
 """Evaluate a localizer: `python -m localizer.evaluate` (or `make evaluate`).
 
-    python -m localizer.evaluate --model=work/realmix_default/best.keras \
-        --dataset=voc_dir --data_dir=../shared/data/realmix --split=val \
-        --report_dir=reports/realmix --tta=multicrop
+    python -m localizer.evaluate --model=work/mine/best.keras \
+        --dataset=voc_dir --data_dir=/data/my_voc_folder --split=val \
+        --report_dir=reports/mine --tta=multicrop
 
 `--model` is a `.keras` file, an exported SavedModel version folder, or a
 `.tflite` file an export wrote (`<version>/assets.extra/localizer.tflite` or

@@ -1,6 +1,6 @@
 """Train a localizer: `python -m localizer.train` (or `make train`).
 
-    python -m localizer.train --dataset=voc_dir --data_dir=../shared/data/realmix \
+    python -m localizer.train --dataset=voc_dir --data_dir=/data/my_voc_folder \
         --experiment=realmix_default --workdir=work/realmix
 
 Flags and `main` only: the work is `localizer.training.trainer.train_and_evaluate`.

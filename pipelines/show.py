@@ -1,6 +1,6 @@
 """Preview a dataset: a grid of decoded and augmented examples with their boxes.
 
-    python -m pipelines.show --dataset=voc_dir --data_dir=../shared/data/realmix --out=grid.png
+    python -m pipelines.show --dataset=voc_dir --data_dir=/data/my_voc_folder --out=grid.png
 
 Each row shows examples as decoded (left half) and the same examples as the
 training pipeline gives them to the model after augmentation and resizing

@@ -199,6 +199,47 @@ def test_inputs_unchanged_by_every_command(world, tmp_path):
     assert md5_tree(world["voc"]) == before
 
 
+# --- help lists every flag a command takes ------------------------------------------------------
+
+HELP_COMMANDS = ("localizer.train", "localizer.evaluate", "localizer.predict", "localizer.export", "pipelines.show")
+
+
+def _help_flags(command, which):
+    """`(flags listed by --<which>, usage text)`; for --helpfull only the flags our packages define."""
+    import re
+
+    result = run(command, f"--{which}", timeout=120)
+    assert "flags:" in result.stdout, result.stderr[-2000:]  # absl's help exits 1 (its own convention)
+    listed, ours = set(), True
+    for line in result.stdout.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):  # a module's section
+            ours = which != "helpfull" or re.search(r"(^|/)(localizer|pipelines)[./]", line) is not None
+        found = re.match(r"^  --(?:\[no\])?(\w+)", line)
+        if found and ours:
+            listed.add(found.group(1))
+    return listed, result.stdout
+
+
+def _check_help(command):
+    short, usage = _help_flags(command, "helpshort")
+    full, _ = _help_flags(command, "helpfull")
+    assert full - short == set() and "debug" in short, (command, sorted(full - short))
+    assert "../shared" not in usage  # the project needs no folder beside it
+    return short
+
+
+def test_help_lists_the_dataset_flags_and_no_sibling_folder():
+    short = _check_help("localizer.train")
+    assert {"dataset", "data_dir", "policy", "image_dir", "max_image_pixels", "workdir"} <= short
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", HELP_COMMANDS)
+def test_every_command_s_help_lists_every_flag_it_takes(command):
+    short = _check_help(command)
+    assert "max_image_pixels" in short and (command == "localizer.predict" or "dataset" in short)
+
+
 # --- train: a used work dir, and kill -9 at any instant ------------------------------------------
 
 KILL_TRAIN = (
