@@ -64,8 +64,9 @@ def test_coco_and_yolo_count_their_own_faults(tmp_path):
     stats = pipelines.get_source("yolo", data_dir=yolo).index_stats("train")
     # one_bad_line: class 7 unknown, cx=1.5 out of range; its good line is kept.
     assert stats.repaired["object of unknown class ignored"] == 2  # unknown_class and one_bad_line
-    assert stats.repaired["unusable object ignored"] == 6  # non_numeric, box_outside, inverted, wrong_columns,
-    # polygon, one_bad_line's cx=1.5
+    assert stats.repaired["unusable object ignored"] == 5  # non_numeric, box_outside, inverted, wrong_columns,
+    # one_bad_line's cx=1.5; the polygon has its own reason
+    assert stats.repaired["polygon (segmentation) label, not a box"] == 1
     listed = [file for file, action, reason in stats.problems if reason == "unusable object ignored"]
     assert any("one_bad_line.txt line 2: cx=1.5 outside [0, 1]" in file for file in listed)
     assert not any("orphan" in file for file, _, _ in stats.problems)

@@ -430,7 +430,8 @@ def test_a_foreign_tflite_file_in_an_export_is_refused_at_once(tmp_path):
     boxes, probabilities, _, quality = predictor.predict_inputs(np.zeros([2, 32, 32, 3], np.uint8))
     assert boxes.shape == (2, 4) and probabilities.shape == (2, 3) and quality.shape == (2,)
     foreign = foreign_tflite(version_dir / "assets.extra" / "localizer_int8.tflite", 5)
-    with pytest.raises(ModelFileError, match=r"class_logits for 5 classes, its export's metadata.json names 3") as error:
+    fragment = r"class_logits for 5 classes, its export's metadata.json names 3"
+    with pytest.raises(ModelFileError, match=fragment) as error:
         Predictor(foreign)
     assert "\n" not in str(error.value) and "export it again" in str(error.value)
     other_size = foreign_tflite(tmp_path / "1" / "assets.extra" / "other.tflite", 3, image_size=48)

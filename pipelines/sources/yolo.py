@@ -4,16 +4,22 @@
     <root>/images/<split>/<stem>.jpg
     <root>/labels/<split>/<stem>.txt  one object per line: class cx cy w h (normalized to [0, 1])
 
-The split entries of data.yaml (a folder or a list of folders) are relative to
-`path` when it names a folder inside data_dir, else to data_dir itself (a
-`path` outside data_dir, often another machine's absolute path, is ignored
-with a warning); an entry that leaves data_dir is a `DatasetError`. As in
-Ultralytics, an image's label file is its path with the last `images`
-folder replaced by `labels` and the extension by `.txt`. `names` is a list or
-an `index: name` map; class indices must be 0..N-1.
+The split entries of data.yaml (a folder, a `.txt` list of image paths, or a
+list of those) are relative to `path` when it names a folder inside data_dir,
+else to data_dir itself (a `path` outside data_dir, often another machine's
+absolute path, is ignored with a warning); an entry that leaves data_dir is a
+`DatasetError`. A list file (`train: train.txt`, as Ultralytics' autosplit and
+CVAT write it) holds one image path a line: `./images/...` relative to the
+list's folder, other paths relative to `path`, then to data_dir; a listed path
+that leaves data_dir is skipped and counted. As in Ultralytics, an image's
+label file is its path with the last `images` folder replaced by `labels` and
+the extension by `.txt`. `names` is a list or an `index: name` map; class
+indices must be 0..N-1.
 
-Images are listed recursively and sorted by path; an example's id is the image
-path relative to its split folder, without the extension (the file stem).
+A folder's images are listed recursively and sorted by path, a list's are
+taken in its order (each once); an example's id is the image path relative
+to its split folder (for a list, the folder its images share), without the
+extension (the file stem).
 Boxes are normalized `rel_center_xywh`; `file_index.build_index` converts them
 to BOX_FORMAT (normalized, so the image size only checks the file) and applies
 the same checks as for every file source.
@@ -21,9 +27,11 @@ the same checks as for every file source.
 Bad input is counted, never fatal: an image without a label file is a
 background image (Ultralytics trains on those; a single-object localizer has
 no target there), so it is skipped as "no label file (background image)"; an
-empty label file is "no objects". A label line with other than 5 values
-(segmentation polygons included), a value that is not a number or lies
-outside [0, 1], is ignored (counted); an unknown class index likewise.
+empty label file is "no objects". A segmentation polygon line (class and
+three or more x y points) is no box: ignored and counted as
+"polygon (segmentation) label, not a box". A label line with other than 5
+values, a value that is not a number or lies outside [0, 1], is ignored
+(counted); an unknown class index likewise.
 """
 
 import logging
@@ -38,6 +46,16 @@ DATA_YAML = "data.yaml"
 SPLIT_KEYS = ("train", "val", "test")
 SPLIT_ALIASES = {"validation": "val"}
 NO_LABEL_FILE = "no label file (background image)"
+POLYGON_LABEL = "polygon (segmentation) label, not a box"
+OUTSIDE = "image path outside the dataset folder"
+"""Reasons counted in `IndexStats` (the index log line and data_issues.tsv)."""
+
+LIST_SUFFIX = ".txt"
+"""A split entry naming such a file is a list of image paths (Ultralytics' autosplit, CVAT), not a folder."""
+
+
+class PolygonLabelError(ValueError):
+    """A label line is a segmentation polygon (class x1 y1 ... xn yn), not a box."""
 
 
 def class_names_from_yaml(config, path):
@@ -72,6 +90,8 @@ def parse_label_line(line, where):
     The index is not checked against the class list: the caller counts unknown classes.
     """
     values = line.split()
+    if len(values) >= 7 and len(values) % 2 == 1:  # Ultralytics' own test: more than 6 values is a polygon
+        raise PolygonLabelError(f"{where}: {len(values) // 2} points: a {POLYGON_LABEL}")
     if len(values) != 5:
         raise ValueError(f"{where}: expected 5 values (class cx cy w h), got {len(values)}")
     numbers = []
@@ -155,45 +175,91 @@ class YoloSource(file_index.FileSource):
     def _image_root(self, split):
         return self.root
 
-    def image_folders(self, split):
-        """Absolute image folders of `split`, each inside data_dir; DatasetError naming the entry otherwise."""
+    def split_entries(self, split):
+        """Absolute image folders and image-list files of `split`, each inside data_dir; DatasetError naming the
+        entry otherwise."""
         key = SPLIT_ALIASES.get(split, split)
         entry = self.config.get(key)
         if entry is None:
             listed = [k for k in SPLIT_KEYS if self.config.get(k)]
             raise DatasetError(f"{self.yaml_path}: no {key!r} entry; splits here: {listed}")
-        folders = []
-        for relative in entry if isinstance(entry, list) else [entry]:
-            if not isinstance(relative, str) or not relative:
-                raise DatasetError(f"{self.yaml_path}: {key} entry {relative!r} is not a folder name")
-            # Ultralytics' own fallbacks: relative to `path`, then without a leading "../"
-            # (Roboflow writes "../train/images" beside data.yaml); always inside data_dir.
-            tries = [relative] + ([relative[3:]] if relative.startswith("../") else [])
-            inside = [
-                c for c in (
-                    file_index.resolve_inside(self.data_dir, os.path.relpath(os.path.join(base, t), self.data_dir))
-                    for base in dict.fromkeys((self.root, self.data_dir)) for t in tries
-                ) if c is not None
-            ]
-            folder = next((c for c in inside if os.path.isdir(c)), None)
-            if folder is None:
-                raise DatasetError(
-                    f"{self.yaml_path}: {key}: {relative} is not a folder inside the dataset folder "
-                    f"{self.data_dir}; point it at an image folder there, relative to `path` or to data.yaml's "
-                    "folder (a .txt list of image paths is not read)"
-                )
-            folders.append(folder)
-        return folders
+        return [self._split_entry(key, relative) for relative in (entry if isinstance(entry, list) else [entry])]
+
+    def _split_entry(self, key, relative):
+        if not isinstance(relative, str) or not relative:
+            raise DatasetError(f"{self.yaml_path}: {key} entry {relative!r} is not a folder name")
+        is_list = relative.lower().endswith(LIST_SUFFIX)
+        # Ultralytics' own fallbacks: relative to `path`, then without a leading "../"
+        # (Roboflow writes "../train/images" beside data.yaml); always inside data_dir.
+        tries = [relative] + ([relative[3:]] if relative.startswith("../") else [])
+        candidates = (self._inside(os.path.join(base, t)) for base in dict.fromkeys((self.root, self.data_dir))
+                      for t in tries)
+        found = next((c for c in candidates if c and (os.path.isfile(c) if is_list else os.path.isdir(c))), None)
+        if found is None:
+            what = "an image list file" if is_list else "a folder"
+            raise DatasetError(
+                f"{self.yaml_path}: {key}: {relative} is not {what} inside the dataset folder {self.data_dir}; "
+                "point it at an image folder or a .txt list of image paths there, relative to `path` or to "
+                "data.yaml's folder"
+            )
+        return found
+
+    def _inside(self, path):
+        """`path` (absolute, or relative to the working folder) resolved, when it lies inside data_dir; else None."""
+        return file_index.resolve_inside(self.data_dir, os.path.relpath(os.path.abspath(path), self.data_dir))
+
+    def listed_images(self, list_file, stats):
+        """Image paths of a split list, resolved inside data_dir, in the list's order, each once.
+
+        A line is an image path: `./x` is relative to the list's folder (as
+        Ultralytics reads it), any other relative path to `path`, then to
+        data_dir; a path that leaves data_dir is counted and skipped.
+        """
+        try:
+            with open(list_file, encoding="utf-8-sig") as f:
+                lines = [line.strip() for line in f.read().splitlines()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise DatasetError(f"{list_file}: cannot be read as a list of image paths ({error}); save it as "
+                               "UTF-8 text, one image path a line") from None
+        found = []
+        for line in dict.fromkeys(line for line in lines if line):
+            if line.startswith("./"):
+                bases = [os.path.dirname(list_file)]
+            else:
+                bases = list(dict.fromkeys((self.root, self.data_dir)))
+            candidates = [self._inside(os.path.join(base, line)) for base in bases]
+            inside = [c for c in candidates if c is not None]
+            if not inside:
+                stats.skip(OUTSIDE, file=f"{list_file}: {line}")
+                continue
+            found.append(next((c for c in inside if os.path.exists(c)), inside[0]))
+        return found
+
+    def _split_images(self, split, stats):
+        """`(image path, example id)` of every image of `split`: a folder's, listed recursively (the id is the
+        path under the folder), or a list's (the id is the path under the folder its images share)."""
+        for entry in self.split_entries(split):
+            if os.path.isdir(entry):
+                for relative in list_images(entry):
+                    yield os.path.join(entry, relative), os.path.splitext(relative)[0]
+                continue
+            images = self.listed_images(entry, stats)
+            common = os.path.commonpath([os.path.dirname(p) for p in images]) if images else ""
+            for path in images:
+                yield path, os.path.splitext(os.path.relpath(path, common))[0]
 
     def _records(self, split, stats):
         names = self.class_names
         records = []
-        for folder in self.image_folders(split):
-            for relative in list_images(folder):
-                filename = os.path.relpath(os.path.join(folder, relative), self.root)
-                objects = self._read_labels(filename, names, stats)
-                if objects is not None:
-                    records.append(file_index.AnnotatedImage(os.path.splitext(relative)[0], filename, objects))
+        root = os.path.realpath(self.root)  # split entries and listed images are resolved paths
+        for path, example_id in self._split_images(split, stats):
+            filename = os.path.relpath(path, root)
+            if not os.path.exists(path):  # a listed image that is not there: build_index counts it as missing
+                records.append(file_index.AnnotatedImage(example_id, filename, []))
+                continue
+            objects = self._read_labels(filename, names, stats)
+            if objects is not None:
+                records.append(file_index.AnnotatedImage(example_id, filename, objects))
         return records
 
     def _read_labels(self, filename, names, stats):
@@ -211,13 +277,19 @@ class YoloSource(file_index.FileSource):
         except (OSError, UnicodeDecodeError):
             stats.skip("unreadable label file", file=filename)
             return None
-        objects = []
+        objects, polygons = [], 0
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             where = f"{path} line {number}"
             try:
                 index, box = parse_label_line(line, where)
+            except PolygonLabelError as error:
+                polygons += 1
+                if polygons == 1:  # once per file: a segmentation dataset has one on every line
+                    logging.warning("%s (ignored; a box is needed: class cx cy w h)", error)
+                stats.repair(POLYGON_LABEL, file=str(error))
+                continue
             except ValueError as error:
                 logging.warning("%s", error)
                 stats.repair(file_index.UNUSABLE_OBJECT, file=str(error))
