@@ -41,6 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".
 MIN_IMAGE_SIDE = 8
 """Images smaller than this (pixels, either side) hold nothing to localize: training skips them."""
 
+_KINDS = {"MPO": "jpeg"}  # phones' multi-picture JPEGs: TF decodes the first picture, as any JPEG
 _CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "F": 1, "LA": 2, "La": 2, "PA": 4, "RGBA": 4,
              "RGBa": 4, "CMYK": 4}  # Pillow mode -> channels TF's decoder gives; 3 for any other (RGB, P, YCbCr)
 
@@ -172,16 +173,25 @@ def _pillow_info(f):
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             with Image.open(f, formats=[name.upper() for name in FORMATS]) as image:
-                kind = image.format.lower()
+                kind = _KINDS.get(image.format, image.format.lower())
                 width, height = image.size
                 channels = 3 if kind in ("gif", "bmp") else _CHANNELS.get(image.mode, 3)
                 frames = getattr(image, "n_frames", 1) if kind == "gif" else 1
                 # Cameras and phones write the tag in JPEGs; the serving graph reads it there too
                 # (`orientation.jpeg_orientation`), so every path turns the same files.
-                turned = orientation_lib.of_exif(image.getexif()) if kind == "jpeg" else orientation_lib.UPRIGHT
+                turned = _orientation(image) if kind == "jpeg" else orientation_lib.UPRIGHT
                 return kind, height, width, channels, frames, turned
         finally:
             Image.MAX_IMAGE_PIXELS = limit
+
+
+def _orientation(image):
+    """The EXIF orientation of an open image; damaged EXIF data reads as upright (as in the serving graph),
+    never as a bad photo: the pixels are fine."""
+    try:
+        return orientation_lib.of_exif(image.getexif())
+    except Exception:  # noqa: BLE001 (Pillow raises many kinds on damaged EXIF: struct.error, SyntaxError, ...)
+        return orientation_lib.UPRIGHT
 
 
 def _header_error(path, f, error):

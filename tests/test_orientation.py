@@ -206,3 +206,22 @@ def test_serving_turns_tagged_jpegs_upright_in_graph_and_tf1_session(tmp_path):
     np.testing.assert_allclose(served["box"].numpy()[1:], np.repeat(served["box"].numpy()[:1], 2, 0), atol=0.05)
     in_session = verify.run_in_session(path, "serving_default", {"image_bytes": encoded})
     np.testing.assert_allclose(in_session["box"], served["box"].numpy(), atol=1e-4)
+
+
+def test_multi_picture_jpegs_and_damaged_exif(tmp_path):
+    """Phones' MPO files are JPEGs (tag read, end found); a photo whose EXIF is damaged is read upright."""
+    first, second = Image.fromarray(PIXELS), Image.fromarray(255 - PIXELS)
+    exif = Image.Exif()
+    exif[orientation_lib.ORIENTATION_TAG] = 6
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second], exif=exif.tobytes())
+    mpo = tmp_path / "phone.jpg"
+    mpo.write_bytes(buffer.getvalue())
+    info = image_header.check_decodable(str(mpo))
+    assert (info.format, info.orientation, info.complete, info.upright_size) == ("jpeg", 6, True, (40, 24))
+    data = tagged_jpeg(PIXELS, 6)
+    exif_at = data.index(b"Exif")
+    damaged = tmp_path / "damaged_exif.jpg"
+    damaged.write_bytes(data[:exif_at + 10] + b"MM\0\x2a\xff\xff\xff\xff" + data[exif_at + 18:])  # IFD past the end
+    assert image_header.check_decodable(str(damaged)).orientation == 1
+    assert int(orientation_lib.jpeg_orientation(tf.constant(damaged.read_bytes()))) == 1
