@@ -77,7 +77,8 @@ def main(argv):
 def define_flags():
     dataset_cli.define_dataset_flags(with_split=False)
     flags.DEFINE_string("experiment", "", "Name of experiments/<name>.py (empty: the default recipe).")
-    flags.DEFINE_string("workdir", "", "Output folder (default: work/<dataset>[-<data folder>][-<experiment>]).")
+    flags.DEFINE_string("workdir", "", "Output folder (default: work/<dataset>[-<data folder>-<digest of its "
+                        "path>][-<experiment>]).")
     flags.DEFINE_boolean("overwrite", False, "The work dir holds another run: move it aside (kept as "
                          "<workdir>.replaced-<time>) and start afresh.")
     flags.DEFINE_string("backbone", None, "Backbone name (see localizer.backbones.BACKBONES).")

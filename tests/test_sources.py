@@ -52,7 +52,7 @@ def test_default_workdir_of_a_tfds_name_is_one_safe_folder():
     from localizer.training import workdir
 
     path = workdir.default_workdir("tfds:coco/2017:1.1.0", "/data/tfds/", "quick")
-    assert path == os.path.join("work", "tfds_coco_2017_1.1.0-tfds-quick")
+    assert path.startswith(os.path.join("work", "tfds_coco_2017_1.1.0-tfds-")) and path.endswith("-quick")
     assert os.path.dirname(path) == "work"
 
 

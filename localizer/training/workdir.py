@@ -7,6 +7,7 @@ it stops before touching anything and names the fields that differ.
 `overwrite=True` moves the old run aside (never deletes it).
 """
 
+import hashlib
 import json
 import os
 import re
@@ -26,10 +27,24 @@ class WorkdirMismatch(ValueError):
 
 
 def default_workdir(dataset=None, data_dir=None, experiment=None, root="work"):
-    """`work/<dataset>[-<data folder name>][-<experiment>]`: two data folders get two work dirs."""
-    parts = [dataset, os.path.basename(os.path.normpath(data_dir)) if data_dir else None, experiment]
-    name = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part) for part in parts if part) or "default"
-    return os.path.join(root, name)
+    """`work/<dataset>[-<data folder name>-<digest>][-<experiment>]`: two data folders get two work dirs.
+
+    The folder's name keeps the work dir readable; the short digest of its
+    resolved absolute path tells `/a/rm` from `/b/rm` (the same folder, named
+    relatively, through a symlink or with a trailing slash, keeps one work dir).
+    """
+    safe = lambda part: re.sub(r"[^A-Za-z0-9_.]+", "_", part)  # noqa: E731
+    folder = None
+    if data_dir:
+        path = os.path.realpath(os.path.expanduser(data_dir))
+        digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:DIGEST_LENGTH]
+        folder = f"{safe(os.path.basename(path) or 'root')}-{digest}"
+    name = "-".join(part for part in (dataset and safe(dataset), folder, experiment and safe(experiment)) if part)
+    return os.path.join(root, name or "default")
+
+
+DIGEST_LENGTH = 6
+"""Hex digits of a data folder's path digest in default work dir names."""
 
 
 def fingerprint(config_dict, data_identity):
