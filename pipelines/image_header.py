@@ -153,12 +153,12 @@ def read_image_info(path):
             raise _header_error(path, f, error) from None
         if info is None:
             raise ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
-        kind, height, width, channels, frames, orientation = info
+        kind, height, width, channels, frames, orientation, data_offset = info
         if kind == "gif":
             f.seek(0)
             height, width, frames = _gif_extent(f.read(), height, width)
         size = f.seek(0, os.SEEK_END)
-        complete = _ends_properly(f, kind, size)
+        complete = _ends_properly(f, kind, size, data_offset)
     if height <= 0 or width <= 0:
         raise ImageHeaderError(f"{path}: image header gives size {width}x{height}.")
     return ImageInfo(kind, int(height), int(width), int(channels), complete, frames, orientation,
@@ -166,7 +166,7 @@ def read_image_info(path):
 
 
 def _pillow_info(f):
-    """`(format, height, width, channels, frames, orientation)` from Pillow's header read, or None for
+    """`(format, height, width, channels, frames, orientation, data offset)` from Pillow's header read, or None for
     another format. Pillow's own bomb check is off: the caller applies the project's limit."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings: judged here instead
@@ -180,7 +180,8 @@ def _pillow_info(f):
                 # Cameras and phones write the tag in JPEGs; the serving graph reads it there too
                 # (`orientation.jpeg_orientation`), so every path turns the same files.
                 turned = _orientation(image) if kind == "jpeg" else orientation_lib.UPRIGHT
-                return kind, height, width, channels, frames, turned
+                data_offset = image.tile[0][2] if image.tile else 0  # where the (first) image data starts
+                return kind, height, width, channels, frames, turned, data_offset
         finally:
             Image.MAX_IMAGE_PIXELS = limit
 
@@ -207,14 +208,21 @@ def _header_error(path, f, error):
     return ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
 
 
-def _ends_properly(f, kind, size):
-    """Whether the file ends with its format's end marker (EOI, IEND, trailer, declared size)."""
+def _ends_properly(f, kind, size, data_offset=0):
+    """Whether the file ends with its format's end marker (EOI, IEND, trailer, declared size).
+
+    A JPEG may carry data after its end (phones' motion photos append a
+    video, MPO files more pictures): when its last bytes are not the end
+    marker, the marker is looked for after the start of its image data,
+    where the byte pair FF D9 means nothing else (entropy-coded data stuffs
+    every FF), so an EXIF thumbnail's own end cannot pass for it.
+    """
     f.seek(0)
     head = f.read(8)
     f.seek(max(0, size - 64))
     tail = f.read()
     if kind == "jpeg":
-        return b"\xff\xd9" in tail.rstrip(b"\x00\r\n ")[-16:]
+        return b"\xff\xd9" in tail.rstrip(b"\x00\r\n ")[-16:] or _has_jpeg_end(f, data_offset)
     if kind == "png":
         return b"IEND" in tail
     if kind == "gif":
@@ -224,6 +232,19 @@ def _ends_properly(f, kind, size):
         return size >= declared + 8
     (declared,) = struct.unpack("<I", head[2:6])  # BMP file size
     return size >= declared
+
+
+def _has_jpeg_end(f, data_offset, chunk=1 << 20):
+    """Whether FF D9 (end of image) occurs after `data_offset`, read a chunk at a time."""
+    f.seek(data_offset)
+    previous = b""
+    while True:
+        block = f.read(chunk)
+        if not block:
+            return False
+        if b"\xff\xd9" in previous[-1:] + block:
+            return True
+        previous = block
 
 
 def _too_little_data(kind, height, width, channels, file_size):

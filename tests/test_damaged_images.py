@@ -123,3 +123,14 @@ def test_serving_refuses_a_jpeg_too_short_for_its_size():
     assert bool(jpeg_holds_its_pixels(tf.constant(_encoded("JPEG"))))
     assert not bool(jpeg_holds_its_pixels(tf.constant(jpeg_claiming(7000, 7000))))
     assert bool(jpeg_holds_its_pixels(tf.constant(_encoded("PNG"))))
+
+
+def test_a_photo_with_data_after_its_end_is_whole(tmp_path):
+    """Motion photos append a video after the JPEG's end: the photo is whole; cut inside it, it is not."""
+    photo = _encoded("JPEG")
+    motion = tmp_path / "motion.jpg"
+    motion.write_bytes(photo + b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 40)
+    assert image_header.check_decodable(str(motion)).complete
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(photo[: len(photo) * 2 // 3])
+    assert not image_header.read_image_info(str(cut)).complete
