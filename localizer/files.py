@@ -27,12 +27,20 @@ PROBE_PREFIX = ".write-test-"
 """Name of the short-lived file `check_writable_folder` writes (a kill may leave one behind)."""
 
 
+def check_not_a_file(path, what, todo="choose another folder"):
+    """Refuses an output folder that is an existing file (makedirs would only say "File exists")."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OSError(f"{what} {path} is a file, not a folder; {todo}")
+    return path
+
+
 def check_writable_folder(path, what, probe_bytes=1, todo="choose another folder"):
     """Creates `path` if needed and proves it writable now (not after the long part); returns it.
 
     `probe_bytes` are written and removed (a larger probe also catches a nearly full disk).
     Raises OSError naming the folder and what to do.
     """
+    check_not_a_file(path, what, todo)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f"{PROBE_PREFIX}{os.getpid()}")

@@ -510,3 +510,36 @@ def test_training_on_a_full_disk_names_the_path_and_says_to_free_space(tmp_path,
         trainer.train_and_evaluate(tiny_config(**{"data.max_examples": "16"}), workdir)
     message = str(error.value)
     assert f"writing {named};" in message and "free space there" in message and "resumes" in message
+
+
+# --- repeated inputs, output folders that are files ------------------------------------------------
+
+
+def test_a_file_given_three_times_is_predicted_and_drawn_once(tmp_path, tiny_model_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    fixtures.write_image(str(photos / "a.png"), fixtures.make_image(40, 50, [("cat", (5, 5, 30, 30))]))
+    (tmp_path / "other").mkdir()
+    fixtures.write_image(str(tmp_path / "other" / "a.png"), fixtures.make_image(40, 50, []))
+    monkeypatch.chdir(tmp_path)
+    inputs = ["photos/a.png", "./photos/a.png", str(photos), "other/a.png", "photos/a.png"]
+    listed = ["photos/a.png", "./photos/a.png", str(photos / "a.png"), "other/a.png", "photos/a.png"]
+    assert image_files.drawing_names(listed) == {"photos/a.png": "a.png.pred.png",
+                                                 "other/a.png": "a.png-2.pred.png"}
+    out = io.StringIO()
+    failures = image_files.run(tiny_model_path, inputs, draw_dir=str(tmp_path / "drawn"), out=out, refine=False)
+    files = [json.loads(line)["file"] for line in out.getvalue().splitlines()]
+    assert failures == 0 and files == ["photos/a.png", "other/a.png"]
+    assert sorted(os.listdir(tmp_path / "drawn")) == ["a.png-2.pred.png", "a.png.pred.png"]
+
+
+def test_an_output_folder_that_is_a_file_is_named_so(tmp_path):
+    from localizer import files
+
+    blocker = tmp_path / "drawn"
+    blocker.write_text("the user's notes")
+    with pytest.raises(OSError, match=f"--draw_dir {blocker} is a file, not a folder"):
+        image_files.check_draw_dir(str(blocker), [str(tmp_path / "photos")])
+    with pytest.raises(OSError, match=f"report dir {blocker} is a file, not a folder; choose another"):
+        files.check_writable_folder(str(blocker), "report dir", todo="choose another --report_dir")
+    assert blocker.read_text() == "the user's notes"

@@ -3,7 +3,8 @@
 Every file is checked from its header before it is decoded (format, pixel
 limit), so a decompression bomb costs nothing and the files after it still
 run. Drawings go to `<name>.<ext>.pred.png` in the draw dir: they never
-replace an input, and two inputs never share a drawing.
+replace an input, and two inputs never share a drawing (a file given twice
+is predicted and drawn once).
 """
 
 import json
@@ -44,7 +45,8 @@ def image_files(paths):
 
 
 def check_draw_dir(draw_dir, inputs):
-    """Refuses a draw dir that holds any input (or is one); returns it, created and writable."""
+    """Refuses a draw dir that holds any input (or is one), or is a file; returns it."""
+    files.check_not_a_file(draw_dir, "--draw_dir", "choose a folder")
     target = os.path.realpath(draw_dir)
     for path in inputs:
         real = os.path.realpath(path)
@@ -66,10 +68,24 @@ def check_drawings_are_ours(draw_dir, names):
                                f"choose another --draw_dir")
 
 
-def drawing_names(paths):
-    """`{input path: drawing file name}`: `<name>.<ext>.pred.png`, numbered where two inputs share a name."""
-    names, taken = {}, set()
+def distinct_files(paths):
+    """`paths` in order, each file once: `a.jpg`, `./a.jpg` or a folder listing it again name one file, which
+    is predicted and drawn once (under its first spelling)."""
+    seen, distinct = set(), []
     for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            distinct.append(path)
+    return distinct
+
+
+def drawing_names(paths):
+    """`{input path: drawing file name}`: `<name>.<ext>.pred.png`; where distinct files share a name, the
+    later ones in input order are numbered `<name>.<ext>-2.pred.png`, `-3`, ... (a file given twice is one
+    input: see `distinct_files`)."""
+    names, taken = {}, set()
+    for path in distinct_files(paths):
         base = os.path.basename(path)
         name, count = f"{base}{DRAWING_SUFFIX}", 1
         while name in taken:
@@ -179,7 +195,7 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
         check_draw_dir(draw_dir, paths)
     predictor = Predictor(model_path)
     check_min_box_quality(predictor, min_box_quality)
-    listed = list(image_files(paths))
+    listed = distinct_files(image_files(paths))
     drawings = drawing_names(listed)
     if draw_dir:
         check_drawings_are_ours(draw_dir, drawings.values())
