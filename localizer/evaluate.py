@@ -52,20 +52,30 @@ def main(argv):
     print(f"Report: {paths['report']}\nMetrics: {paths['metrics']}\nPlots: {report_dir}/*.png")
 
 
+REPORTS_ROOT = "reports"
+"""Where reports on exports go by default (beside work/, as `make clean` knows)."""
+
+
 def default_report_dir(model, split):
-    """Beside the model; a `.tflite` file's beside its export's version folders, named after the file."""
-    version_dir = signatures.export_of_tflite(model) if model.endswith(TFLITE_SUFFIX) else None
-    if version_dir is None:
-        return os.path.join(os.path.dirname(os.path.abspath(model)), f"report-{split}")
-    stem = os.path.splitext(os.path.basename(model))[0]
-    return os.path.join(os.path.dirname(version_dir), f"report-{split}-{stem}")
+    """A `.keras` file's: beside it (in its work dir). An export's (a version folder or a `.tflite` file in it):
+    `reports/<export dir name>-<version>[-<tflite file>]-<split>`, never inside the export or its base path,
+    which TF Serving watches and a new export is published into."""
+    path = os.path.normpath(os.path.abspath(model))
+    version_dir = signatures.export_of_tflite(path) if path.endswith(TFLITE_SUFFIX) else None
+    if version_dir is None and not os.path.isdir(path):
+        return os.path.join(os.path.dirname(path), f"report-{split}")
+    parts = [os.path.basename(os.path.dirname(version_dir or path)), os.path.basename(version_dir or path)]
+    if version_dir:
+        parts.append(os.path.splitext(os.path.basename(path))[0])
+    return os.path.join(REPORTS_ROOT, "-".join(parts + [split]))
 
 
 def define_flags():
     dataset_cli.define_dataset_flags(default_split="val")
     flags.DEFINE_string("model", None, "A .keras file, an exported SavedModel version folder, or a .tflite file "
                         "in its assets.extra/.", required=True)
-    flags.DEFINE_string("report_dir", None, "Where the report goes (default: beside the model).")
+    flags.DEFINE_string("report_dir", None, "Where the report goes (default: beside a .keras model; for an "
+                        "export, reports/<export dir name>-<version>[-<tflite file>]-<split>).")
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
     flags.DEFINE_boolean("refine", True, "A second, zoomed look around the first box (small objects); "
                          "--norefine: one look, about half the compute.")

@@ -543,3 +543,24 @@ def test_an_output_folder_that_is_a_file_is_named_so(tmp_path):
     with pytest.raises(OSError, match=f"report dir {blocker} is a file, not a folder; choose another"):
         files.check_writable_folder(str(blocker), "report dir", todo="choose another --report_dir")
     assert blocker.read_text() == "the user's notes"
+
+
+def test_reports_on_exports_go_to_the_reports_area_not_into_the_export(tmp_path, monkeypatch):
+    """TF Serving watches the export's base path: evaluate's default report dir stays out of it."""
+    from localizer import evaluate, files
+
+    monkeypatch.chdir(tmp_path)
+    version_dir = _export_with_metadata(tmp_path / "models" / "localizer", json.dumps(METADATA))
+    (version_dir / "saved_model.pb").write_bytes(b"")
+    (version_dir / "assets.extra" / "localizer_int8.tflite").write_bytes(b"TFL3")
+    expected = {
+        "models/localizer/1": os.path.join("reports", "localizer-1-val"),
+        "models/localizer/1/": os.path.join("reports", "localizer-1-val"),
+        str(version_dir / "assets.extra" / "localizer_int8.tflite"): os.path.join("reports",
+                                                                                  "localizer-1-localizer_int8-val"),
+    }
+    for model, report_dir in expected.items():
+        assert evaluate.default_report_dir(model, "val") == report_dir
+        assert not files.inside(report_dir, tmp_path / "models")
+    keras_model = os.path.join("work", "run", "best.keras")  # a .keras file's report stays in its work dir
+    assert evaluate.default_report_dir(keras_model, "val") == str(tmp_path / "work" / "run" / "report-val")
