@@ -104,6 +104,29 @@ def sanitize(boxes, min_size=MIN_BOX_SIZE):
     return repaired, valid
 
 
+def clip_to_image(boxes, min_size=MIN_BOX_SIZE):
+    """Clips BOX_FORMAT boxes `[..., 4]` to the image, leaving each side at least `min_size` long.
+
+    The one rule for a predicted box mapped back to its image
+    (`pipelines.render.to_original_frame`), where it may lie partly or wholly
+    in the letterbox padding or past a zoom window's edge. Each axis is
+    clipped to [0, 1]; an axis then shorter than `min_size` (the box lay in
+    the padding, or was inverted) becomes `min_size` long around where the
+    clipped box was, inside the image. So no prediction is a line or a point:
+    a merge of views that weighs each box by its IoU with the first would
+    otherwise find a zero-area box disagreeing with itself (0 / 0), and a zoom
+    window around it would be placed by that accident. The map is continuous:
+    rounding near the image's edge moves the result no more than the input.
+    """
+    boxes = check_boxes(boxes)
+    half = min_size / 2.0
+    low = tf.clip_by_value(boxes[..., :2], 0.0, 1.0)  # (ymin, xmin)
+    high = tf.clip_by_value(boxes[..., 2:], 0.0, 1.0)  # (ymax, xmax)
+    centre = tf.clip_by_value((low + high) / 2.0, half, 1.0 - half)
+    short = high - low < min_size
+    return tf.concat([tf.where(short, centre - half, low), tf.where(short, centre + half, high)], axis=-1)
+
+
 def flip_left_right(boxes):
     """Mirrors BOX_FORMAT boxes as `tf.image.flip_left_right` mirrors the image."""
     boxes = check_boxes(boxes)

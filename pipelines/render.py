@@ -177,11 +177,14 @@ def to_original_frame(boxes, window):
     """Maps BOX_FORMAT boxes predicted on a model input back to the original image.
 
     `window` is the input's `WINDOW` feature (or `resize_image`'s window); the
-    result is normalized to the original image and clipped to it.
+    result is normalized to the original image and clipped to it by the one
+    rule for boxes that leave it, `localizer.boxes.clip_to_image`: a box in
+    the letterbox padding becomes a `MIN_BOX_SIZE` box at the image's edge,
+    never a zero-area one. Evaluation, predict, the serving graph and the
+    export's eager reference all map boxes back here.
     """
     boxes = box_lib.check_boxes(boxes)
-    mapped = box_lib.reframe(boxes, box_lib.invert_window(window))
-    return tf.clip_by_value(mapped, 0.0, 1.0)
+    return box_lib.clip_to_image(box_lib.reframe(boxes, box_lib.invert_window(window)))
 
 
 # The zoomed second look's window: localizer.inference.views renders it at test time,

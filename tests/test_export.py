@@ -24,7 +24,10 @@ import pipelines
 from localizer.inference import evaluation
 from localizer.inference.predictor import ModelFileError, Predictor
 from localizer.serving import calibration, export_lib, graph, signatures, tflite, verify, versions
+from localizer import boxes as box_lib
 from localizer import model as model_lib
+from localizer.inference import views
+from localizer.model.config import POOLED
 from pipelines import decode, render
 from tests import fixtures
 
@@ -560,3 +563,90 @@ def test_a_truncated_tflite_file_is_refused_not_a_crash(int8_export, tmp_path):
             (copy / name).write_bytes(content[:cut])
             with pytest.raises(ModelFileError, match="damaged or truncated TFLite file"):
                 Predictor(str(copy / name))
+
+
+# ----------------------------------------------------------------------------
+# Boxes that leave the image: one rule (localizer.boxes.clip_to_image) for every path
+# ----------------------------------------------------------------------------
+
+M = box_lib.MIN_BOX_SIZE
+# (box as predicted, mapped to the original image; what the rule makes of it)
+DEGENERATE_BOXES = [
+    ((0.2, 0.3, 0.6, 0.7), (0.2, 0.3, 0.6, 0.7)),  # inside: unchanged
+    ((-0.1, 0.2, 0.5, 1.3), (0.0, 0.2, 0.5, 1.0)),  # partly outside: clipped
+    ((1.1, 0.3, 1.3, 0.6), (1.0 - M, 0.3, 1.0, 0.6)),  # wholly in the bottom padding: a sliver at the edge
+    ((-0.3, 0.3, -0.1, 0.6), (0.0, 0.3, M, 0.6)),  # in the top padding
+    ((-0.2, -0.2, -0.1, -0.1), (0.0, 0.0, M, M)),  # off the top-left corner
+    ((0.5, 0.5, 0.5, 0.5), (0.5 - M / 2, 0.5 - M / 2, 0.5 + M / 2, 0.5 + M / 2)),  # a point
+    ((0.6, 0.2, 0.4, 0.3), (0.5 - M / 2, 0.2, 0.5 + M / 2, 0.3)),  # inverted in y
+    ((0.3, 0.3, 0.3 + M, 0.4), (0.3, 0.3, 0.3 + M, 0.4)),  # exactly the smallest: unchanged (continuous)
+]
+
+
+def test_clip_to_image_is_one_rule_eagerly_and_in_graphs():
+    given = np.array([box for box, _ in DEGENERATE_BOXES], np.float32)
+    wanted = np.array([box for _, box in DEGENERATE_BOXES], np.float32)
+    eager = box_lib.clip_to_image(given).numpy()
+    in_function = tf.function(box_lib.clip_to_image)(tf.constant(given)).numpy()
+    in_dataset = np.stack(list(tf.data.Dataset.from_tensor_slices(given).map(box_lib.clip_to_image)
+                               .as_numpy_iterator()))
+    for result in (eager, in_function, in_dataset):
+        np.testing.assert_allclose(result, wanted, atol=1e-6)
+    np.testing.assert_array_equal(in_function, eager)
+    np.testing.assert_array_equal(in_dataset, eager)
+    assert np.all(eager >= 0.0) and np.all(eager <= 1.0)
+    assert np.all(eager[:, 2:] - eager[:, :2] >= M * (1 - 1e-4))
+    # Every box so mapped is a box: it agrees with itself, so a one-view merge keeps it.
+    assert np.all(box_lib.iou(eager, eager).numpy() > 0.9)
+    # The mapping back to the photo takes that rule: a box in a landscape photo's letterbox padding.
+    window = render.resize_window(tf.constant([48.0, 90.0]), 32, "letterbox")
+    np.testing.assert_allclose(render.to_original_frame(tf.constant([[0.8, 0.4, 0.9, 0.6]]), window)[0, ::2],
+                               [1.0 - M, 1.0], atol=1e-6)
+
+
+def test_view_0_counts_in_a_merge_whatever_its_box():
+    """The views' merge compares each view with view 0; view 0 itself always counts (its IoU with itself is no test)."""
+    point = tf.constant([[[0.5, 0.5, 0.5, 0.5]]])  # [B=1, V=1, 4]: zero area
+    box, _, _ = views.merge_views(point, tf.constant([[[0.7, 0.3]]]))
+    np.testing.assert_array_equal(box.numpy(), [[0.5, 0.5, 0.5, 0.5]])
+    assert views.merge_view_qualities(point, tf.constant([[[0.7, 0.3]]]), tf.constant([[0.4]])).numpy() \
+        == pytest.approx([0.4])
+
+
+def padding_model(seed=0):
+    """A tiny model whose box sits low in its input frame whatever the image (the pooled head's `box_raw`
+    bias: y from 0.78 to 0.89), so on a landscape photo, letterboxed above and below, it lies wholly in
+    the padding: what a trained model did on the export's noise check image."""
+    keras.utils.set_random_seed(seed)
+    model = model_lib.build_model(model_lib.ModelConfig(
+        num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=32,
+        resize_mode="letterbox", box_quality=True, attach=POOLED,
+    ))
+    heads = model.get_layer("heads")
+    box_raw = heads.get_layer("box_raw")
+    kernel, _ = box_raw.get_weights()
+    box_raw.set_weights([np.zeros_like(kernel), np.array([2.0, 0.0, -2.0, -1.0], np.float32)])
+    rng = np.random.default_rng(seed)
+    for name in ("class_dense", "quality_dense"):  # outputs that depend on the image
+        layer = heads.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(0.0, 1.0, kernel.shape).astype("float32"), bias])
+    return model
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_boxes_in_the_padding_agree_between_the_reference_and_the_serving_graph(refine):
+    """Was: the serving graph's one-view merge weighed the zero-height box by its IoU with itself (0), gave
+    the all-zero box with quality 0, and the second look went elsewhere; the reference kept the box."""
+    model = padding_model()
+    strip = fixtures.make_image(20, 90, [("cat", (30, 4, 60, 16))], seed=3)  # letterboxed to y 0.39..0.61
+    encoded = [tf.io.encode_png(strip).numpy()] + sample_images()
+    first_look = verify.reference_predictions(model, encoded)
+    # Wholly in the padding below the strip: the sliver at its edge; partly below the landscape photo.
+    np.testing.assert_allclose(first_look["box"][0, ::2], [1.0 - box_lib.MIN_BOX_SIZE, 1.0], atol=1e-6)
+    assert first_look["box"][1, 2] == 1.0 and first_look["box"][1, 0] < 1.0 - box_lib.MIN_BOX_SIZE
+    expected = verify.reference_predictions(model, encoded, refine)
+    served = graph.LocalizerServing(model, refine=refine).serve_bytes(tf.constant(encoded))
+    check_against_reference({key: value.numpy() for key, value in served.items()}, expected)
+    assert np.all(expected["box_quality"] > 0.05)  # the box's own quality, not a zero weight's
+

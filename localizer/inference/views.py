@@ -195,9 +195,15 @@ def _view_weights(boxes, probabilities, agreement_iou):
 
 
 def _agrees(boxes, agreement_iou):
-    """`[..., V]` 1.0 where a view's box overlaps view 0's enough (view 0 always)."""
+    """`[..., V]` 1.0 where a view's box overlaps view 0's enough; view 0 always.
+
+    View 0 is what the others are compared with, so it counts whatever its
+    box: its IoU with itself is no test (0 / 0 for a zero-area box, which
+    made a one-view merge return the all-zero box).
+    """
     overlap = box_lib.iou(boxes, boxes[..., :1, :])
-    return tf.cast(overlap >= agreement_iou, tf.float32)
+    first = tf.equal(tf.range(tf.shape(overlap)[-1]), 0)
+    return tf.cast(tf.logical_or(overlap >= agreement_iou, first), tf.float32)
 
 
 def _per_class_weights(probabilities, class_boxes, agreement_iou):
