@@ -6,20 +6,25 @@ Flags and `main` only: the work is `localizer.serving.export_lib.export_saved_mo
 """
 
 import os
+import sys
+import typing
 
+import tensorflow as tf
 from absl import flags, logging
 
 from localizer import cli, files
 from localizer.inference.predictor import load_keras_model
 from localizer import model as model_lib
-from localizer.serving import calibration, export_lib
+from localizer.serving import calibration, export_lib, verify
+from localizer.serving.verify import ExportVerificationError
 from localizer.serving.signatures import (
-    BYTES_INPUT, IMAGES_INPUT, IMAGES_SIGNATURE, SERVING_SIGNATURE, TFLITE_FILE, TFLITE_INT8_FILE, load_metadata,
+    BYTES_INPUT, IMAGES_INPUT, IMAGES_SIGNATURE, SERVING_SIGNATURE, TFLITE_FILE, TFLITE_INT8_FILE,
 )
 from localizer.training import data as data_lib
 from localizer.training import workdir
 from pipelines import cli as dataset_cli
 from pipelines.image_header import check_pixel_limit
+from pipelines.sources.source import DatasetError
 
 FLAGS = flags.FLAGS
 
@@ -31,20 +36,21 @@ def main(argv):
     max_image_pixels = check_pixel_limit(FLAGS.max_image_pixels)
     if FLAGS.version is not None:
         cli.require_positive(FLAGS.version, "version")
-    model = load_keras_model(FLAGS.model, hint="pass --model=<a .keras file from training>")
-    files.check_writable_folder(FLAGS.export_dir, "export dir")
-    int8_images = None
     if FLAGS.tflite_int8:
         cli.require_positive(FLAGS.calibration_images, "calibration_images")
-        metadata = model_lib.model_metadata(model)
-        source, split = _training_data(model, max_image_pixels)
+    files.check_writable_folder(FLAGS.export_dir, "export dir", todo="choose another --export_dir")
+    model = load_keras_model(FLAGS.model, hint="pass --model=<a .keras file from training>")
+    metadata = model_lib.model_metadata(model)
+    data = _data(max_image_pixels)
+    int8_images = None
+    if FLAGS.tflite_int8:
+        data = _calibration_data(model, data)
         int8_images = calibration.calibration_and_check_images(
-            source, split, metadata["image_size"], metadata["resize_mode"], count=FLAGS.calibration_images)
-    path = export_lib.export_saved_model(
-        model, FLAGS.export_dir, version=FLAGS.version, max_image_pixels=max_image_pixels,
-        tflite=FLAGS.tflite, refine=FLAGS.refine, tflite_int8=int8_images,
-    )
-    metadata = load_metadata(path)
+            data.source, data.calibration_split, metadata["image_size"], metadata["resize_mode"],
+            count=FLAGS.calibration_images)
+    check_images = _check_images(data, metadata["image_size"])
+    checks = []
+    path = _export(model, max_image_pixels, int8_images, check_images, checks.append)
     print(f"Exported {FLAGS.model} -> {path}")
     print(f"  {len(metadata['class_names'])} classes, {metadata['resize_mode']} to {metadata['image_size']} px")
     print(f"  signatures: {SERVING_SIGNATURE} ({BYTES_INPUT}: string [B]), "
@@ -54,31 +60,102 @@ def main(argv):
     if FLAGS.tflite_int8:
         print(f"  TFLite int8 (predict_images only, {len(int8_images[0])} calibration images): "
               f"{os.path.join(path, TFLITE_INT8_FILE)}")
+    for check in checks:
+        print(f"  checked: {check.line()}")
     print(f"  serve: tensorflow_model_server --rest_api_port=8501 --model_name=localizer "
           f"--model_base_path={os.path.dirname(path)}")
+
+
+def _export(model, max_image_pixels, int8_images, check_images, on_check):
+    """`export_lib.export_saved_model` with the flags; a failed check or a full disk is one error line."""
+    try:
+        return export_lib.export_saved_model(
+            model, FLAGS.export_dir, version=FLAGS.version, max_image_pixels=max_image_pixels, tflite=FLAGS.tflite,
+            refine=FLAGS.refine, tflite_int8=int8_images, check_images=check_images, on_check=on_check,
+        )
+    except ExportVerificationError as error:
+        raise cli.UserError(f"export of {FLAGS.model} failed its check: {error}") from error
+    except Exception as error:
+        if not files.is_disk_full(error) or isinstance(error, files.DiskFullError):
+            raise
+        # Python's writes name no file, TensorFlow's one inside the temporary version folder: name the export
+        # dir, or the file elsewhere (a temporary asset) that did not fit.
+        path = getattr(error, "filename", None)
+        where = path if path and not files.inside(path, FLAGS.export_dir) else FLAGS.export_dir
+        raise files.DiskFullError(where, todo="free space there, or pass another --export_dir, and export again; "
+                                              "nothing was published") from error
 
 
 DATA_FLAGS = ("dataset", "data_dir", "split")
 
 
-def _training_data(model, max_image_pixels):
-    """`(source, split)` to calibrate int8 on: the dataset flags if given, else the run's recorded data."""
+class _Data(typing.NamedTuple):
+    """The model's data: `source`, the split int8 calibrates on, the split the export is checked on, and
+    whether the dataset flags named it (else the run's config.json did)."""
+
+    source: object
+    calibration_split: str
+    check_split: str
+    named: bool
+
+
+UNREADABLE_DATA = (DatasetError, OSError, tf.errors.OpError)
+"""What reading a dataset raises when its files are missing or unreadable."""
+
+
+def _data(max_image_pixels):
+    """The dataset flags' data (one split for both), else the run's recorded data, else None.
+
+    Only --tflite_int8 needs the data: for a plain export, recorded data that
+    cannot be read (moved, another machine) is left out with a note.
+    """
     if any(FLAGS[name].present for name in DATA_FLAGS):
-        source, split = dataset_cli.source_from_flags(FLAGS), FLAGS.split
-    else:
-        data = workdir.recorded_data(FLAGS.model)
-        if data is None:
-            raise cli.UserError(
-                f"--tflite_int8 calibrates on the model's training data, and no work-dir "
-                f"{workdir.CONFIG_FILE} beside {FLAGS.model} names it; pass --dataset=... --data_dir=... "
-                f"(and --split, default train)")
-        source, split = data_lib.build_source(data, max_image_pixels), data.train_split
+        return _Data(dataset_cli.source_from_flags(FLAGS), FLAGS.split, FLAGS.split, named=True)
+    data = workdir.recorded_data(FLAGS.model)
+    if data is None:
+        return None
+    try:
+        source = data_lib.build_source(data, max_image_pixels)
+    except UNREADABLE_DATA as error:
+        if FLAGS.tflite_int8:
+            raise
+        return _without_data(data.dataset, error)
+    return _Data(source, data.train_split, data.val_split, named=False)
+
+
+def _without_data(what, error):
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    print(f"note: the run's data ({what}) cannot be read ({first}); the export is checked on generated images "
+          f"instead", file=sys.stderr)
+    return None
+
+
+def _calibration_data(model, data):
+    """The data int8 calibrates on: the model's training data, with the model's classes."""
+    if data is None:
+        raise cli.UserError(
+            f"--tflite_int8 calibrates on the model's training data, and no work-dir "
+            f"{workdir.CONFIG_FILE} beside {FLAGS.model} names it; pass --dataset=... --data_dir=... "
+            f"(and --split, default train)")
     class_names = model_lib.model_metadata(model)["class_names"]
-    if list(source.class_names) != class_names:
-        raise cli.UserError(f"the calibration dataset {source.name} has classes {list(source.class_names)}, the "
-                            f"model {FLAGS.model} {class_names}; pass the dataset it was trained on (--dataset, "
+    if list(data.source.class_names) != class_names:
+        raise cli.UserError(f"the calibration dataset {data.source.name} has classes {list(data.source.class_names)}, "
+                            f"the model {FLAGS.model} {class_names}; pass the dataset it was trained on (--dataset, "
                             f"--data_dir)")
-    return source, split
+    return data
+
+
+def _check_images(data, image_size):
+    """The images the export is checked on: photos of the model's data (`data.check_split`), else generated
+    photo-like ones; both with two noise images."""
+    if data is not None:
+        try:
+            return verify.dataset_check_images(data.source, data.check_split, image_size)
+        except UNREADABLE_DATA as error:
+            if data.named or FLAGS.tflite_int8:
+                raise
+            _without_data(f"{data.source.name} {data.check_split}", error)
+    return verify.generated_check_images(image_size)
 
 
 def define_flags():

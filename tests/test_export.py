@@ -97,13 +97,22 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """`(model, export_dir, version_dir)`: the tiny model saved as .keras and exported by the CLI."""
-    root = tmp_path_factory.mktemp("export")
-    model = tiny_model()
+def in_a_work_dir(root, model, voc):
+    """Saves `model` as `<root>/model.keras` beside a run's config.json that names the VOC folder `voc`."""
     model_path = str(root / "model.keras")
     model.save(model_path)
+    with open(root / "config.json", "w") as f:
+        json.dump({"data": {"dataset": "voc_dir", "data_dir": voc}}, f)
+    return model_path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`(model, export_dir, version_dir)`: the tiny model, in a work dir whose config.json names the VOC
+    fixture, exported by the CLI (and so checked on the run's validation photos)."""
+    root = tmp_path_factory.mktemp("export")
+    model = tiny_model()
+    model_path = in_a_work_dir(root, model, fixtures.make_voc_folder(root / "voc"))
     export_dir = str(root / "models" / "localizer")
     result = subprocess.run(
         [sys.executable, "-m", "localizer.export", f"--model={model_path}", f"--export_dir={export_dir}",
@@ -111,6 +120,10 @@ def exported(tmp_path_factory):
         cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The two photos of the run's val split, and the two noise images, each checked with its figure.
+    assert re.search(r"checked: serving_default against the Keras model on 4 images \(2 voc_dir val, 2 noise\): "
+                     r"largest differences score \S+, box \S+, probabilities \S+, box_quality \S+ "
+                     r"\(each at most 1e-04\)", result.stdout), result.stdout
     return model, export_dir, os.path.join(export_dir, "7")
 
 
@@ -468,6 +481,14 @@ def int8_export(tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "TFLite int8" in result.stdout
+    # The int8 check's figures against their budgets, on the held-out training images and the export's own.
+    assert re.search(r"checked: int8 TFLite predict_images against the SavedModel on 10 images \(4 voc_dir train, "
+                     r"2 noise, 4 int8 check sample of the calibration split\): median box difference [0-9.]+ \(at most 0.05\), same top class on \d+% \(at "
+                     r"least 75%\), median box_quality difference [0-9.]+ \(at most 0.1\)", result.stdout), result.stdout
+    assert "checked: TFLite predict_images against the SavedModel" in result.stdout
+    # Nothing of the converter's C++ logging or the calibrator's deprecation notice.
+    for noise in ("fully_quantize", "is deprecated", "XNNPACK", "Reading SavedModel", "tf_tfl_flatbuffer_helpers"):
+        assert noise not in result.stderr, result.stderr[-3000:]
     return model, model_path, os.path.join(export_dir, "1"), voc
 
 
@@ -650,3 +671,93 @@ def test_boxes_in_the_padding_agree_between_the_reference_and_the_serving_graph(
     check_against_reference({key: value.numpy() for key, value in served.items()}, expected)
     assert np.all(expected["box_quality"] > 0.05)  # the box's own quality, not a zero weight's
 
+
+_EXPORT_WITH_A_FAULT = r"""
+import errno, sys
+import numpy as np
+import tensorflow as tf
+from localizer import cli, export
+from localizer.serving import export_lib, verify
+
+fault, *sys.argv[1:] = sys.argv[1:]
+if fault == "verification":  # the Keras model's box on check image 1 differs from the export's
+    reference = verify.reference_predictions
+    def shifted(*args, **kwargs):
+        expected = reference(*args, **kwargs)
+        expected["box"][1] += 0.01
+        return expected
+    verify.reference_predictions = shifted
+elif fault == "tf_disk_full":  # TensorFlow's writer reports ENOSPC as ResourceExhaustedError
+    def save(module, path, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables.data-00000-of-00001."
+                                               f"tempstate123; No space left on device")
+    export_lib.tf.saved_model.save = save
+elif fault == "python_disk_full":  # a Python write (metadata, TFLite file) reports the errno alone
+    def dump(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    export_lib.json.dump = dump
+cli.run(export.main, export.define_flags)
+"""
+
+
+def _export_with_fault(fault, *flags):
+    return subprocess.run([sys.executable, "-c", _EXPORT_WITH_A_FAULT, fault, *flags], cwd=REPO_ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(result):
+    """The `error:` line of a command that stopped at a user's problem (exit 2, no traceback)."""
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny") / "model.keras")
+    tiny_model().save(path)
+    return path
+
+
+def test_a_failed_check_is_one_line_naming_what_by_how_much_and_where(tiny_model_file, tmp_path):
+    export_dir = tmp_path / "models"
+    line = _one_error_line(_export_with_fault("verification", f"--model={tiny_model_file}",
+                                              f"--export_dir={export_dir}", "--norefine"))
+    assert re.fullmatch(r"error: export of \S+ failed its check: the exported serving_default's box differs from "
+                        r"the Keras model's by 1\.00e-02 \(limit 1e-04\) on check image generated 1; nothing was "
+                        r"published; this is a bug in the export: report it .*--debug", line), line
+    assert versions.existing_versions(str(export_dir)) == [] and os.listdir(export_dir) == []
+
+
+@pytest.mark.parametrize("fault", ["tf_disk_full", "python_disk_full"])
+def test_a_full_disk_during_export_is_one_line_naming_the_export_dir(tiny_model_file, tmp_path, fault):
+    export_dir = tmp_path / "models"
+    line = _one_error_line(_export_with_fault(fault, f"--model={tiny_model_file}", f"--export_dir={export_dir}"))
+    assert line.startswith(f"error: no space left on the device writing {export_dir}; free space there, or pass "
+                           f"another --export_dir, and export again; nothing was published"), line
+    assert os.listdir(export_dir) == []
+
+
+def test_an_export_dir_that_is_a_file_is_one_line(tiny_model_file, tmp_path):
+    taken = tmp_path / "models"
+    taken.write_text("notes")
+    result = subprocess.run([sys.executable, "-m", "localizer.export", f"--model={tiny_model_file}",
+                             f"--export_dir={taken}"], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
+                            timeout=300)
+    assert _one_error_line(result) == f"error: export dir {taken} is a file, not a folder; choose another --export_dir"
+    assert taken.read_text() == "notes"
+
+
+def test_check_images_are_photos_of_the_split_then_noise(tmp_path):
+    voc = fixtures.make_voc_folder(tmp_path / "voc")
+    images = verify.dataset_check_images(pipelines.get_source("voc_dir", data_dir=voc), "val", 32)
+    assert [image.name for image in images] == ["voc_dir val img4", "voc_dir val img5", "noise 0 (landscape JPEG)",
+                                                "noise 1 (portrait PNG)"]
+    decoded = [decode.decode_image_bytes(tf.constant(image.data)).numpy() for image in images]
+    assert [d.shape[:2] for d in decoded[:2]] == [(56, 56), (40, 90)]
+    assert images[0].data[:2] == b"\xff\xd8" and images[1].data[:4] == b"\x89PNG"  # both decoders
+    generated = verify.generated_check_images(32)
+    assert [image.kind for image in generated] == ["generated"] * verify.CHECK_PHOTOS + ["noise"] * 2
+    assert [image.data for image in generated] == [image.data for image in verify.generated_check_images(32)]

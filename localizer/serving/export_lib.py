@@ -43,7 +43,8 @@ The class names travel inside the SavedModel: as a constant in the graph (the
 The export is atomic: it is written to `<export_dir>/.tmp-<pid>-<hex>` (a name
 TF Serving ignores, as it is not a number), loaded back and checked against
 the Keras model (eagerly, and in a TF1 session the way TF Serving's C++
-loads it), then renamed to its number. A killed export leaves only a
+loads it) on photos like those it is for (the run's validation split, else
+generated ones) and two noise images, then renamed to its number. A killed export leaves only a
 temporary folder, which the next export removes.
 
 `--tflite` also writes `<version>/assets.extra/localizer.tflite`:
@@ -69,12 +70,13 @@ from localizer.serving.signatures import CLASS_NAMES_ASSET, METADATA_ASSET, TFLI
 from localizer.serving import versions
 from localizer.serving.graph import LocalizerServing
 from localizer.serving.tflite import export_tflite, export_tflite_int8
-from localizer.serving.verify import verify_export
+from localizer.serving.verify import generated_check_images, verify_export
 from pipelines.image_header import MAX_IMAGE_PIXELS
 
 
 def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMAGE_PIXELS,
-                       verify=True, tflite=False, refine=False, tflite_int8=None):
+                       verify=True, tflite=False, refine=False, tflite_int8=None, check_images=None,
+                       on_check=None):
     """Exports `model` to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -85,7 +87,7 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
       max_image_pixels: see `pipelines.image_header.MAX_IMAGE_PIXELS` (0: off).
       verify: load the written SavedModel back (with `tf.saved_model.load`
         and with the TF1 session loader TF Serving's C++ uses) and check it
-        against `model` on two generated images before publishing it.
+        against `model` on `check_images` before publishing it.
       tflite: also write `assets.extra/localizer.tflite` in the version
         folder: `predict_images` (uint8 model inputs) converted to TFLite,
         checked against the SavedModel. Decoding and resizing stay with the
@@ -96,7 +98,11 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
         rendered from the training split (`localizer.serving.calibration`):
         also write `assets.extra/localizer_int8.tflite`, `predict_images`
         quantized to full integer on the first, checked against the
-        SavedModel on the second (`localizer.serving.tflite`).
+        SavedModel on the second and `check_images` (`localizer.serving.tflite`).
+      check_images: `[verify.CheckImage]`, encoded images like those the
+        model is for (`verify.dataset_check_images`); default:
+        `verify.generated_check_images`.
+      on_check: called with each passed check's `verify.CheckFigures`.
 
     Raises:
       FileExistsError: `version` exists already.
@@ -111,16 +117,20 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
             raise FileExistsError(f"Version {version} exists already: {os.path.join(export_dir, str(version))}.")
 
     module = LocalizerServing(model, max_image_pixels, refine)
+    if check_images is None and (verify or tflite or tflite_int8 is not None):
+        check_images = generated_check_images(module.metadata()["image_size"])
+    report = on_check or (lambda figures: None)
     temporary = os.path.join(export_dir, f"{versions.TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
     versions.ACTIVE.add(temporary)
     try:
         _write(module, temporary)
         if verify:
-            verify_export(temporary, model, refine=refine)
+            report(verify_export(temporary, model, check_images, refine=refine))
         if tflite:
-            export_tflite(temporary, os.path.join(temporary, TFLITE_FILE))
+            report(export_tflite(temporary, os.path.join(temporary, TFLITE_FILE), check_images))
         if tflite_int8 is not None:
-            export_tflite_int8(temporary, os.path.join(temporary, TFLITE_INT8_FILE), *tflite_int8)
+            report(export_tflite_int8(temporary, os.path.join(temporary, TFLITE_INT8_FILE), *tflite_int8,
+                                      check_images))
         return versions.publish(temporary, export_dir, version)
     finally:
         versions.ACTIVE.discard(temporary)

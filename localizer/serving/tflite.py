@@ -6,7 +6,10 @@ head, `box_quality` out), so one reader serves both
 (`localizer.inference.predictor`).
 """
 
+import contextlib
 import os
+import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -14,7 +17,7 @@ import tensorflow as tf
 
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.serving.signatures import IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, load_metadata
-from localizer.serving.verify import ExportVerificationError, check_images
+from localizer.serving.verify import CheckFigures, ExportVerificationError, describe
 from pipelines import decode, render
 
 INT8_BOX_TOLERANCE = 0.05
@@ -43,9 +46,34 @@ def interpreter(content=None, path=None, num_threads=None):
         with open(path, "rb") as f:
             content, path = f.read(), None
     check_flatbuffer(content)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_native_logs():  # the LiteRT notice
         return tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Keeps what TFLite's and TF's C++ code logs (to file descriptor 2) and Python warnings off the
+    terminal while it runs: the converter writes a score of INFO lines about loading the SavedModel and
+    MLIR passes, and its calibrator warns that `tf.lite.Interpreter` is scheduled for deletion in a TF
+    older than ours. If the block fails, what was written is shown after all, for the diagnosis.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
 
 
 def check_flatbuffer(content):
@@ -64,7 +92,9 @@ def check_flatbuffer(content):
 
 def run_signature(content, images):
     """`predict_images` of a TFLite model on uint8 `images` `[N, S, S, 3]`: `{output: numpy array}`."""
-    return interpreter(content).get_signature_runner(IMAGES_SIGNATURE)(**{IMAGES_INPUT: np.asarray(images)})
+    runner = interpreter(content).get_signature_runner(IMAGES_SIGNATURE)
+    with quiet_native_logs():  # "Created TensorFlow Lite XNNPACK delegate for CPU", on the first run
+        return runner(**{IMAGES_INPUT: np.asarray(images)})
 
 
 def _write(content, output_path):
@@ -73,14 +103,14 @@ def _write(content, output_path):
         f.write(content)
 
 
-def _check_inputs(saved_model_dir, extra_images=None):
-    """The verification images rendered as the model sees them (`check_images`, plus `extra_images`), and
-    the SavedModel's `predict_images` outputs on them."""
+def _check_inputs(saved_model_dir, check_images, extra_images=None):
+    """`check_images` (`verify.CheckImage`) rendered as the model sees them, then `extra_images` (already
+    rendered), and the SavedModel's `predict_images` outputs on them."""
     metadata = load_metadata(saved_model_dir)
     images = np.stack([
-        render.resize_image(decode.decode_image_bytes(tf.constant(data)), metadata["image_size"],
+        render.resize_image(decode.decode_image_bytes(tf.constant(image.data)), metadata["image_size"],
                             metadata["resize_mode"])[0].numpy()
-        for data in check_images(metadata["image_size"])
+        for image in check_images
     ])
     if extra_images is not None and len(extra_images):
         images = np.concatenate([images, np.asarray(extra_images, np.uint8)])
@@ -88,21 +118,34 @@ def _check_inputs(saved_model_dir, extra_images=None):
     return images, {key: value.numpy() for key, value in expected.items()}
 
 
-def export_tflite(saved_model_dir, output_path, atol=1e-4):
-    """Converts the export's `predict_images` to TFLite and checks its outputs; returns the path."""
+TFLITE_TODO = "nothing was published; export without --tflite, and report it with this line and --debug's output"
+
+
+def export_tflite(saved_model_dir, output_path, check_images, atol=1e-4):
+    """Converts the export's `predict_images` to TFLite and checks it on `check_images` (`verify.CheckImage`).
+
+    Returns the `verify.CheckFigures`.
+    """
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[IMAGES_SIGNATURE])
-    content = converter.convert()
+    with quiet_native_logs():
+        content = converter.convert()
     _write(content, output_path)
-    images, expected = _check_inputs(saved_model_dir)
+    images, expected = _check_inputs(saved_model_dir, check_images)
     outputs = run_signature(content, images)
-    _check_same_outputs(output_path, "TFLite", outputs, expected)
+    _check_same_outputs("TFLite", outputs, expected)
+    figures = []
     for key in (CLASS_LOGITS, PROBABILITIES, BOX, BOX_QUALITY):
         if key not in expected:
             continue
-        error = float(np.max(np.abs(outputs[key] - expected[key])))
+        per_image = np.abs(outputs[key] - expected[key]).reshape(len(images), -1).max(axis=1)
+        error = float(per_image.max())
         if error > atol:
-            raise ExportVerificationError(f"{output_path}: TFLite {key} differs from the SavedModel's by {error:.2e}.")
-    return output_path
+            raise ExportVerificationError(
+                f"the TFLite file's {key} differs from the SavedModel's by {error:.2e} (limit {atol:.0e}) on "
+                f"check image {check_images[int(per_image.argmax())].name}; {TFLITE_TODO}")
+        figures.append(f"{key} {error:.1e}")
+    return CheckFigures("TFLite predict_images against the SavedModel", describe(image.kind for image in check_images),
+                        (f"largest differences {', '.join(figures)} (each at most {atol:.0e})",))
 
 
 def convert_int8(saved_model_dir, calibration_images):
@@ -121,14 +164,15 @@ def convert_int8(saved_model_dir, calibration_images):
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
-    return converter.convert()
+    with quiet_native_logs():
+        return converter.convert()
 
 
-def _check_same_outputs(output_path, kind, outputs, expected):
+def _check_same_outputs(kind, outputs, expected):
     """The TFLite file has the SavedModel's `predict_images` outputs, no more, no fewer."""
     if set(outputs) != set(expected):
-        raise ExportVerificationError(f"{output_path}: {kind} outputs {sorted(outputs)}, the SavedModel's "
-                                      f"{sorted(expected)}.")
+        raise ExportVerificationError(f"the {kind} file outputs {sorted(outputs)}, the SavedModel "
+                                      f"{sorted(expected)}; {TFLITE_TODO}")
 
 
 def int8_disagreement(outputs, expected):
@@ -142,34 +186,39 @@ def int8_disagreement(outputs, expected):
     return box_error, same_class, quality_error
 
 
-def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset_images=None):
-    """Writes the full-integer `predict_images` and checks it against the SavedModel; returns the path.
+INT8_TODO = ("nothing was published; an op quantizes badly: compare the layers with "
+             "tf.lite.experimental.QuantizationDebugger, or export without --tflite_int8")
 
-    Checked on `check_images` and `dataset_images` (rendered dataset images;
-    int8 is calibrated on real images and may be far off on noise alone):
-    see `INT8_BOX_TOLERANCE`, `INT8_CLASS_AGREEMENT` and `INT8_QUALITY_TOLERANCE`.
+
+def export_tflite_int8(saved_model_dir, output_path, calibration_images, dataset_images, check_images):
+    """Writes the full-integer `predict_images` and checks it against the SavedModel.
+
+    Checked on `check_images` (`verify.CheckImage`, the export's own) and
+    `dataset_images` (rendered images of the calibration split that
+    calibration did not see, where the split is large enough): see `INT8_BOX_TOLERANCE`, `INT8_CLASS_AGREEMENT` and
+    `INT8_QUALITY_TOLERANCE`. Returns the `verify.CheckFigures`.
     """
     content = convert_int8(saved_model_dir, calibration_images)
     computing = float_ops(content)
     if computing:
-        raise ExportVerificationError(f"{output_path}: ops left in float after int8 conversion: {computing}.")
+        raise ExportVerificationError(f"ops are left in float after the int8 conversion: {computing}; {INT8_TODO}")
     _write(content, output_path)
-    images, expected = _check_inputs(saved_model_dir, dataset_images)
+    images, expected = _check_inputs(saved_model_dir, check_images, dataset_images)
     outputs = run_signature(content, images)
-    _check_same_outputs(output_path, "int8 TFLite", outputs, expected)
+    _check_same_outputs("int8 TFLite", outputs, expected)
     box_error, same_class, quality_error = int8_disagreement(outputs, expected)
-    if box_error > INT8_BOX_TOLERANCE or same_class < INT8_CLASS_AGREEMENT:
-        raise ExportVerificationError(
-            f"{output_path}: the int8 model is far from the SavedModel on {len(images)} check images (median box "
-            f"error {box_error:.3f}, limit {INT8_BOX_TOLERANCE}; same top class on {same_class:.0%}, at least "
-            f"{INT8_CLASS_AGREEMENT:.0%}); an op quantizes badly: compare the layers with "
-            f"tf.lite.experimental.QuantizationDebugger")
-    if quality_error is not None and quality_error > INT8_QUALITY_TOLERANCE:
-        raise ExportVerificationError(
-            f"{output_path}: the int8 model's box_quality is far from the SavedModel's on {len(images)} check "
-            f"images (median error {quality_error:.3f}, limit {INT8_QUALITY_TOLERANCE}); compare the layers with "
-            f"tf.lite.experimental.QuantizationDebugger")
-    return output_path
+    where = describe([image.kind for image in check_images] + ["int8 check sample of the calibration split"] * len(dataset_images))
+    figures = [f"median box difference {box_error:.3f} (at most {INT8_BOX_TOLERANCE})",
+               f"same top class on {same_class:.0%} (at least {INT8_CLASS_AGREEMENT:.0%})"]
+    if quality_error is not None:
+        figures.append(f"median box_quality difference {quality_error:.3f} (at most {INT8_QUALITY_TOLERANCE})")
+    failed = box_error > INT8_BOX_TOLERANCE or same_class < INT8_CLASS_AGREEMENT or (
+        quality_error is not None and quality_error > INT8_QUALITY_TOLERANCE)
+    check = CheckFigures("int8 TFLite predict_images against the SavedModel", where, tuple(figures))
+    if failed:
+        raise ExportVerificationError(f"the int8 model is far from the SavedModel on {check.images}: "
+                                      f"{check.shown()}; {INT8_TODO}")
+    return check
 
 
 def _op_and_tensor_names():
