@@ -3,7 +3,7 @@
 #
 #   make train [DATASET=synthetic|voc|voc_dir|csv] [DATA_DIR=...] [EXPERIMENT=...]
 #   make evaluate [MODEL=work/quickstart/best.keras]
-#   make export MODEL=... EXPORT_DIR=models/localizer
+#   make export MODEL=... EXPORT_DIR=models/localizer [EXPORT_FLAGS="--tflite --tflite_int8"]
 #   make test | test-slow | coverage | bench | real-check | clean
 #
 # TF=cpu (default) installs the `tensorflow-cpu` wheel and no CUDA packages;
@@ -28,6 +28,8 @@ DATA_FLAGS = $(if $(DATASET),--dataset=$(DATASET)) $(if $(DATA_DIR),--data_dir="
 MODEL ?= $(WORK_DIR)/best.keras
 REPORT_DIR ?= $(WORK_DIR)/report
 EXPORT_DIR ?= models/localizer
+# More flags of localizer.export, e.g. "--tflite --tflite_int8", --norefine, --version=N.
+EXPORT_FLAGS ?=
 PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -53,7 +55,7 @@ evaluate: $(STAMP)
 		--report_dir="$(REPORT_DIR)"
 
 export: $(STAMP)
-	$(PY) -m localizer.export --model="$(MODEL)" --export_dir="$(EXPORT_DIR)"
+	$(PY) -m localizer.export --model="$(MODEL)" --export_dir="$(EXPORT_DIR)" $(EXPORT_FLAGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
