@@ -393,11 +393,9 @@ def _export_with_metadata(root, text):
     return version_dir
 
 
-def foreign_tflite(path, num_classes, image_size=32):
-    """A TFLite file with the localizer's `predict_images` signature for `num_classes` classes (as another
-    export's file would have), converted from a two-matmul module: about a second."""
-    import tempfile
-
+def stand_in_saved_model(path, num_classes, image_size=32):
+    """A SavedModel at `path` with the localizer's `predict_images` signature for `num_classes` classes,
+    from a two-matmul module (no Keras model): about a second."""
     import tensorflow as tf
 
     class Module(tf.Module):
@@ -409,8 +407,19 @@ def foreign_tflite(path, num_classes, image_size=32):
                     "box": tf.sigmoid(tf.matmul(means, tf.ones([3, 4]))), "box_quality": tf.sigmoid(means[:, 0])}
 
     module = Module()
+    tf.saved_model.save(module, str(path), signatures={"predict_images": module.predict_images})
+    return str(path)
+
+
+def foreign_tflite(path, num_classes, image_size=32):
+    """A TFLite file with the localizer's `predict_images` signature for `num_classes` classes (as another
+    export's file would have)."""
+    import tempfile
+
+    import tensorflow as tf
+
     with tempfile.TemporaryDirectory() as saved:
-        tf.saved_model.save(module, saved, signatures={"predict_images": module.predict_images})
+        stand_in_saved_model(saved, num_classes, image_size)
         content = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["predict_images"]).convert()
     with open(path, "wb") as f:
         f.write(content)
@@ -440,8 +449,10 @@ def test_export_metadata_without_a_field_is_one_line(tmp_path, text, fragment):
     assert "\n" not in message and signatures.metadata_path(str(version_dir)) in message
     assert "export the model again" in message
     tflite_file = foreign_tflite(version_dir / "assets.extra" / "localizer.tflite", len(fixtures.CLASSES))
-    with pytest.raises(signatures.MetadataError, match=fragment):
-        Predictor(tflite_file)
+    stand_in_saved_model(version_dir, len(fixtures.CLASSES))
+    for model in (tflite_file, str(version_dir)):  # evaluate --model=<the .tflite file> or <the export>
+        with pytest.raises(signatures.MetadataError, match=fragment):
+            Predictor(model)
 
 
 def test_a_foreign_tflite_file_in_an_export_is_refused_at_once(tmp_path):
