@@ -191,6 +191,7 @@ def test_predict_reports_the_upright_frame(tmp_path):
 
 def test_serving_turns_tagged_jpegs_upright_in_graph_and_tf1_session(tmp_path):
     from localizer.serving import export_lib, verify
+    from localizer.serving.graph import LocalizerServing
     from tests.test_export import tiny_model
 
     model = tiny_model()
@@ -198,7 +199,8 @@ def test_serving_turns_tagged_jpegs_upright_in_graph_and_tf1_session(tmp_path):
     plain = tagged_jpeg(upright, None, quality=100)
     stored = tf.io.decode_jpeg(plain).numpy()  # what the plain JPEG decodes to: turned back, exactly
     encoded = [plain] + [tagged_jpeg(stored_pixels(stored, o), o, quality=100) for o in (6, 3)]
-    path = export_lib.export_saved_model(model, str(tmp_path / "models"), refine=True)
+    path = str(tmp_path / "saved")
+    export_lib._write(LocalizerServing(model, refine=True), path)  # the export's writer, without its own checks
     served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
     expected = verify.reference_predictions(model, encoded, refine=True)
     np.testing.assert_allclose(served["box"].numpy(), expected["box"], atol=1e-4)
