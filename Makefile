@@ -21,7 +21,7 @@ DATASET ?=
 DATA_DIR ?=
 SPLIT ?= val
 EXPERIMENT ?= $(if $(DATASET),,quickstart)
-# The default work dir is work/<dataset>[-<data folder>][-<experiment>], from the one
+# The default work dir is work/<dataset>[-<data folder>-<path digest>][-<experiment>], from the one
 # rule in localizer/training/workdir.py (asked only when a target needs it).
 WORK_DIR ?= $(shell $(PY) -m localizer.training.workdir "$(DATASET)" "$(DATA_DIR)" "$(EXPERIMENT)")
 DATA_FLAGS = $(if $(DATASET),--dataset=$(DATASET)) $(if $(DATA_DIR),--data_dir="$(DATA_DIR)")
