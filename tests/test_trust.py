@@ -575,3 +575,23 @@ def test_reports_on_exports_go_to_the_reports_area_not_into_the_export(tmp_path,
         assert not files.inside(report_dir, tmp_path / "models")
     keras_model = os.path.join("work", "run", "best.keras")  # a .keras file's report stays in its work dir
     assert evaluate.default_report_dir(keras_model, "val") == str(tmp_path / "work" / "run" / "report-val")
+
+
+# --- predict: names kept whole, broken links listed, folders without images named (issue 19) ------------
+
+
+def test_predict_keeps_a_file_name_with_a_line_break_whole_in_its_error(tmp_path, tiny_model_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = folder / "new\nline.jpg"
+    odd.write_bytes(b"not an image at all")
+    missing = tmp_path / "gone\n\u2028away.png"
+    assert image_files._one_line(OSError(2, "No such file or directory", str(missing))) == \
+        f"{tmp_path}/gone\\n\\u2028away.png: No such file or directory"
+    out = io.StringIO()
+    failures = image_files.run(tiny_model_path, [str(folder), str(missing)], out=out, refine=False)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert failures == 2 and [line["file"] for line in lines] == [str(odd), str(missing)]
+    assert lines[0]["error"].startswith(f"{folder}/new\\nline.jpg: not a JPEG"), lines[0]
+    assert lines[1]["error"] == f"{tmp_path}/gone\\n\\u2028away.png: no such file", lines[1]
+

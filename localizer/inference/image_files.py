@@ -9,6 +9,7 @@ is predicted and drawn once).
 
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -29,6 +30,12 @@ UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".
 
 class DrawDirError(ValueError):
     """The draw dir would put drawings among the inputs."""
+
+
+def printable(text):
+    """`text` with its line breaks and other unprintable characters escaped as in a Python string literal
+    (`new\\nline.jpg`), everything else as it is: a file name, whole, on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def image_files(paths):
@@ -206,7 +213,7 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
             record, image = predict_file(predictor, path, tta, refine, max_image_pixels, min_box_quality)
         except (OSError, image_header.ImageHeaderError, tf.errors.InvalidArgumentError) as error:
             failures += 1
-            out.write(json.dumps({"file": path, "error": _one_line(error)}) + "\n")
+            out.write(json.dumps({"file": path, "error": _one_line(error, path)}) + "\n")
             out.flush()
             continue
         if draw_dir:
@@ -216,8 +223,40 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
     return failures
 
 
-def _one_line(error):
+LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+"""What `str.splitlines` breaks at."""
+
+
+def _one_line(error, path=None):
+    """The error's message on one line, for predict's `"error"` field.
+
+    File names in it (`path`, an OSError's file name) stay whole whatever
+    characters they hold, their line breaks escaped (`printable`); the text
+    around them is cut at its first line break (TensorFlow's messages go on
+    with op details) and its runs of white space joined.
+    """
     message = getattr(error, "message", None) or str(error) or type(error).__name__
+    filename = error.filename if isinstance(error, OSError) else None
+    if isinstance(filename, bytes):
+        filename = os.fsdecode(filename)
+    elif filename is not None and not isinstance(filename, str):
+        filename = str(filename)  # a file descriptor
     if isinstance(error, OSError) and error.strerror:
-        message = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
-    return " ".join(message.strip().splitlines()[0].split()) if message.strip() else type(error).__name__
+        strerror = " ".join(error.strerror.split())
+        return f"{printable(filename)}: {strerror}" if filename else strerror
+    names = sorted({name for name in (path, filename) if name}, key=len, reverse=True)
+    pieces = re.split(f"({'|'.join(map(re.escape, names))})", message) if names else [message]
+    kept = []  # (text, is a file name)
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            kept.append((printable(piece), True))
+            continue
+        if not any(text for text, _ in kept):
+            piece = piece.lstrip()
+        line_break = LINE_BREAKS.search(piece)
+        kept.append((re.sub(r"\s+", " ", piece[:line_break.start()] if line_break else piece), False))
+        if line_break:
+            break
+    if kept and not kept[-1][1]:
+        kept[-1] = (kept[-1][0].rstrip(), False)
+    return "".join(text for text, _ in kept) or type(error).__name__
