@@ -595,3 +595,26 @@ def test_predict_keeps_a_file_name_with_a_line_break_whole_in_its_error(tmp_path
     assert lines[0]["error"].startswith(f"{folder}/new\\nline.jpg: not a JPEG"), lines[0]
     assert lines[1]["error"] == f"{tmp_path}/gone\\n\\u2028away.png: no such file", lines[1]
 
+
+def test_predict_lists_broken_links_in_a_folder_each_with_its_line(tmp_path, tiny_model_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    fixtures.write_image(str(folder / "a_good.png"), fixtures.make_image(40, 50, [("cat", (5, 5, 30, 30))]))
+    os.symlink(tmp_path / "moved.jpg", folder / "b_dangling.jpg")
+    os.symlink(tmp_path / "moved.jpg", folder / "c_dangling_too.jpg")  # the same missing target: its own line
+    os.symlink(folder / "d_loop_b.png", folder / "d_loop_a.png")
+    os.symlink(folder / "d_loop_a.png", folder / "d_loop_b.png")
+    (folder / "e_album.jpg").mkdir()  # a folder named like an image is no input
+    out = io.StringIO()
+    failures = image_files.run(tiny_model_path, [str(folder), str(folder / "b_dangling.jpg")], out=out,
+                               refine=False)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [os.path.basename(line["file"]) for line in lines] == [
+        "a_good.png", "b_dangling.jpg", "c_dangling_too.jpg", "d_loop_a.png", "d_loop_b.png"]
+    assert failures == 4 and "class" in lines[0]
+    for line in lines[1:3]:
+        assert line["error"] == (f"{line['file']}: no such file (broken link to {tmp_path}/moved.jpg, which does not "
+                                 f"exist); fix or remove the link")
+    for line in lines[3:]:
+        assert line["error"].startswith(f"{line['file']}: no such file (broken link: a loop of links"), line
+

@@ -7,6 +7,7 @@ replace an input, and two inputs never share a drawing (a file given twice
 is predicted and drawn once).
 """
 
+import errno
 import json
 import os
 import re
@@ -39,13 +40,18 @@ def printable(text):
 
 
 def image_files(paths):
-    """Files named directly, plus the image files inside named folders (sorted)."""
+    """Files named directly, plus the image-named entries inside named folders (sorted).
+
+    Every entry of a folder whose name ends in an image extension is listed
+    unless it is a folder: a broken link (dangling, or a loop of links) or a
+    FIFO gets its own error line from `read_image`, never skipped silently.
+    """
     for path in paths:
         if os.path.isdir(path):
             for name in sorted(os.listdir(path)):
                 full = os.path.join(path, name)
                 listed = name.lower().endswith(image_header.IMAGE_EXTENSIONS + UNSUPPORTED_EXTENSIONS)
-                if listed and os.path.isfile(full):
+                if listed and not os.path.isdir(full):  # isdir follows links: a broken one is listed
                     yield full
         else:
             yield path
@@ -80,7 +86,9 @@ def distinct_files(paths):
     is predicted and drawn once (under its first spelling)."""
     seen, distinct = set(), []
     for path in paths:
-        real = os.path.realpath(path)
+        # A path that leads nowhere (missing, a broken link) is told apart by its own name: two broken
+        # links to one missing file are two lines, not one.
+        real = os.path.realpath(path) if os.path.exists(path) else os.path.abspath(path)
         if real not in seen:
             seen.add(real)
             distinct.append(path)
@@ -111,11 +119,24 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
             f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, PNG or WebP"
         )
     if not os.path.isfile(path):  # a folder, a FIFO or a device would block or fail the decoder
+        if os.path.islink(path) and not os.path.exists(path):
+            raise image_header.ImageHeaderError(f"{path}: no such file ({_broken_link(path)}); fix or remove the link")
         raise image_header.ImageHeaderError(f"{path}: not a regular file" if os.path.exists(path) else
                                             f"{path}: no such file")
     info = image_header.check_decodable(path, max_image_pixels)
     with open(path, "rb") as f:
         return decode.decode_image_bytes(f.read(), orientation=info.orientation)
+
+
+def _broken_link(path):
+    """Why the link `path` leads nowhere: a loop of links, or a target that does not exist."""
+    target = printable(os.readlink(path))
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"broken link: a loop of links, through {target}"
+    return f"broken link to {target}, which does not exist"
 
 
 class BoxQualityThresholdError(ValueError):
