@@ -139,6 +139,8 @@ CASES = [
      "not a .keras file"),
     ("predict_min_box_quality_out_of_range", ("localizer.predict", "--model={model}", "--min_box_quality=2",
                                               "{voc}/JPEGImages"), "min_box_quality=2.0 is not in [0, 1]"),
+    ("predict_folder_without_images", ("localizer.predict", "--model={model}", "{voc}/Annotations"),
+     "Annotations holds no image file (predict looks for .jpg"),
     ("export_truncated_model", ("localizer.export", "--model={truncated}", "--export_dir={root}/models"),
      "not a .keras file"),
     ("export_readonly_dir", ("localizer.export", "--model={model}", "--export_dir={readonly}/models"),

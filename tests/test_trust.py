@@ -618,3 +618,28 @@ def test_predict_lists_broken_links_in_a_folder_each_with_its_line(tmp_path, tin
     for line in lines[3:]:
         assert line["error"].startswith(f"{line['file']}: no such file (broken link: a loop of links"), line
 
+
+def test_predict_on_folders_without_image_files_says_so(tmp_path, tiny_model_path, capsys):
+    empty = tmp_path / "scans"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no image here")
+    (empty / "inner").mkdir()
+    fixtures.write_image(str(empty / "inner" / "deep.png"), fixtures.make_image(40, 50, []))  # not searched
+    also_empty = tmp_path / "nothing"
+    also_empty.mkdir()
+    out = io.StringIO()
+    with pytest.raises(image_files.NoImagesError) as error:
+        image_files.run(tiny_model_path, [str(empty), str(also_empty)], out=out)
+    assert str(error.value) == (
+        f"folders {empty}, {also_empty} hold no image file (predict looks for .jpg .jpeg .jpe .jfif .png .gif .bmp "
+        f".webp in any letter case; subfolders are not searched); give image files, or a folder that holds them")
+    assert out.getvalue() == ""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    fixtures.write_image(str(photos / "a.PNG"), fixtures.make_image(40, 50, [("cat", (5, 5, 30, 30))]))
+    assert image_files.run(tiny_model_path, [str(empty), str(photos)], out=out, refine=False) == 0
+    assert [json.loads(line)["file"] for line in out.getvalue().splitlines()] == [str(photos / "a.PNG")]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: folder {empty} holds no image file (predict looks for .jpg .jpeg .jpe .jfif .png .gif .bmp .webp "
+        f"in any letter case; subfolders are not searched); nothing predicted from it"]
+

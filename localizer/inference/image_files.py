@@ -33,6 +33,10 @@ class DrawDirError(ValueError):
     """The draw dir would put drawings among the inputs."""
 
 
+class NoImagesError(ValueError):
+    """No input names an image file: every one is a folder without any."""
+
+
 def printable(text):
     """`text` with its line breaks and other unprintable characters escaped as in a Python string literal
     (`new\\nline.jpg`), everything else as it is: a file name, whole, on one line."""
@@ -55,6 +59,14 @@ def image_files(paths):
                     yield full
         else:
             yield path
+
+
+def _no_images(folders):
+    """What a folder without image files lacks, naming the folders and the extensions looked for."""
+    named = ", ".join(printable(folder) for folder in folders)
+    return (f"{'folder' if len(folders) == 1 else 'folders'} {named} "
+            f"{'holds' if len(folders) == 1 else 'hold'} no image file (predict looks for "
+            f"{' '.join(image_header.IMAGE_EXTENSIONS)} in any letter case; subfolders are not searched)")
 
 
 def check_draw_dir(draw_dir, inputs):
@@ -215,15 +227,24 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
         max_image_pixels=image_header.MAX_IMAGE_PIXELS, min_box_quality=None):
     """Predicts every image; writes JSON lines to `out`; returns the number of failures.
 
-    Mistakes that concern the whole run (the model, the draw dir) raise
-    before any image is read.
+    Mistakes that concern the whole run (the model, the draw dir, inputs
+    that are only folders without image files) raise before any image is
+    read; a folder without image files among inputs that have some is a
+    `warning:` line on stderr.
     """
     image_header.check_pixel_limit(max_image_pixels)
     if draw_dir:
         check_draw_dir(draw_dir, paths)
+    found = {path: list(image_files([path])) for path in dict.fromkeys(paths)}
+    empty = [path for path, names in found.items() if not names]
+    listed = distinct_files(name for path in paths for name in found[path])
+    if not listed:
+        raise NoImagesError(f"{_no_images(empty)}; give image files, or a folder that holds them")
+    if empty:
+        print(f"warning: {_no_images(empty)}; nothing predicted from {'it' if len(empty) == 1 else 'them'}",
+              file=sys.stderr)
     predictor = Predictor(model_path)
     check_min_box_quality(predictor, min_box_quality)
-    listed = distinct_files(image_files(paths))
     drawings = drawing_names(listed)
     if draw_dir:
         check_drawings_are_ours(draw_dir, drawings.values())
