@@ -4,6 +4,7 @@ memory bounded before decoding, every config field validated, clear messages for
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -643,3 +644,33 @@ def test_predict_on_folders_without_image_files_says_so(tmp_path, tiny_model_pat
         f"warning: folder {empty} holds no image file (predict looks for .jpg .jpeg .jpe .jfif .png .gif .bmp .webp "
         f"in any letter case; subfolders are not searched); nothing predicted from it"]
 
+
+# --- dataset errors say what to do (issue 19) -------------------------------------------------------------
+
+
+def test_blank_labels_file_and_unusable_splits_say_what_to_check(tmp_path):
+    root = fixtures.make_voc_folder(tmp_path / "voc")
+    labels = os.path.join(root, "labels.txt")
+    with open(labels, "w") as f:
+        f.write("\n  \n")
+    with pytest.raises(DatasetError, match=r"labels.txt: no class names \(the file is empty or blank\); write one "
+                                           r"class name per line, or remove the file"):
+        pipelines.get_source("voc_dir", data_dir=root).class_names
+    os.remove(labels)
+    with open(os.path.join(root, "ImageSets", "Main", "empty.txt"), "w"):
+        pass
+    for name in os.listdir(os.path.join(root, "JPEGImages")):
+        os.remove(os.path.join(root, "JPEGImages", name))
+    source = pipelines.get_source("voc_dir", data_dir=root)
+    with pytest.raises(DatasetError) as error:
+        source.num_examples("empty")
+    assert str(error.value) == (f"{root} split 'empty': no usable example (kept 0): the split lists no example; "
+                                f"check that its list or annotation file in {root} names its examples, and that "
+                                f"'empty' is the split you mean.")
+    with pytest.raises(DatasetError) as error:
+        source.num_examples("train")
+    message = str(error.value)
+    assert re.fullmatch(rf"{re.escape(root)} split 'train': no usable example \(kept 0, skipped \d+ \(missing image "
+                        rf"file\); first: \S+: missing image file\); check that the split's list names examples "
+                        rf"whose annotations and images exist in {re.escape(root)} and are readable \(the "
+                        rf"voc_dir\[train\] log line above counts the reasons by kind\)\.", message), message

@@ -86,7 +86,8 @@ def read_class_names(labels_file):
     if repeated:
         raise DatasetError(f"{labels_file}: class names repeat: {', '.join(repeated)}; list each class once.")
     if not names:
-        raise DatasetError(f"{labels_file}: no class names.")
+        raise DatasetError(f"{labels_file}: no class names (the file is empty or blank); write one class name "
+                           f"per line, or remove the file to take the names from the annotations.")
     return names
 
 
@@ -330,9 +331,17 @@ class FileSource(Source):
             self.stats[split] = stats
             log_index(self.name, split, stats)
             if stats.kept == 0:
-                raise DatasetError(
-                    f"{self.data_dir} split {split!r}: no usable example ({stats.summary() or 'empty'})."
-                )
+                if stats.skipped or stats.repaired:
+                    first = f"; first: {stats.problems[0][0]}: {stats.problems[0][2]}" if stats.problems else ""
+                    what = f"({stats.summary()}{first})"
+                    todo = (f"check that the split's list names examples whose annotations and images exist in "
+                            f"{self.data_dir} and are readable (the {self.name}[{split}] log line above counts "
+                            f"the reasons by kind)")
+                else:
+                    what = f"({stats.summary()}): the split lists no example"
+                    todo = (f"check that its list or annotation file in {self.data_dir} names its examples, and "
+                            f"that {split!r} is the split you mean")
+                raise DatasetError(f"{self.data_dir} split {split!r}: no usable example {what}; {todo}.")
         return self._indices[split]
 
     def num_examples(self, split):
