@@ -149,6 +149,8 @@ CASES = [
                                   "--tflite_int8"), "no work-dir config.json"),
     ("export_int8_other_classes", ("localizer.export", "--model={model}", "--export_dir={root}/models",
                                    "--tflite_int8", "--dataset=synthetic"), "pass the dataset it was trained on"),
+    ("export_version_taken", ("localizer.export", "--model={model}", "--export_dir={root}/export", "--version=1"),
+     "/export/1; choose another --version, or leave it out for the next free one (2)"),
     ("export_version_0", ("localizer.export", "--model={model}", "--export_dir={root}/models", "--version=0"),
      "--version=0"),
     ("show_replaces_user_file", ("pipelines.show", "--dataset=voc_dir", "--data_dir={voc}", "--out={notes}"),

@@ -761,3 +761,24 @@ def test_check_images_are_photos_of_the_split_then_noise(tmp_path):
     generated = verify.generated_check_images(32)
     assert [image.kind for image in generated] == ["generated"] * verify.CHECK_PHOTOS + ["noise"] * 2
     assert [image.data for image in generated] == [image.data for image in verify.generated_check_images(32)]
+
+
+# --- issue 19: a taken version says what to do; a short GIF hiding a huge frame is too large -------------
+
+
+def test_a_taken_version_says_to_choose_another_or_leave_it_out(tmp_path):
+    export_dir = tmp_path / "models"
+    for taken in ("1", "2"):
+        (export_dir / taken).mkdir(parents=True)
+    (export_dir / "3").write_text("notes")  # not a version, but publishing would skip its name too
+    expected = (f"version 2 exists already: {export_dir}/2; choose another --version, or leave it out for the next "
+                f"free one (4)")
+    with pytest.raises(FileExistsError) as error:  # refused before the model is even looked at
+        export_lib.export_saved_model(None, str(export_dir), version=2)
+    assert str(error.value) == expected
+    temporary = export_dir / f"{versions.TEMPORARY_PREFIX}1-ab"
+    (temporary / "assets").mkdir(parents=True)
+    with pytest.raises(FileExistsError) as error:  # another export published the number meanwhile
+        versions.publish(str(temporary), str(export_dir), 2)
+    assert str(error.value) == expected
+

@@ -114,7 +114,7 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
     if version is not None:
         version = versions.check_version(version)
         if version in versions.existing_versions(export_dir):
-            raise FileExistsError(f"Version {version} exists already: {os.path.join(export_dir, str(version))}.")
+            raise versions.version_taken(export_dir, version)
 
     module = LocalizerServing(model, max_image_pixels, refine)
     if check_images is None and (verify or tflite or tflite_int8 is not None):

@@ -66,6 +66,16 @@ def check_version(version):
     return int(version)
 
 
+def version_taken(export_dir, version):
+    """The FileExistsError for a `--version` whose folder `export_dir` holds already: what to do instead."""
+    path = os.path.join(export_dir, str(version))
+    following = max(existing_versions(export_dir), default=0) + 1
+    while os.path.exists(os.path.join(export_dir, str(following))):  # as `publish` picks it
+        following += 1
+    return FileExistsError(f"version {version} exists already: {path}; choose another --version, or leave it out "
+                           f"for the next free one ({following})")
+
+
 def publish(temporary, export_dir, version):
     """Renames the finished export to its number (the next free one if `version` is None)."""
     number = version or max(existing_versions(export_dir), default=0) + 1
@@ -81,5 +91,5 @@ def publish(temporary, export_dir, version):
                 if not os.path.exists(final):
                     raise
         if version is not None:
-            raise FileExistsError(f"Version {version} exists already: {final}.")
+            raise version_taken(export_dir, version)
         number += 1
