@@ -782,3 +782,18 @@ def test_a_taken_version_says_to_choose_another_or_leave_it_out(tmp_path):
         versions.publish(str(temporary), str(export_dir), 2)
     assert str(error.value) == expected
 
+
+def test_a_gif_under_30_bytes_hiding_a_huge_frame_is_too_large_not_unsupported():
+    """A GIF's header is its 13-byte screen descriptor: without a colour table, a whole GIF announcing a
+    20000 x 20000 frame on a 10 x 10 canvas is 29 bytes, and it met "Unsupported image" (the 30-byte minimum
+    of the other formats' headers) instead of the pixel limit."""
+    with_table = fixtures.gif_with_frames(canvas=(10, 10), frame=(20000, 20000))
+    flags = with_table[10]
+    without_table = with_table[:10] + bytes([flags & 0x7F]) + with_table[11:13] + with_table[19:]
+    assert (len(with_table), len(without_table)) == (35, 29)
+    serving = graph.LocalizerServing(tiny_model())
+    for gif in (with_table, without_table):
+        assert graph.encoded_image_pixels(tf.constant(gif)).numpy() == 20000 * 20000
+        with pytest.raises(tf.errors.InvalidArgumentError, match="Image too large"):
+            serving.serve_bytes(tf.constant([gif]))
+    assert graph.encoded_image_pixels(tf.constant(with_table[:12])).numpy() == graph.UNKNOWN_FORMAT

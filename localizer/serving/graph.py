@@ -244,11 +244,15 @@ def encoded_image_pixels(data):
         return (b[0] + b[1] * 256 + b[2] * 65536 + 1) * (b[3] + b[4] * 256 + b[5] * 65536 + 1)
 
     complete_header = tf.strings.length(data) >= 30
+    # A GIF's header is its signature and 13-byte screen descriptor, all `gif_decoded_pixels` needs: a whole
+    # GIF can be under 30 bytes (no colour table, one frame) and announce a huge frame, which must meet the
+    # pixel limit ("Image too large"), not read as an unknown format ("Unsupported image").
+    gif_header = tf.strings.length(data) >= 13
     webp = tf.logical_and(complete_header, tf.logical_and(starts_with(0, b"RIFF"), starts_with(8, b"WEBP")))
     return tf.case([
         (tf.io.is_jpeg(data), jpeg),
         (tf.logical_and(complete_header, starts_with(0, PNG_SIGNATURE)), png),
-        (tf.logical_and(complete_header, tf.logical_or(starts_with(0, b"GIF87a"), starts_with(0, b"GIF89a"))), gif),
+        (tf.logical_and(gif_header, tf.logical_or(starts_with(0, b"GIF87a"), starts_with(0, b"GIF89a"))), gif),
         (tf.logical_and(complete_header, starts_with(0, b"BM")), bmp),
         (tf.logical_and(webp, starts_with(12, b"VP8 ")), webp_lossy),
         (tf.logical_and(webp, starts_with(12, b"VP8L")), webp_lossless),
