@@ -672,6 +672,17 @@ def test_boxes_in_the_padding_agree_between_the_reference_and_the_serving_graph(
     assert np.all(expected["box_quality"] > 0.05)  # the box's own quality, not a zero weight's
 
 
+@pytest.mark.slow
+def test_a_model_boxing_the_padding_exports_and_passes_its_own_check(tmp_path):
+    """End to end, as the trained model failed: the written SavedModel checked (both looks) on the generated
+    images and the noise images, where the padding model's first box lies wholly in the padding."""
+    checks = []
+    path = export_lib.export_saved_model(padding_model(), str(tmp_path), refine=True, on_check=checks.append)
+    assert signatures.load_metadata(path)["refine"] is True
+    assert [check.what for check in checks] == ["serving_default against the Keras model"]
+    assert checks[0].images == f"{verify.CHECK_PHOTOS + 2} images ({verify.CHECK_PHOTOS} generated, 2 noise)"
+
+
 _EXPORT_WITH_A_FAULT = r"""
 import errno, sys
 import numpy as np
