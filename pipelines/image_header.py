@@ -187,12 +187,21 @@ def _pillow_info(f):
 
 
 def _orientation(image):
-    """The EXIF orientation of an open image; damaged EXIF data reads as upright (as in the serving graph),
-    never as a bad photo: the pixels are fine."""
+    """The orientation in an open JPEG's EXIF block; damaged EXIF data reads as upright (as in the serving
+    graph), never as a bad photo: the pixels are fine.
+
+    Only the EXIF block, as the serving graph reads it (`orientation.jpeg_orientation`): Pillow's
+    `getexif()` would also take an XMP packet's `tiff:Orientation`, which the graph does not parse.
+    """
+    block = image.info.get("exif")
+    if not block:
+        return orientation_lib.UPRIGHT
+    exif = Image.Exif()
     try:
-        return orientation_lib.of_exif(image.getexif())
+        exif.load(block)
     except Exception:  # noqa: BLE001 (Pillow raises many kinds on damaged EXIF: struct.error, SyntaxError, ...)
         return orientation_lib.UPRIGHT
+    return orientation_lib.of_exif(exif)
 
 
 def _header_error(path, f, error):

@@ -29,11 +29,10 @@ DEFAULT_EXIF = "apply"
 """What the file sources do with the tag (`--exif`): `apply` (default) reads and annotates each photo in
 the frame a person sees; `ignore` keeps the stored pixels, for datasets annotated on raw pixels."""
 
-MAX_JPEG_SEGMENTS = 32
-"""Segments before the frame the serving graph walks to find the EXIF one (APP1 comes first or second)."""
-MAX_IFD_ENTRIES = 128
-"""Entries of the first EXIF directory read in the serving graph (phones write about a dozen)."""
-_EXIF_SCAN_BYTES = 1 << 18  # the graph's parser looks at this much of the file: 32 segments of <= 8 KiB typical
+MAX_JPEG_SEGMENTS = 1024
+"""Segments before the scan the serving graph walks (a photo has about ten; each is 64 KiB at most)."""
+_EXIF_TYPES = (3, 4, 8, 9)  # the Orientation value as SHORT (cameras), LONG, SSHORT or SLONG: Pillow reads each
+_MAX_SEGMENT = 65535  # a JPEG segment's length field is 16 bits: the whole EXIF block fits in one
 
 
 def of_exif(exif):
@@ -75,21 +74,20 @@ def transpose(image, orientation):
 def jpeg_orientation(data):
     """The EXIF orientation (int32, 1-8) of encoded image bytes, in graph ops; `UPRIGHT` for anything else.
 
-    Walks the JPEG's segments up to the first EXIF APP1 (or the start of
-    scan), then the first image directory (IFD0) of its TIFF structure, in
-    either byte order, for tag 0x0112. Bounded: at most `MAX_JPEG_SEGMENTS`
-    segments and `MAX_IFD_ENTRIES` entries of the first `_EXIF_SCAN_BYTES`
-    bytes; damaged or cut-off EXIF data reads as upright. The same answer as
-    Pillow's on the files `pipelines.image_header` reads (tests/test_orientation.py).
+    Finds the first EXIF APP1 segment (`jpeg_layout`), then reads the first
+    image directory (IFD0) of its TIFF structure, in either byte order, for
+    tag 0x0112. Damaged or cut-off EXIF data reads as upright. The same
+    answer as Pillow's reading of the EXIF block (`of_exif`) on the files
+    `pipelines.image_header` reads (tests/test_orientation.py).
     """
     data = tf.convert_to_tensor(data, tf.string)
-    head = tf.strings.substr(data, 0, _EXIF_SCAN_BYTES)
-    raw = tf.io.decode_raw(tf.strings.join([head, tf.constant(b"\0" * 16)]), tf.uint8)
-    bytes_ = tf.cast(raw, tf.int32)
-    length = tf.strings.length(head)
+    exif_start, _ = jpeg_layout(data)
+    tiff_start = exif_start + 10  # after FF E1, the length and "Exif\0\0"
+    block = _bytes(data, tf.maximum(tiff_start, 0), _MAX_SEGMENT)
+    size = tf.minimum(tf.strings.length(data) - tiff_start, _MAX_SEGMENT)
 
     def at(i):
-        return bytes_[tf.clip_by_value(i, 0, length + 15)]
+        return block[tf.clip_by_value(i, 0, _MAX_SEGMENT - 1)]
 
     def u16(i, little):
         return tf.where(little, at(i) + 256 * at(i + 1), 256 * at(i) + at(i + 1))
@@ -98,44 +96,60 @@ def jpeg_orientation(data):
         low, high = u16(i, little), u16(i + 2, little)
         return tf.where(little, low + 65536 * high, 65536 * low + high)
 
-    exif_start = _exif_segment(at, length)
-    tiff = exif_start + 10  # after FF E1, the length and "Exif\0\0"
-    little = tf.equal(at(tiff), 0x49)  # "II": little-endian; "MM": big-endian
-    valid_tiff = (tf.equal(at(tiff), at(tiff + 1)) & ((at(tiff) == 0x49) | (at(tiff) == 0x4D))
-                  & tf.equal(u16(tiff + 2, little), 42))
-    ifd = tiff + u32(tiff + 4, little)
-    entries = tf.minimum(u16(ifd, little), MAX_IFD_ENTRIES)
+    little = tf.equal(at(0), 0x49)  # "II": little-endian; "MM": big-endian
+    valid_tiff = (tf.equal(at(0), at(1)) & ((at(0) == 0x49) | (at(0) == 0x4D)) & tf.equal(u16(2, little), 42))
+    ifd = u32(4, little)
+    entries = tf.minimum(u16(ifd, little), (size - ifd - 2) // 12)  # only entries inside the block
 
     def look(i, found):
         entry = ifd + 2 + 12 * i
-        kind = u16(entry + 2, little)  # 3: SHORT (what cameras write), 4: LONG
-        value = tf.where(tf.equal(kind, 4), u32(entry + 8, little), u16(entry + 8, little))
-        is_tag = tf.equal(u16(entry, little), ORIENTATION_TAG) & ((kind == 3) | (kind == 4))
-        return i + 1, tf.where(is_tag & tf.equal(found, 0), value, found)
+        kind = u16(entry + 2, little)
+        value = tf.where((kind == 4) | (kind == 9), u32(entry + 8, little), u16(entry + 8, little))
+        is_tag = tf.equal(u16(entry, little), ORIENTATION_TAG) & tf.reduce_any(tf.equal(kind, _EXIF_TYPES))
+        return i + 1, tf.where(is_tag, value, found)
 
-    usable = (exif_start >= 0) & valid_tiff & (ifd > tiff) & (ifd + 2 <= length)
-    _, found = tf.while_loop(lambda i, found: (i < entries) & tf.equal(found, 0) & usable,
+    usable = (exif_start >= 0) & valid_tiff & (ifd >= 8) & (ifd + 2 <= size)
+    _, found = tf.while_loop(lambda i, found: usable & (i < entries) & tf.equal(found, 0),
                              look, (tf.constant(0), tf.constant(0)))
     return tf.where((found >= 1) & (found <= 8), found, UPRIGHT)
 
 
-def _exif_segment(at, length):
-    """Position of the JPEG's EXIF APP1 marker (`FF E1 .. "Exif\\0\\0"`), or -1 when there is none."""
-    is_jpeg = tf.equal(at(0), 0xFF) & tf.equal(at(1), 0xD8)
-    exif = [0x45, 0x78, 0x69, 0x66, 0, 0]  # "Exif\0\0"
+def jpeg_layout(data):
+    """`(exif_start, scan_start)` of JPEG bytes, in graph ops: where the first EXIF APP1 segment
+    (`FF E1 .. "Exif\\0\\0"`) and the first start of scan (`FF DA`) begin, each -1 when absent.
 
-    def is_exif(pos):
-        signature = tf.reduce_all(tf.stack([tf.equal(at(pos + 4 + k), byte) for k, byte in enumerate(exif)]))
-        return tf.equal(at(pos), 0xFF) & tf.equal(at(pos + 1), 0xE1) & signature
+    Walks the segments from the start of image, skipping fill bytes,
+    reading a few bytes at each (never the whole file), for at most
+    `MAX_JPEG_SEGMENTS` segments; stops at damage.
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    length = tf.strings.length(data)
+    exif_signature = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0], tf.int32)  # "Exif\0\0"
 
-    def more(step, pos, found):
-        marker = at(pos + 1)
-        in_header = tf.equal(at(pos), 0xFF) & (marker != 0xDA) & (marker != 0xD9)  # before start of scan
-        return (step < MAX_JPEG_SEGMENTS) & tf.equal(found, -1) & (pos + 4 <= length) & in_header
+    def more(step, pos, exif, scan, done):
+        return tf.logical_not(done) & (step < MAX_JPEG_SEGMENTS) & (pos + 4 <= length)
 
-    def walk(step, pos, found):
-        found = tf.where(is_exif(pos), pos, found)
-        return step + 1, pos + 2 + 256 * at(pos + 2) + at(pos + 3), found
+    def walk(step, pos, exif, scan, done):
+        head = _bytes(data, pos, 10)
+        marker = head[1]
+        fill = tf.equal(marker, 0xFF)
+        standalone = tf.equal(marker, 0x01) | ((marker >= 0xD0) & (marker <= 0xD7))
+        is_exif = tf.equal(marker, 0xE1) & tf.reduce_all(tf.equal(head[4:10], exif_signature))
+        exif = tf.where(is_exif & tf.equal(exif, -1), pos, exif)
+        is_scan = tf.equal(marker, 0xDA)
+        scan = tf.where(is_scan, pos, scan)
+        done = tf.not_equal(head[0], 0xFF) | is_scan | tf.equal(marker, 0xD9)
+        step_size = tf.where(fill, 1, tf.where(standalone, 2, 2 + 256 * head[2] + head[3]))
+        return step + 1, pos + step_size, exif, scan, done
 
-    _, _, found = tf.while_loop(more, walk, (tf.constant(0), tf.constant(2), tf.constant(-1)))
-    return tf.where(is_jpeg, found, -1)
+    is_jpeg = tf.reduce_all(tf.equal(_bytes(data, 0, 2), [0xFF, 0xD8]))
+    start = (tf.constant(0), tf.constant(2), tf.constant(-1), tf.constant(-1), tf.logical_not(is_jpeg))
+    _, _, exif, scan, _ = tf.while_loop(more, walk, start)
+    return exif, scan
+
+
+def _bytes(data, pos, count):
+    """int32 `[count]`: `count` bytes of `data` from `pos` (clamped to its length), zeros past its end."""
+    pos = tf.clip_by_value(pos, 0, tf.strings.length(data))
+    piece = tf.strings.join([tf.strings.substr(data, pos, count), tf.constant(b"\0" * count)])
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(piece, 0, count), tf.uint8), tf.int32)

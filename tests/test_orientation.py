@@ -227,3 +227,48 @@ def test_multi_picture_jpegs_and_damaged_exif(tmp_path):
     damaged.write_bytes(data[:exif_at + 10] + b"MM\0\x2a\xff\xff\xff\xff" + data[exif_at + 18:])  # IFD past the end
     assert image_header.check_decodable(str(damaged)).orientation == 1
     assert int(orientation_lib.jpeg_orientation(tf.constant(damaged.read_bytes()))) == 1
+
+
+def _with_segments_before_exif(data, segments):
+    """`data` (a JPEG) with `segments` (raw bytes) inserted right after its start-of-image marker."""
+    return data[:2] + segments + data[2:]
+
+
+def _segment(marker, payload):
+    import struct
+
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _exif_with_entries(orientation, entries_before, kind=3):
+    """An EXIF block whose IFD0 holds `entries_before` other tags, then the orientation as `kind`."""
+    import struct
+
+    count = entries_before + 1
+    entries = b"".join(struct.pack("<HHIHH", 0x9000 + i, 3, 1, 7, 0) for i in range(entries_before))
+    value = struct.pack("<I", orientation) if kind in (4, 9) else struct.pack("<HH", orientation, 0)
+    entries += struct.pack("<HHI", orientation_lib.ORIENTATION_TAG, kind, 1) + value
+    return b"Exif\0\0" + b"II\x2a\0" + struct.pack("<I", 8) + struct.pack("<H", count) + entries + b"\0" * 4
+
+
+@pytest.mark.parametrize("case", ["fill_bytes", "many_segments", "large_icc_first", "sshort", "slong",
+                                  "entry_140", "xmp_only"])
+def test_graph_and_pillow_agree_on_unusual_layouts(tmp_path, case):
+    plain = tagged_jpeg(PIXELS, None)
+    exif = _segment(0xE1, _exif_with_entries(6, 0))
+    data = {
+        "fill_bytes": _with_segments_before_exif(plain, b"\xff\xff\xff" + exif[1:]),
+        "many_segments": _with_segments_before_exif(plain, _segment(0xFE, b"note") * 40 + exif),
+        "large_icc_first": _with_segments_before_exif(plain, _segment(0xE2, b"\0" * 65000) * 5 + exif),
+        "sshort": _with_segments_before_exif(plain, _segment(0xE1, _exif_with_entries(6, 0, kind=8))),
+        "slong": _with_segments_before_exif(plain, _segment(0xE1, _exif_with_entries(6, 0, kind=9))),
+        "entry_140": _with_segments_before_exif(plain, _segment(0xE1, _exif_with_entries(6, 140))),
+        "xmp_only": _with_segments_before_exif(plain, _segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0"
+                                                           b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/>'
+                                                           b"</x:xmpmeta>")),
+    }[case]
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    pillow = image_header.read_image_info(str(path)).orientation
+    assert pillow == (1 if case == "xmp_only" else 6)  # the EXIF block only, as the serving graph reads it
+    assert int(orientation_lib.jpeg_orientation(tf.constant(data))) == pillow
