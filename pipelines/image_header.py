@@ -154,15 +154,18 @@ def read_image_info(path):
         if info is None:
             raise ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
         kind, height, width, channels, frames, orientation, data_offset = info
+        size = f.seek(0, os.SEEK_END)
         if kind == "gif":
             f.seek(0)
-            height, width, frames = _gif_extent(f.read(), height, width)
-        size = f.seek(0, os.SEEK_END)
-        complete = _ends_properly(f, kind, size, data_offset)
+            height, width, frames, complete = _gif_extent(f.read(), height, width)
+        else:
+            complete = _ends_properly(f, kind, size, data_offset)
     if height <= 0 or width <= 0:
         raise ImageHeaderError(f"{path}: image header gives size {width}x{height}.")
+    # A JPEG's pixels are in the data after its headers (comment or metadata segments could pad it).
+    data_bytes = size - data_offset if kind == "jpeg" else size
     return ImageInfo(kind, int(height), int(width), int(channels), complete, frames, orientation,
-                     _too_little_data(kind, height, width, channels, size))
+                     _too_little_data(kind, height, width, channels, data_bytes))
 
 
 def _pillow_info(f):
@@ -180,7 +183,8 @@ def _pillow_info(f):
                 # Cameras and phones write the tag in JPEGs; the serving graph reads it there too
                 # (`orientation.jpeg_orientation`), so every path turns the same files.
                 turned = _orientation(image) if kind == "jpeg" else orientation_lib.UPRIGHT
-                data_offset = image.tile[0][2] if image.tile else 0  # where the (first) image data starts
+                # Pillow stops reading a JPEG's header at its start of scan: the image data follow there.
+                data_offset = f.tell() if kind == "jpeg" else 0
                 return kind, height, width, channels, frames, turned, data_offset
         finally:
             Image.MAX_IMAGE_PIXELS = limit
@@ -211,6 +215,8 @@ def _header_error(path, f, error):
     head = f.read(16)
     known = head.startswith((b"\xff\xd8", PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM")) or \
         (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    if size == 0:
+        return CutOffHeaderError(f"{path}: the file is empty (0 bytes); copy or export it again")
     if known:
         return CutOffHeaderError(f"{path}: its image header is damaged or ends early ({size} bytes): the file is "
                                  f"truncated; copy or export it again")
@@ -233,9 +239,7 @@ def _ends_properly(f, kind, size, data_offset=0):
     if kind == "jpeg":
         return b"\xff\xd9" in tail.rstrip(b"\x00\r\n ")[-16:] or _has_jpeg_end(f, data_offset)
     if kind == "png":
-        return b"IEND" in tail
-    if kind == "gif":
-        return tail.rstrip(b"\x00").endswith(b"\x3b")
+        return _png_ends(f, size)
     if kind == "webp":
         (declared,) = struct.unpack("<I", head[4:8])  # RIFF payload size
         return size >= declared + 8
@@ -256,6 +260,18 @@ def _has_jpeg_end(f, data_offset, chunk=1 << 20):
         previous = block
 
 
+def _png_ends(f, size):
+    """Whether a PNG's chunks lead, length by length, to a whole IEND chunk (data may follow it)."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= size:
+        f.seek(pos)
+        length, kind = struct.unpack(">I4s", f.read(8))
+        if kind == b"IEND":
+            return pos + 12 <= size  # length, type and checksum
+        pos += 12 + length
+    return False
+
+
 def _too_little_data(kind, height, width, channels, file_size):
     """Whether `file_size` bytes cannot hold `height` x `width` pixels of `kind` at the best compression
     the format allows (a header that lies, or data cut off before an end marker that a forger appended).
@@ -273,7 +289,8 @@ def _too_little_data(kind, height, width, channels, file_size):
 
 
 def _gif_extent(data, height, width):
-    """`(height, width, frames)` of a GIF: the largest of its canvas and frame sizes, and its frame count.
+    """`(height, width, frames, complete)` of a GIF: the largest of its canvas and frame sizes, its frame
+    count, and whether its blocks lead to the trailer (the file is whole; data may follow it).
 
     Pillow gives the canvas and the first frame only; the decoder sizes each
     frame by its own descriptor and decodes every frame, so a small canvas can
@@ -282,10 +299,11 @@ def _gif_extent(data, height, width):
     """
     flags = data[10] if len(data) > 10 else 0
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    frames = 0
+    frames, complete = 0, False
     while pos < len(data):
         block = data[pos]
         if block == 0x3B:  # trailer
+            complete = True
             break
         if block == 0x21:  # extension: label, then sub-blocks
             pos += 2
@@ -300,7 +318,7 @@ def _gif_extent(data, height, width):
         while pos < len(data) and data[pos]:  # data sub-blocks, ended by a zero length
             pos += data[pos] + 1
         pos += 1
-    return height, width, max(frames, 1)
+    return height, width, max(frames, 1), complete
 
 
 def read_image_size(path):

@@ -3,6 +3,7 @@ each is that file's own error, named as such, and the files after it still run (
 serving)."""
 
 import io
+import os
 import json
 import struct
 
@@ -134,3 +135,61 @@ def test_a_photo_with_data_after_its_end_is_whole(tmp_path):
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(photo[: len(photo) * 2 // 3])
     assert not image_header.read_image_info(str(cut)).complete
+
+
+def test_data_after_a_png_or_gif_end_is_whole_and_a_missing_checksum_is_not(tmp_path):
+    for format, ext in (("PNG", "png"), ("GIF", "gif")):
+        trailing = tmp_path / f"trailing.{ext}"
+        trailing.write_bytes(_encoded(format) + b"PK\x03\x04" + bytes(range(256)) * 4)  # a zip appended
+        assert image_header.check_decodable(str(trailing)).complete
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(_encoded("PNG")[:-1])  # IEND's checksum cut short
+    assert not image_header.read_image_info(str(cut)).complete
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(image_header.ImageHeaderError, match="empty"):
+        image_header.check_decodable(str(empty))
+
+
+def test_a_lying_header_padded_with_metadata_is_still_caught(tmp_path):
+    from localizer.serving.graph import jpeg_holds_its_pixels
+
+    data = jpeg_claiming(7000, 7000)
+    padded = data[:2] + (b"\xff\xfe" + struct.pack(">H", 65002) + b"\0" * 65000) * 4 + data[2:]  # comments
+    path = tmp_path / "padded.jpg"
+    path.write_bytes(padded)
+    with pytest.raises(image_header.ImageHeaderError, match="too little JPEG data"):
+        image_header.check_decodable(str(path))
+    assert not bool(jpeg_holds_its_pixels(tf.constant(padded)))
+
+
+def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_predict(tmp_path, monkeypatch):
+    """A 1-bit BMP (a variant TF lacks) and a PNG with a damaged chunk pass every header check: the index
+    decodes each file once and skips them (training would crash mid-epoch); predict names the decoder's reason."""
+    import pipelines
+    from localizer.inference import image_files
+    from pipelines.sources import file_index
+    from pipelines.sources.voc_dir import voc_xml
+
+    monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path / "cache"))
+    buffer = io.BytesIO()
+    Image.fromarray(PIXELS).convert("1").save(buffer, "BMP")
+    png = bytearray(_encoded("PNG"))
+    idat = png.index(b"IDAT")
+    png[idat + 10] ^= 0xFF  # one flipped byte inside the compressed data: its chunk's checksum fails
+    root = tmp_path / "voc"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    images = {"good.png": _encoded("PNG"), "onebit.bmp": buffer.getvalue(), "flipped.png": bytes(png)}
+    for name, data in images.items():
+        (root / "JPEGImages" / name).write_bytes(data)
+        stem = name.split(".")[0]
+        (root / "Annotations" / f"{stem}.xml").write_text(voc_xml(name, [("cat", (4, 4, 30, 30))]))
+    (root / "ImageSets" / "Main" / "train.txt").write_text("good\nonebit\nflipped\n")
+    (root / "labels.txt").write_text("cat\ndog\n")
+    stats = pipelines.get_source("voc_dir", data_dir=str(root)).index_stats("train")
+    assert (stats.kept, stats.skipped[file_index.UNDECODABLE]) == (1, 2)
+    assert len(os.listdir(tmp_path / "cache" / "decoded")) == 1  # the good file, remembered
+    with pytest.raises(image_header.ImageHeaderError, match="decoder cannot read its BMP data") as raised:
+        image_files.read_image(str(root / "JPEGImages" / "onebit.bmp"))
+    assert "{{" not in str(raised.value) and "[Op:" not in str(raised.value)

@@ -137,7 +137,19 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
                                             f"{path}: no such file")
     info = image_header.check_decodable(path, max_image_pixels)
     with open(path, "rb") as f:
-        return decode.decode_image_bytes(f.read(), orientation=info.orientation)
+        data = f.read()
+    try:
+        return decode.decode_image_bytes(data, orientation=info.orientation)
+    except tf.errors.InvalidArgumentError as error:
+        raise image_header.ImageHeaderError(
+            f"{path}: the decoder cannot read its {info.format.upper()} data (damaged inside, or a variant it "
+            f"lacks: {_decoder_words(error)}); open and save it again as JPEG or PNG") from None
+
+
+def _decoder_words(error):
+    """TensorFlow's reason without its op and node names: `{{function_node ...}} reason [Op:DecodeImage]`."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", error.message or str(error))
+    return " ".join(re.sub(r"\[Op:[^\]]*\]", "", text).split()).rstrip(".") or "no reason given"
 
 
 def _broken_link(path):

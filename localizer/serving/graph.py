@@ -20,7 +20,7 @@ from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.serving.signatures import (
     BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
 )
-from pipelines import decode
+from pipelines import decode, orientation
 from pipelines.image_header import JPEG_MIN_BITS_PER_BLOCK, MAX_IMAGE_PIXELS, PNG_SIGNATURE
 
 
@@ -188,7 +188,9 @@ def jpeg_holds_its_pixels(data):
     def check():
         shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
         blocks = ((shape[0] + 7) // 8) * ((shape[1] + 7) // 8)
-        return tf.cast(tf.strings.length(data), tf.int64) * 8 >= blocks * JPEG_MIN_BITS_PER_BLOCK
+        _, scan = orientation.jpeg_layout(data)  # the pixels are in the data after the headers
+        data_bytes = tf.cast(tf.strings.length(data) - tf.maximum(scan, 0), tf.int64)
+        return data_bytes * 8 >= blocks * JPEG_MIN_BITS_PER_BLOCK
 
     return tf.cond(tf.io.is_jpeg(data), check, lambda: tf.constant(True))
 

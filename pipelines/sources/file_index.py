@@ -11,6 +11,7 @@ reason; nothing here decodes pixels, so indexing 10k images takes seconds.
 
 import abc
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -29,6 +30,7 @@ from pipelines.sources.source import (
 UNKNOWN_CLASS = "object of unknown class ignored"
 UNUSABLE_OBJECT = "unusable object ignored"
 TRUNCATED = "truncated image file"
+UNDECODABLE = "image data the decoder cannot read (damaged inside, or a variant it lacks)"
 TURNED_UPRIGHT = "stored rotated or mirrored: turned upright by its EXIF orientation"
 ORIENTATION_IGNORED = "EXIF orientation ignored (--exif=ignore): read as stored"
 FITS_STORED_FRAME_ONLY = ("box fits only the stored, unrotated frame: annotated on raw pixels? "
@@ -201,8 +203,6 @@ def prepared_copy(path, orientation=orientation_lib.UPRIGHT):
     (default ~/.cache/localizer)/composited, named by the source file's path,
     size and modification time and the orientation.
     """
-    import hashlib
-
     from pipelines import decode
 
     stat = os.stat(path)
@@ -243,6 +243,8 @@ def _usable_image(image_root, record, stats, max_image_pixels, exif):
                 reason = "too little image data for the size its header announces (truncated or lying header)"
             elif min(info.height, info.width) < image_header.MIN_IMAGE_SIDE:
                 reason = f"image smaller than {image_header.MIN_IMAGE_SIDE} px"
+    if reason is None and not _needs_copy(info, exif) and not decodes(path):
+        reason = UNDECODABLE  # (a prepared copy is decoded while it is made)
     if reason:
         stats.skip(reason, file=record.filename)
         return None
@@ -252,13 +254,47 @@ def _usable_image(image_root, record, stats, max_image_pixels, exif):
     orientation = info.orientation if exif == "apply" else orientation_lib.UPRIGHT
     if info.orientation != orientation_lib.UPRIGHT:
         stats.repair(TURNED_UPRIGHT if exif == "apply" else ORIENTATION_IGNORED, file=record.filename)
-    if (info.format, info.channels) in _NEEDS_COPY or orientation != orientation_lib.UPRIGHT:
+    if _needs_copy(info, exif):
         try:
             path = prepared_copy(path, orientation)
-        except (OSError, tf.errors.OpError):
+        except OSError:
             stats.skip("not a readable image", file=record.filename)
             return None
+        except tf.errors.OpError:
+            stats.skip(UNDECODABLE, file=record.filename)
+            return None
     return path, info, orientation
+
+
+def _needs_copy(info, exif):
+    """Whether the training decoder needs a prepared copy: alpha to composite, or a turn to apply."""
+    turned = exif == "apply" and info.orientation != orientation_lib.UPRIGHT
+    return (info.format, info.channels) in _NEEDS_COPY or turned
+
+
+def decodes(path):
+    """Whether the training path's decoder reads `path` whole: what no header tells (a PNG chunk's
+    checksum, a BMP depth or a JPEG process TF lacks, data damaged in the middle), found here rather
+    than as a crash mid-epoch. Decoded once per file version: success leaves a marker in the cache
+    (named by the file's path, size and modification time), so a rerun costs nothing."""
+    from pipelines import decode
+
+    stat = os.stat(path)
+    key = hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    marker = os.path.join(files.cache_dir(), "decoded", key)
+    if os.path.exists(marker):
+        return True
+    try:
+        with open(path, "rb") as f:
+            decode.decode_indexed_image(f.read())
+    except tf.errors.OpError:
+        return False
+    try:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        open(marker, "wb").close()
+    except OSError:
+        pass  # a read-only cache only costs the decode again next time
+    return True
 
 
 def parse_coordinate(text, field, where):
