@@ -131,12 +131,16 @@ def serve(version_dir, image_dir, names, batch=16):
     from localizer.serving import verify
 
     found = {}
-    for start in range(0, len(names), batch):
-        chunk = names[start:start + batch]
-        data = [open(os.path.join(image_dir, name), "rb").read() for name in chunk]
-        outputs = verify.run_in_session(version_dir, "serving_default", {"image_bytes": data})
-        for i, name in enumerate(chunk):
-            found[name] = (outputs["box"][i], outputs["probabilities"][i])
+    with verify.tf1_session(version_dir, "serving_default") as run:  # loaded once, as a server does
+        for start in range(0, len(names), batch):
+            chunk = names[start:start + batch]
+            data = []
+            for name in chunk:
+                with open(os.path.join(image_dir, name), "rb") as f:
+                    data.append(f.read())
+            outputs = run({"image_bytes": data})
+            for i, name in enumerate(chunk):
+                found[name] = (outputs["box"][i], outputs["probabilities"][i])
     return found
 
 

@@ -6,6 +6,7 @@ must return, computed step by step with eager ops, not with the serving code.
 """
 
 import collections
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -239,10 +240,20 @@ def _check_empty_batch(loaded):
 def run_in_session(path, signature, inputs):
     """Runs a signature the way TF Serving does: TF1 SavedModel loader, then `Session.run`.
 
+    Returns `{output name: numpy array}`; see `tf1_session`.
+    """
+    with tf1_session(path, signature) as run:
+        return run(inputs)
+
+
+@contextlib.contextmanager
+def tf1_session(path, signature):
+    """`run(inputs) -> {output name: numpy array}` over one TF1 session that loaded the SavedModel.
+
     The loader imports the graph, restores the variables with the saver and
-    runs the init op (assets), like TF Serving's C++ `LoadSavedModel`; the
-    signature's inputs and outputs are fed and fetched by tensor name.
-    Returns `{output name: numpy array}`.
+    runs the init op (assets), like TF Serving's C++ `LoadSavedModel`, once;
+    each call feeds and fetches the signature's tensors by name, as a served
+    request does.
     """
     logger, level = tf.get_logger(), tf.get_logger().level
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
@@ -252,6 +263,10 @@ def run_in_session(path, signature, inputs):
         finally:
             logger.setLevel(level)
         signature_def = meta_graph.signature_def[signature]
-        feeds = {signature_def.inputs[name].name: value for name, value in inputs.items()}
         fetches = {name: info.name for name, info in signature_def.outputs.items()}
-        return session.run(fetches, feeds)
+
+        def run(inputs):
+            feeds = {signature_def.inputs[name].name: value for name, value in inputs.items()}
+            return session.run(fetches, feeds)
+
+        yield run
