@@ -69,7 +69,7 @@ coverage: $(STAMP)
 	$(PY) -m coverage report --skip-empty --sort=cover
 
 # A short real recipe trained, exported (--tflite --tflite_int8) and scored through every runtime,
-# plain and EXIF-tagged photos; fails when two disagree (experiments/real_model_check.py, ~25 min).
+# plain and EXIF-tagged photos; fails when two disagree (experiments/real_model_check.py, ~15 min).
 # Run it after any change to inference, serving, export or decoding.
 REAL_DATA_DIR ?= ../shared/data/realmix
 real-check: $(STAMP)

@@ -17,7 +17,7 @@ with `--tflite --tflite_int8`, and scores the same `val` photos through:
 It fails (exit 1) when any two runtimes disagree beyond their budgets
 (`BUDGETS`); every figure goes to `experiments/results/real_model_check.json`.
 Run it before resolving anything that touches inference, serving, export or
-decoding (about 25 minutes on 2 cores):
+decoding (about 15 minutes on 2 cores):
 
     make real-check                      # ../shared/data/realmix when present
     python -m experiments.real_model_check --data_dir=/data/my_voc --fine_tune_epochs=6
