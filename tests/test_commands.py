@@ -237,6 +237,7 @@ def _check_help(command):
     return short
 
 
+@pytest.mark.slow  # five commands started for their help (7 s)
 def test_help_lists_the_dataset_flags_and_no_sibling_folder():
     short = _check_help("localizer.train")
     assert {"dataset", "data_dir", "policy", "image_dir", "max_image_pixels", "workdir"} <= short

@@ -732,6 +732,7 @@ def tiny_model_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # a whole export through the CLI (12 s); the rule it guards is tested fast above
 def test_a_failed_check_is_one_line_naming_what_by_how_much_and_where(tiny_model_file, tmp_path):
     export_dir = tmp_path / "models"
     line = _one_error_line(_export_with_fault("verification", f"--model={tiny_model_file}",
@@ -742,7 +743,8 @@ def test_a_failed_check_is_one_line_naming_what_by_how_much_and_where(tiny_model
     assert versions.existing_versions(str(export_dir)) == [] and os.listdir(export_dir) == []
 
 
-@pytest.mark.parametrize("fault", ["tf_disk_full", pytest.param("python_disk_full", marks=pytest.mark.slow)])
+@pytest.mark.slow  # two whole exports (9 s each); training's full disk is tested fast in test_trust
+@pytest.mark.parametrize("fault", ["tf_disk_full", "python_disk_full"])
 def test_a_full_disk_during_export_is_one_line_naming_the_export_dir(tiny_model_file, tmp_path, fault):
     export_dir = tmp_path / "models"
     line = _one_error_line(_export_with_fault(fault, f"--model={tiny_model_file}", f"--export_dir={export_dir}"))
