@@ -189,6 +189,8 @@ def test_predict_reports_the_upright_frame(tmp_path):
         np.testing.assert_allclose(record["box"], records["upright.png"]["box"], atol=0.03)
 
 
+@pytest.mark.slow  # a SavedModel written and loaded twice (10 s); the graph reader and decode_image_bytes,
+# which serving_default decodes with, are tested fast above, and make real-check serves tagged photos
 def test_serving_turns_tagged_jpegs_upright_in_graph_and_tf1_session(tmp_path):
     from localizer.serving import export_lib, verify
     from localizer.serving.graph import LocalizerServing
