@@ -193,6 +193,12 @@ _CONVERSIONS = {
 _NEEDS_COPY = {("png", 2), ("png", 4)}  # the decoder would drop alpha: composite once, here
 
 
+def _file_version_key(path):
+    """A sha1 (still open to updates) naming one version of a file: its real path, size and mtime."""
+    stat = os.stat(path)
+    return hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+
+
 def prepared_copy(path, orientation=orientation_lib.UPRIGHT):
     """A PNG of `path` with alpha composited over the padding grey and turned by `orientation`, made
     once and cached.
@@ -205,8 +211,7 @@ def prepared_copy(path, orientation=orientation_lib.UPRIGHT):
     """
     from pipelines import decode
 
-    stat = os.stat(path)
-    key = hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    key = _file_version_key(path)
     if orientation != orientation_lib.UPRIGHT:
         key.update(f"|orientation={orientation}".encode())
     folder = os.path.join(files.cache_dir(), "composited")
@@ -279,9 +284,7 @@ def decodes(path):
     (named by the file's path, size and modification time), so a rerun costs nothing."""
     from pipelines import decode
 
-    stat = os.stat(path)
-    key = hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    marker = os.path.join(files.cache_dir(), "decoded", key)
+    marker = os.path.join(files.cache_dir(), "decoded", _file_version_key(path).hexdigest())
     if os.path.exists(marker):
         return True
     try:
