@@ -1,4 +1,5 @@
-"""`realmix_default` (the default recipe) without ImageNet pretraining: EfficientNet-Lite0 from random weights.
+"""`realmix_default` (the default recipe) without ImageNet pretraining: EfficientNet-Lite0 from
+random weights.
 
 What pretraining is worth: the same architecture and budget, weights=None,
 and the whole backbone fine-tuned (fraction 1.0; BatchNorm stays in inference

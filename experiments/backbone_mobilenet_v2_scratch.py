@@ -1,4 +1,5 @@
-"""`realmix_default` (the default recipe) with keras.applications MobileNetV2, weights=None (random init).
+"""`realmix_default` (the default recipe) with keras.applications MobileNetV2, weights=None (random
+init).
 
 The issue's "keras.applications backbone without pretraining" (ImageNet
 weights for it need a download, impossible offline); the whole backbone is
@@ -13,4 +14,6 @@ from experiments.common import realmix
 
 
 def get_config():
-    return realmix(**{"model.backbone": "mobilenet_v2", "model.weights": "none", "fine_tune_fraction": 1.0})
+    return realmix(
+        **{"model.backbone": "mobilenet_v2", "model.weights": "none", "fine_tune_fraction": 1.0}
+    )

@@ -34,8 +34,14 @@ sys.stdout.write(result.stdout[-4000:] + "\\n---\\n" + result.stderr[-4000:])
 def measure(command):
     """`(exit code, peak RSS in MB, output)` of `command` run in a fresh child process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, cwd=REPO_ROOT,
-                         env=env, timeout=900).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=900,
+    ).stdout
     code, rss, rest = out.split("\n", 2)
     return int(code), round(int(rss) / 1024), rest
 
@@ -50,8 +56,12 @@ def pth_bomb(path, floats=400_000_000):
         size = floats
 
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.writestr("archive/data.pkl", _state_dict_pickle({"w": ("0", 0, (floats,), (1,), False)}, {"0": Declared},
-                                                           legacy=False))
+        zf.writestr(
+            "archive/data.pkl",
+            _state_dict_pickle(
+                {"w": ("0", 0, (floats,), (1,), False)}, {"0": Declared}, legacy=False
+            ),
+        )
         zf.writestr("archive/byteorder", "little")
         with zf.open("archive/data/0", "w", force_zip64=True) as member:
             chunk = b"\0" * (1 << 24)
@@ -68,12 +78,22 @@ def main():
     cases = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "tiny.keras")
-        model_lib.build_model(model_lib.ModelConfig(num_classes=3, class_names=fixtures.CLASSES, backbone="tiny",
-                                                    weights="none", image_size=32)).save(model)
+        model_lib.build_model(
+            model_lib.ModelConfig(
+                num_classes=3,
+                class_names=fixtures.CLASSES,
+                backbone="tiny",
+                weights="none",
+                image_size=32,
+            )
+        ).save(model)
         good = os.path.join(tmp, "zz_good.png")
         fixtures.write_image(good, fixtures.make_image(60, 80, [("cat", (10, 10, 50, 40))]))
         bombs = {
-            "png (20000x20000 RGBA, inflates to 1.6 GB)": ("bomb.png", fixtures.png_bomb(real=True)),
+            "png (20000x20000 RGBA, inflates to 1.6 GB)": (
+                "bomb.png",
+                fixtures.png_bomb(real=True),
+            ),
             "gif (65535x65535)": ("bomb.gif", fixtures.gif_bomb()),
             "webp (16383x16383)": ("bomb.webp", fixtures.webp_bomb()),
         }
@@ -81,26 +101,59 @@ def main():
             path = os.path.join(tmp, filename)
             with open(path, "wb") as f:
                 f.write(data)
-            code, rss, output = measure([sys.executable, "-m", "localizer.predict", f"--model={model}", "--norefine",
-                                         path, good])
-            lines = [json.loads(line) for line in output.split("\n---\n")[0].splitlines() if line.startswith("{")]
+            code, rss, output = measure(
+                [
+                    sys.executable,
+                    "-m",
+                    "localizer.predict",
+                    f"--model={model}",
+                    "--norefine",
+                    path,
+                    good,
+                ]
+            )
+            lines = [
+                json.loads(line)
+                for line in output.split("\n---\n")[0].splitlines()
+                if line.startswith("{")
+            ]
             cases[name] = {
-                "file_bytes": len(data), "exit_code": code, "peak_rss_mb": rss,
-                "bomb_line": next((line.get("error") for line in lines if line["file"] == path), None),
-                "good_file_predicted": any(line["file"] == good and "class" in line for line in lines),
+                "file_bytes": len(data),
+                "exit_code": code,
+                "peak_rss_mb": rss,
+                "bomb_line": next(
+                    (line.get("error") for line in lines if line["file"] == path), None
+                ),
+                "good_file_predicted": any(
+                    line["file"] == good and "class" in line for line in lines
+                ),
             }
         pth = pth_bomb(os.path.join(tmp, "bomb.pth"))
-        code, rss, output = measure([sys.executable, "-c", (
-            "import sys\nfrom localizer.model.torch_weights import load_state_dict\n"
-            "try:\n    load_state_dict(sys.argv[1])\nexcept ValueError as e:\n    print('error:', e)\n"), pth])
+        code, rss, output = measure(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import sys\nfrom localizer.model.torch_weights import load_state_dict\n"
+                    "try:\n    load_state_dict(sys.argv[1])\nexcept ValueError as e:\n    print('error:', e)\n"
+                ),
+                pth,
+            ]
+        )
         cases[".pth zip bomb (declares 400M floats = 1.6 GB)"] = {
-            "file_bytes": os.path.getsize(pth), "exit_code": code, "peak_rss_mb": rss,
-            "bomb_line": next((line for line in output.splitlines() if line.startswith("error:")), None),
+            "file_bytes": os.path.getsize(pth),
+            "exit_code": code,
+            "peak_rss_mb": rss,
+            "bomb_line": next(
+                (line for line in output.splitlines() if line.startswith("error:")), None
+            ),
             "good_file_predicted": None,
         }
     summary = {
-        "command": "python -m experiments.bench_hostile", "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "cases": cases,
+        "command": "python -m experiments.bench_hostile",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "cases": cases,
     }
     from localizer import provenance
 
@@ -109,8 +162,10 @@ def main():
     with open(RESULTS, "w") as f:
         json.dump(summary, f, indent=2)
     for name, case in cases.items():
-        print(f"{name}: peak {case['peak_rss_mb']} MB, exit {case['exit_code']}, good file: "
-              f"{case['good_file_predicted']}, {case['bomb_line']}")
+        print(
+            f"{name}: peak {case['peak_rss_mb']} MB, exit {case['exit_code']}, good file: "
+            f"{case['good_file_predicted']}, {case['bomb_line']}"
+        )
     print(f"Wrote {RESULTS}")
     return 0
 

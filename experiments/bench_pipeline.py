@@ -46,7 +46,9 @@ def generated_voc_folder(root, count=300, seed=0):
         ymin, xmin, ymax, xmax = (example["box"].numpy() * [height, width, height, width]).tolist()
         name = synthetic.SHAPES[int(example["label"])]
         ids.append(f"gen{i:04d}")
-        tf.io.write_file(os.path.join(root, "JPEGImages", f"{ids[-1]}.jpg"), tf.io.encode_jpeg(example["image"]))
+        tf.io.write_file(
+            os.path.join(root, "JPEGImages", f"{ids[-1]}.jpg"), tf.io.encode_jpeg(example["image"])
+        )
         with open(os.path.join(root, "Annotations", f"{ids[-1]}.xml"), "w") as f:
             f.write(voc_xml(f"{ids[-1]}.jpg", [(name, (xmin, ymin, xmax, ymax))]))
     with open(os.path.join(root, "ImageSets", "Main", "trainval.txt"), "w") as f:
@@ -97,15 +99,23 @@ def run_benchmark(data_dir, split, runs, image_size=224, batch_size=32):
     source = pipelines.get_source("voc_dir", data_dir=data_dir)
     num_examples = source.num_examples(split)
     uncached = input_pipeline.PipelineConfig(
-        image_size=image_size, resize_mode="letterbox", batch_size=batch_size, cache="none", seed=0)
+        image_size=image_size, resize_mode="letterbox", batch_size=batch_size, cache="none", seed=0
+    )
     cached = input_pipeline.PipelineConfig(
-        image_size=image_size, resize_mode="letterbox", batch_size=batch_size, cache="memory", seed=0)
+        image_size=image_size,
+        resize_mode="letterbox",
+        batch_size=batch_size,
+        cache="memory",
+        seed=0,
+    )
     from_files = input_pipeline.make_dataset(source, split, uncached, training=True)
     from_cache = input_pipeline.make_dataset(source, split, cached, training=True)
     tfdata_pass(from_cache)  # fills the cache once; later passes are steady-state epochs
     results = {"python_loader": [], "tfdata_from_jpeg": [], "tfdata_cached_epoch": []}
     for _ in range(runs):
-        results["python_loader"].append(timed(lambda: python_loader_pass(data_dir, split, image_size, batch_size)))
+        results["python_loader"].append(
+            timed(lambda: python_loader_pass(data_dir, split, image_size, batch_size))
+        )
         results["tfdata_from_jpeg"].append(timed(lambda: tfdata_pass(from_files)))
         results["tfdata_cached_epoch"].append(timed(lambda: tfdata_pass(from_cache)))
     return {"num_examples": num_examples, "runs": results}
@@ -144,7 +154,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("data_dir", None, "VOC-format folder (default: ../shared/data/realmix if present).")
+    flags.DEFINE_string(
+        "data_dir", None, "VOC-format folder (default: ../shared/data/realmix if present)."
+    )
     flags.DEFINE_string("split", "trainval", "Split to read.")
     flags.DEFINE_integer("runs", 5, "Runs per loader; the medians are reported.")
     app.run(main)

@@ -52,8 +52,17 @@ INT8_RESULTS = os.path.join(REPO_ROOT, "experiments", "results", "bench_int8.jso
 REALMIX = os.path.join(REPO_ROOT, "..", "shared", "data", "realmix")
 INT8_IOU_MARGIN = 0.015
 """The int8 file's class-averaged IoU must stay within this of the float model's (issue 13)."""
-CLASS_NAMES = ("abyssinian", "airplane", "american_bulldog", "bengal", "kangaroo", "license_plate",
-               "microcontroller", "pistol", "raccoon")
+CLASS_NAMES = (
+    "abyssinian",
+    "airplane",
+    "american_bulldog",
+    "bengal",
+    "kangaroo",
+    "license_plate",
+    "microcontroller",
+    "pistol",
+    "raccoon",
+)
 FROM_BYTES = "savedmodel_from_bytes"
 TENSOR_BASELINE = "keras_direct_call"
 
@@ -77,7 +86,9 @@ def generated_jpegs(count, seed=0):
     from pipelines.sources import synthetic
 
     return [
-        tf.io.encode_jpeg(synthetic.render_example(tf.constant([seed, i], tf.int64), (360, 480))["image"]).numpy()
+        tf.io.encode_jpeg(
+            synthetic.render_example(tf.constant([seed, i], tf.int64), (360, 480))["image"]
+        ).numpy()
         for i in range(count)
     ]
 
@@ -88,9 +99,14 @@ def build_paths(model, loaded, encoded, image_size, resize_mode):
 
     from pipelines import decode, render
 
-    images = tf.stack([
-        render.resize_image(decode.decode_image_bytes(tf.constant(d)), image_size, resize_mode)[0] for d in encoded
-    ])
+    images = tf.stack(
+        [
+            render.resize_image(decode.decode_image_bytes(tf.constant(d)), image_size, resize_mode)[
+                0
+            ]
+            for d in encoded
+        ]
+    )
     encoded = tf.constant(encoded)
     serve = loaded.signatures["serving_default"]
     predict_images = loaded.signatures["predict_images"]
@@ -133,7 +149,9 @@ def run_benchmark(paths, num_images, batch_sizes, runs, calls):
                 start += batch_size
             for name in names:
                 per_path[name]["latencies"] += latencies[name]
-                per_path[name]["throughput_runs"].append(batch_size * len(latencies[name]) / sum(latencies[name]))
+                per_path[name]["throughput_runs"].append(
+                    batch_size * len(latencies[name]) / sum(latencies[name])
+                )
         results[batch_size] = per_path
     return results
 
@@ -163,7 +181,9 @@ def summarize(raw, data, batch_sizes, runs, calls):
             }
         baseline_runs = raw[batch_size][TENSOR_BASELINE]["throughput_runs"]
         for name, row in rows.items():
-            ratios = [a / b for a, b in zip(raw[batch_size][name]["throughput_runs"], baseline_runs)]
+            ratios = [
+                a / b for a, b in zip(raw[batch_size][name]["throughput_runs"], baseline_runs)
+            ]
             row["ratio_to_keras_direct_call"] = round(statistics.median(ratios), 3)
             row["ratio_to_keras_direct_call_runs"] = [round(r, 3) for r in ratios]
         summary["batches"][str(batch_size)] = rows
@@ -171,7 +191,11 @@ def summarize(raw, data, batch_sizes, runs, calls):
 
 
 def folder_bytes(path):
-    return sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(path) for name in names)
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(path)
+        for name in names
+    )
 
 
 def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
@@ -191,42 +215,75 @@ def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
     data = workdir.recorded_data(model_path)
     train_source = data_lib.build_source(data)
     images = calibration.calibration_and_check_images(
-        train_source, data.train_split, metadata["image_size"], metadata["resize_mode"],
-        count=calibration_images or calibration.CALIBRATION_IMAGES)
+        train_source,
+        data.train_split,
+        metadata["image_size"],
+        metadata["resize_mode"],
+        count=calibration_images or calibration.CALIBRATION_IMAGES,
+    )
     val_source = pipelines.source_with_options("voc_dir", data_dir)
-    result = {"model": model_path, "data": f"realmix val ({val_source.num_examples('val')} images)",
-              "calibration_images": len(images[0]), "calibration_split": f"{data.dataset} {data.train_split}"}
+    result = {
+        "model": model_path,
+        "data": f"realmix val ({val_source.num_examples('val')} images)",
+        "calibration_images": len(images[0]),
+        "calibration_split": f"{data.dataset} {data.train_split}",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         version = export_lib.export_saved_model(model, tmp, tflite=True, tflite_int8=images)
         result["export_s"] = round(time.perf_counter() - started, 1)
-        files = {"savedmodel": version, "tflite_float": os.path.join(version, signatures.TFLITE_FILE),
-                 "tflite_int8": os.path.join(version, signatures.TFLITE_INT8_FILE)}
+        files = {
+            "savedmodel": version,
+            "tflite_float": os.path.join(version, signatures.TFLITE_FILE),
+            "tflite_int8": os.path.join(version, signatures.TFLITE_INT8_FILE),
+        }
         sizes = {name: os.path.getsize(files[name]) for name in ("tflite_float", "tflite_int8")}
-        sizes["savedmodel"] = folder_bytes(version) - sum(sizes.values())  # without the TFLite files inside it
+        sizes["savedmodel"] = folder_bytes(version) - sum(
+            sizes.values()
+        )  # without the TFLite files inside it
         result["size_mb"] = {name: round(size / 1e6, 2) for name, size in sizes.items()}
         result["float_ops_in_int8"] = tflite.float_ops(open(files["tflite_int8"], "rb").read())
         result["evaluation"] = {}
-        for name, path in (("keras", model_path), ("tflite_float", files["tflite_float"]),
-                           ("tflite_int8", files["tflite_int8"])):
+        for name, path in (
+            ("keras", model_path),
+            ("tflite_float", files["tflite_float"]),
+            ("tflite_int8", files["tflite_int8"]),
+        ):
             started = time.perf_counter()
-            summary = evaluation.evaluate(Predictor(path), val_source, "val", "none", 16, progress=False,
-                                          refine=True)[0]
+            summary = evaluation.evaluate(
+                Predictor(path), val_source, "val", "none", 16, progress=False, refine=True
+            )[0]
             result["evaluation"][name] = {
-                key: round(summary[key], 4) for key in ("macro_mean_iou", "mean_iou", "localization_accuracy",
-                                                        "classification_accuracy")}
+                key: round(summary[key], 4)
+                for key in (
+                    "macro_mean_iou",
+                    "mean_iou",
+                    "localization_accuracy",
+                    "classification_accuracy",
+                )
+            }
             result["evaluation"][name]["seconds"] = round(time.perf_counter() - started, 1)
-        gap = result["evaluation"]["keras"]["macro_mean_iou"] - result["evaluation"]["tflite_int8"]["macro_mean_iou"]
+        gap = (
+            result["evaluation"]["keras"]["macro_mean_iou"]
+            - result["evaluation"]["tflite_int8"]["macro_mean_iou"]
+        )
         result["int8_macro_iou_drop"] = round(gap, 4)
         result["int8_within_margin"] = abs(gap) <= INT8_IOU_MARGIN
-        inputs = calibration.rendered_images(val_source, "val", range(32), metadata["image_size"],
-                                             metadata["resize_mode"])
+        inputs = calibration.rendered_images(
+            val_source, "val", range(32), metadata["image_size"], metadata["resize_mode"]
+        )
         predict_images = tf.saved_model.load(version).signatures[signatures.IMAGES_SIGNATURE]
-        runners = {name: tflite.interpreter(path=files[name], num_threads=os.cpu_count()).get_signature_runner(
-            signatures.IMAGES_SIGNATURE) for name in ("tflite_float", "tflite_int8")}
+        runners = {
+            name: tflite.interpreter(
+                path=files[name], num_threads=os.cpu_count()
+            ).get_signature_runner(signatures.IMAGES_SIGNATURE)
+            for name in ("tflite_float", "tflite_int8")
+        }
         tensors = tf.constant(inputs)
         paths = {
-            "savedmodel_predict_images": lambda i, j: predict_images(images=tensors[i:j])["box"].numpy(),
+            "savedmodel_predict_images": lambda i, j: predict_images(images=tensors[i:j])[
+                "box"
+            ].numpy(),
             "tflite_float": lambda i, j: runners["tflite_float"](images=inputs[i:j])["box"],
             "tflite_int8": lambda i, j: runners["tflite_int8"](images=inputs[i:j])["box"],
         }
@@ -235,7 +292,9 @@ def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
     result["latency_batch_1"] = {}
     for name, values in raw.items():
         per_run = np.array(values["latencies"]).reshape(runs, calls) * 1000.0
-        ratios = np.median(per_run, axis=1) / np.median(np.array(baseline).reshape(runs, calls) * 1000.0, axis=1)
+        ratios = np.median(per_run, axis=1) / np.median(
+            np.array(baseline).reshape(runs, calls) * 1000.0, axis=1
+        )
         result["latency_batch_1"][name] = {
             "ms_median": round(float(np.median(per_run)), 2),
             "ms_median_runs": [round(float(x), 2) for x in np.median(per_run, axis=1)],
@@ -245,17 +304,26 @@ def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
 
 
 def write_int8(result, load):
-    from localizer import provenance
     import tensorflow as tf
 
-    result.update({
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "load_average_at_start": load, "tensorflow": tf.__version__, "code": provenance.code_version(),
-        "command": "python -m experiments.bench_serving --noserving_throughput "
-                   "--int8_model=<realmix_default work dir>/best.keras"
-                   + "".join(f" --{name}={FLAGS[name].value}" for name in ("runs", "int8_calls", "calibration_images")
-                             if FLAGS[name].present),
-    })
+    from localizer import provenance
+
+    result.update(
+        {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "load_average_at_start": load,
+            "tensorflow": tf.__version__,
+            "code": provenance.code_version(),
+            "command": "python -m experiments.bench_serving --noserving_throughput "
+            "--int8_model=<realmix_default work dir>/best.keras"
+            + "".join(
+                f" --{name}={FLAGS[name].value}"
+                for name in ("runs", "int8_calls", "calibration_images")
+                if FLAGS[name].present
+            ),
+        }
+    )
     os.makedirs(os.path.dirname(INT8_RESULTS), exist_ok=True)
     with open(INT8_RESULTS, "w") as f:
         json.dump(result, f, indent=2)
@@ -267,8 +335,16 @@ def main(argv):
     del argv
     if FLAGS.int8_model:
         load = round(os.getloadavg()[0], 2)
-        write_int8(int8_benchmark(FLAGS.int8_model, FLAGS.realmix_dir, FLAGS.runs, FLAGS.int8_calls,
-                                  FLAGS.calibration_images), load)
+        write_int8(
+            int8_benchmark(
+                FLAGS.int8_model,
+                FLAGS.realmix_dir,
+                FLAGS.runs,
+                FLAGS.int8_calls,
+                FLAGS.calibration_images,
+            ),
+            load,
+        )
     if FLAGS.serving_throughput:
         serving_throughput()
 
@@ -278,8 +354,8 @@ def serving_throughput():
     import tensorflow as tf
     from absl import logging
 
-    from localizer.serving import export_lib
     from localizer import model as model_lib
+    from localizer.serving import export_lib
 
     logging.set_verbosity(logging.WARNING)  # SavedModel's INFO lines while exporting
     load = round(os.getloadavg()[0], 2)
@@ -293,9 +369,14 @@ def serving_throughput():
         encoded = generated_jpegs(count)
         source = f"{len(encoded)} generated 480x360 JPEGs"
     keras.utils.set_random_seed(0)
-    model = model_lib.build_model(model_lib.ModelConfig(
-        num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES, weights="none", image_size=FLAGS.image_size,
-    ))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(
+            num_classes=len(CLASS_NAMES),
+            class_names=CLASS_NAMES,
+            weights="none",
+            image_size=FLAGS.image_size,
+        )
+    )
     metadata = model_lib.model_metadata(model)
     calls = {b: max(1, FLAGS.images_per_run // b) for b in batch_sizes}
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,34 +386,61 @@ def serving_throughput():
         loaded = tf.saved_model.load(path)
         paths = build_paths(model, loaded, encoded, metadata["image_size"], metadata["resize_mode"])
         raw = run_benchmark(paths, len(encoded), batch_sizes, FLAGS.runs, calls)
-    summary = summarize(raw, {"load": load, "tf_version": tf.__version__, "source": source},
-                        batch_sizes, FLAGS.runs, calls)
+    summary = summarize(
+        raw,
+        {"load": load, "tf_version": tf.__version__, "source": source},
+        batch_sizes,
+        FLAGS.runs,
+        calls,
+    )
     summary["export_and_verify_s"] = round(export_s, 1)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
         json.dump(summary, f, indent=2)
 
-    print(f"Serving throughput, {summary['model']}; {source}; {summary['machine']} "
-          f"(load average {load} at start); {FLAGS.runs} runs, medians")
-    print("| batch | path | images/s | p50 ms | p99 ms | x keras_direct_call (same run) |\n|---|---|---|---|---|---|")
+    print(
+        f"Serving throughput, {summary['model']}; {source}; {summary['machine']} "
+        f"(load average {load} at start); {FLAGS.runs} runs, medians"
+    )
+    print(
+        "| batch | path | images/s | p50 ms | p99 ms | x keras_direct_call (same run) |\n|---|---|---|---|---|---|"
+    )
     for batch_size, rows in summary["batches"].items():
         for name, row in rows.items():
-            print(f"| {batch_size} | {name} | {row['images_per_s_median']} | {row['latency_ms_p50']} | "
-                  f"{row['latency_ms_p99']} | {row['ratio_to_keras_direct_call']} |")
+            print(
+                f"| {batch_size} | {name} | {row['images_per_s_median']} | {row['latency_ms_p50']} | "
+                f"{row['latency_ms_p99']} | {row['ratio_to_keras_direct_call']} |"
+            )
     print(f"Wrote {RESULTS}")
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("data_dir", None, "Folder of JPEGs (default: ../shared/data/realmix/JPEGImages if present).")
+    flags.DEFINE_string(
+        "data_dir", None, "Folder of JPEGs (default: ../shared/data/realmix/JPEGImages if present)."
+    )
     flags.DEFINE_integer("runs", 5, "Runs; medians over them are reported.")
     flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
-    flags.DEFINE_integer("images_per_run", 96, "Images per path per run (calls = this / batch size).")
+    flags.DEFINE_integer(
+        "images_per_run", 96, "Images per path per run (calls = this / batch size)."
+    )
     flags.DEFINE_integer("num_images", 64, "Distinct JPEGs to cycle through.")
     flags.DEFINE_integer("image_size", 224, "Model input size.")
-    flags.DEFINE_boolean("serving_throughput", True, "Time serving_default and the Keras paths (random weights).")
-    flags.DEFINE_string("int8_model", None, "A realmix-trained best.keras in its work dir: measure int8 TFLite.")
-    flags.DEFINE_string("realmix_dir", os.path.normpath(REALMIX), "realmix (VOC layout), whose val split is used.")
-    flags.DEFINE_integer("int8_calls", 40, "Batch-1 calls per path per run in the int8 latency comparison.")
-    flags.DEFINE_integer("calibration_images", None, "Calibration images of the int8 export (default: the "
-                         "export's, localizer.serving.calibration.CALIBRATION_IMAGES).")
+    flags.DEFINE_boolean(
+        "serving_throughput", True, "Time serving_default and the Keras paths (random weights)."
+    )
+    flags.DEFINE_string(
+        "int8_model", None, "A realmix-trained best.keras in its work dir: measure int8 TFLite."
+    )
+    flags.DEFINE_string(
+        "realmix_dir", os.path.normpath(REALMIX), "realmix (VOC layout), whose val split is used."
+    )
+    flags.DEFINE_integer(
+        "int8_calls", 40, "Batch-1 calls per path per run in the int8 latency comparison."
+    )
+    flags.DEFINE_integer(
+        "calibration_images",
+        None,
+        "Calibration images of the int8 export (default: the "
+        "export's, localizer.serving.calibration.CALIBRATION_IMAGES).",
+    )
     app.run(main)

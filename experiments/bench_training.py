@@ -53,8 +53,8 @@ def main(argv):
     del argv
     import pipelines
     from experiments.common import REALMIX_DIR
-    from localizer.training import config as config_lib
     from localizer import model as model_lib
+    from localizer.training import config as config_lib
     from localizer.training import objective
     from pipelines import input_pipeline
 
@@ -68,7 +68,11 @@ def main(argv):
     view = model_lib.training_view(model)
     objective.compile_model(view, config, 1e-4, steps_per_epoch=FLAGS.steps, epochs=100)
     to_targets = objective.training_targets(per_class=False)
-    from_jpeg = iter(input_pipeline.make_dataset(source, "train", pipeline, training=True).map(to_targets).repeat())
+    from_jpeg = iter(
+        input_pipeline.make_dataset(source, "train", pipeline, training=True)
+        .map(to_targets)
+        .repeat()
+    )
     one_batch = next(from_jpeg)
     in_memory = repeated(one_batch)
     timed_steps(view, from_jpeg, 3)  # compile and warm up both feeds
@@ -98,11 +102,15 @@ def main(argv):
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "command": "python -m experiments.bench_training",
         "model": f"{model_config.backbone} {model_config.image_size}px, top {config.fine_tune_fraction:.0%} unfrozen, "
-                 f"batch {FLAGS.batch_size}",
+        f"batch {FLAGS.batch_size}",
         "steps_per_s_median": {k: round(v, 3) for k, v in medians.items()},
         "images_per_s_median": {k: round(v * FLAGS.batch_size, 1) for k, v in medians.items()},
-        "ratio_pipeline_to_in_memory": round(medians["pipeline_from_jpeg"] / medians["in_memory_tensors"], 3),
-        "feature_cache_speedup": round(medians["heads_on_cached_features"] / medians["frozen_backbone_on_images"], 1),
+        "ratio_pipeline_to_in_memory": round(
+            medians["pipeline_from_jpeg"] / medians["in_memory_tensors"], 3
+        ),
+        "feature_cache_speedup": round(
+            medians["heads_on_cached_features"] / medians["frozen_backbone_on_images"], 1
+        ),
         "steps_per_s_runs": {k: [round(x, 3) for x in v] for k, v in runs.items()},
     }
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)

@@ -1,4 +1,5 @@
-"""`boxes_reference` (the default before these candidates) at 288 px instead of 224: an 18x18 box grid instead of 14x14 (stride 16).
+"""`boxes_reference` (the default before these candidates) at 288 px instead of 224: an 18x18 box
+grid instead of 14x14 (stride 16).
 
     python -m experiments.run boxes_288
 

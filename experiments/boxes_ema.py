@@ -1,4 +1,5 @@
-"""`boxes_reference` (the default before these candidates) validated, selected and saved with an exponential moving average of its weights (momentum 0.99 per step).
+"""`boxes_reference` (the default before these candidates) validated, selected and saved with an
+exponential moving average of its weights (momentum 0.99 per step).
 
     python -m experiments.run boxes_ema
 

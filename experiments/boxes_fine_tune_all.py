@@ -1,4 +1,5 @@
-"""`boxes_reference` (the default before these candidates) with all of the backbone fine-tuned (BatchNorm still frozen) instead of its top 40%.
+"""`boxes_reference` (the default before these candidates) with all of the backbone fine-tuned
+(BatchNorm still frozen) instead of its top 40%.
 
     python -m experiments.run boxes_fine_tune_all
 

@@ -1,4 +1,5 @@
-"""`boxes_reference` (the default before these candidates) with a fine-tuning stage twice as long (40 epochs instead of 20).
+"""`boxes_reference` (the default before these candidates) with a fine-tuning stage twice as long
+(40 epochs instead of 20).
 
     python -m experiments.run boxes_long_schedule
 

@@ -1,4 +1,5 @@
-"""The default recipe before issue 14's better-boxes candidates (`experiments.common.candidate`, no change): their reference.
+"""The default recipe before issue 14's better-boxes candidates (`experiments.common.candidate`, no
+change): their reference.
 
     python -m experiments.run boxes_reference
 

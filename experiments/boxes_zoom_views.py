@@ -1,4 +1,5 @@
-"""`boxes_reference` (the default before these candidates) with a quarter of the training views drawn as the zoomed refinement would see them.
+"""`boxes_reference` (the default before these candidates) with a quarter of the training views
+drawn as the zoomed refinement would see them.
 
     python -m experiments.run boxes_zoom_views
 

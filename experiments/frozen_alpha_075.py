@@ -13,4 +13,4 @@ from experiments.common import frozen_reference
 
 
 def get_config():
-    return frozen_reference(**{"alpha": 0.75})
+    return frozen_reference(alpha=0.75)

@@ -1,4 +1,5 @@
-"""Augmentation off: 5 passes of the same un-augmented features instead of 1 plain + 4 augmented (realmix).
+"""Augmentation off: 5 passes of the same un-augmented features instead of 1 plain + 4 augmented
+(realmix).
 
 One change from the frozen reference (`experiments.common.frozen_reference`,
 = realmix_aug_features): heads on 5 passes of frozen EfficientNet-Lite0

@@ -1,4 +1,5 @@
-"""Per-class box regression (C boxes; the predicted class's box) instead of class-agnostic (realmix).
+"""Per-class box regression (C boxes; the predicted class's box) instead of class-agnostic
+(realmix).
 
 One change from the frozen reference (`experiments.common.frozen_reference`,
 = realmix_aug_features): heads on 5 passes of frozen EfficientNet-Lite0
@@ -13,4 +14,4 @@ from experiments.common import frozen_reference
 
 
 def get_config():
-    return frozen_reference(**{"model.regression": 'per_class'})
+    return frozen_reference(**{"model.regression": "per_class"})

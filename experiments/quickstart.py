@@ -9,9 +9,11 @@ a few minutes on 2 CPU cores.
 Result: see experiments/RESULTS.md.
 """
 
-from localizer.training.config import default_config
 from experiments.common import replace
+from localizer.training.config import default_config
 
 
 def get_config():
-    return replace(default_config(), **{"frozen_epochs": 12, "feature_passes": 2, "fine_tune_epochs": 0})
+    return replace(
+        default_config(), frozen_epochs=12, feature_passes=2, fine_tune_epochs=0
+    )

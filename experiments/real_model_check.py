@@ -39,17 +39,33 @@ from absl import app, flags
 from experiments import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", common.REALMIX_DIR, "A VOC-format folder with train and val splits.")
-flags.DEFINE_string("model", None, "Check this .keras model instead of training one (its classes must be the data's).")
-flags.DEFINE_integer("fine_tune_epochs", 6, "Fine-tuning epochs of the short recipe (the default recipe has 40).")
-flags.DEFINE_string("workdir", None, "Where to train, export and write reports (default: a temporary folder, removed).")
-flags.DEFINE_string("out", os.path.join(common.REPO_ROOT, "experiments", "results", "real_model_check.json"),
-                    "Where the figures go.")
+flags.DEFINE_string(
+    "data_dir", common.REALMIX_DIR, "A VOC-format folder with train and val splits."
+)
+flags.DEFINE_string(
+    "model",
+    None,
+    "Check this .keras model instead of training one (its classes must be the data's).",
+)
+flags.DEFINE_integer(
+    "fine_tune_epochs", 6, "Fine-tuning epochs of the short recipe (the default recipe has 40)."
+)
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Where to train, export and write reports (default: a temporary folder, removed).",
+)
+flags.DEFINE_string(
+    "out",
+    os.path.join(common.REPO_ROOT, "experiments", "results", "real_model_check.json"),
+    "Where the figures go.",
+)
 
 FIGURES = ("macro_mean_iou", "mean_iou", "localization_accuracy", "classification_accuracy")
 
 BUDGETS = {
-    # (runtime, reference): largest |difference| of any figure in FIGURES. The same computation on the same
+    # (runtime, reference): largest |difference| of any figure in FIGURES. The same computation on
+    # the same
     # pixels (graph vs eager, float TFLite): rounding only, a box or two at a threshold.
     ("savedmodel", "keras"): 0.01,
     ("tflite", "keras"): 0.01,
@@ -70,25 +86,48 @@ _ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def _run(args, **kwargs):
     """Runs a command of the project as a user would; its output is kept only when it fails."""
     started = time.time()
-    result = subprocess.run([sys.executable, "-m", *args], cwd=common.REPO_ROOT, env=_ENV, capture_output=True,
-                            text=True, **kwargs)
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=common.REPO_ROOT,
+        env=_ENV,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
     print(f"  {' '.join(args[:2])} ... {time.time() - started:.0f} s", flush=True)
     if result.returncode != 0:
-        sys.exit(f"error: {' '.join(args)} failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n"
-                 f"{result.stderr[-3000:]}")
+        sys.exit(
+            f"error: {' '.join(args)} failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
     return result.stdout
 
 
 def train(data_dir, workdir, fine_tune_epochs):
     """Trains the default recipe, fine-tuning shortened, on `data_dir`; returns best.keras."""
-    _run(["localizer.train", "--dataset=voc_dir", f"--data_dir={data_dir}", f"--workdir={workdir}",
-          f"--set=fine_tune_epochs={fine_tune_epochs}"])
+    _run(
+        [
+            "localizer.train",
+            "--dataset=voc_dir",
+            f"--data_dir={data_dir}",
+            f"--workdir={workdir}",
+            f"--set=fine_tune_epochs={fine_tune_epochs}",
+        ]
+    )
     return os.path.join(workdir, "best.keras")
 
 
 def export(model, export_dir):
     """Exports with both TFLite files (checked by the export itself); returns the version folder."""
-    output = _run(["localizer.export", f"--model={model}", f"--export_dir={export_dir}", "--tflite", "--tflite_int8"])
+    output = _run(
+        [
+            "localizer.export",
+            f"--model={model}",
+            f"--export_dir={export_dir}",
+            "--tflite",
+            "--tflite_int8",
+        ]
+    )
     print("\n".join("    " + line for line in output.strip().splitlines()))
     versions = sorted(int(name) for name in os.listdir(export_dir) if name.isdigit())
     return os.path.join(export_dir, str(versions[-1]))
@@ -96,22 +135,33 @@ def export(model, export_dir):
 
 def evaluate(model, data_dir, report_dir):
     """`python -m localizer.evaluate` on `val`; its metrics.json figures."""
-    _run(["localizer.evaluate", f"--model={model}", "--dataset=voc_dir", f"--data_dir={data_dir}", "--split=val",
-          f"--report_dir={report_dir}"])
+    _run(
+        [
+            "localizer.evaluate",
+            f"--model={model}",
+            "--dataset=voc_dir",
+            f"--data_dir={data_dir}",
+            "--split=val",
+            f"--report_dir={report_dir}",
+        ]
+    )
     with open(os.path.join(report_dir, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     return {name: metrics[name] for name in FIGURES}
 
 
 def truth(data_dir):
-    """`{file name: (label, box)}` of `val` as the project's index reads it (upright, normalized yxyx)."""
+    """`{file name: (label, box)}` of `val` as the project's index reads it (upright, normalized
+    yxyx)."""
     import pipelines
     from pipelines.sources.source import BOX, ID, LABEL
 
     index = pipelines.get_source("voc_dir", data_dir=data_dir).index("val")
     ids = index[ID]
-    return {f"{example_id}.jpg": (int(label), np.asarray(box)) for example_id, label, box in
-            zip(ids, index[LABEL], index[BOX])}
+    return {
+        f"{example_id}.jpg": (int(label), np.asarray(box))
+        for example_id, label, box in zip(ids, index[LABEL], index[BOX])
+    }
 
 
 def score(predictions, targets, class_names):
@@ -121,19 +171,25 @@ def score(predictions, targets, class_names):
     names = sorted(targets)
     boxes = np.stack([predictions[n][0] for n in names])
     probabilities = np.stack([predictions[n][1] for n in names])
-    summary = metrics.summarize(np.stack([targets[n][1] for n in names]), np.array([targets[n][0] for n in names]),
-                                boxes, probabilities, class_names)
+    summary = metrics.summarize(
+        np.stack([targets[n][1] for n in names]),
+        np.array([targets[n][0] for n in names]),
+        boxes,
+        probabilities,
+        class_names,
+    )
     return {name: summary[name] for name in FIGURES}
 
 
 def serve(version_dir, image_dir, names, batch=16):
-    """serving_default in a TF1 session (TF Serving's loader) on the JPEG bytes: `{name: (box, probabilities)}`."""
+    """serving_default in a TF1 session (TF Serving's loader) on the JPEG bytes: `{name: (box,
+    probabilities)}`."""
     from localizer.serving import verify
 
     found = {}
     with verify.tf1_session(version_dir, "serving_default") as run:  # loaded once, as a server does
         for start in range(0, len(names), batch):
-            chunk = names[start:start + batch]
+            chunk = names[start : start + batch]
             data = []
             for name in chunk:
                 with open(os.path.join(image_dir, name), "rb") as f:
@@ -145,20 +201,26 @@ def serve(version_dir, image_dir, names, batch=16):
 
 
 def predict(model, image_dir, class_names):
-    """`python -m localizer.predict` on a folder: `{name: (box, probabilities)}` (top-5 spread, rest zero)."""
+    """`python -m localizer.predict` on a folder: `{name: (box, probabilities)}` (top-5 spread, rest
+    zero)."""
     found = {}
     for line in _run(["localizer.predict", f"--model={model}", image_dir]).splitlines():
         record = json.loads(line)
         probabilities = np.zeros(len(class_names), np.float32)
         for entry in record["top5"]:
             probabilities[class_names.index(entry["class"])] = entry["score"]
-        found[os.path.basename(record["file"])] = (np.asarray(record["box"], np.float32), probabilities)
+        found[os.path.basename(record["file"])] = (
+            np.asarray(record["box"], np.float32),
+            probabilities,
+        )
     return found
 
 
 def tagged_copy(data_dir, out_dir):
-    """A copy of the VOC folder's val photos, each stored turned and tagged with an orientation 2-8 (cycling),
-    annotations unchanged (they are drawn on the upright view, as on a phone's photo)."""
+    """A copy of the VOC folder's val photos, each stored turned and tagged with an orientation 2-8
+    (cycling),
+    annotations unchanged (they are drawn on the upright view, as on a phone's photo).
+    """
     import io
 
     from PIL import Image
@@ -192,8 +254,10 @@ def val_images(data_dir, target_dir):
     os.makedirs(target_dir, exist_ok=True)
     with open(os.path.join(data_dir, "ImageSets", "Main", "val.txt"), encoding="utf-8") as f:
         for example_id in (line.strip() for line in f if line.strip()):
-            os.symlink(os.path.abspath(os.path.join(data_dir, "JPEGImages", f"{example_id}.jpg")),
-                       os.path.join(target_dir, f"{example_id}.jpg"))
+            os.symlink(
+                os.path.abspath(os.path.join(data_dir, "JPEGImages", f"{example_id}.jpg")),
+                os.path.join(target_dir, f"{example_id}.jpg"),
+            )
     return target_dir
 
 
@@ -212,8 +276,10 @@ def main(argv):
     del argv
     data_dir = os.path.abspath(FLAGS.data_dir)
     if not os.path.isdir(os.path.join(data_dir, "JPEGImages")):
-        sys.exit(f"error: --data_dir={FLAGS.data_dir} is not a VOC-format folder (no JPEGImages/); pass one, "
-                 f"e.g. a copy of realmix")
+        sys.exit(
+            f"error: --data_dir={FLAGS.data_dir} is not a VOC-format folder (no JPEGImages/); pass one, "
+            f"e.g. a copy of realmix"
+        )
     started = time.time()
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="real_model_check-")
     try:
@@ -224,14 +290,21 @@ def main(argv):
     failed = disagreements(results)
     from localizer import provenance
 
-    record = {"command": "python -m experiments.real_model_check " + " ".join(sys.argv[1:]),
-              "code": provenance.code_version(), "date": time.strftime("%Y-%m-%d"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "data_dir": FLAGS.data_dir,
-              "model": FLAGS.model or "trained",
-              "fine_tune_epochs": None if FLAGS.model else FLAGS.fine_tune_epochs,
-              "seconds": round(time.time() - started), "results": results,
-              "budgets": [{"runtime": r, "reference": ref, "budget": b} for (r, ref), b in BUDGETS.items()],
-              "passed": not failed}
+    record = {
+        "command": "python -m experiments.real_model_check " + " ".join(sys.argv[1:]),
+        "code": provenance.code_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "data_dir": FLAGS.data_dir,
+        "model": FLAGS.model or "trained",
+        "fine_tune_epochs": None if FLAGS.model else FLAGS.fine_tune_epochs,
+        "seconds": round(time.time() - started),
+        "results": results,
+        "budgets": [
+            {"runtime": r, "reference": ref, "budget": b} for (r, ref), b in BUDGETS.items()
+        ],
+        "passed": not failed,
+    }
     os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
     with open(FLAGS.out, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
@@ -239,8 +312,10 @@ def main(argv):
     print(table(results))
     print(f"Figures: {FLAGS.out} ({record['seconds']} s)")
     for runtime, reference, figure, difference, budget in failed:
-        print(f"error: {runtime} vs {reference}: {figure} differs by {difference:.4f}, over its budget {budget}",
-              file=sys.stderr)
+        print(
+            f"error: {runtime} vs {reference}: {figure} differs by {difference:.4f}, over its budget {budget}",
+            file=sys.stderr,
+        )
     sys.exit(1 if failed else 0)
 
 
@@ -252,23 +327,35 @@ def check(data_dir, workdir):
     int8 = os.path.join(version_dir, "assets.extra", "localizer_int8.tflite")
     tagged_dir = tagged_copy(data_dir, os.path.join(workdir, "tagged"))
     results = {}
-    for name, path, folder in (("keras", model, data_dir), ("savedmodel", version_dir, data_dir),
-                               ("tflite", tflite, data_dir), ("int8", int8, data_dir),
-                               ("keras_tagged", model, tagged_dir)):
+    for name, path, folder in (
+        ("keras", model, data_dir),
+        ("savedmodel", version_dir, data_dir),
+        ("tflite", tflite, data_dir),
+        ("int8", int8, data_dir),
+        ("keras_tagged", model, tagged_dir),
+    ):
         results[name] = evaluate(path, folder, os.path.join(workdir, "reports", name))
     targets = truth(data_dir)
     tagged_targets = truth(tagged_dir)
     box_change = max(float(np.max(np.abs(targets[n][1] - tagged_targets[n][1]))) for n in targets)
     if box_change > 1e-5:
-        sys.exit(f"error: the index reads the tagged copies' boxes {box_change:.2e} away from the originals'")
-    class_names = json.load(open(os.path.join(version_dir, "assets", "metadata.json"), encoding="utf-8"))["class_names"]
+        sys.exit(
+            f"error: the index reads the tagged copies' boxes {box_change:.2e} away from the originals'"
+        )
+    class_names = json.load(
+        open(os.path.join(version_dir, "assets", "metadata.json"), encoding="utf-8")
+    )["class_names"]
     plain_images = val_images(data_dir, os.path.join(workdir, "val_images"))
     tagged_images = os.path.join(tagged_dir, "JPEGImages")
     names = sorted(targets)
     results["serving"] = score(serve(version_dir, plain_images, names), targets, class_names)
-    results["serving_tagged"] = score(serve(version_dir, tagged_images, names), targets, class_names)
+    results["serving_tagged"] = score(
+        serve(version_dir, tagged_images, names), targets, class_names
+    )
     results["predict"] = score(predict(model, plain_images, class_names), targets, class_names)
-    results["predict_tagged"] = score(predict(model, tagged_images, class_names), targets, class_names)
+    results["predict_tagged"] = score(
+        predict(model, tagged_images, class_names), targets, class_names
+    )
     return results
 
 

@@ -1,4 +1,5 @@
-"""`realmix_default` (the default recipe) again with seed 1: how much of a difference between its rows is noise.
+"""`realmix_default` (the default recipe) again with seed 1: how much of a difference between its
+rows is noise.
 
     python -m experiments.run realmix_default_seed1
 

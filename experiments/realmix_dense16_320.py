@@ -19,8 +19,14 @@ from experiments.common import realmix
 
 
 def get_config():
-    return realmix(**{
-        "model.attach": "centre_weighted", "model.feature_stride": 16, "model.image_size": 320,
-        "pipeline.augment.crop_area_range": (0.08, 1.0), "fine_tune_epochs": 12, "fine_tune_fraction": 0.3,
-        "best_metric": "localization_accuracy",
-    })
+    return realmix(
+        **{
+            "model.attach": "centre_weighted",
+            "model.feature_stride": 16,
+            "model.image_size": 320,
+            "pipeline.augment.crop_area_range": (0.08, 1.0),
+            "fine_tune_epochs": 12,
+            "fine_tune_fraction": 0.3,
+            "best_metric": "localization_accuracy",
+        }
+    )

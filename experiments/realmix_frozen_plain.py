@@ -12,4 +12,4 @@ from experiments.common import realmix_conv
 
 
 def get_config():
-    return realmix_conv(**{"frozen_epochs": 30, "feature_passes": 1, "fine_tune_epochs": 0})
+    return realmix_conv(frozen_epochs=30, feature_passes=1, fine_tune_epochs=0)

@@ -12,4 +12,11 @@ from experiments.common import realmix_conv
 
 
 def get_config():
-    return realmix_conv(**{"model.attach": "attention_pooled", "frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0})
+    return realmix_conv(
+        **{
+            "model.attach": "attention_pooled",
+            "frozen_epochs": 30,
+            "feature_passes": 5,
+            "fine_tune_epochs": 0,
+        }
+    )

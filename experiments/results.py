@@ -20,9 +20,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, "results", "runs")
 BENCH = os.path.join(HERE, "results", "bench_pipeline.json")
 BENCH_TRAINING = os.path.join(HERE, "results", "bench_training.json")
+
+
 def tta_path(split):
     """Where `experiments.tta_effect` writes its table for `split` (val: tta_effect.json)."""
-    return os.path.join(HERE, "results", "tta_effect.json" if split == "val" else f"tta_effect_{split}.json")
+    return os.path.join(
+        HERE, "results", "tta_effect.json" if split == "val" else f"tta_effect_{split}.json"
+    )
 
 
 TTA = tta_path("val")
@@ -36,32 +40,75 @@ REALMIX_RELATIVE = "../shared/data/realmix"
 # The tables, in order. Each run appears in the first group that names it;
 # runs named nowhere go to "Other runs".
 GROUPS = (
-    ("The ladder: from the tutorials' recipe to the default", (
-        "quickstart", "tutorial_baseline", "realmix_frozen_plain", "realmix_aug_features", "frozen_dense_head",
-        "frozen_dense16", "realmix_conv_two_stage", "realmix_dense16_320", "realmix_default",
-    )),
-    ("One change at a time against the frozen reference (realmix_aug_features)", (
-        "realmix_aug_features", "frozen_reference_seed1", "frozen_fc_head", "frozen_per_class", "realmix_spatial",
-        "frozen_dense_head", "frozen_conv16", "frozen_dense16", "frozen_loss_l2", "frozen_loss_smooth_l1",
-        "frozen_loss_diou", "frozen_loss_ciou", "frozen_alpha_025", "frozen_alpha_075", "frozen_no_aug",
-    )),
-    ("Backbones, against the default recipe (realmix_default)", (
-        "realmix_default", "backbone_lite0_scratch", "backbone_mobilenet_v2_scratch", "backbone_lite2",
-    )),
-    ("Better boxes (issue 14): one change at a time against the default before them (boxes_* rows; realmix_default is the new default)", (
-        "boxes_reference", "boxes_fine_tune_all", "boxes_long_schedule", "boxes_ema", "boxes_zoom_views", "boxes_288",
-        "realmix_default", "realmix_default_seed1",
-    )),
+    (
+        "The ladder: from the tutorials' recipe to the default",
+        (
+            "quickstart",
+            "tutorial_baseline",
+            "realmix_frozen_plain",
+            "realmix_aug_features",
+            "frozen_dense_head",
+            "frozen_dense16",
+            "realmix_conv_two_stage",
+            "realmix_dense16_320",
+            "realmix_default",
+        ),
+    ),
+    (
+        "One change at a time against the frozen reference (realmix_aug_features)",
+        (
+            "realmix_aug_features",
+            "frozen_reference_seed1",
+            "frozen_fc_head",
+            "frozen_per_class",
+            "realmix_spatial",
+            "frozen_dense_head",
+            "frozen_conv16",
+            "frozen_dense16",
+            "frozen_loss_l2",
+            "frozen_loss_smooth_l1",
+            "frozen_loss_diou",
+            "frozen_loss_ciou",
+            "frozen_alpha_025",
+            "frozen_alpha_075",
+            "frozen_no_aug",
+        ),
+    ),
+    (
+        "Backbones, against the default recipe (realmix_default)",
+        (
+            "realmix_default",
+            "backbone_lite0_scratch",
+            "backbone_mobilenet_v2_scratch",
+            "backbone_lite2",
+        ),
+    ),
+    (
+        "Better boxes (issue 14): one change at a time against the default before them (boxes_* rows; realmix_default is the new default)",
+        (
+            "boxes_reference",
+            "boxes_fine_tune_all",
+            "boxes_long_schedule",
+            "boxes_ema",
+            "boxes_zoom_views",
+            "boxes_288",
+            "realmix_default",
+            "realmix_default_seed1",
+        ),
+    ),
 )
 
 
 UNVERSIONED_RECORDS = ("backbone_lite2", "realmix_dense16_320")
-"""Records written before records named their code (commit unknown); their configs still match today's.
+"""Records written before records named their code (commit unknown); their configs still match
+today's.
 Rerun them (`python -m experiments.run --all`) and take them off this list."""
 
 RUN_BY = {"boxes_reference": "realmix_default"}
-"""Records made by another experiment of the same config (its command says so): boxes_reference is the
-run of realmix_default at 7f33655, when that was the default the candidates were measured against."""
+"""Records made by another experiment of the same config (its command says so): boxes_reference is
+the
+run of realmix_default at 7f33655, when that was the default the candidates were measured
+against."""
 
 BENCH_HOSTILE = os.path.join(HERE, "results", "bench_hostile.json")
 BENCH_DISTRIBUTED = os.path.join(HERE, "results", "bench_distributed.json")
@@ -71,7 +118,8 @@ RUNTIME_FIELDS = ("class_names", "replicas", "resolved_precision", "code")
 
 
 def record(workdir, name=None):
-    """Copies a work dir's summary and config into a run record: what ran, with which code and command."""
+    """Copies a work dir's summary and config into a run record: what ran, with which code and
+    command."""
     name = name or os.path.basename(os.path.normpath(workdir))
     with open(os.path.join(workdir, "train_summary.json")) as f:
         summary = json.load(f)
@@ -82,19 +130,27 @@ def record(workdir, name=None):
         summary.pop(key, None)
     experiment = name if os.path.exists(os.path.join(HERE, f"{name}.py")) else None
     command = summary.pop("command", None) or (
-        f"python -m localizer.train --experiment={experiment} --workdir=work/{name}" if experiment else None
+        f"python -m localizer.train --experiment={experiment} --workdir=work/{name}"
+        if experiment
+        else None
     )
     os.makedirs(RUNS, exist_ok=True)
     path = os.path.join(RUNS, f"{name}.json")
-    body = {"name": name, "command": command, "code": summary.pop("code", None), "summary": summary,
-            "config": portable_config(config)}
+    body = {
+        "name": name,
+        "command": command,
+        "code": summary.pop("code", None),
+        "summary": summary,
+        "config": portable_config(config),
+    }
     with open(path, "w") as f:
         json.dump(body, f, indent=2, sort_keys=True)
     return path
 
 
 def portable_config(config):
-    """`config` with a realmix data dir written relative to the repo (records are compared on any machine)."""
+    """`config` with a realmix data dir written relative to the repo (records are compared on any
+    machine)."""
     config = json.loads(json.dumps(config))
     data_dir = (config.get("data") or {}).get("data_dir")
     if data_dir and os.path.normpath(data_dir).endswith(os.path.join("shared", "data", "realmix")):
@@ -103,7 +159,8 @@ def portable_config(config):
 
 
 def config_mismatches(run):
-    """`[(field path, recorded, today's)]` between a record and today's `get_config()` of its experiment.
+    """`[(field path, recorded, today's)]` between a record and today's `get_config()` of its
+    experiment.
 
     Today's config is resolved as the run resolved it (its classes and
     replica count), so a difference is a change of recipe: a default that
@@ -116,11 +173,15 @@ def config_mismatches(run):
     model = recorded.get("model") or {}
     if model.get("attach") in LEGACY_ATTACH_NAMES:
         model["attach"] = LEGACY_ATTACH_NAMES[model["attach"]]
-    config = config_lib.load_experiment(run["name"]).resolve(recorded["class_names"], recorded.get("replicas", 1))
+    config = config_lib.load_experiment(run["name"]).resolve(
+        recorded["class_names"], recorded.get("replicas", 1)
+    )
     today = portable_config(config_lib.to_dict(config))
     return [
-        (path, was, now) for path, was, now in _differences(today, {k: v for k, v in recorded.items()
-                                                                   if k not in RUNTIME_FIELDS})
+        (path, was, now)
+        for path, was, now in _differences(
+            today, {k: v for k, v in recorded.items() if k not in RUNTIME_FIELDS}
+        )
         if not (was == ABSENT and path in ABSENT_MEANS and ABSENT_MEANS[path] == now)
         and not (path in UNUSED_UNLESS and not _field(today, UNUSED_UNLESS[path]))
     ]
@@ -128,15 +189,24 @@ def config_mismatches(run):
 
 ABSENT = "<absent>"
 
-ABSENT_MEANS = {"model.box_quality": False, "ema_momentum": 0.0, "pipeline.augment.zoom_view_prob": 0.0,
-                "data.exif": "apply"}
-"""Fields added since some records were made, with the value that did what those runs did (no such head,
-no weight averaging, no zoom views; realmix, the records' data, holds no photo with an EXIF orientation,
+ABSENT_MEANS = {
+    "model.box_quality": False,
+    "ema_momentum": 0.0,
+    "pipeline.augment.zoom_view_prob": 0.0,
+    "data.exif": "apply",
+}
+"""Fields added since some records were made, with the value that did what those runs did (no such
+head,
+no weight averaging, no zoom views; realmix, the records' data, holds no photo with an EXIF
+orientation,
 so applying it changes nothing there)."""
 
-UNUSED_UNLESS = {"box_quality_loss_weight": "model.box_quality", "model.quality_units": "model.box_quality",
-                 "pipeline.augment.zoom_view_jitter": "pipeline.augment.zoom_view_prob",
-                 "fine_tune_fraction": "fine_tune_epochs"}
+UNUSED_UNLESS = {
+    "box_quality_loss_weight": "model.box_quality",
+    "model.quality_units": "model.box_quality",
+    "pipeline.augment.zoom_view_jitter": "pipeline.augment.zoom_view_prob",
+    "fine_tune_fraction": "fine_tune_epochs",
+}
 """Fields that change nothing while the flag they name is off: not compared then."""
 
 
@@ -204,8 +274,10 @@ def describe(name):
 
 
 def table_rows(runs):
-    yield ("| run | what | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
-           "| train time | peak mem | date, machine | commit | command |")
+    yield (
+        "| run | what | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
+        "| train time | peak mem | date, machine | commit | command |"
+    )
     yield "|" + "---|" * 14
     for run in runs:
         s = run["summary"]
@@ -233,17 +305,25 @@ def hostile_section():
     if bench is None:
         return []
     lines = [
-        "## Hostile inputs: peak memory", "",
+        "## Hostile inputs: peak memory",
+        "",
         f"`{bench['command']}`; {bench['machine']}; {bench['date']}; commit "
         f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each case in its own process (peak RSS of the child); "
-        "each image bomb is followed by a good image in the same `predict` call.", "",
+        "each image bomb is followed by a good image in the same `predict` call.",
+        "",
         "| input | file size | peak RSS | exit code | good file still predicted | the bomb's line |",
         "|---|---|---|---|---|---|",
     ]
     for name, case in bench["cases"].items():
-        good = "-" if case["good_file_predicted"] is None else ("yes" if case["good_file_predicted"] else "no")
-        lines.append(f"| {name} | {case['file_bytes']} B | {case['peak_rss_mb']} MB | {case['exit_code']} | {good} "
-                     f"| {(case['bomb_line'] or '-').replace('|', '/')[:160]} |")
+        good = (
+            "-"
+            if case["good_file_predicted"] is None
+            else ("yes" if case["good_file_predicted"] else "no")
+        )
+        lines.append(
+            f"| {name} | {case['file_bytes']} B | {case['peak_rss_mb']} MB | {case['exit_code']} | {good} "
+            f"| {(case['bomb_line'] or '-').replace('|', '/')[:160]} |"
+        )
     return lines + [""]
 
 
@@ -252,14 +332,19 @@ def bench_section():
     if bench is None:
         return []
     lines = [
-        "## Input pipeline throughput", "",
+        "## Input pipeline throughput",
+        "",
         f"`{bench['command']}` on {bench['data']}; {bench['machine']}; {bench['date']}. "
-        "Medians of the runs; ratios within one run.", "",
-        "| loader | images/s (median) | x python loader | runs |", "|---|---|---|---|",
+        "Medians of the runs; ratios within one run.",
+        "",
+        "| loader | images/s (median) | x python loader | runs |",
+        "|---|---|---|---|",
     ]
     for name, value in bench["images_per_s_median"].items():
-        lines.append(f"| {name} | {value} | {bench['ratio_to_python_loader'][name]} "
-                     f"| {', '.join(map(str, bench['images_per_s_runs'][name]))} |")
+        lines.append(
+            f"| {name} | {value} | {bench['ratio_to_python_loader'][name]} "
+            f"| {', '.join(map(str, bench['images_per_s_runs'][name]))} |"
+        )
     return lines + [""]
 
 
@@ -268,14 +353,19 @@ def bench_training_section():
     if bench is None:
         return []
     lines = [
-        "## Training throughput", "",
+        "## Training throughput",
+        "",
         f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}. "
-        "Medians of the runs, one process, the same compiled train step.", "",
-        "| feed | steps/s (median) | images/s | runs (steps/s) |", "|---|---|---|---|",
+        "Medians of the runs, one process, the same compiled train step.",
+        "",
+        "| feed | steps/s (median) | images/s | runs (steps/s) |",
+        "|---|---|---|---|",
     ]
     for name, value in bench["steps_per_s_median"].items():
-        lines.append(f"| {name} | {value} | {bench['images_per_s_median'][name]} "
-                     f"| {', '.join(map(str, bench['steps_per_s_runs'][name]))} |")
+        lines.append(
+            f"| {name} | {value} | {bench['images_per_s_median'][name]} "
+            f"| {', '.join(map(str, bench['steps_per_s_runs'][name]))} |"
+        )
     lines += [
         "",
         f"- Pipeline from JPEG / in-memory tensors: **{bench['ratio_pipeline_to_in_memory']}** "
@@ -303,7 +393,12 @@ def _tta_table(tta):
     lines = [
         f"`{tta['command']}` on realmix `{tta['split']}`; {tta['machine']}; {tta['date']}; commit "
         f"{_commit(tta)}. Boxes compared in the original images"
-        + (f"; \"+ refine\" merges the two looks by the `{rule}` rule (the default)." if rule else "."), "",
+        + (
+            f'; "+ refine" merges the two looks by the `{rule}` rule (the default).'
+            if rule
+            else "."
+        ),
+        "",
         "| mode | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
         "| box_quality AUROC | box_quality Spearman | seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -323,17 +418,21 @@ def serving_section():
     if bench is None:
         return []
     lines = [
-        "## Serving throughput", "",
+        "## Serving throughput",
+        "",
         f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}. The exported "
         "`serving_default` from JPEG bytes against the same model on decoded, resized tensors, alternating "
-        "call by call in one process; medians of the runs.", "",
+        "call by call in one process; medians of the runs.",
+        "",
         "| batch | path | images/s | p50 ms | p99 ms | x Keras direct call (median of per-run ratios) |",
         "|---|---|---|---|---|---|",
     ]
     for batch, paths in bench["batches"].items():
         for name, r in paths.items():
-            lines.append(f"| {batch} | {name} | {r['images_per_s_median']} | {r['latency_ms_p50']} "
-                         f"| {r['latency_ms_p99']} | {r['ratio_to_keras_direct_call']} |")
+            lines.append(
+                f"| {batch} | {name} | {r['images_per_s_median']} | {r['latency_ms_p50']} "
+                f"| {r['latency_ms_p99']} | {r['ratio_to_keras_direct_call']} |"
+            )
     return lines + [""]
 
 
@@ -342,16 +441,20 @@ def bench_distributed_section():
     if bench is None:
         return []
     lines = [
-        "## Training across workers", "",
+        "## Training across workers",
+        "",
         f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}; commit "
         f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each set-up in fresh processes; the chief's "
-        "median step time.", "",
+        "median step time.",
+        "",
         "| set-up | processes | intra-op threads | global batch | steps/s | images/s | median step (s) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, s in bench["setups"].items():
-        lines.append(f"| {name} | {s['processes']} | {s['intra_op_threads']} | {s['global_batch']} "
-                     f"| {s['steps_per_s']} | {s['images_per_s']} | {s['median_step_seconds']} |")
+        lines.append(
+            f"| {name} | {s['processes']} | {s['intra_op_threads']} | {s['global_batch']} "
+            f"| {s['steps_per_s']} | {s['images_per_s']} | {s['median_step_seconds']} |"
+        )
     lines += [
         "",
         f"- Scaling efficiency, two workers against twice one single-thread process: "
@@ -372,27 +475,37 @@ def int8_section():
         return []
     evaluation, latency, sizes = bench["evaluation"], bench["latency_batch_1"], bench["size_mb"]
     lines = [
-        "## int8 TFLite: what full-integer quantization costs", "",
+        "## int8 TFLite: what full-integer quantization costs",
+        "",
         f"`{bench['command']}`: the realmix_default model, exported with `--tflite --tflite_int8` "
         f"({bench['calibration_images']} calibration images of {bench['calibration_split']}), evaluated on "
         f"{bench['data']} with `--refine` by the same evaluation code; {bench['machine']}; {bench['date']}; "
         f"commit {_commit(bench)}. Latency: `predict_images` at batch 1 on rendered images, XNNPACK on, the "
-        "paths taking turns call by call; medians of the runs, ratios within each run.", "",
+        "paths taking turns call by call; medians of the runs, ratios within each run.",
+        "",
         "| model | class-avg IoU | mean IoU | loc acc | class acc | batch-1 latency ms | x SavedModel | size MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    rows = (("Keras / SavedModel (float32)", "keras", "savedmodel_predict_images", "savedmodel"),
-            ("TFLite float32", "tflite_float", "tflite_float", "tflite_float"),
-            ("TFLite int8", "tflite_int8", "tflite_int8", "tflite_int8"))
+    rows = (
+        ("Keras / SavedModel (float32)", "keras", "savedmodel_predict_images", "savedmodel"),
+        ("TFLite float32", "tflite_float", "tflite_float", "tflite_float"),
+        ("TFLite int8", "tflite_int8", "tflite_int8", "tflite_int8"),
+    )
     for label, metrics_key, latency_key, size_key in rows:
         m, t = evaluation[metrics_key], latency[latency_key]
-        lines.append(f"| {label} | {_fmt(m['macro_mean_iou'])} | {_fmt(m['mean_iou'])} "
-                     f"| {_fmt(m['localization_accuracy'])} | {_fmt(m['classification_accuracy'])} "
-                     f"| {t['ms_median']} | {t['x_savedmodel_median']} | {sizes[size_key]} |")
+        lines.append(
+            f"| {label} | {_fmt(m['macro_mean_iou'])} | {_fmt(m['mean_iou'])} "
+            f"| {_fmt(m['localization_accuracy'])} | {_fmt(m['classification_accuracy'])} "
+            f"| {t['ms_median']} | {t['x_savedmodel_median']} | {sizes[size_key]} |"
+        )
     verdict = "within" if bench["int8_within_margin"] else "NOT within"
-    lines += ["", f"int8 loses {bench['int8_macro_iou_drop']:+.4f} class-averaged IoU against the float model "
-              f"({verdict} the 0.015 allowed); ops left in float in the int8 file: "
-              f"{', '.join(bench['float_ops_in_int8']) or 'none'}.", ""]
+    lines += [
+        "",
+        f"int8 loses {bench['int8_macro_iou_drop']:+.4f} class-averaged IoU against the float model "
+        f"({verdict} the 0.015 allowed); ops left in float in the int8 file: "
+        f"{', '.join(bench['float_ops_in_int8']) or 'none'}.",
+        "",
+    ]
     return lines
 
 
@@ -409,14 +522,17 @@ def write_results():
         if present:
             tables += [f"### {title}", "", *table_rows(present), ""]
     lines = [
-        "# Results", "",
+        "# Results",
+        "",
         "Generated by `python -m experiments.results` from the run records in "
         "`experiments/results/runs/` (each written by `python -m experiments.run NAME` or "
         "`python -m experiments.results record WORKDIR` after the run). Validation figures are the best "
         "epoch's (by the run's `best_metric`: localization accuracy before the dense head, class-averaged "
         "IoU since) on the `val` split, the model's plain output (no `--refine`: see the test-time table); "
-        "training used `train` only.", "",
-        "## Training runs", "",
+        "training used `train` only.",
+        "",
+        "## Training runs",
+        "",
         *tables,
         *bench_section(),
         *bench_training_section(),

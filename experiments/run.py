@@ -1,7 +1,8 @@
 """Runs named experiments one after another, records each, regenerates RESULTS.md.
 
     python -m experiments.run frozen_fc_head frozen_per_class   # named ones
-    python -m experiments.run --all                             # every experiment not yet reproduced
+    python -m experiments.run --all                             # every experiment not yet
+    reproduced
     python -m experiments.run --rerun realmix_default           # even if already run
 
 Each experiment trains in its own process (`python -m localizer.train
@@ -31,16 +32,24 @@ NOT_EXPERIMENTS = {"__init__", "common", "results", "run", "tta_effect", "real_m
 def experiment_names():
     """Every experiments/<name>.py with a get_config()."""
     return sorted(
-        name for name in (os.path.splitext(os.path.basename(p))[0]
-                          for p in glob.glob(os.path.join(results.HERE, "*.py")))
+        name
+        for name in (
+            os.path.splitext(os.path.basename(p))[0]
+            for p in glob.glob(os.path.join(results.HERE, "*.py"))
+        )
         if name not in NOT_EXPERIMENTS and not name.startswith("bench_")
     )
 
 
 def needs_run(name, runs):
-    """True when `name` has no record, a record without a commit, or one today's config does not reproduce."""
+    """True when `name` has no record, a record without a commit, or one today's config does not
+    reproduce."""
     run = runs.get(name)
-    return run is None or not (run.get("code") or {}).get("commit") or bool(results.config_mismatches(run))
+    return (
+        run is None
+        or not (run.get("code") or {}).get("commit")
+        or bool(results.config_mismatches(run))
+    )
 
 
 def run_experiment(name, rerun=False):
@@ -50,7 +59,13 @@ def run_experiment(name, rerun=False):
     if rerun and os.path.exists(workdir):
         shutil.rmtree(workdir)  # a fresh run: train.py would otherwise resume the old one
     if rerun or not os.path.exists(summary):
-        command = [sys.executable, "-m", "localizer.train", f"--experiment={name}", f"--workdir={workdir}"]
+        command = [
+            sys.executable,
+            "-m",
+            "localizer.train",
+            f"--experiment={name}",
+            f"--workdir={workdir}",
+        ]
         print("$", " ".join(command), flush=True)
         if subprocess.call(command) != 0:
             print(f"experiment {name} failed; see the output above.", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Effect of test-time augmentation (none, flip, multicrop; each without and with the zoomed refinement) on realmix.
+"""Effect of test-time augmentation (none, flip, multicrop; each without and with the zoomed
+refinement) on realmix.
 
     python -m experiments.tta_effect --model=work/realmix_default/best.keras [--split=train]
 
@@ -27,23 +28,34 @@ def main(argv):
     import pipelines
     from experiments import results
     from experiments.common import REALMIX_DIR
-    from localizer.inference import evaluation, views
     from localizer import provenance
+    from localizer.inference import evaluation, views
     from localizer.inference.predictor import Predictor
 
     predictor = Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)
-    # (row name, mode, refine, rule): every mode plain, then refined by the default rule, then by the others.
-    other_rules = [r for r in views.REFINE_RULES if r != views.REFINE_RULE] if predictor.has_box_quality else []
+    # (row name, mode, refine, rule): every mode plain, then refined by the default rule, then by
+    # the others.
+    other_rules = (
+        [r for r in views.REFINE_RULES if r != views.REFINE_RULE]
+        if predictor.has_box_quality
+        else []
+    )
     modes = FLAGS.modes
     settings = [(mode, mode, False, views.REFINE_RULE) for mode in modes]
     settings += [(f"{mode} + refine", mode, True, views.REFINE_RULE) for mode in modes]
-    settings += [(f"{mode} + refine ({rule} rule)", mode, True, rule) for rule in other_rules for mode in modes]
+    settings += [
+        (f"{mode} + refine ({rule} rule)", mode, True, rule)
+        for rule in other_rules
+        for mode in modes
+    ]
     rows = {}
     for name, mode, refine, rule in settings:
         predictor.refine_rule = rule
         start = time.perf_counter()
-        summary = evaluation.evaluate(predictor, source, FLAGS.split, mode, progress=False, refine=refine)[0]
+        summary = evaluation.evaluate(
+            predictor, source, FLAGS.split, mode, progress=False, refine=refine
+        )[0]
         seconds = time.perf_counter() - start
         rows[name] = {k: summary[k] for k in KEYS + QUALITY_KEYS if k in summary}
         rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})
@@ -52,9 +64,12 @@ def main(argv):
     if list(modes) != list(views.TTA_MODES):
         extra_flags += "".join(f" --modes={mode}" for mode in modes)
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores",
-        "command": f"python -m experiments.tta_effect --model={FLAGS.model}{extra_flags}", "split": FLAGS.split,
-        "refine_rule": views.REFINE_RULE if predictor.has_box_quality else views.AGREEMENT, "modes": rows,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPU cores",
+        "command": f"python -m experiments.tta_effect --model={FLAGS.model}{extra_flags}",
+        "split": FLAGS.split,
+        "refine_rule": views.REFINE_RULE if predictor.has_box_quality else views.AGREEMENT,
+        "modes": rows,
         "code": provenance.code_version(),
     }
     path = results.tta_path(FLAGS.split)
@@ -65,8 +80,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("model", None, "A .keras file or SavedModel folder trained on realmix.", required=True)
+    flags.DEFINE_string(
+        "model", None, "A .keras file or SavedModel folder trained on realmix.", required=True
+    )
     flags.DEFINE_string("data_dir", None, "VOC folder (default: ../shared/data/realmix).")
     flags.DEFINE_string("split", "val", "The split measured (train: the one rules are chosen on).")
-    flags.DEFINE_multi_enum("modes", list(TTA_MODES), list(TTA_MODES), "Test-time modes measured (default: all).")
+    flags.DEFINE_multi_enum(
+        "modes", list(TTA_MODES), list(TTA_MODES), "Test-time modes measured (default: all)."
+    )
     app.run(main)

@@ -13,12 +13,14 @@ from pipelines.augment import AugmentConfig
 
 
 def get_config():
-    return realmix_conv(**{
-        "model.attach": "pooled",
-        "box_loss": "l2",
-        "pipeline.augment": AugmentConfig.off(),
-        "cache_features": True,
-        "frozen_epochs": 30,
-        "fine_tune_epochs": 0,
-        "label_smoothing": 0.0,
-    })
+    return realmix_conv(
+        **{
+            "model.attach": "pooled",
+            "box_loss": "l2",
+            "pipeline.augment": AugmentConfig.off(),
+            "cache_features": True,
+            "frozen_epochs": 30,
+            "fine_tune_epochs": 0,
+            "label_smoothing": 0.0,
+        }
+    )

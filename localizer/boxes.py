@@ -42,9 +42,7 @@ _EPS = 1e-7
 def check_boxes(boxes, name="boxes"):
     """Returns `boxes` as a float32 tensor; raises if the last dimension is not 4."""
     boxes = tf.convert_to_tensor(boxes)
-    if boxes.shape.rank == 0 or (
-        boxes.shape[-1] is not None and boxes.shape[-1] != 4
-    ):
+    if boxes.shape.rank == 0 or (boxes.shape[-1] is not None and boxes.shape[-1] != 4):
         raise ValueError(
             f"`{name}` must have shape [..., 4] ({BOX_FORMAT}); got shape {boxes.shape}."
         )
@@ -56,9 +54,7 @@ def check_boxes_any_backend(boxes, name):
     boxes = ops.convert_to_tensor(boxes)
     shape = ops.shape(boxes)
     if len(shape) == 0 or (shape[-1] is not None and shape[-1] != 4):
-        raise ValueError(
-            f"`{name}` must have shape [..., 4] ({BOX_FORMAT}); got shape {shape}."
-        )
+        raise ValueError(f"`{name}` must have shape [..., 4] ({BOX_FORMAT}); got shape {shape}.")
     return ops.cast(boxes, "float32")
 
 
@@ -124,7 +120,9 @@ def clip_to_image(boxes, min_size=MIN_BOX_SIZE):
     high = tf.clip_by_value(boxes[..., 2:], 0.0, 1.0)  # (ymax, xmax)
     centre = tf.clip_by_value((low + high) / 2.0, half, 1.0 - half)
     short = high - low < min_size
-    return tf.concat([tf.where(short, centre - half, low), tf.where(short, centre + half, high)], axis=-1)
+    return tf.concat(
+        [tf.where(short, centre - half, low), tf.where(short, centre + half, high)], axis=-1
+    )
 
 
 def flip_left_right(boxes):
@@ -170,8 +168,12 @@ def intersection(boxes1, boxes2):
     """Area of the overlap of aligned BOX_FORMAT boxes: `[..., 4]` x `[..., 4]` -> `[...]`."""
     b1 = check_boxes_any_backend(boxes1, "boxes1")
     b2 = check_boxes_any_backend(boxes2, "boxes2")
-    inter_h = ops.maximum(ops.minimum(b1[..., 2], b2[..., 2]) - ops.maximum(b1[..., 0], b2[..., 0]), 0.0)
-    inter_w = ops.maximum(ops.minimum(b1[..., 3], b2[..., 3]) - ops.maximum(b1[..., 1], b2[..., 1]), 0.0)
+    inter_h = ops.maximum(
+        ops.minimum(b1[..., 2], b2[..., 2]) - ops.maximum(b1[..., 0], b2[..., 0]), 0.0
+    )
+    inter_w = ops.maximum(
+        ops.minimum(b1[..., 3], b2[..., 3]) - ops.maximum(b1[..., 1], b2[..., 1]), 0.0
+    )
     return inter_h * inter_w
 
 
@@ -232,7 +234,8 @@ def ciou(boxes1, boxes2):
 
 
 def grid_centres(count):
-    """Normalized centres of `count` equal cells along one axis: `(i + 0.5) / count`, float32 `[count]`.
+    """Normalized centres of `count` equal cells along one axis: `(i + 0.5) / count`, float32
+    `[count]`.
 
     The one definition of a feature-map cell's position, shared by the dense
     head's per-cell boxes (`localizer.layers`) and their training targets

@@ -26,14 +26,22 @@ class UserError(Exception):
 
 
 def _user_errors():
-    """Exception types that mean "the input or the command line is wrong", not "the code is wrong"."""
+    """Exception types that mean "the input or the command line is wrong", not "the code is
+    wrong"."""
     import tensorflow as tf
 
     from localizer.model.backbones import WeightsUnavailableError
     from pipelines.sources.source import DatasetError
 
-    return (UserError, DatasetError, WeightsUnavailableError, ValueError, OSError, tf.errors.InvalidArgumentError,
-            tf.errors.NotFoundError)
+    return (
+        UserError,
+        DatasetError,
+        WeightsUnavailableError,
+        ValueError,
+        OSError,
+        tf.errors.InvalidArgumentError,
+        tf.errors.NotFoundError,
+    )
 
 
 def error_line(error):
@@ -44,7 +52,8 @@ def error_line(error):
     if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
         message = f"{message}: {error.filename}"
     if files.is_disk_full(error) and not isinstance(error, files.DiskFullError):
-        # The writers that know their file raise DiskFullError; this one's path is unknown (or just named).
+        # The writers that know their file raise DiskFullError; this one's path is unknown (or just
+        # named).
         message = f"{message}; free space on that disk (df -h) and run the command again"
     first = " ".join(message.strip().split())
     return f"error: {first[:2000]}"
@@ -93,9 +102,8 @@ def run(main, define_flags):
     adopt_own_flags()
 
     def guarded(argv):
-        from localizer.training.cluster import WorkerLostError
-
         from localizer import files
+        from localizer.training.cluster import WorkerLostError
 
         try:
             return main(argv)
@@ -104,7 +112,9 @@ def run(main, define_flags):
         except _user_errors() as error:
             _leave(error, EXIT_USER_ERROR)
         except Exception as error:
-            if not files.is_disk_full(error):  # a full disk is no bug, whichever library's error says so
+            if not files.is_disk_full(
+                error
+            ):  # a full disk is no bug, whichever library's error says so
                 raise
             _leave(error, EXIT_USER_ERROR)
 

@@ -36,7 +36,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     if len(argv) > 1:
-        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
+        raise cli.UserError(
+            f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)"
+        )
     cli.require_positive(FLAGS.batch_size, "batch_size")
     report_dir = FLAGS.report_dir or default_report_dir(FLAGS.model, FLAGS.split)
     report.check_report_dir(report_dir, FLAGS.data_dir)
@@ -46,8 +48,17 @@ def main(argv):
     summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
         predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size, refine=FLAGS.refine
     )
-    paths = report.write_report(summary, best, worst, ious, labels, predicted, predictor.class_names, report_dir,
-                                confidences)
+    paths = report.write_report(
+        summary,
+        best,
+        worst,
+        ious,
+        labels,
+        predicted,
+        predictor.class_names,
+        report_dir,
+        confidences,
+    )
     print(report.markdown_report(summary))
     print(f"Report: {paths['report']}\nMetrics: {paths['metrics']}\nPlots: {report_dir}/*.png")
 
@@ -57,14 +68,20 @@ REPORTS_ROOT = "reports"
 
 
 def default_report_dir(model, split):
-    """A `.keras` file's: beside it (in its work dir). An export's (a version folder or a `.tflite` file in it):
-    `reports/<export dir name>-<version>[-<tflite file>]-<split>`, never inside the export or its base path,
-    which TF Serving watches and a new export is published into."""
+    """A `.keras` file's: beside it (in its work dir). An export's (a version folder or a `.tflite`
+    file in it):
+    `reports/<export dir name>-<version>[-<tflite file>]-<split>`, never inside the export or its
+    base path,
+    which TF Serving watches and a new export is published into.
+    """
     path = os.path.normpath(os.path.abspath(model))
     version_dir = signatures.export_of_tflite(path) if path.endswith(TFLITE_SUFFIX) else None
     if version_dir is None and not os.path.isdir(path):
         return os.path.join(os.path.dirname(path), f"report-{split}")
-    parts = [os.path.basename(os.path.dirname(version_dir or path)), os.path.basename(version_dir or path)]
+    parts = [
+        os.path.basename(os.path.dirname(version_dir or path)),
+        os.path.basename(version_dir or path),
+    ]
     if version_dir:
         parts.append(os.path.splitext(os.path.basename(path))[0])
     return os.path.join(REPORTS_ROOT, "-".join(parts + [split]))
@@ -72,13 +89,26 @@ def default_report_dir(model, split):
 
 def define_flags():
     dataset_cli.define_dataset_flags(default_split="val")
-    flags.DEFINE_string("model", None, "A .keras file, an exported SavedModel version folder, or a .tflite file "
-                        "in its assets.extra/.", required=True)
-    flags.DEFINE_string("report_dir", None, "Where the report goes (default: beside a .keras model; for an "
-                        "export, reports/<export dir name>-<version>[-<tflite file>]-<split>).")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "A .keras file, an exported SavedModel version folder, or a .tflite file "
+        "in its assets.extra/.",
+        required=True,
+    )
+    flags.DEFINE_string(
+        "report_dir",
+        None,
+        "Where the report goes (default: beside a .keras model; for an "
+        "export, reports/<export dir name>-<version>[-<tflite file>]-<split>).",
+    )
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
-    flags.DEFINE_boolean("refine", True, "A second, zoomed look around the first box (small objects); "
-                         "--norefine: one look, about half the compute.")
+    flags.DEFINE_boolean(
+        "refine",
+        True,
+        "A second, zoomed look around the first box (small objects); "
+        "--norefine: one look, about half the compute.",
+    )
     flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 
 

@@ -1,5 +1,6 @@
 """Files the project writes: atomically (a kill at any moment leaves the old file
-or the new one, never half of one), and where its caches live."""
+or the new one, never half of one), and where its caches live.
+"""
 
 import contextlib
 import errno
@@ -7,14 +8,15 @@ import json
 import os
 import uuid
 
-
 CACHE_DIR_ENV = "LOCALIZER_CACHE_DIR"
 """Environment variable that moves the cache (converted weights, composited images)."""
 
 
 def cache_dir():
     """The project's cache folder: `$LOCALIZER_CACHE_DIR`, else `~/.cache/localizer`."""
-    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "localizer")
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(
+        os.path.expanduser("~"), ".cache", "localizer"
+    )
 
 
 def inside(path, folder):
@@ -50,12 +52,15 @@ def check_writable_folder(path, what, probe_bytes=1, todo="choose another folder
     except OSError as error:
         if is_disk_full(error):
             todo = f"free space there, or {todo}"
-        raise OSError(f"{what} {path} is not writable ({error.strerror or error}); {todo}") from None
+        raise OSError(
+            f"{what} {path} is not writable ({error.strerror or error}); {todo}"
+        ) from None
     return path
 
 
 MARK_KEY = "Software"
-"""PNG text chunk that names the command which wrote a file (matplotlib's `savefig(metadata=...)`)."""
+"""PNG text chunk that names the command which wrote a file (matplotlib's
+`savefig(metadata=...)`)."""
 
 
 def mark_metadata(mark):
@@ -64,28 +69,36 @@ def mark_metadata(mark):
 
 
 def carries_mark(path, mark):
-    """Whether the PNG at `path` was written with `mark_metadata(mark)` (its text chunk comes first)."""
+    """Whether the PNG at `path` was written with `mark_metadata(mark)` (its text chunk comes
+    first)."""
     with open(path, "rb") as f:
         return mark.encode() in f.read(4096)
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
-"""How a full disk (or quota) shows: an errno from Python's own writes, only words from h5py or TensorFlow's."""
+"""How a full disk (or quota) shows: an errno from Python's own writes, only words from h5py or
+TensorFlow's."""
 
 
 class DiskFullError(OSError):
-    """No space was left where a file was being written; the message names the file and what to do."""
+    """No space was left where a file was being written; the message names the file and what to
+    do."""
 
-    def __init__(self, path, todo="free space there, or write elsewhere, and run the command again"):
+    def __init__(
+        self, path, todo="free space there, or write elsewhere, and run the command again"
+    ):
         folder = os.path.abspath(os.fspath(path))
         folder = folder if os.path.isdir(folder) else os.path.dirname(folder)
-        super().__init__(f"no space left on the device writing {path}; {todo} (df -h {folder} shows the space left)")
+        super().__init__(
+            f"no space left on the device writing {path}; {todo} (df -h {folder} shows the space left)"
+        )
         self.path = os.fspath(path)
 
 
 def is_disk_full(error):
-    """Whether `error` (an OSError, a TensorFlow or h5py error) means the disk or a quota is full."""
+    """Whether `error` (an OSError, a TensorFlow or h5py error) means the disk or a quota is
+    full."""
     if isinstance(error, DiskFullError) or getattr(error, "errno", None) in DISK_FULL_ERRNOS:
         return True
     text = f"{getattr(error, 'message', '')} {error}"

@@ -44,9 +44,13 @@ def free_ports(count, host="127.0.0.1"):
 
 
 def tf_configs(addresses):
-    """One TF_CONFIG value per worker of a cluster of `addresses` ("host:port"); worker 0 is the chief."""
+    """One TF_CONFIG value per worker of a cluster of `addresses` ("host:port"); worker 0 is the
+    chief."""
     cluster = {"worker": list(addresses)}
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(len(addresses))]
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(len(addresses))
+    ]
 
 
 def worker_args(args, index):
@@ -99,18 +103,25 @@ def launch(train_args, workers, threads_per_worker, grace_seconds, host="127.0.0
 
 
 def _start(processes, relays, train_args, addresses, threads_per_worker, lock):
-    """Starts one `localizer.train` per address, appending each as it starts (so a signal stops those)."""
+    """Starts one `localizer.train` per address, appending each as it starts (so a signal stops
+    those)."""
     for index, tf_config in enumerate(tf_configs(addresses)):
         env = {**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"}
         if threads_per_worker:
             env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads_per_worker))
             env.setdefault("TF_NUM_INTEROP_THREADS", str(threads_per_worker))
         process = subprocess.Popen(
-            [sys.executable, "-m", "localizer.train", *worker_args(train_args, index)], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "localizer.train", *worker_args(train_args, index)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes.append(process)
-        relay = threading.Thread(target=_relay, args=(process.stdout, f"[worker {index}] ", lock), daemon=True)
+        relay = threading.Thread(
+            target=_relay, args=(process.stdout, f"[worker {index}] ", lock), daemon=True
+        )
         relay.start()
         relays.append(relay)
 
@@ -122,7 +133,9 @@ def _wait(processes, grace_seconds):
         if failed_at is None and any(p.returncode not in (None, 0) for p in processes):
             failed_at = time.monotonic()
         if failed_at is not None and time.monotonic() - failed_at > grace_seconds:
-            print(f"[launch] a worker failed {grace_seconds} s ago; stopping the others", flush=True)
+            print(
+                f"[launch] a worker failed {grace_seconds} s ago; stopping the others", flush=True
+            )
             _stop(processes)
             return
         time.sleep(0.2)
@@ -152,10 +165,14 @@ def _signal_group(process, signum):
 def main(argv):
     cli.require_positive(FLAGS.workers, "workers")
     if FLAGS.threads_per_worker is not None and FLAGS.threads_per_worker < 0:
-        raise cli.UserError(f"--threads_per_worker={FLAGS.threads_per_worker} must be 0 (TF decides) or more")
+        raise cli.UserError(
+            f"--threads_per_worker={FLAGS.threads_per_worker} must be 0 (TF decides) or more"
+        )
     if os.environ.get("TF_CONFIG"):
-        raise cli.UserError("TF_CONFIG is set already: this launcher sets it per worker; unset it, or run "
-                            "python -m localizer.train directly on each machine of your cluster")
+        raise cli.UserError(
+            "TF_CONFIG is set already: this launcher sets it per worker; unset it, or run "
+            "python -m localizer.train directly on each machine of your cluster"
+        )
     threads = FLAGS.threads_per_worker
     if threads is None:  # share the cores: no worker's thread pool competes with another's
         threads = max(1, (os.cpu_count() or 1) // FLAGS.workers)
@@ -168,9 +185,14 @@ def main(argv):
 
 def define_flags():
     flags.DEFINE_integer("workers", 2, "How many worker processes (worker 0 is the chief).")
-    flags.DEFINE_integer("threads_per_worker", None, "TF intra-/inter-op threads per worker "
-                         "(default: CPU cores / workers; 0: TF's default).")
-    flags.DEFINE_integer("grace_seconds", 120, "After a worker fails, how long the others may take to stop.")
+    flags.DEFINE_integer(
+        "threads_per_worker",
+        None,
+        "TF intra-/inter-op threads per worker (default: CPU cores / workers; 0: TF's default).",
+    )
+    flags.DEFINE_integer(
+        "grace_seconds", 120, "After a worker fails, how long the others may take to stop."
+    )
 
 
 if __name__ == "__main__":

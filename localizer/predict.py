@@ -1,11 +1,13 @@
 """Predict class and box for images: `python -m localizer.predict`.
 
-    python -m localizer.predict --model=work/realmix_default/best.keras photo.jpg folder/ [--draw_dir=out]
+    python -m localizer.predict --model=work/realmix_default/best.keras photo.jpg folder/
+    [--draw_dir=out]
 
 Prints one JSON line per image: file, class, score, top-5, the box normalized
 yxyx and in original-image pixels xyxy, and for models with a box-quality
 head `box_quality` (the predicted IoU of the box, in [0, 1]; with
-`--min_box_quality=X`, `"unsure": true` below X, drawn dashed orange). A file that cannot be read, is not a
+`--min_box_quality=X`, `"unsure": true` below X, drawn dashed orange). A file that cannot be read,
+is not a
 supported image or announces more pixels than `--max_image_pixels` gets a line
 with its error; the others still run, and the exit code is 1. Drawings are
 `<name>.<ext>.pred.png` in `--draw_dir`, which must not hold the inputs.
@@ -27,20 +29,43 @@ FLAGS = flags.FLAGS
 def main(argv):
     paths = argv[1:]
     if not paths:
-        raise cli.UserError("no image given; usage: python -m localizer.predict --model=MODEL IMAGE_OR_FOLDER...")
-    failures = image_files.run(FLAGS.model, paths, FLAGS.draw_dir, FLAGS.tta, refine=FLAGS.refine,
-                               max_image_pixels=FLAGS.max_image_pixels, min_box_quality=FLAGS.min_box_quality)
+        raise cli.UserError(
+            "no image given; usage: python -m localizer.predict --model=MODEL IMAGE_OR_FOLDER..."
+        )
+    failures = image_files.run(
+        FLAGS.model,
+        paths,
+        FLAGS.draw_dir,
+        FLAGS.tta,
+        refine=FLAGS.refine,
+        max_image_pixels=FLAGS.max_image_pixels,
+        min_box_quality=FLAGS.min_box_quality,
+    )
     sys.exit(cli.EXIT_SOME_FILES_FAILED if failures else 0)
 
 
 def define_flags():
-    flags.DEFINE_string("model", None, "A .keras file or an exported SavedModel version folder.", required=True)
-    flags.DEFINE_string("draw_dir", None, "Write each image with its box and label drawn here (not among the inputs).")
+    flags.DEFINE_string(
+        "model", None, "A .keras file or an exported SavedModel version folder.", required=True
+    )
+    flags.DEFINE_string(
+        "draw_dir",
+        None,
+        "Write each image with its box and label drawn here (not among the inputs).",
+    )
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
-    flags.DEFINE_boolean("refine", True, "A second, zoomed look around the first box (small objects); "
-                         "--norefine: one look, about half the compute.")
-    flags.DEFINE_float("min_box_quality", None, "Mark boxes whose predicted IoU (box_quality) is below this "
-                       "as unsure (\"unsure\": true, drawn dashed); needs a model with a box-quality head.")
+    flags.DEFINE_boolean(
+        "refine",
+        True,
+        "A second, zoomed look around the first box (small objects); "
+        "--norefine: one look, about half the compute.",
+    )
+    flags.DEFINE_float(
+        "min_box_quality",
+        None,
+        "Mark boxes whose predicted IoU (box_quality) is below this "
+        'as unsure ("unsure": true, drawn dashed); needs a model with a box-quality head.',
+    )
     dataset_cli.define_pixel_limit_flag()
 
 

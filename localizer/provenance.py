@@ -18,7 +18,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(localizer.__file__))
 def _git(*args):
     try:
         result = subprocess.run(
-            ["git", "-C", REPO_ROOT, *args], capture_output=True, text=True, timeout=30, check=False,
+            ["git", "-C", REPO_ROOT, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -35,7 +39,8 @@ SOURCE_PACKAGES = ("localizer", "pipelines")
 @functools.lru_cache(maxsize=1)
 def source_digest():
     """A sha256 of every .py file of `SOURCE_PACKAGES` (paths and contents): changes with any edit,
-    committed or not, in a checkout or an installed copy."""
+    committed or not, in a checkout or an installed copy.
+    """
     digest = hashlib.sha256()
     for package in SOURCE_PACKAGES:
         root = os.path.join(REPO_ROOT, package)
@@ -54,8 +59,18 @@ def code_version():
     """`{"commit": sha or None, "dirty": bool or None, "version": package version}`."""
     commit = _git("rev-parse", "HEAD")
     # Result files (run records, RESULTS.md) are what runs write: they do not make the code dirty.
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in RESULT_PATHS)) \
-        if commit else None
+    status = (
+        _git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            *(f":!{p}" for p in RESULT_PATHS),
+        )
+        if commit
+        else None
+    )
     return {
         "commit": commit,
         "dirty": None if status is None else bool(status),

@@ -27,9 +27,14 @@ _DATA_FLAGS = ("dataset", "data_dir", "policy", "voc_year", "manual_dir", "image
 
 
 _SHORTCUTS = {
-    "backbone": "model.backbone", "weights": "model.weights", "image_size": "model.image_size",
-    "batch_size": "pipeline.batch_size", "strategy": "strategy", "precision": "precision",
-    "jit_compile": "jit_compile", "seed": "seed",
+    "backbone": "model.backbone",
+    "weights": "model.weights",
+    "image_size": "model.image_size",
+    "batch_size": "pipeline.batch_size",
+    "strategy": "strategy",
+    "precision": "precision",
+    "jit_compile": "jit_compile",
+    "seed": "seed",
 }
 
 
@@ -39,21 +44,36 @@ def config_from_flags(flag_values):
     given = {name: flag_values[name].value for name in _DATA_FLAGS if flag_values[name].present}
     given = {name: (value or None) for name, value in given.items()}  # --data_dir= clears it
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, **given))
-    overrides = [f"{path}={flag_values[name].value}" for name, path in _SHORTCUTS.items() if flag_values[name].present]
+    overrides = [
+        f"{path}={flag_values[name].value}"
+        for name, path in _SHORTCUTS.items()
+        if flag_values[name].present
+    ]
     return config_lib.apply_overrides(config, overrides + list(flag_values.set))
 
 
 def main(argv):
     if len(argv) > 1:
-        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
+        raise cli.UserError(
+            f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)"
+        )
     config = config_from_flags(FLAGS)
     workdir = FLAGS.workdir or workdir_lib.default_workdir(
-        FLAGS.dataset if FLAGS["dataset"].present else None, FLAGS.data_dir, FLAGS.experiment or None,
+        FLAGS.dataset if FLAGS["dataset"].present else None,
+        FLAGS.data_dir,
+        FLAGS.experiment or None,
     )
     command = " ".join(["python -m localizer.train", shlex.join(sys.argv[1:])]).strip()
-    summary = train_and_evaluate(config, workdir, command=command, overwrite=FLAGS.overwrite,
-                                 max_image_pixels=check_pixel_limit(FLAGS.max_image_pixels))
-    if summary.get("role"):  # a worker other than the chief: the chief reports and writes the work dir
+    summary = train_and_evaluate(
+        config,
+        workdir,
+        command=command,
+        overwrite=FLAGS.overwrite,
+        max_image_pixels=check_pixel_limit(FLAGS.max_image_pixels),
+    )
+    if summary.get(
+        "role"
+    ):  # a worker other than the chief: the chief reports and writes the work dir
         print(f"\n{summary['role']}: done; the chief (worker 0) wrote {summary['workdir']}.")
         if summary.get("weights_digest"):
             print(f"Weights digest: {summary['weights_digest']}")
@@ -76,11 +96,21 @@ def main(argv):
 
 def define_flags():
     dataset_cli.define_dataset_flags(with_split=False)
-    flags.DEFINE_string("experiment", "", "Name of experiments/<name>.py (empty: the default recipe).")
-    flags.DEFINE_string("workdir", "", "Output folder (default: work/<dataset>[-<data folder>-<digest of its "
-                        "path>][-<experiment>]).")
-    flags.DEFINE_boolean("overwrite", False, "The work dir holds another run: move it aside (kept as "
-                         "<workdir>.replaced-<time>) and start afresh.")
+    flags.DEFINE_string(
+        "experiment", "", "Name of experiments/<name>.py (empty: the default recipe)."
+    )
+    flags.DEFINE_string(
+        "workdir",
+        "",
+        "Output folder (default: work/<dataset>[-<data folder>-<digest of its "
+        "path>][-<experiment>]).",
+    )
+    flags.DEFINE_boolean(
+        "overwrite",
+        False,
+        "The work dir holds another run: move it aside (kept as "
+        "<workdir>.replaced-<time>) and start afresh.",
+    )
     flags.DEFINE_string("backbone", None, "Backbone name (see localizer.backbones.BACKBONES).")
     flags.DEFINE_string("weights", None, "imagenet, none, or a weights file.")
     flags.DEFINE_integer("image_size", None, "Model input size.")

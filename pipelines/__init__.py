@@ -5,15 +5,23 @@
 `get_source(name, data_dir=..., **options)` builds one with a clear error for
 unknown names. Every source yields the same element (see `pipelines.sources.source`).
 
-| `--dataset`    | source                         | `--data_dir`                         | options (`SOURCE_OPTIONS`)          |
+| `--dataset`    | source                         | `--data_dir`                         | options
+(`SOURCE_OPTIONS`)          |
 |----------------|--------------------------------|--------------------------------------|-------------------------------------|
-| synthetic      | sources.synthetic              | -                                    | -                                   |
-| voc            | sources.voc_tfds (TFDS)        | TFDS data dir                        | policy, voc_year, manual_dir        |
-| tfds:NAME[:V]  | sources.tfds_source (TFDS)     | TFDS data dir (prepared; no download) | policy                             |
-| voc_dir        | sources.voc_dir                | VOC folder                           | policy, max_image_pixels, exif            |
-| csv            | sources.csv_source             | folder with <split>.csv              | policy, image_dir, max_image_pixels, exif |
-| coco           | sources.coco_json              | folder with annotations/             | policy, image_dir, max_image_pixels, exif |
-| yolo           | sources.yolo                   | folder with data.yaml                | policy, max_image_pixels, exif            |
+| synthetic      | sources.synthetic              | -                                    | -
+|
+| voc            | sources.voc_tfds (TFDS)        | TFDS data dir                        | policy,
+voc_year, manual_dir        |
+| tfds:NAME[:V]  | sources.tfds_source (TFDS)     | TFDS data dir (prepared; no download) | policy
+|
+| voc_dir        | sources.voc_dir                | VOC folder                           | policy,
+max_image_pixels, exif            |
+| csv            | sources.csv_source             | folder with <split>.csv              | policy,
+image_dir, max_image_pixels, exif |
+| coco           | sources.coco_json              | folder with annotations/             | policy,
+image_dir, max_image_pixels, exif |
+| yolo           | sources.yolo                   | folder with data.yaml                | policy,
+max_image_pixels, exif            |
 """
 
 from pipelines.image_header import MAX_IMAGE_PIXELS
@@ -57,7 +65,8 @@ _ARGUMENT_NAMES = {"voc_year": "year"}  # option -> constructor argument, where 
 
 
 def dataset_kind(name):
-    """The `SOURCE_OPTIONS` key of a dataset name (`tfds:coco/2017` -> `tfds:`), or None when unknown."""
+    """The `SOURCE_OPTIONS` key of a dataset name (`tfds:coco/2017` -> `tfds:`), or None when
+    unknown."""
     if isinstance(name, str) and name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
         return TFDS_PREFIX
     return name if name in DATASETS else None
@@ -71,22 +80,38 @@ def check_dataset_name(name):
 
 
 def get_source(name, data_dir=None, **options):
-    """Builds the source registered as `name` (see `DATASETS`), or the TFDS dataset `tfds:<name>[:<version>]`."""
+    """Builds the source registered as `name` (see `DATASETS`), or the TFDS dataset
+    `tfds:<name>[:<version>]`."""
     if check_dataset_name(name).startswith(TFDS_PREFIX):
-        return TfdsSource(name[len(TFDS_PREFIX):], data_dir=data_dir or None, **options)
+        return TfdsSource(name[len(TFDS_PREFIX) :], data_dir=data_dir or None, **options)
     return DATASETS[name](data_dir=data_dir or None, **options)
 
 
-def source_with_options(name, data_dir=None, policy="largest", voc_year="2007", manual_dir=None, image_dir=None,
-                        max_image_pixels=MAX_IMAGE_PIXELS, exif=DEFAULT_EXIF):
+def source_with_options(
+    name,
+    data_dir=None,
+    policy="largest",
+    voc_year="2007",
+    manual_dir=None,
+    image_dir=None,
+    max_image_pixels=MAX_IMAGE_PIXELS,
+    exif=DEFAULT_EXIF,
+):
     """Builds source `name`, passing it only the options it takes (`SOURCE_OPTIONS`).
 
-    policy: multi-object images; voc_year and manual_dir: voc; image_dir: the image folder (csv, coco;
+    policy: multi-object images; voc_year and manual_dir: voc; image_dir: the image folder (csv,
+    coco;
     passed only when set); max_image_pixels (header check before decoding, 0: off) and exif (EXIF
     orientation: `apply` or `ignore`, `pipelines.orientation.EXIF_MODES`): the file sources.
     """
-    given = {"policy": policy, "voc_year": voc_year, "manual_dir": manual_dir, "image_dir": image_dir,
-             "max_image_pixels": max_image_pixels, "exif": exif}
+    given = {
+        "policy": policy,
+        "voc_year": voc_year,
+        "manual_dir": manual_dir,
+        "image_dir": image_dir,
+        "max_image_pixels": max_image_pixels,
+        "exif": exif,
+    }
     options = {
         _ARGUMENT_NAMES.get(option, option): given[option]
         for option in SOURCE_OPTIONS[dataset_kind(check_dataset_name(name))]
@@ -96,6 +121,19 @@ def source_with_options(name, data_dir=None, policy="largest", voc_year="2007", 
 
 
 __all__ = [
-    "BOX", "ID", "IMAGE", "IMAGE_PATH", "LABEL", "DATASETS", "DATASET_CHOICES", "DEFAULT_DATASET", "SOURCE_OPTIONS",
-    "DatasetError", "Source", "check_dataset_name", "dataset_kind", "get_source", "source_with_options",
+    "BOX",
+    "ID",
+    "IMAGE",
+    "IMAGE_PATH",
+    "LABEL",
+    "DATASETS",
+    "DATASET_CHOICES",
+    "DEFAULT_DATASET",
+    "SOURCE_OPTIONS",
+    "DatasetError",
+    "Source",
+    "check_dataset_name",
+    "dataset_kind",
+    "get_source",
+    "source_with_options",
 ]

@@ -56,8 +56,14 @@ class AugmentConfig:
     def off(cls):
         """No augmentation at all."""
         return cls(
-            flip=False, zoom_out_prob=0.0, crop_prob=0.0, translate=0.0,
-            brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+            flip=False,
+            zoom_out_prob=0.0,
+            crop_prob=0.0,
+            translate=0.0,
+            brightness=0.0,
+            contrast=0.0,
+            saturation=0.0,
+            hue=0.0,
         )
 
 
@@ -71,7 +77,9 @@ def random_zoom_out(features, seed, max_ratio):
     ratio = _uniform(seeds[0], 1.0, max_ratio)
     offset_y = _uniform(seeds[1], 0.0, ratio - 1.0)
     offset_x = _uniform(seeds[2], 0.0, ratio - 1.0)
-    return compose_window(features, tf.stack([-offset_y, -offset_x, ratio - offset_y, ratio - offset_x]))
+    return compose_window(
+        features, tf.stack([-offset_y, -offset_x, ratio - offset_y, ratio - offset_x])
+    )
 
 
 def random_crop_keeping_object(features, seed, config):
@@ -165,12 +173,16 @@ def _maybe(probability, seed, augment_fn, features):
     if probability <= 0:
         return features
     features = _with_view(features)
-    return tf.cond(_uniform(seed) < probability, lambda: augment_fn(features), lambda: dict(features))
+    return tf.cond(
+        _uniform(seed) < probability, lambda: augment_fn(features), lambda: dict(features)
+    )
 
 
 def _with_view(features):
-    """A copy with the view window and original size set (the whole image if none yet): both `tf.cond`
-    branches then return the same keys."""
+    """A copy with the view window and original size set (the whole image if none yet): both
+    `tf.cond`
+    branches then return the same keys.
+    """
     features = dict(features)
     features.setdefault(WINDOW, tf.constant(box_lib.UNIT_BOX))
     features.setdefault(ORIGINAL_SIZE, tf.shape(features[IMAGE])[:2])
@@ -178,11 +190,14 @@ def _with_view(features):
 
 
 def random_zoom_view(features, seed, jitter):
-    """The refinement's window around a copy of the object's box moved and resized by up to `jitter` of it."""
+    """The refinement's window around a copy of the object's box moved and resized by up to `jitter`
+    of it."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
     _, box, view_size = view_of(features)
     size = box[2:] - box[:2]
-    centre = (box[:2] + box[2:]) / 2 + tf.random.stateless_uniform([2], seeds[0], -jitter, jitter) * size
+    centre = (box[:2] + box[2:]) / 2 + tf.random.stateless_uniform(
+        [2], seeds[0], -jitter, jitter
+    ) * size
     size = size * tf.exp(tf.random.stateless_uniform([2], seeds[1], -jitter, jitter))
     first_look = tf.clip_by_value(tf.concat([centre - size / 2, centre + size / 2], 0), 0.0, 1.0)
     first_look = tf.concat([first_look[:2], tf.maximum(first_look[2:], first_look[:2] + 1e-3)], 0)
@@ -198,7 +213,8 @@ def augment_view(features, seed, config):
         return _usual_view(features, seed, config)
     # Its own seeds, folded from the example's: the usual view's draws stay as without it.
     zoom_seeds = tf.random.experimental.stateless_split(
-        tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), 2)
+        tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), 2
+    )
     features = _with_view(features)
     return tf.cond(
         _uniform(zoom_seeds[0]) < config.zoom_view_prob,
@@ -210,12 +226,16 @@ def augment_view(features, seed, config):
 def _usual_view(features, seed, config):
     seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5))
     features = _maybe(
-        config.zoom_out_prob, seeds[0],
-        lambda f: random_zoom_out(f, seeds[1], config.zoom_out_max), features,
+        config.zoom_out_prob,
+        seeds[0],
+        lambda f: random_zoom_out(f, seeds[1], config.zoom_out_max),
+        features,
     )
     features = _maybe(
-        config.crop_prob, seeds[2],
-        lambda f: random_crop_keeping_object(f, seeds[3], config), features,
+        config.crop_prob,
+        seeds[2],
+        lambda f: random_crop_keeping_object(f, seeds[3], config),
+        features,
     )
     if config.translate > 0:
         features = random_translate(features, seeds[4], config.translate)
@@ -228,7 +248,9 @@ def augment_and_resize(features, seed, config, image_size, mode):
     zoom out -> object-keeping crop -> translation (as one view window) ->
     render at `image_size` -> flip -> colour jitter.
     """
-    view_seed, pixel_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
+    view_seed, pixel_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    )
     features = resize(augment_view(features, view_seed, config), image_size, mode)
     features = augment_pixels(features, pixel_seed, config)
     # Float rounding can nudge a coordinate a hair outside [0, 1].

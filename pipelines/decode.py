@@ -34,10 +34,12 @@ def _decode_rgb(data):
     channels = tf.shape(image)[-1]
     image = tf.switch_case(
         tf.clip_by_value(channels - 1, 0, 3),
-        [lambda: tf.image.grayscale_to_rgb(image[..., :1]),
-         lambda: _composite(tf.image.grayscale_to_rgb(image[..., :1]), image[..., 1:2]),
-         lambda: image[..., :3],
-         lambda: _composite(image[..., :3], image[..., 3:4])],
+        [
+            lambda: tf.image.grayscale_to_rgb(image[..., :1]),
+            lambda: _composite(tf.image.grayscale_to_rgb(image[..., :1]), image[..., 1:2]),
+            lambda: image[..., :3],
+            lambda: _composite(image[..., :3], image[..., 3:4]),
+        ],
     )
     image.set_shape([None, None, 3])
     return image

@@ -42,8 +42,20 @@ MIN_IMAGE_SIDE = 8
 """Images smaller than this (pixels, either side) hold nothing to localize: training skips them."""
 
 _KINDS = {"MPO": "jpeg"}  # phones' multi-picture JPEGs: TF decodes the first picture, as any JPEG
-_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "F": 1, "LA": 2, "La": 2, "PA": 4, "RGBA": 4,
-             "RGBa": 4, "CMYK": 4}  # Pillow mode -> channels TF's decoder gives; 3 for any other (RGB, P, YCbCr)
+_CHANNELS = {
+    "1": 1,
+    "L": 1,
+    "I": 1,
+    "I;16": 1,
+    "I;16B": 1,
+    "F": 1,
+    "LA": 2,
+    "La": 2,
+    "PA": 4,
+    "RGBA": 4,
+    "RGBa": 4,
+    "CMYK": 4,
+}  # Pillow mode -> channels TF's decoder gives; 3 for any other (RGB, P, YCbCr)
 
 # Least compressed data a header's pixels need (see `_too_little_data`): a Huffman-coded JPEG
 # spends at least 1 bit per 8x8 luma block (its DC code), deflate (PNG) compresses at most 1032:1.
@@ -66,12 +78,15 @@ class ImageTooLargeError(ImageHeaderError):
 def check_pixel_limit(limit):
     """A `--max_image_pixels` value: 0 (off) or positive; negative is a mistake."""
     if limit is None or int(limit) < 0:
-        raise ValueError(f"--max_image_pixels={limit} must be 0 (no limit) or a positive pixel count")
+        raise ValueError(
+            f"--max_image_pixels={limit} must be 0 (no limit) or a positive pixel count"
+        )
     return int(limit)
 
 
 def check_image_file(path, max_pixels=MAX_IMAGE_PIXELS):
-    """`ImageInfo` of `path`, refused (ImageTooLargeError) when its header announces more than `max_pixels`.
+    """`ImageInfo` of `path`, refused (ImageTooLargeError) when its header announces more than
+    `max_pixels`.
 
     Memory stays bounded whatever the file claims: only the header is read.
     """
@@ -86,16 +101,21 @@ def check_image_file(path, max_pixels=MAX_IMAGE_PIXELS):
 
 
 def check_decodable(path, max_pixels=MAX_IMAGE_PIXELS):
-    """`check_image_file`, and refused (ImageHeaderError) when the file is cut off or its data cannot
-    hold the pixels its header announces: what commands that decode one file at a time need."""
+    """`check_image_file`, and refused (ImageHeaderError) when the file is cut off or its data
+    cannot
+    hold the pixels its header announces: what commands that decode one file at a time need.
+    """
     info = check_image_file(path, max_pixels)
     if not info.complete:
-        raise ImageHeaderError(f"{path}: {info.format.upper()} data ends early (the file is truncated); "
-                               f"copy or export it again")
+        raise ImageHeaderError(
+            f"{path}: {info.format.upper()} data ends early (the file is truncated); "
+            f"copy or export it again"
+        )
     if info.too_little_data:
         raise ImageHeaderError(
             f"{path}: its header announces {info.width}x{info.height} pixels but the file holds too little "
-            f"{info.format.upper()} data for them (truncated, or the header lies about its size)")
+            f"{info.format.upper()} data for them (truncated, or the header lies about its size)"
+        )
     return info
 
 
@@ -109,7 +129,8 @@ class ImageInfo:
     frames: images the decoder decodes (GIF frames; 1 otherwise). A GIF's
       height and width are the largest of its canvas and its frames: what the
       decoder allocates for each frame.
-    orientation: a JPEG's EXIF Orientation tag (1-8; 1 when absent or invalid, and for other formats).
+    orientation: a JPEG's EXIF Orientation tag (1-8; 1 when absent or invalid, and for other
+    formats).
     too_little_data: the file is too small to hold the pixels its header
       announces (a lying or cut-off header).
     """
@@ -145,7 +166,14 @@ def read_image_info(path):
     with open(path, "rb") as f:
         try:
             info = _pillow_info(f)
-        except (UnidentifiedImageError, SyntaxError, struct.error, IndexError, ValueError, EOFError) as error:
+        except (
+            UnidentifiedImageError,
+            SyntaxError,
+            struct.error,
+            IndexError,
+            ValueError,
+            EOFError,
+        ) as error:
             raise _header_error(path, f, error) from None
         except OSError as error:
             if error.errno is not None:  # the file system's error, not Pillow's word on the content
@@ -164,15 +192,27 @@ def read_image_info(path):
         raise ImageHeaderError(f"{path}: image header gives size {width}x{height}.")
     # A JPEG's pixels are in the data after its headers (comment or metadata segments could pad it).
     data_bytes = size - data_offset if kind == "jpeg" else size
-    return ImageInfo(kind, int(height), int(width), int(channels), complete, frames, orientation,
-                     _too_little_data(kind, height, width, channels, data_bytes))
+    return ImageInfo(
+        kind,
+        int(height),
+        int(width),
+        int(channels),
+        complete,
+        frames,
+        orientation,
+        _too_little_data(kind, height, width, channels, data_bytes),
+    )
 
 
 def _pillow_info(f):
-    """`(format, height, width, channels, frames, orientation, data offset)` from Pillow's header read, or None for
-    another format. Pillow's own bomb check is off: the caller applies the project's limit."""
+    """`(format, height, width, channels, frames, orientation, data offset)` from Pillow's header
+    read, or None for
+    another format. Pillow's own bomb check is off: the caller applies the project's limit.
+    """
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings: judged here instead
+        warnings.simplefilter(
+            "ignore"
+        )  # DecompressionBombWarning, EXIF warnings: judged here instead
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             with Image.open(f, formats=[name.upper() for name in FORMATS]) as image:
@@ -183,7 +223,8 @@ def _pillow_info(f):
                 # Cameras and phones write the tag in JPEGs; the serving graph reads it there too
                 # (`orientation.jpeg_orientation`), so every path turns the same files.
                 turned = _orientation(image) if kind == "jpeg" else orientation_lib.UPRIGHT
-                # Pillow stops reading a JPEG's header at its start of scan: the image data follow there.
+                # Pillow stops reading a JPEG's header at its start of scan: the image data follow
+                # there.
                 data_offset = f.tell() if kind == "jpeg" else 0
                 return kind, height, width, channels, frames, turned, data_offset
         finally:
@@ -191,7 +232,8 @@ def _pillow_info(f):
 
 
 def _orientation(image):
-    """The orientation in an open JPEG's EXIF block; damaged EXIF data reads as upright (as in the serving
+    """The orientation in an open JPEG's EXIF block; damaged EXIF data reads as upright (as in the
+    serving
     graph), never as a bad photo: the pixels are fine.
 
     Only the EXIF block, as the serving graph reads it (`orientation.jpeg_orientation`): Pillow's
@@ -213,13 +255,16 @@ def _header_error(path, f, error):
     size = f.seek(0, os.SEEK_END)
     f.seek(0)
     head = f.read(16)
-    known = head.startswith((b"\xff\xd8", PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM")) or \
-        (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    known = head.startswith((b"\xff\xd8", PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM")) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    )
     if size == 0:
         return CutOffHeaderError(f"{path}: the file is empty (0 bytes); copy or export it again")
     if known:
-        return CutOffHeaderError(f"{path}: its image header is damaged or ends early ({size} bytes): the file is "
-                                 f"truncated; copy or export it again")
+        return CutOffHeaderError(
+            f"{path}: its image header is damaged or ends early ({size} bytes): the file is "
+            f"truncated; copy or export it again"
+        )
     return ImageHeaderError(f"{path}: not a JPEG, PNG, GIF, BMP or WebP image.")
 
 
@@ -273,23 +318,29 @@ def _png_ends(f, size):
 
 
 def _too_little_data(kind, height, width, channels, file_size):
-    """Whether `file_size` bytes cannot hold `height` x `width` pixels of `kind` at the best compression
-    the format allows (a header that lies, or data cut off before an end marker that a forger appended).
+    """Whether `file_size` bytes cannot hold `height` x `width` pixels of `kind` at the best
+    compression
+    the format allows (a header that lies, or data cut off before an end marker that a forger
+    appended).
 
     Only JPEG and PNG are bounded (the formats photos come in): an arithmetic-coded JPEG could in
-    principle go below the Huffman bound, and none was ever seen in a photo folder."""
+    principle go below the Huffman bound, and none was ever seen in a photo folder.
+    """
     if kind == "jpeg":
         blocks = math.ceil(height / 8) * math.ceil(width / 8)
         return file_size * 8 < blocks * JPEG_MIN_BITS_PER_BLOCK
     if kind == "png":
         bits_per_pixel = 1 if channels == 1 else 8 * channels  # 1-bit gray/palette is the smallest
-        raw_bytes = height * (math.ceil(width * bits_per_pixel / 8) + 1)  # + one filter byte per row
+        raw_bytes = height * (
+            math.ceil(width * bits_per_pixel / 8) + 1
+        )  # + one filter byte per row
         return file_size * _DEFLATE_MAX_RATIO < raw_bytes
     return False
 
 
 def _gif_extent(data, height, width):
-    """`(height, width, frames, complete)` of a GIF: the largest of its canvas and frame sizes, its frame
+    """`(height, width, frames, complete)` of a GIF: the largest of its canvas and frame sizes, its
+    frame
     count, and whether its blocks lead to the trailer (the file is whole; data may follow it).
 
     Pillow gives the canvas and the first frame only; the decoder sizes each
@@ -310,9 +361,11 @@ def _gif_extent(data, height, width):
         elif block == 0x2C:  # image descriptor
             if pos + 10 > len(data):
                 break
-            frame_width, frame_height, frame_flags = struct.unpack("<HHB", data[pos + 5:pos + 10])
+            frame_width, frame_height, frame_flags = struct.unpack("<HHB", data[pos + 5 : pos + 10])
             width, height, frames = max(width, frame_width), max(height, frame_height), frames + 1
-            pos += 10 + (3 << ((frame_flags & 7) + 1) if frame_flags & 0x80 else 0) + 1  # + LZW code size
+            pos += (
+                10 + (3 << ((frame_flags & 7) + 1) if frame_flags & 0x80 else 0) + 1
+            )  # + LZW code size
         else:
             break  # not a GIF block: the decoder stops here too
         while pos < len(data) and data[pos]:  # data sub-blocks, ended by a zero length
@@ -322,6 +375,7 @@ def _gif_extent(data, height, width):
 
 
 def read_image_size(path):
-    """Returns `(height, width)` of a JPEG, PNG, GIF, BMP or WebP file as stored (see `read_image_info`)."""
+    """Returns `(height, width)` of a JPEG, PNG, GIF, BMP or WebP file as stored (see
+    `read_image_info`)."""
     info = read_image_info(path)
     return info.height, info.width

@@ -15,7 +15,6 @@ the cheap source elements before decoding instead.
 import dataclasses
 import hashlib
 import json
-import typing
 
 import tensorflow as tf
 
@@ -33,14 +32,16 @@ class PipelineConfig:
 
     # The model's input contract. Training sets both from the model config
     # (`TrainConfig.input_pipeline()`), the only place they are chosen there.
-    image_size: typing.Optional[int] = None
-    resize_mode: typing.Optional[str] = None  # one of render.RESIZE_MODES
+    image_size: int | None = None
+    resize_mode: str | None = None  # one of render.RESIZE_MODES
     batch_size: int = 32
     shuffle_buffer: int = 1024
     # "auto" (memory when small), "memory", "none", or a file path prefix.
     cache: str = "auto"
-    augment: augment_ops.AugmentConfig = dataclasses.field(default_factory=augment_ops.AugmentConfig)
-    seed: typing.Optional[int] = 0
+    augment: augment_ops.AugmentConfig = dataclasses.field(
+        default_factory=augment_ops.AugmentConfig
+    )
+    seed: int | None = 0
 
 
 class DropCounter:
@@ -80,7 +81,8 @@ def _use_memory_cache(config, num_examples):
 
 
 def decode_and_sanitize(ds, drop_counter=None):
-    """Source elements -> decoded RGB images with sanitized boxes; degenerate ones dropped (and counted).
+    """Source elements -> decoded RGB images with sanitized boxes; degenerate ones dropped (and
+    counted).
 
     The one decoding path of training, evaluation and the dataset preview.
     """
@@ -97,12 +99,15 @@ def decoded(source, split, drop_counter=None):
 
 def _check_resolved(config):
     if config.image_size is None or config.resize_mode is None:
-        raise ValueError("PipelineConfig needs image_size and resize_mode (training takes them from the model config).")
+        raise ValueError(
+            "PipelineConfig needs image_size and resize_mode (training takes them from the model config)."
+        )
 
 
 def cache_file(prefix, source, split):
     """The tf.data cache file of one split: named by the split and its data identity, so two
-    splits never share one and a changed dataset never reads a stale cache."""
+    splits never share one and a changed dataset never reads a stale cache.
+    """
     identity = json.dumps(source.identity(split), sort_keys=True, default=str)
     return f"{prefix}.{split}.{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
@@ -110,7 +115,8 @@ def cache_file(prefix, source, split):
 def decoded_examples(source, split, config, training, drop_counter=None, shard=None):
     """Decoded, sanitized, cached and (for training) shuffled, augmented and resized
     examples as feature dicts, unbatched. `shard=(count, index)`: only every
-    count-th source element from index on (one worker's part, before decoding)."""
+    count-th source element from index on (one worker's part, before decoding).
+    """
     _check_resolved(config)
     ds = source.load(split)
     if shard is not None:
@@ -143,7 +149,8 @@ def augment_and_resize(ds, config, training):
             num_parallel_calls=autotune,
         )
     return ds.map(
-        lambda f: render.resize(f, config.image_size, config.resize_mode), num_parallel_calls=autotune
+        lambda f: render.resize(f, config.image_size, config.resize_mode),
+        num_parallel_calls=autotune,
     )
 
 
@@ -176,6 +183,8 @@ def make_dataset(source, split, config, training, drop_counter=None, shard=None)
       shard: `(count, index)`: this worker's part of the split (see `decoded_examples`).
     """
     ds = decoded_examples(source, split, config, training, drop_counter, shard)
-    ds = ds.map(lambda f: {k: f[k] for k in (IMAGE, LABEL, BOX)}, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda f: {k: f[k] for k in (IMAGE, LABEL, BOX)}, num_parallel_calls=tf.data.AUTOTUNE
+    )
     ds = _batch(ds, config, training).map(to_keras_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -26,17 +26,25 @@ SWAPS_AXES = (5, 6, 7, 8)
 
 EXIF_MODES = ("apply", "ignore")
 DEFAULT_EXIF = "apply"
-"""What the file sources do with the tag (`--exif`): `apply` (default) reads and annotates each photo in
+"""What the file sources do with the tag (`--exif`): `apply` (default) reads and annotates each
+photo in
 the frame a person sees; `ignore` keeps the stored pixels, for datasets annotated on raw pixels."""
 
 MAX_JPEG_SEGMENTS = 1024
-"""Segments before the scan the serving graph walks (a photo has about ten; each is 64 KiB at most)."""
-_EXIF_TYPES = (3, 4, 8, 9)  # the Orientation value as SHORT (cameras), LONG, SSHORT or SLONG: Pillow reads each
+"""Segments before the scan the serving graph walks (a photo has about ten; each is 64 KiB at
+most)."""
+_EXIF_TYPES = (
+    3,
+    4,
+    8,
+    9,
+)  # the Orientation value as SHORT (cameras), LONG, SSHORT or SLONG: Pillow reads each
 _MAX_SEGMENT = 65535  # a JPEG segment's length field is 16 bits: the whole EXIF block fits in one
 
 
 def of_exif(exif):
-    """The orientation in a Pillow `Image.Exif` mapping: 1-8, or `UPRIGHT` when absent or invalid."""
+    """The orientation in a Pillow `Image.Exif` mapping: 1-8, or `UPRIGHT` when absent or
+    invalid."""
     value = exif.get(ORIENTATION_TAG, UPRIGHT) if exif else UPRIGHT
     return int(value) if isinstance(value, int) and value in ORIENTATIONS else UPRIGHT
 
@@ -47,7 +55,8 @@ def upright_size(height, width, orientation):
 
 
 def transpose(image, orientation):
-    """Turns a decoded `[H, W, C]` image stored with EXIF `orientation` upright (any int tensor or int).
+    """Turns a decoded `[H, W, C]` image stored with EXIF `orientation` upright (any int tensor or
+    int).
 
     A Python int picks the op at trace time; a tensor picks it in the graph.
     """
@@ -72,7 +81,8 @@ def transpose(image, orientation):
 
 
 def jpeg_orientation(data):
-    """The EXIF orientation (int32, 1-8) of encoded image bytes, in graph ops; `UPRIGHT` for anything else.
+    """The EXIF orientation (int32, 1-8) of encoded image bytes, in graph ops; `UPRIGHT` for
+    anything else.
 
     Finds the first EXIF APP1 segment (`jpeg_layout`), then reads the first
     image directory (IFD0) of its TIFF structure, in either byte order, for
@@ -97,7 +107,9 @@ def jpeg_orientation(data):
         return tf.where(little, low + 65536 * high, 65536 * low + high)
 
     little = tf.equal(at(0), 0x49)  # "II": little-endian; "MM": big-endian
-    valid_tiff = (tf.equal(at(0), at(1)) & ((at(0) == 0x49) | (at(0) == 0x4D)) & tf.equal(u16(2, little), 42))
+    valid_tiff = (
+        tf.equal(at(0), at(1)) & ((at(0) == 0x49) | (at(0) == 0x4D)) & tf.equal(u16(2, little), 42)
+    )
     ifd = u32(4, little)
     entries = tf.minimum(u16(ifd, little), (size - ifd - 2) // 12)  # only entries inside the block
 
@@ -105,12 +117,17 @@ def jpeg_orientation(data):
         entry = ifd + 2 + 12 * i
         kind = u16(entry + 2, little)
         value = tf.where((kind == 4) | (kind == 9), u32(entry + 8, little), u16(entry + 8, little))
-        is_tag = tf.equal(u16(entry, little), ORIENTATION_TAG) & tf.reduce_any(tf.equal(kind, _EXIF_TYPES))
+        is_tag = tf.equal(u16(entry, little), ORIENTATION_TAG) & tf.reduce_any(
+            tf.equal(kind, _EXIF_TYPES)
+        )
         return i + 1, tf.where(is_tag, value, found)
 
     usable = (exif_start >= 0) & valid_tiff & (ifd >= 8) & (ifd + 2 <= size)
-    _, found = tf.while_loop(lambda i, found: usable & (i < entries) & tf.equal(found, 0),
-                             look, (tf.constant(0), tf.constant(0)))
+    _, found = tf.while_loop(
+        lambda i, found: usable & (i < entries) & tf.equal(found, 0),
+        look,
+        (tf.constant(0), tf.constant(0)),
+    )
     return tf.where((found >= 1) & (found <= 8), found, UPRIGHT)
 
 
@@ -143,13 +160,20 @@ def jpeg_layout(data):
         return step + 1, pos + step_size, exif, scan, done
 
     is_jpeg = tf.reduce_all(tf.equal(_bytes(data, 0, 2), [0xFF, 0xD8]))
-    start = (tf.constant(0), tf.constant(2), tf.constant(-1), tf.constant(-1), tf.logical_not(is_jpeg))
+    start = (
+        tf.constant(0),
+        tf.constant(2),
+        tf.constant(-1),
+        tf.constant(-1),
+        tf.logical_not(is_jpeg),
+    )
     _, _, exif, scan, _ = tf.while_loop(more, walk, start)
     return exif, scan
 
 
 def _bytes(data, pos, count):
-    """int32 `[count]`: `count` bytes of `data` from `pos` (clamped to its length), zeros past its end."""
+    """int32 `[count]`: `count` bytes of `data` from `pos` (clamped to its length), zeros past its
+    end."""
     pos = tf.clip_by_value(pos, 0, tf.strings.length(data))
     piece = tf.strings.join([tf.strings.substr(data, pos, count), tf.constant(b"\0" * count)])
     return tf.cast(tf.io.decode_raw(tf.strings.substr(piece, 0, count), tf.uint8), tf.int32)

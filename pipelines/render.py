@@ -82,8 +82,12 @@ def render(image, window, image_size, pad_value=PAD_VALUE):
     window = box_lib.check_boxes(window, "window")
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     wy0, wx0, wy1, wx1 = tf.unstack(window)
-    top, bottom, out_top, out_bottom, snapped_y0, snapped_y1 = _snap_axis(wy0, wy1, height, image_size)
-    left, right, out_left, out_right, snapped_x0, snapped_x1 = _snap_axis(wx0, wx1, width, image_size)
+    top, bottom, out_top, out_bottom, snapped_y0, snapped_y1 = _snap_axis(
+        wy0, wy1, height, image_size
+    )
+    left, right, out_left, out_right, snapped_x0, snapped_x1 = _snap_axis(
+        wx0, wx1, width, image_size
+    )
     visible = tf.image.resize(
         image[top:bottom, left:right], tf.stack([out_bottom - out_top, out_right - out_left])
     )
@@ -113,7 +117,9 @@ def _snap_axis(low, high, length, image_size):
     # Where those pixels land in the output, in whole output pixels.
     to_output = lambda p: (tf.cast(p, tf.float32) - low * size) / pixels_per_output  # noqa: E731
     out_start = tf.clip_by_value(tf.cast(tf.round(to_output(start)), tf.int32), 0, image_size - 1)
-    out_stop = tf.clip_by_value(tf.cast(tf.round(to_output(stop)), tf.int32), out_start + 1, image_size)
+    out_stop = tf.clip_by_value(
+        tf.cast(tf.round(to_output(stop)), tf.int32), out_start + 1, image_size
+    )
     # The window that maps [start, stop) exactly onto [out_start, out_stop).
     scale = tf.cast(out_stop - out_start, tf.float32) / tf.cast(stop - start, tf.float32)
     snapped_low = tf.cast(start, tf.float32) - tf.cast(out_start, tf.float32) / scale
@@ -217,7 +223,9 @@ def zoom_window(box, original_size, context=ZOOM_CONTEXT, min_fraction=MIN_ZOOM_
     def place(centre, extent):
         start = centre - side / 2
         # Inside the image when the window fits along this axis, else centred on it.
-        start = tf.where(side <= extent, tf.clip_by_value(start, 0.0, extent - side), (extent - side) / 2)
+        start = tf.where(
+            side <= extent, tf.clip_by_value(start, 0.0, extent - side), (extent - side) / 2
+        )
         return start / extent, (start + side) / extent
 
     y0, y1 = place((box_px[0] + box_px[2]) / 2, height)

@@ -13,9 +13,8 @@ sorted by class, and a grid of one class hides a wrong label mapping.
 import itertools
 import os
 
-import tensorflow as tf
-
 import matplotlib
+import tensorflow as tf
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,7 +34,9 @@ def draw_example(ax, image, box, title):
     height, width = image.shape[:2]
     xmin, ymin, xmax, ymax = box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width).numpy()
     ax.imshow(image)
-    ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color="lime", linewidth=2))
+    ax.add_patch(
+        plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color="lime", linewidth=2)
+    )
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
@@ -46,18 +47,25 @@ label of a large split would cost a pass over it, and the synthetic source rende
 
 
 def sample_across_classes(source, split, count, seed=0):
-    """A dataset of `count` source elements of `split`, stratified by class (`stratified_indices`)."""
+    """A dataset of `count` source elements of `split`, stratified by class
+    (`stratified_indices`)."""
     ds = source.load(split).take(LABEL_SCAN_LIMIT)
     labels = list(ds.map(lambda element: element[LABEL]).as_numpy_iterator())
     chosen = stratified_indices(labels, count, seed)
     wanted = set(chosen)
-    picked = {i: element for i, element in enumerate(ds.take(max(chosen, default=-1) + 1).as_numpy_iterator())
-              if i in wanted}
-    return tf.data.Dataset.from_generator(lambda: (picked[i] for i in chosen), output_signature=ds.element_spec)
+    picked = {
+        i: element
+        for i, element in enumerate(ds.take(max(chosen, default=-1) + 1).as_numpy_iterator())
+        if i in wanted
+    }
+    return tf.data.Dataset.from_generator(
+        lambda: (picked[i] for i in chosen), output_signature=ds.element_spec
+    )
 
 
 def preview_grid(source, split, config, num_examples, out_path, columns=4):
-    """Writes a PNG: `num_examples` decoded examples (across the classes) and their augmented versions."""
+    """Writes a PNG: `num_examples` decoded examples (across the classes) and their augmented
+    versions."""
     sample = sample_across_classes(source, split, num_examples, config.seed or 0)
     raw = input_pipeline.decode_and_sanitize(sample)
     augmented = input_pipeline.augment_and_resize(raw, config, training=True)
@@ -68,13 +76,22 @@ def preview_grid(source, split, config, num_examples, out_path, columns=4):
     for i, (plain, aug) in enumerate(pairs):
         r, c = divmod(i, columns)
         draw_example(axes[r][c], plain[IMAGE].numpy(), plain[BOX], names[int(plain[LABEL])])
-        draw_example(axes[r][columns + c], aug[IMAGE].numpy(), aug[BOX], "augmented: " + names[int(aug[LABEL])])
+        draw_example(
+            axes[r][columns + c],
+            aug[IMAGE].numpy(),
+            aug[BOX],
+            "augmented: " + names[int(aug[LABEL])],
+        )
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"{source.name} [{split}]: decoded (left) and as trained on (right)")
     fig.tight_layout()
-    files.atomic_write(out_path, lambda temporary: fig.savefig(
-        temporary, dpi=80, format="png", metadata=files.mark_metadata(PREVIEW_MARK)))
+    files.atomic_write(
+        out_path,
+        lambda temporary: fig.savefig(
+            temporary, dpi=80, format="png", metadata=files.mark_metadata(PREVIEW_MARK)
+        ),
+    )
     plt.close(fig)
     return out_path
 
@@ -87,31 +104,44 @@ PREVIEW_MARK = "localizer pipelines.show"
 
 
 def check_output(path, data_dir=None):
-    """`--out` must be a new file, or a preview this command wrote before: never a file the user brought,
-    never inside the dataset."""
+    """`--out` must be a new file, or a preview this command wrote before: never a file the user
+    brought,
+    never inside the dataset.
+    """
     if not path.lower().endswith(".png"):
         raise cli.UserError(f"--out={path} must end in .png")
     if data_dir and files.inside(os.path.dirname(os.path.abspath(path)), data_dir):
-        raise cli.UserError(f"--out={path} is inside the dataset folder {data_dir}; write the preview elsewhere")
+        raise cli.UserError(
+            f"--out={path} is inside the dataset folder {data_dir}; write the preview elsewhere"
+        )
     if os.path.exists(path) and not files.carries_mark(path, PREVIEW_MARK):
-        raise cli.UserError(f"--out={path} exists and is not a preview written by pipelines.show; "
-                            f"choose a new file name")
+        raise cli.UserError(
+            f"--out={path} exists and is not a preview written by pipelines.show; "
+            f"choose a new file name"
+        )
     files.check_writable_folder(os.path.dirname(os.path.abspath(path)), "output folder")
     return path
 
 
 def main(argv):
     if len(argv) > 1:
-        raise cli.UserError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)")
+        raise cli.UserError(
+            f"unexpected argument {argv[1]!r}; every option is a --flag (see --helpshort)"
+        )
     cli.require_positive(FLAGS.num_examples, "num_examples")
     cli.require_positive(FLAGS.image_size, "image_size")
     if FLAGS.image_size > render.MAX_IMAGE_SIZE or FLAGS.num_examples > MAX_EXAMPLES_SHOWN:
-        raise cli.UserError(f"--image_size={FLAGS.image_size} / --num_examples={FLAGS.num_examples}: at most "
-                            f"{render.MAX_IMAGE_SIZE} px and {MAX_EXAMPLES_SHOWN} examples")
+        raise cli.UserError(
+            f"--image_size={FLAGS.image_size} / --num_examples={FLAGS.num_examples}: at most "
+            f"{render.MAX_IMAGE_SIZE} px and {MAX_EXAMPLES_SHOWN} examples"
+        )
     check_output(FLAGS.out, FLAGS.data_dir)
     source = dataset_cli.source_from_flags(FLAGS)
     config = input_pipeline.PipelineConfig(
-        image_size=FLAGS.image_size, resize_mode=FLAGS.resize_mode, shuffle_buffer=64, seed=FLAGS.seed
+        image_size=FLAGS.image_size,
+        resize_mode=FLAGS.resize_mode,
+        shuffle_buffer=64,
+        seed=FLAGS.seed,
     )
     path = preview_grid(source, FLAGS.split, config, FLAGS.num_examples, FLAGS.out)
     logging.info("Wrote %s", path)

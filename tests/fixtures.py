@@ -23,12 +23,14 @@ def make_image(height, width, objects, seed=0):
     rng = np.random.default_rng(seed)
     image = rng.integers(100, 150, size=(height, width, 3), dtype=np.uint8)
     for name, (xmin, ymin, xmax, ymax) in objects:
-        image[int(ymin):int(ymax), int(xmin):int(xmax)] = COLOURS[name]
+        image[int(ymin) : int(ymax), int(xmin) : int(xmax)] = COLOURS[name]
     return image
 
 
 def write_image(path, image):
-    encoded = tf.io.encode_png(image) if path.endswith(".png") else tf.io.encode_jpeg(image, quality=95)
+    encoded = (
+        tf.io.encode_png(image) if path.endswith(".png") else tf.io.encode_jpeg(image, quality=95)
+    )
     tf.io.write_file(path, encoded)
 
 
@@ -55,7 +57,9 @@ def expected_target(example):
     _, (name, (xmin, ymin, xmax, ymax)) = max(
         candidates, key=lambda c: (c[1][1][2] - c[1][1][0]) * (c[1][1][3] - c[1][1][1])
     )
-    return CLASSES.index(name), np.array([ymin / height, xmin / width, ymax / height, xmax / width], np.float32)
+    return CLASSES.index(name), np.array(
+        [ymin / height, xmin / width, ymax / height, xmax / width], np.float32
+    )
 
 
 def make_voc_folder(root, examples=None, labels_file=True):
@@ -66,7 +70,9 @@ def make_voc_folder(root, examples=None, labels_file=True):
     for split, items in examples.items():
         for seed, (example_id, height, width, objects, difficult) in enumerate(items):
             filename = f"{example_id}.png"  # PNG: lossless, so pixel checks are exact
-            write_image(os.path.join(root, "JPEGImages", filename), make_image(height, width, objects, seed))
+            write_image(
+                os.path.join(root, "JPEGImages", filename), make_image(height, width, objects, seed)
+            )
             with open(os.path.join(root, "Annotations", f"{example_id}.xml"), "w") as f:
                 f.write(voc_xml(filename, objects, size=(999, 999), difficult=difficult))
         with open(os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w") as f:
@@ -85,7 +91,9 @@ def make_csv_folder(root, examples=None):
         lines = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
         for seed, (example_id, height, width, objects, _) in enumerate(items):
             filename = f"{example_id}.png"
-            write_image(os.path.join(root, "images", filename), make_image(height, width, objects, seed))
+            write_image(
+                os.path.join(root, "images", filename), make_image(height, width, objects, seed)
+            )
             for name, (xmin, ymin, xmax, ymax) in objects:
                 lines.append(f"{filename},{width},{height},{name},{xmin},{ymin},{xmax},{ymax}")
         with open(os.path.join(root, f"{split}_labels.csv"), "w") as f:
@@ -118,9 +126,18 @@ def _png_header_only(height, width):
     import zlib
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data  # noqa: E731
-                                + struct.pack(">I", zlib.crc32(kind + data)))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    chunk = lambda kind, data: (
+        struct.pack(">I", len(data))
+        + kind
+        + data  # noqa: E731
+        + struct.pack(">I", zlib.crc32(kind + data))
+    )
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 GOOD_BOX = ("cat", (10, 8, 40, 36))
@@ -136,37 +153,108 @@ def faulty_cases(outside_file):
     rgba = np.concatenate([base, np.full((48, 64, 1), 128, np.uint8)], axis=-1)
     return {
         "good0": ("good0.jpg", _jpeg(base), [GOOD_BOX], ("kept", None)),
-        "good1": ("good1.jpg", _jpeg(make_image(48, 64, [GOOD_BOX], seed=1)), [GOOD_BOX], ("kept", None)),
+        "good1": (
+            "good1.jpg",
+            _jpeg(make_image(48, 64, [GOOD_BOX], seed=1)),
+            [GOOD_BOX],
+            ("kept", None),
+        ),
         "good2": ("good2.png", tf.io.encode_png(base).numpy(), [GOOD_BOX], ("kept", None)),
-        "truncated": ("truncated.jpg", _jpeg(base)[:300], [GOOD_BOX], ("skipped", "truncated image file")),
-        "not_an_image": ("not_an_image.jpg", b"this is not a picture\n" * 10, [GOOD_BOX],
-                         ("skipped", "not a readable image")),
-        "alpha": ("alpha.png", tf.io.encode_png(rgba).numpy(), [GOOD_BOX], ("kept", "alpha composited")),
-        "grayscale": ("grayscale.jpg", _jpeg(base[..., :1]), [GOOD_BOX], ("kept", "grayscale converted to RGB")),
+        "truncated": (
+            "truncated.jpg",
+            _jpeg(base)[:300],
+            [GOOD_BOX],
+            ("skipped", "truncated image file"),
+        ),
+        "not_an_image": (
+            "not_an_image.jpg",
+            b"this is not a picture\n" * 10,
+            [GOOD_BOX],
+            ("skipped", "not a readable image"),
+        ),
+        "alpha": (
+            "alpha.png",
+            tf.io.encode_png(rgba).numpy(),
+            [GOOD_BOX],
+            ("kept", "alpha composited"),
+        ),
+        "grayscale": (
+            "grayscale.jpg",
+            _jpeg(base[..., :1]),
+            [GOOD_BOX],
+            ("kept", "grayscale converted to RGB"),
+        ),
         "cmyk": ("cmyk.jpg", _cmyk_jpeg(48, 64), [GOOD_BOX], ("kept", "CMYK converted to RGB")),
-        "tiny": ("tiny.png", tf.io.encode_png(np.zeros((1, 1, 3), np.uint8)).numpy(), [("cat", (0, 0, 1, 1))],
-                 ("skipped", "image smaller than 8 px")),
-        "bomb": ("bomb.png", _png_header_only(30000, 30000), [GOOD_BOX],
-                 ("skipped", "image over the pixel limit (decompression bomb?)")),
+        "tiny": (
+            "tiny.png",
+            tf.io.encode_png(np.zeros((1, 1, 3), np.uint8)).numpy(),
+            [("cat", (0, 0, 1, 1))],
+            ("skipped", "image smaller than 8 px"),
+        ),
+        "bomb": (
+            "bomb.png",
+            _png_header_only(30000, 30000),
+            [GOOD_BOX],
+            ("skipped", "image over the pixel limit (decompression bomb?)"),
+        ),
         "missing_image": ("missing_image.jpg", None, [GOOD_BOX], ("skipped", "missing image file")),
-        "non_numeric": ("non_numeric.jpg", _jpeg(base), [("cat", ("ten", 8, 40, 36))], ("skipped", "no objects")),
-        "box_outside": ("box_outside.jpg", _jpeg(base), [("cat", (40, 30, 90, 70))],
-                        ("kept", "box clipped or un-inverted")),
-        "inverted": ("inverted.jpg", _jpeg(base), [("cat", (40, 36, 10, 8))], ("kept", "box clipped or un-inverted")),
-        "zero_area": ("zero_area.jpg", _jpeg(base), [("cat", (10, 8, 10, 36))],
-                      ("skipped", "no valid non-difficult object")),
-        "unknown_class": ("unknown_class.jpg", _jpeg(base), [("unicorn", (10, 8, 40, 36))], ("skipped", "no objects")),
-        "escape_relative": ("../../etc/passwd", None, [GOOD_BOX], ("skipped", "image path outside the dataset folder")),
-        "escape_absolute": ("/etc/passwd", None, [GOOD_BOX], ("skipped", "image path outside the dataset folder")),
-        "escape_symlink": ("escape_symlink.jpg", ("symlink", outside_file), [GOOD_BOX],
-                           ("skipped", "image path outside the dataset folder")),
+        "non_numeric": (
+            "non_numeric.jpg",
+            _jpeg(base),
+            [("cat", ("ten", 8, 40, 36))],
+            ("skipped", "no objects"),
+        ),
+        "box_outside": (
+            "box_outside.jpg",
+            _jpeg(base),
+            [("cat", (40, 30, 90, 70))],
+            ("kept", "box clipped or un-inverted"),
+        ),
+        "inverted": (
+            "inverted.jpg",
+            _jpeg(base),
+            [("cat", (40, 36, 10, 8))],
+            ("kept", "box clipped or un-inverted"),
+        ),
+        "zero_area": (
+            "zero_area.jpg",
+            _jpeg(base),
+            [("cat", (10, 8, 10, 36))],
+            ("skipped", "no valid non-difficult object"),
+        ),
+        "unknown_class": (
+            "unknown_class.jpg",
+            _jpeg(base),
+            [("unicorn", (10, 8, 40, 36))],
+            ("skipped", "no objects"),
+        ),
+        "escape_relative": (
+            "../../etc/passwd",
+            None,
+            [GOOD_BOX],
+            ("skipped", "image path outside the dataset folder"),
+        ),
+        "escape_absolute": (
+            "/etc/passwd",
+            None,
+            [GOOD_BOX],
+            ("skipped", "image path outside the dataset folder"),
+        ),
+        "escape_symlink": (
+            "escape_symlink.jpg",
+            ("symlink", outside_file),
+            [GOOD_BOX],
+            ("skipped", "image path outside the dataset folder"),
+        ),
     }
 
 
 VOC_ONLY_CASES = {
     "malformed_xml": ("<annotation><object><name>cat", ("skipped", "malformed XML")),
-    "no_bndbox": ("<annotation><filename>no_bndbox.jpg</filename><object><name>cat</name></object></annotation>",
-                  ("skipped", "no objects")),
+    "no_bndbox": (
+        "<annotation><filename>no_bndbox.jpg</filename><object><name>cat</name></object></annotation>",
+        ("skipped", "no objects"),
+    ),
 }
 
 
@@ -200,7 +288,9 @@ def make_faulty_voc_folder(root):
     for name, (xml, outcome) in VOC_ONLY_CASES.items():
         with open(os.path.join(root, "Annotations", f"{name}.xml"), "w") as f:
             f.write(xml)
-        _write_case_image(os.path.join(root, "JPEGImages"), f"{name}.jpg", _jpeg(make_image(48, 64, [GOOD_BOX])))
+        _write_case_image(
+            os.path.join(root, "JPEGImages"), f"{name}.jpg", _jpeg(make_image(48, 64, [GOOD_BOX]))
+        )
         expected[name] = outcome
     with open(os.path.join(root, "ImageSets", "Main", "train.txt"), "w") as f:
         f.write("\n".join(expected) + "\n")
@@ -236,11 +326,17 @@ def make_faulty_csv_folder(root):
 
 
 def _png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_bomb(width=20000, height=20000, real=False):
-    """RGBA PNG bytes announcing `width` x `height`; `real`: its IDAT really inflates to all of it."""
+    """RGBA PNG bytes announcing `width` x `height`; `real`: its IDAT really inflates to all of
+    it."""
     header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
     compressor = zlib.compressobj(9)
     row = b"\0" * (1 + 4 * width)
@@ -250,7 +346,8 @@ def png_bomb(width=20000, height=20000, real=False):
 
 
 def gif_bomb(width=65535, height=65535):
-    """A GIF whose screen and only frame announce `width` x `height` pixels, in a few dozen bytes."""
+    """A GIF whose screen and only frame announce `width` x `height` pixels, in a few dozen
+    bytes."""
     screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
     frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
     return screen + frame + b"\x3b"
@@ -258,7 +355,8 @@ def gif_bomb(width=65535, height=65535):
 
 def gif_with_frames(canvas=(16, 16), frame=(20000, 20000), frames=1):
     """A GIF with a small canvas and `frames` frames of size `frame` (width, height): the decoder
-    sizes each frame by its own descriptor."""
+    sizes each frame by its own descriptor.
+    """
     screen = b"GIF89a" + struct.pack("<HHBBB", *canvas, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
     one = b"\x2c" + struct.pack("<HHHHB", 0, 0, *frame, 0) + b"\x02\x02\x44\x01\x00"
     return screen + one * frames + b"\x3b"
@@ -266,15 +364,21 @@ def gif_with_frames(canvas=(16, 16), frame=(20000, 20000), frames=1):
 
 def webp_bomb(width=16383, height=16383):
     """An extended (VP8X) WebP announcing `width` x `height` with a tiny lossy frame."""
-    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + (width - 1).to_bytes(3, "little") + \
-        (height - 1).to_bytes(3, "little")
+    vp8x = (
+        b"VP8X"
+        + struct.pack("<I", 10)
+        + b"\0\0\0\0"
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
     frame = b"\x30\x01\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\0" * 8
     vp8 = b"VP8 " + struct.pack("<I", len(frame)) + frame
     body = b"WEBP" + vp8x + vp8
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-# --- the same annotations as COCO JSON and as YOLO (Ultralytics) folders ----------------------------
+# --- the same annotations as COCO JSON and as YOLO (Ultralytics) folders
+# ----------------------------
 
 COCO_CATEGORY_IDS = {"cat": 3, "dog": 17, "plate": 90}
 """Sparse, as COCO's own (1..90 for 80 classes); their order is the classes' order."""
@@ -283,7 +387,12 @@ COCO_CATEGORY_IDS = {"cat": 3, "dog": 17, "plate": 90}
 def yolo_line(class_index, xyxy, height, width):
     """A YOLO label line for a pixel (xmin, ymin, xmax, ymax) box, at full float precision."""
     xmin, ymin, xmax, ymax = (float(v) for v in xyxy)
-    values = ((xmin + xmax) / 2 / width, (ymin + ymax) / 2 / height, (xmax - xmin) / width, (ymax - ymin) / height)
+    values = (
+        (xmin + xmax) / 2 / width,
+        (ymin + ymax) / 2 / height,
+        (xmax - xmin) / width,
+        (ymax - ymin) / height,
+    )
     return " ".join([str(class_index)] + [repr(v) for v in values])
 
 
@@ -304,23 +413,39 @@ def make_coco_folder(root, examples=None, image_ext=".png"):
 
     examples = examples or VOC_EXAMPLES
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
-    categories = [{"id": i, "name": n, "supercategory": "thing"} for n, i in COCO_CATEGORY_IDS.items()]
+    categories = [
+        {"id": i, "name": n, "supercategory": "thing"} for n, i in COCO_CATEGORY_IDS.items()
+    ]
     for split, items in examples.items():
         os.makedirs(os.path.join(root, split), exist_ok=True)
         images, annotations = [], []
         for seed, (example_id, height, width, objects, difficult) in enumerate(items):
             filename = example_id + image_ext
-            write_image(os.path.join(root, split, filename), make_image(height, width, objects, seed))
+            write_image(
+                os.path.join(root, split, filename), make_image(height, width, objects, seed)
+            )
             image_id = 1000 + 7 * seed
             images.append({"id": image_id, "file_name": filename, "width": 999, "height": 999})
             for i, (name, (xmin, ymin, xmax, ymax)) in enumerate(objects):
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": image_id, "category_id": COCO_CATEGORY_IDS[name],
-                    "bbox": [xmin, ymin, xmax - xmin, ymax - ymin], "area": (xmax - xmin) * (ymax - ymin),
-                    "iscrowd": int(i in difficult),
-                })
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": COCO_CATEGORY_IDS[name],
+                        "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
+                        "area": (xmax - xmin) * (ymax - ymin),
+                        "iscrowd": int(i in difficult),
+                    }
+                )
         with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
-            json.dump({"images": images, "annotations": annotations[::-1], "categories": categories[::-1]}, f)
+            json.dump(
+                {
+                    "images": images,
+                    "annotations": annotations[::-1],
+                    "categories": categories[::-1],
+                },
+                f,
+            )
     return str(root)
 
 
@@ -334,10 +459,16 @@ def make_yolo_folder(root, examples=None, image_ext=".png"):
         os.makedirs(os.path.join(root, "images", split), exist_ok=True)
         os.makedirs(os.path.join(root, "labels", split), exist_ok=True)
         for seed, (example_id, height, width, objects, _) in enumerate(items):
-            write_image(os.path.join(root, "images", split, example_id + image_ext),
-                        make_image(height, width, objects, seed))
+            write_image(
+                os.path.join(root, "images", split, example_id + image_ext),
+                make_image(height, width, objects, seed),
+            )
             with open(os.path.join(root, "labels", split, example_id + ".txt"), "w") as f:
-                f.write("".join(yolo_line(CLASSES.index(n), box, height, width) + "\n" for n, box in objects))
+                f.write(
+                    "".join(
+                        yolo_line(CLASSES.index(n), box, height, width) + "\n" for n, box in objects
+                    )
+                )
     with open(os.path.join(root, "data.yaml"), "w") as f:
         f.write(data_yaml(examples))
     return str(root)
@@ -347,7 +478,8 @@ COCO_ONLY_CASES = ("duplicate_id", "crowd_only", "malformed_entry")
 
 
 def make_faulty_coco_folder(root):
-    """The faults of `faulty_cases` plus COCO's own, as a COCO folder; returns `(root, {id: expected})`."""
+    """The faults of `faulty_cases` plus COCO's own, as a COCO folder; returns `(root, {id:
+    expected})`."""
     import json
 
     root = str(root)
@@ -363,10 +495,19 @@ def make_faulty_coco_folder(root):
     def annotate(image_id, objects, iscrowd=0):
         for name, (xmin, ymin, xmax, ymax) in objects:
             bbox = [xmin, ymin, xmax - xmin if not isinstance(xmin, str) else 30, ymax - ymin]
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[name],
-                                "bbox": bbox, "iscrowd": iscrowd})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": ids[name],
+                    "bbox": bbox,
+                    "iscrowd": iscrowd,
+                }
+            )
 
-    for image_id, (name, (filename, content, objects, outcome)) in enumerate(faulty_cases(outside).items()):
+    for image_id, (name, (filename, content, objects, outcome)) in enumerate(
+        faulty_cases(outside).items()
+    ):
         _write_case_image(images_dir, filename, content)
         images.append({"id": image_id, "file_name": filename, "width": 64, "height": 48})
         annotate(image_id, objects)
@@ -394,9 +535,13 @@ _YOLO_OUTCOMES = {"box_outside": ("skipped", "no objects"), "inverted": ("skippe
 
 
 def make_faulty_yolo_folder(root):
-    """The faults of `faulty_cases` plus YOLO's own, as a YOLO folder; returns `(root, {id: expected})`."""
+    """The faults of `faulty_cases` plus YOLO's own, as a YOLO folder; returns `(root, {id:
+    expected})`."""
     root = str(root)
-    images_dir, labels_dir = os.path.join(root, "images", "train"), os.path.join(root, "labels", "train")
+    images_dir, labels_dir = (
+        os.path.join(root, "images", "train"),
+        os.path.join(root, "labels", "train"),
+    )
     os.makedirs(images_dir, exist_ok=True)
     os.makedirs(labels_dir, exist_ok=True)
     outside = os.path.join(os.path.dirname(root), "outside_secret_yolo.jpg")
@@ -423,8 +568,10 @@ def make_faulty_yolo_folder(root):
         "empty_label": ("", ("skipped", "no objects")),
         "wrong_columns": ("0 0.5 0.5 0.2\n", ("skipped", "no objects")),
         "polygon": ("0 0.1 0.1 0.5 0.1 0.5 0.5\n", ("skipped", "no objects")),
-        "one_bad_line": ("7 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\n" + yolo_line(0, GOOD_BOX[1], 48, 64) + "\n",
-                         ("kept", None)),
+        "one_bad_line": (
+            "7 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\n" + yolo_line(0, GOOD_BOX[1], 48, 64) + "\n",
+            ("kept", None),
+        ),
     }
     for name, (text, outcome) in own.items():
         _write_case_image(images_dir, f"{name}.jpg", good)
@@ -432,7 +579,9 @@ def make_faulty_yolo_folder(root):
             with open(os.path.join(labels_dir, f"{name}.txt"), "w") as f:
                 f.write(text)
         expected[name] = outcome
-    with open(os.path.join(labels_dir, "orphan.txt"), "w") as f:  # a label without an image: not an example
+    with open(
+        os.path.join(labels_dir, "orphan.txt"), "w"
+    ) as f:  # a label without an image: not an example
         f.write(yolo_line(0, GOOD_BOX[1], 48, 64) + "\n")
     with open(os.path.join(root, "data.yaml"), "w") as f:
         f.write(data_yaml(["train"]))

@@ -19,13 +19,22 @@ def _as_dict(outputs):
 
 def assert_model_round_trips(model, inputs, path, atol=1e-6):
     """Saves `model` to `path` (.keras), loads it safely, and compares its outputs on `inputs`."""
-    assert not [layer.name for layer in model_lib.leaf_layers(model) if isinstance(layer, keras.layers.Lambda)]
+    assert not [
+        layer.name
+        for layer in model_lib.leaf_layers(model)
+        if isinstance(layer, keras.layers.Lambda)
+    ]
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    expected, got = _as_dict(model(inputs, training=False)), _as_dict(loaded(inputs, training=False))
+    expected, got = (
+        _as_dict(model(inputs, training=False)),
+        _as_dict(loaded(inputs, training=False)),
+    )
     assert set(got) == set(expected)
     for key in expected:
-        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(expected[key]), atol=atol, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(got[key]), np.asarray(expected[key]), atol=atol, err_msg=key
+        )
     return loaded
 
 

@@ -1,5 +1,6 @@
 """Fault injection: unusable examples are skipped and counted, fixable ones fixed,
-paths outside the dataset refused, good examples never dropped."""
+paths outside the dataset refused, good examples never dropped.
+"""
 
 import collections
 import os
@@ -16,14 +17,18 @@ from tests import fixtures
 
 def _expected_counts(expected):
     kept = {name for name, (action, _) in expected.items() if action == "kept"}
-    skipped = collections.Counter(reason for action, reason in expected.values() if action == "skipped")
+    skipped = collections.Counter(
+        reason for action, reason in expected.values() if action == "skipped"
+    )
     repaired = {reason for action, reason in expected.values() if action == "kept" and reason}
     return kept, skipped, repaired
 
 
 MAKERS = {
-    "voc_dir": fixtures.make_faulty_voc_folder, "csv": fixtures.make_faulty_csv_folder,
-    "coco": fixtures.make_faulty_coco_folder, "yolo": fixtures.make_faulty_yolo_folder,
+    "voc_dir": fixtures.make_faulty_voc_folder,
+    "csv": fixtures.make_faulty_csv_folder,
+    "coco": fixtures.make_faulty_coco_folder,
+    "yolo": fixtures.make_faulty_yolo_folder,
 }
 
 
@@ -39,16 +44,22 @@ def test_every_fault_is_skipped_or_fixed_as_specified(tmp_path, kind):
     assert repaired <= set(stats.repaired)
     # Every skipped or repaired example is listed with its reason.
     listed = {(action, reason) for _, action, reason in stats.problems}
-    assert {("skipped", r) for r in skipped} <= listed and {("repaired", r) for r in repaired} <= listed
+    assert {("skipped", r) for r in skipped} <= listed and {
+        ("repaired", r) for r in repaired
+    } <= listed
 
 
 @pytest.mark.parametrize("kind", sorted(MAKERS))
 def test_kept_faulty_examples_decode_through_the_pipeline(tmp_path, kind):
     root, expected = MAKERS[kind](tmp_path / "data")
     source = pipelines.get_source(kind, data_dir=root)
-    config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, seed=0)
+    config = input_pipeline.PipelineConfig(
+        image_size=32, resize_mode="letterbox", batch_size=4, seed=0
+    )
     counter = input_pipeline.DropCounter()
-    batches = list(input_pipeline.make_dataset(source, "train", config, training=True, drop_counter=counter))
+    batches = list(
+        input_pipeline.make_dataset(source, "train", config, training=True, drop_counter=counter)
+    )
     images = sum(int(b[0].shape[0]) for b in batches)
     assert images == (len(_expected_counts(expected)[0]) // 4) * 4  # drop_remainder, no crash
     assert counter.value == 0
@@ -64,10 +75,14 @@ def test_coco_and_yolo_count_their_own_faults(tmp_path):
     stats = pipelines.get_source("yolo", data_dir=yolo).index_stats("train")
     # one_bad_line: class 7 unknown, cx=1.5 out of range; its good line is kept.
     assert stats.repaired["object of unknown class ignored"] == 2  # unknown_class and one_bad_line
-    assert stats.repaired["unusable object ignored"] == 5  # non_numeric, box_outside, inverted, wrong_columns,
+    assert (
+        stats.repaired["unusable object ignored"] == 5
+    )  # non_numeric, box_outside, inverted, wrong_columns,
     # one_bad_line's cx=1.5; the polygon has its own reason
     assert stats.repaired["polygon (segmentation) label, not a box"] == 1
-    listed = [file for file, action, reason in stats.problems if reason == "unusable object ignored"]
+    listed = [
+        file for file, action, reason in stats.problems if reason == "unusable object ignored"
+    ]
     assert any("one_bad_line.txt line 2: cx=1.5 outside [0, 1]" in file for file in listed)
     assert not any("orphan" in file for file, _, _ in stats.problems)
 
@@ -99,13 +114,21 @@ def test_training_refuses_then_logs_the_faults(tmp_path):
     from tests.test_train import tiny_config
 
     root, expected = fixtures.make_faulty_voc_folder(tmp_path / "data")
-    data = {"data.dataset": "voc_dir", "data.data_dir": root, "data.train_split": "train",
-            "data.val_split": "train", "data.max_examples": "none", "model.image_size": "32",
-            "pipeline.batch_size": "4"}
+    data = {
+        "data.dataset": "voc_dir",
+        "data.data_dir": root,
+        "data.train_split": "train",
+        "data.val_split": "train",
+        "data.max_examples": "none",
+        "model.image_size": "32",
+        "pipeline.batch_size": "4",
+    }
     with pytest.raises(DatasetError, match="unusable"):
         train.train_and_evaluate(tiny_config(**data), str(tmp_path / "refused"))
     workdir = tmp_path / "run"
-    train.train_and_evaluate(tiny_config(**data, **{"data.max_skipped_fraction": "1.0"}), str(workdir))
+    train.train_and_evaluate(
+        tiny_config(**data, **{"data.max_skipped_fraction": "1.0"}), str(workdir)
+    )
     log = (workdir / "data_issues.tsv").read_text().splitlines()
     assert log[0] == "split\tfile\taction\treason"
     reasons = {line.split("\t")[3] for line in log[1:]}

@@ -27,14 +27,17 @@ def test_iou_checks_both_arguments():
 
 
 def test_sanitize_repairs_and_flags():
-    boxes = np.array([
-        [0.1, 0.2, 0.5, 0.6],  # fine
-        [0.5, 0.6, 0.1, 0.2],  # inverted
-        [-0.2, 0.1, 1.3, 0.9],  # out of range
-        [0.3, 0.3, 0.3, 0.7],  # zero height
-        [1.2, 0.1, 1.5, 0.5],  # wholly outside
-        [np.nan, 0.1, 0.5, 0.5],  # NaN
-    ], np.float32)
+    boxes = np.array(
+        [
+            [0.1, 0.2, 0.5, 0.6],  # fine
+            [0.5, 0.6, 0.1, 0.2],  # inverted
+            [-0.2, 0.1, 1.3, 0.9],  # out of range
+            [0.3, 0.3, 0.3, 0.7],  # zero height
+            [1.2, 0.1, 1.5, 0.5],  # wholly outside
+            [np.nan, 0.1, 0.5, 0.5],  # NaN
+        ],
+        np.float32,
+    )
     repaired, valid = box_lib.sanitize(boxes)
     np.testing.assert_allclose(repaired[0], boxes[0])
     np.testing.assert_allclose(repaired[1], [0.1, 0.2, 0.5, 0.6])
@@ -45,7 +48,9 @@ def test_sanitize_repairs_and_flags():
 def test_flip_twice_is_identity_and_mirrors():
     box = np.array([0.1, 0.2, 0.5, 0.7], np.float32)
     np.testing.assert_allclose(box_lib.flip_left_right(box), [0.1, 0.3, 0.5, 0.8], atol=1e-6)
-    np.testing.assert_allclose(box_lib.flip_left_right(box_lib.flip_left_right(box)), box, atol=1e-6)
+    np.testing.assert_allclose(
+        box_lib.flip_left_right(box_lib.flip_left_right(box)), box, atol=1e-6
+    )
 
 
 def test_reframe_crop_and_inverse():
@@ -59,7 +64,9 @@ def test_reframe_crop_and_inverse():
 def test_reframe_pad_window_shrinks_box():
     # A canvas twice as large with the image in its top-left quarter.
     window = np.array([0.0, 0.0, 2.0, 2.0], np.float32)
-    np.testing.assert_allclose(box_lib.reframe([0.5, 0.5, 1.0, 1.0], window), [0.25, 0.25, 0.5, 0.5])
+    np.testing.assert_allclose(
+        box_lib.reframe([0.5, 0.5, 1.0, 1.0], window), [0.25, 0.25, 0.5, 0.5]
+    )
 
 
 def test_iou_hand_cases_batched_and_unbatched():
@@ -68,7 +75,9 @@ def test_iou_hand_cases_batched_and_unbatched():
     assert box_lib.iou(a, [0.5, 0.5, 1.0, 1.0]).numpy() == pytest.approx(0.0, abs=1e-6)
     # Half-shifted: intersection 0.125, union 0.375 -> 1/3.
     assert box_lib.iou(a, [0.0, 0.25, 0.5, 0.75]).numpy() == pytest.approx(1 / 3, abs=1e-5)
-    batch = box_lib.iou(np.stack([a, a]), np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.25, 0.5, 0.75]])).numpy()
+    batch = box_lib.iou(
+        np.stack([a, a]), np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.25, 0.5, 0.75]])
+    ).numpy()
     np.testing.assert_allclose(batch, [1.0, 1 / 3], atol=1e-5)
 
 

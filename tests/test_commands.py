@@ -23,8 +23,14 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def run(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_user_error(result, fragment):
@@ -50,9 +56,15 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     voc = fixtures.make_voc_folder(root / "voc")
     model = str(root / "tiny.keras")
-    model_lib.build_model(model_lib.ModelConfig(
-        num_classes=3, class_names=fixtures.CLASSES, backbone="tiny", weights="none", image_size=32,
-    )).save(model)
+    model_lib.build_model(
+        model_lib.ModelConfig(
+            num_classes=3,
+            class_names=fixtures.CLASSES,
+            backbone="tiny",
+            weights="none",
+            image_size=32,
+        )
+    ).save(model)
     truncated = root / "truncated.keras"
     truncated.write_bytes(open(model, "rb").read()[:300])
     garbage = root / "garbage_export"
@@ -62,17 +74,22 @@ def world(tmp_path_factory):
     assets_extra = root / "export" / "1" / "assets.extra"
     assets_extra.mkdir(parents=True)
     (root / "export" / "1" / "assets").mkdir()
-    (root / "export" / "1" / "assets" / "metadata.json").write_text(json.dumps(
-        {"class_names": list(fixtures.CLASSES), "resize_mode": "letterbox", "image_size": 32}))
+    (root / "export" / "1" / "assets" / "metadata.json").write_text(
+        json.dumps(
+            {"class_names": list(fixtures.CLASSES), "resize_mode": "letterbox", "image_size": 32}
+        )
+    )
     corrupt_tflite = assets_extra / "localizer.tflite"
     corrupt_tflite.write_bytes(b"TFL3 truncated flatbuffer")
     loose_tflite = root / "loose.tflite"
     loose_tflite.write_bytes(b"TFL3")
-    # An export whose metadata.json lacks image_size, and one holding another model's TFLite file (5 classes).
+    # An export whose metadata.json lacks image_size, and one holding another model's TFLite file (5
+    # classes).
     from tests.test_trust import METADATA, _export_with_metadata, foreign_tflite
 
-    no_size = _export_with_metadata(root / "no_size", json.dumps({k: v for k, v in METADATA.items()
-                                                                  if k != "image_size"}))
+    no_size = _export_with_metadata(
+        root / "no_size", json.dumps({k: v for k, v in METADATA.items() if k != "image_size"})
+    )
     foreign = _export_with_metadata(root / "foreign", json.dumps(METADATA))
     foreign_tflite(foreign / "assets.extra" / "localizer.tflite", num_classes=5)
     foreign_tflite(no_size / "assets.extra" / "localizer.tflite", num_classes=3)
@@ -80,15 +97,29 @@ def world(tmp_path_factory):
     notes.write_bytes(b"the user's own file")
     # An output folder that cannot be created (tests run as root, so chmod would not stop a write).
     readonly = notes
-    return {"root": str(root), "voc": voc, "model": model, "truncated": str(truncated), "garbage": str(garbage),
-            "corrupt_tflite": str(corrupt_tflite), "loose_tflite": str(loose_tflite),
-            "readonly": str(readonly), "notes": str(notes),
-            "foreign_tflite": str(foreign / "assets.extra" / "localizer.tflite"),
-            "no_size_tflite": str(no_size / "assets.extra" / "localizer.tflite")}
+    return {
+        "root": str(root),
+        "voc": voc,
+        "model": model,
+        "truncated": str(truncated),
+        "garbage": str(garbage),
+        "corrupt_tflite": str(corrupt_tflite),
+        "loose_tflite": str(loose_tflite),
+        "readonly": str(readonly),
+        "notes": str(notes),
+        "foreign_tflite": str(foreign / "assets.extra" / "localizer.tflite"),
+        "no_size_tflite": str(no_size / "assets.extra" / "localizer.tflite"),
+    }
 
 
-TRAIN = ("localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=8",
-         "--batch_size=4")
+TRAIN = (
+    "localizer.train",
+    "--backbone=tiny",
+    "--weights=none",
+    "--image_size=32",
+    "--set=data.max_examples=8",
+    "--batch_size=4",
+)
 
 # (name, command arguments with {placeholders}, fragment of the error line)
 CASES = [
@@ -99,67 +130,244 @@ CASES = [
     ("train_image_size_0", TRAIN + ("--image_size=0",), "model.image_size=0"),
     ("train_max_examples", TRAIN + ("--set=data.max_examples=-5",), "data.max_examples=-5"),
     ("train_pixel_limit", TRAIN + ("--max_image_pixels=-1",), "max_image_pixels=-1"),
-    ("train_missing_weights", ("localizer.train", "--backbone=efficientnet_lite0", "--weights={root}/none.pth",
-                               "--workdir={root}/w1"), "none.pth"),
+    (
+        "train_missing_weights",
+        (
+            "localizer.train",
+            "--backbone=efficientnet_lite0",
+            "--weights={root}/none.pth",
+            "--workdir={root}/w1",
+        ),
+        "none.pth",
+    ),
     ("train_readonly_workdir", TRAIN + ("--workdir={readonly}/work",), "not writable"),
     ("train_unknown_flag", ("localizer.train", "--nope=1"), "nope"),
-    ("train_contradiction", TRAIN + ("--set=pipeline.image_size=96",), "contradicts model.image_size"),
-    ("train_fewer_examples_than_a_batch", TRAIN + ("--batch_size=16", "--workdir={root}_w2"), "fewer than one"),
-    ("evaluate_missing_model", ("localizer.evaluate", "--model={root}/missing.keras", "--dataset=voc_dir",
-                                "--data_dir={voc}", "--split=train"), "not found"),
-    ("evaluate_truncated_model", ("localizer.evaluate", "--model={truncated}", "--dataset=voc_dir",
-                                  "--data_dir={voc}", "--split=train"), "not a .keras file"),
-    ("evaluate_garbage_export", ("localizer.evaluate", "--model={garbage}", "--dataset=voc_dir",
-                                 "--data_dir={voc}", "--split=train"), "cannot be loaded"),
-    ("evaluate_missing_tflite", ("localizer.evaluate", "--model={root}/export/1/assets.extra/missing.tflite",
-                                 "--dataset=voc_dir", "--data_dir={voc}", "--split=train"), "not found"),
-    ("evaluate_corrupt_tflite", ("localizer.evaluate", "--model={corrupt_tflite}", "--dataset=voc_dir",
-                                 "--data_dir={voc}", "--split=train"), "cannot be loaded as a localizer TFLite"),
-    ("evaluate_tflite_outside_export", ("localizer.evaluate", "--model={loose_tflite}", "--dataset=voc_dir",
-                                        "--data_dir={voc}", "--split=train"), "not in an export's assets.extra"),
-    ("evaluate_metadata_without_size", ("localizer.evaluate", "--model={no_size_tflite}", "--dataset=voc_dir",
-                                        "--data_dir={voc}", "--split=train"), "lacks the field 'image_size'"),
-    ("evaluate_foreign_tflite", ("localizer.evaluate", "--model={foreign_tflite}", "--dataset=voc_dir",
-                                 "--data_dir={voc}", "--split=train", "--norefine"), "for 5 classes"),
-    ("evaluate_batch_size_0", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
-                               "--batch_size=0"), "--batch_size=0"),
-    ("evaluate_readonly_report", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={voc}",
-                                  "--split=train", "--report_dir={readonly}/report"), "not writable"),
-    ("evaluate_missing_data", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir",
-                               "--data_dir={root}/nowhere"), "nowhere"),
+    (
+        "train_contradiction",
+        TRAIN + ("--set=pipeline.image_size=96",),
+        "contradicts model.image_size",
+    ),
+    (
+        "train_fewer_examples_than_a_batch",
+        TRAIN + ("--batch_size=16", "--workdir={root}_w2"),
+        "fewer than one",
+    ),
+    (
+        "evaluate_missing_model",
+        (
+            "localizer.evaluate",
+            "--model={root}/missing.keras",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "not found",
+    ),
+    (
+        "evaluate_truncated_model",
+        (
+            "localizer.evaluate",
+            "--model={truncated}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "not a .keras file",
+    ),
+    (
+        "evaluate_garbage_export",
+        (
+            "localizer.evaluate",
+            "--model={garbage}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "cannot be loaded",
+    ),
+    (
+        "evaluate_missing_tflite",
+        (
+            "localizer.evaluate",
+            "--model={root}/export/1/assets.extra/missing.tflite",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "not found",
+    ),
+    (
+        "evaluate_corrupt_tflite",
+        (
+            "localizer.evaluate",
+            "--model={corrupt_tflite}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "cannot be loaded as a localizer TFLite",
+    ),
+    (
+        "evaluate_tflite_outside_export",
+        (
+            "localizer.evaluate",
+            "--model={loose_tflite}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "not in an export's assets.extra",
+    ),
+    (
+        "evaluate_metadata_without_size",
+        (
+            "localizer.evaluate",
+            "--model={no_size_tflite}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+        ),
+        "lacks the field 'image_size'",
+    ),
+    (
+        "evaluate_foreign_tflite",
+        (
+            "localizer.evaluate",
+            "--model={foreign_tflite}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+            "--norefine",
+        ),
+        "for 5 classes",
+    ),
+    (
+        "evaluate_batch_size_0",
+        (
+            "localizer.evaluate",
+            "--model={model}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--batch_size=0",
+        ),
+        "--batch_size=0",
+    ),
+    (
+        "evaluate_readonly_report",
+        (
+            "localizer.evaluate",
+            "--model={model}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+            "--report_dir={readonly}/report",
+        ),
+        "not writable",
+    ),
+    (
+        "evaluate_missing_data",
+        ("localizer.evaluate", "--model={model}", "--dataset=voc_dir", "--data_dir={root}/nowhere"),
+        "nowhere",
+    ),
     ("predict_no_images", ("localizer.predict", "--model={model}"), "no image given"),
-    ("predict_draw_among_inputs", ("localizer.predict", "--model={model}", "--draw_dir={voc}/JPEGImages",
-                                   "{voc}/JPEGImages"), "holds the input"),
-    ("predict_draw_dir_is_a_file", ("localizer.predict", "--model={model}", "--draw_dir={notes}",
-                                    "{voc}/JPEGImages"), "is a file, not a folder"),
-    ("evaluate_report_dir_is_a_file", ("localizer.evaluate", "--model={model}", "--dataset=voc_dir",
-                                       "--data_dir={voc}", "--split=train", "--report_dir={notes}"),
-     "is a file, not a folder"),
-    ("predict_truncated_model", ("localizer.predict", "--model={truncated}", "{voc}/JPEGImages"),
-     "not a .keras file"),
-    ("predict_min_box_quality_out_of_range", ("localizer.predict", "--model={model}", "--min_box_quality=2",
-                                              "{voc}/JPEGImages"), "min_box_quality=2.0 is not in [0, 1]"),
-    ("predict_folder_without_images", ("localizer.predict", "--model={model}", "{voc}/Annotations"),
-     "Annotations holds no image file (predict looks for .jpg"),
-    ("export_truncated_model", ("localizer.export", "--model={truncated}", "--export_dir={root}/models"),
-     "not a .keras file"),
-    ("export_readonly_dir", ("localizer.export", "--model={model}", "--export_dir={readonly}/models"),
-     "not writable"),
-    ("export_int8_without_data", ("localizer.export", "--model={model}", "--export_dir={root}/models",
-                                  "--tflite_int8"), "no work-dir config.json"),
-    ("export_int8_other_classes", ("localizer.export", "--model={model}", "--export_dir={root}/models",
-                                   "--tflite_int8", "--dataset=synthetic"), "pass the dataset it was trained on"),
-    ("export_version_taken", ("localizer.export", "--model={model}", "--export_dir={root}/export", "--version=1"),
-     "/export/1; choose another --version, or leave it out for the next free one (2)"),
-    ("export_version_0", ("localizer.export", "--model={model}", "--export_dir={root}/models", "--version=0"),
-     "--version=0"),
-    ("show_replaces_user_file", ("pipelines.show", "--dataset=voc_dir", "--data_dir={voc}", "--out={notes}"),
-     "not a preview"),
-    ("show_missing_data", ("pipelines.show", "--dataset=voc_dir", "--data_dir={root}/nowhere",
-                           "--out={root}/grid.png"), "nowhere"),
+    (
+        "predict_draw_among_inputs",
+        ("localizer.predict", "--model={model}", "--draw_dir={voc}/JPEGImages", "{voc}/JPEGImages"),
+        "holds the input",
+    ),
+    (
+        "predict_draw_dir_is_a_file",
+        ("localizer.predict", "--model={model}", "--draw_dir={notes}", "{voc}/JPEGImages"),
+        "is a file, not a folder",
+    ),
+    (
+        "evaluate_report_dir_is_a_file",
+        (
+            "localizer.evaluate",
+            "--model={model}",
+            "--dataset=voc_dir",
+            "--data_dir={voc}",
+            "--split=train",
+            "--report_dir={notes}",
+        ),
+        "is a file, not a folder",
+    ),
+    (
+        "predict_truncated_model",
+        ("localizer.predict", "--model={truncated}", "{voc}/JPEGImages"),
+        "not a .keras file",
+    ),
+    (
+        "predict_min_box_quality_out_of_range",
+        ("localizer.predict", "--model={model}", "--min_box_quality=2", "{voc}/JPEGImages"),
+        "min_box_quality=2.0 is not in [0, 1]",
+    ),
+    (
+        "predict_folder_without_images",
+        ("localizer.predict", "--model={model}", "{voc}/Annotations"),
+        "Annotations holds no image file (predict looks for .jpg",
+    ),
+    (
+        "export_truncated_model",
+        ("localizer.export", "--model={truncated}", "--export_dir={root}/models"),
+        "not a .keras file",
+    ),
+    (
+        "export_readonly_dir",
+        ("localizer.export", "--model={model}", "--export_dir={readonly}/models"),
+        "not writable",
+    ),
+    (
+        "export_int8_without_data",
+        ("localizer.export", "--model={model}", "--export_dir={root}/models", "--tflite_int8"),
+        "no work-dir config.json",
+    ),
+    (
+        "export_int8_other_classes",
+        (
+            "localizer.export",
+            "--model={model}",
+            "--export_dir={root}/models",
+            "--tflite_int8",
+            "--dataset=synthetic",
+        ),
+        "pass the dataset it was trained on",
+    ),
+    (
+        "export_version_taken",
+        ("localizer.export", "--model={model}", "--export_dir={root}/export", "--version=1"),
+        "/export/1; choose another --version, or leave it out for the next free one (2)",
+    ),
+    (
+        "export_version_0",
+        ("localizer.export", "--model={model}", "--export_dir={root}/models", "--version=0"),
+        "--version=0",
+    ),
+    (
+        "show_replaces_user_file",
+        ("pipelines.show", "--dataset=voc_dir", "--data_dir={voc}", "--out={notes}"),
+        "not a preview",
+    ),
+    (
+        "show_missing_data",
+        (
+            "pipelines.show",
+            "--dataset=voc_dir",
+            "--data_dir={root}/nowhere",
+            "--out={root}/grid.png",
+        ),
+        "nowhere",
+    ),
 ]
-FAST_CASES = {"train_unknown_set", "evaluate_truncated_model", "evaluate_corrupt_tflite", "export_int8_without_data", "predict_draw_among_inputs", "export_truncated_model",
-              "show_replaces_user_file"}
+FAST_CASES = {
+    "train_unknown_set",
+    "evaluate_truncated_model",
+    "evaluate_corrupt_tflite",
+    "export_int8_without_data",
+    "predict_draw_among_inputs",
+    "export_truncated_model",
+    "show_replaces_user_file",
+}
 
 
 def _case(name):
@@ -190,13 +398,34 @@ def test_inputs_unchanged_by_every_command(world, tmp_path):
     before = md5_tree(world["voc"])
     drawn = tmp_path / "drawn"
     commands = [
-        ("localizer.predict", f"--model={world['model']}", f"--draw_dir={drawn}",
-         os.path.join(world["voc"], "JPEGImages")),
-        ("localizer.evaluate", f"--model={world['model']}", "--dataset=voc_dir", f"--data_dir={world['voc']}",
-         "--split=train", f"--report_dir={tmp_path / 'report'}"),
-        ("localizer.export", f"--model={world['model']}", f"--export_dir={tmp_path / 'models'}", "--norefine"),
-        ("pipelines.show", "--dataset=voc_dir", f"--data_dir={world['voc']}", "--split=train", "--num_examples=4",
-         f"--out={tmp_path / 'grid.png'}"),
+        (
+            "localizer.predict",
+            f"--model={world['model']}",
+            f"--draw_dir={drawn}",
+            os.path.join(world["voc"], "JPEGImages"),
+        ),
+        (
+            "localizer.evaluate",
+            f"--model={world['model']}",
+            "--dataset=voc_dir",
+            f"--data_dir={world['voc']}",
+            "--split=train",
+            f"--report_dir={tmp_path / 'report'}",
+        ),
+        (
+            "localizer.export",
+            f"--model={world['model']}",
+            f"--export_dir={tmp_path / 'models'}",
+            "--norefine",
+        ),
+        (
+            "pipelines.show",
+            "--dataset=voc_dir",
+            f"--data_dir={world['voc']}",
+            "--split=train",
+            "--num_examples=4",
+            f"--out={tmp_path / 'grid.png'}",
+        ),
     ]
     for command in commands:
         result = run(*command)
@@ -210,19 +439,31 @@ def test_inputs_unchanged_by_every_command(world, tmp_path):
 
 # --- help lists every flag a command takes ------------------------------------------------------
 
-HELP_COMMANDS = ("localizer.train", "localizer.evaluate", "localizer.predict", "localizer.export", "pipelines.show")
+HELP_COMMANDS = (
+    "localizer.train",
+    "localizer.evaluate",
+    "localizer.predict",
+    "localizer.export",
+    "pipelines.show",
+)
 
 
 def _help_flags(command, which):
-    """`(flags listed by --<which>, usage text)`; for --helpfull only the flags our packages define."""
+    """`(flags listed by --<which>, usage text)`; for --helpfull only the flags our packages
+    define."""
     import re
 
     result = run(command, f"--{which}", timeout=120)
-    assert "flags:" in result.stdout, result.stderr[-2000:]  # absl's help exits 1 (its own convention)
+    assert "flags:" in result.stdout, result.stderr[
+        -2000:
+    ]  # absl's help exits 1 (its own convention)
     listed, ours = set(), True
     for line in result.stdout.splitlines():
         if line and not line.startswith(" ") and line.endswith(":"):  # a module's section
-            ours = which != "helpfull" or re.search(r"(^|/)(localizer|pipelines)[./]", line) is not None
+            ours = (
+                which != "helpfull"
+                or re.search(r"(^|/)(localizer|pipelines)[./]", line) is not None
+            )
         found = re.match(r"^  --(?:\[no\])?(\w+)", line)
         if found and ours:
             listed.add(found.group(1))
@@ -253,8 +494,15 @@ def test_every_command_s_help_lists_every_flag_it_takes(command):
 # --- train: a used work dir, and kill -9 at any instant ------------------------------------------
 
 KILL_TRAIN = (
-    "localizer.train", "--backbone=tiny", "--weights=none", "--image_size=32", "--set=data.max_examples=64",
-    "--set=model.head_units=32", "--batch_size=16", "--set=feature_passes=2", "--set=frozen_epochs=2",
+    "localizer.train",
+    "--backbone=tiny",
+    "--weights=none",
+    "--image_size=32",
+    "--set=data.max_examples=64",
+    "--set=model.head_units=32",
+    "--batch_size=16",
+    "--set=feature_passes=2",
+    "--set=frozen_epochs=2",
     "--set=fine_tune_epochs=2",
 )
 
@@ -312,12 +560,25 @@ cli.run(train.main, train.define_flags)
 @pytest.mark.slow
 def test_train_on_a_full_disk_is_one_line_naming_the_work_dir(tmp_path):
     workdir = str(tmp_path / "w")
-    result = subprocess.run([sys.executable, "-c", _DISK_FULL, *KILL_TRAIN[1:], f"--workdir={workdir}"],
-                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL, *KILL_TRAIN[1:], f"--workdir={workdir}"],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert_user_error(result, f"no space left on the device writing {workdir}; free space there")
 
 
-KILL_POINTS = ["feature_caching", "frozen_stage_end", "stage_boundary", "fine_tune_epoch", "final_save", "summary"]
+KILL_POINTS = [
+    "feature_caching",
+    "frozen_stage_end",
+    "stage_boundary",
+    "fine_tune_epoch",
+    "final_save",
+    "summary",
+]
 
 
 def _epochs(workdir):
@@ -329,9 +590,19 @@ def _epochs(workdir):
 def _kill_then_resume(tmp_path, point):
     workdir = str(tmp_path / point)
     args = KILL_TRAIN + (f"--workdir={workdir}",)
-    killed = subprocess.run([sys.executable, "-c", _KILL_AT, point, *args[1:]], cwd=REPO_ROOT, env=ENV,
-                            capture_output=True, text=True, timeout=600)
-    assert killed.returncode == -signal.SIGKILL, (point, killed.stdout[-2000:], killed.stderr[-3000:])
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, point, *args[1:]],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, (
+        point,
+        killed.stdout[-2000:],
+        killed.stderr[-3000:],
+    )
     resumed = run(*args)
     assert resumed.returncode == 0, (point, resumed.stdout[-2000:], resumed.stderr[-3000:])
     assert _epochs(workdir) == [1, 2, 3, 4], point  # every epoch once, in order
@@ -360,9 +631,18 @@ def test_a_used_work_dir_refuses_another_recipe_and_dataset(tmp_path, world):
     started = time.time()
     other = run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3")
     assert_user_error(other, "config.alpha")
-    other_data = run(*KILL_TRAIN, f"--workdir={workdir}", "--dataset=voc_dir", f"--data_dir={world['voc']}",
-                     "--set=data.train_split=train", "--set=data.val_split=train", "--batch_size=2")
+    other_data = run(
+        *KILL_TRAIN,
+        f"--workdir={workdir}",
+        "--dataset=voc_dir",
+        f"--data_dir={world['voc']}",
+        "--set=data.train_split=train",
+        "--set=data.val_split=train",
+        "--batch_size=2",
+    )
     assert_user_error(other_data, "data.")
     assert md5_tree(workdir) == before and time.time() - started < 300
-    assert run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3", "--overwrite").returncode == 0
+    assert (
+        run(*KILL_TRAIN, f"--workdir={workdir}", "--set=alpha=0.3", "--overwrite").returncode == 0
+    )
     assert any(name.startswith("w.replaced-") for name in os.listdir(tmp_path))

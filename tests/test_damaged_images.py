@@ -1,10 +1,11 @@
 """Files cut off inside their header, cut off before their end, or whose header lies about the size:
 each is that file's own error, named as such, and the files after it still run (predict, the index,
-serving)."""
+serving).
+"""
 
 import io
-import os
 import json
+import os
 import struct
 
 import numpy as np
@@ -27,14 +28,21 @@ def jpeg_claiming(height, width):
     """A real small JPEG whose start-of-frame is rewritten to announce `height` x `width`."""
     data = bytearray(_encoded("JPEG"))
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
 def header_prefixes():
-    """`{name: bytes}`: every format cut inside its header (the 18-30 byte prefixes that crashed the old parser)."""
+    """`{name: bytes}`: every format cut inside its header (the 18-30 byte prefixes that crashed the
+    old parser)."""
     cases = {}
-    for format, ext in (("PNG", "png"), ("WEBP", "webp"), ("JPEG", "jpg"), ("GIF", "gif"), ("BMP", "bmp")):
+    for format, ext in (
+        ("PNG", "png"),
+        ("WEBP", "webp"),
+        ("JPEG", "jpg"),
+        ("GIF", "gif"),
+        ("BMP", "bmp"),
+    ):
         data = _encoded(format)
         for size in (12, 18, 24, 30):
             cases[f"{format.lower()}{size}.{ext}"] = data[:size]
@@ -90,7 +98,9 @@ def test_predict_gives_each_damaged_file_its_line_and_goes_on(tmp_path):
     assert "ends early" in errors["b_cut18.png"] and "ends early" in errors["c_cut30.webp"]
     assert "truncated" in errors["d_truncated.jpg"]
     assert "too little JPEG data" in errors["e_lying.jpg"]
-    assert all("\n" not in (e or "") and "{{" not in (e or "") for e in errors.values())  # no TF op text
+    assert all(
+        "\n" not in (e or "") and "{{" not in (e or "") for e in errors.values()
+    )  # no TF op text
 
 
 def test_index_skips_damaged_files_and_keeps_the_rest(tmp_path, monkeypatch):
@@ -102,12 +112,18 @@ def test_index_skips_damaged_files_and_keeps_the_rest(tmp_path, monkeypatch):
     root = tmp_path / "voc"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / sub).mkdir(parents=True)
-    images = {"good": _encoded("PNG"), "cut": _encoded("PNG")[:18], "webpcut": _encoded("WEBP")[:30],
-              "lying": jpeg_claiming(7000, 7000)}
+    images = {
+        "good": _encoded("PNG"),
+        "cut": _encoded("PNG")[:18],
+        "webpcut": _encoded("WEBP")[:30],
+        "lying": jpeg_claiming(7000, 7000),
+    }
     for name, data in images.items():
         ext = "jpg" if name == "lying" else ("webp" if name == "webpcut" else "png")
         (root / "JPEGImages" / f"{name}.{ext}").write_bytes(data)
-        (root / "Annotations" / f"{name}.xml").write_text(voc_xml(f"{name}.{ext}", [("cat", (4, 4, 30, 30))]))
+        (root / "Annotations" / f"{name}.xml").write_text(
+            voc_xml(f"{name}.{ext}", [("cat", (4, 4, 30, 30))])
+        )
     (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(images) + "\n")
     (root / "labels.txt").write_text("cat\ndog\n")
     source = pipelines.get_source("voc_dir", data_dir=str(root))
@@ -127,7 +143,8 @@ def test_serving_refuses_a_jpeg_too_short_for_its_size():
 
 
 def test_a_photo_with_data_after_its_end_is_whole(tmp_path):
-    """Motion photos append a video after the JPEG's end: the photo is whole; cut inside it, it is not."""
+    """Motion photos append a video after the JPEG's end: the photo is whole; cut inside it, it is
+    not."""
     photo = _encoded("JPEG")
     motion = tmp_path / "motion.jpg"
     motion.write_bytes(photo + b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 40)
@@ -140,7 +157,9 @@ def test_a_photo_with_data_after_its_end_is_whole(tmp_path):
 def test_data_after_a_png_or_gif_end_is_whole_and_a_missing_checksum_is_not(tmp_path):
     for format, ext in (("PNG", "png"), ("GIF", "gif")):
         trailing = tmp_path / f"trailing.{ext}"
-        trailing.write_bytes(_encoded(format) + b"PK\x03\x04" + bytes(range(256)) * 4)  # a zip appended
+        trailing.write_bytes(
+            _encoded(format) + b"PK\x03\x04" + bytes(range(256)) * 4
+        )  # a zip appended
         assert image_header.check_decodable(str(trailing)).complete
     cut = tmp_path / "cut.png"
     cut.write_bytes(_encoded("PNG")[:-1])  # IEND's checksum cut short
@@ -155,7 +174,9 @@ def test_a_lying_header_padded_with_metadata_is_still_caught(tmp_path):
     from localizer.serving.graph import jpeg_holds_its_pixels
 
     data = jpeg_claiming(7000, 7000)
-    padded = data[:2] + (b"\xff\xfe" + struct.pack(">H", 65002) + b"\0" * 65000) * 4 + data[2:]  # comments
+    padded = (
+        data[:2] + (b"\xff\xfe" + struct.pack(">H", 65002) + b"\0" * 65000) * 4 + data[2:]
+    )  # comments
     path = tmp_path / "padded.jpg"
     path.write_bytes(padded)
     with pytest.raises(image_header.ImageHeaderError, match="too little JPEG data"):
@@ -163,9 +184,14 @@ def test_a_lying_header_padded_with_metadata_is_still_caught(tmp_path):
     assert not bool(jpeg_holds_its_pixels(tf.constant(padded)))
 
 
-def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_predict(tmp_path, monkeypatch):
-    """A 1-bit BMP (a variant TF lacks) and a PNG with a damaged chunk pass every header check: the index
-    decodes each file once and skips them (training would crash mid-epoch); predict names the decoder's reason."""
+def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_predict(
+    tmp_path, monkeypatch
+):
+    """A 1-bit BMP (a variant TF lacks) and a PNG with a damaged chunk pass every header check: the
+    index
+    decodes each file once and skips them (training would crash mid-epoch); predict names the
+    decoder's reason.
+    """
     import pipelines
     from localizer.inference import image_files
     from pipelines.sources import file_index
@@ -176,11 +202,17 @@ def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_pred
     Image.fromarray(PIXELS).convert("1").save(buffer, "BMP")
     png = bytearray(_encoded("PNG"))
     idat = png.index(b"IDAT")
-    png[idat + 10] ^= 0xFF  # one flipped byte inside the compressed data: its chunk's checksum fails
+    png[idat + 10] ^= (
+        0xFF  # one flipped byte inside the compressed data: its chunk's checksum fails
+    )
     root = tmp_path / "voc"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / sub).mkdir(parents=True)
-    images = {"good.png": _encoded("PNG"), "onebit.bmp": buffer.getvalue(), "flipped.png": bytes(png)}
+    images = {
+        "good.png": _encoded("PNG"),
+        "onebit.bmp": buffer.getvalue(),
+        "flipped.png": bytes(png),
+    }
     for name, data in images.items():
         (root / "JPEGImages" / name).write_bytes(data)
         stem = name.split(".")[0]
@@ -190,6 +222,8 @@ def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_pred
     stats = pipelines.get_source("voc_dir", data_dir=str(root)).index_stats("train")
     assert (stats.kept, stats.skipped[file_index.UNDECODABLE]) == (1, 2)
     assert len(os.listdir(tmp_path / "cache" / "decoded")) == 1  # the good file, remembered
-    with pytest.raises(image_header.ImageHeaderError, match="decoder cannot read its BMP data") as raised:
+    with pytest.raises(
+        image_header.ImageHeaderError, match="decoder cannot read its BMP data"
+    ) as raised:
         image_files.read_image(str(root / "JPEGImages" / "onebit.bmp"))
     assert "{{" not in str(raised.value) and "[Op:" not in str(raised.value)

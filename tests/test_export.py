@@ -21,13 +21,12 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from localizer.inference import evaluation
-from localizer.inference.predictor import ModelFileError, Predictor
-from localizer.serving import calibration, export_lib, graph, signatures, tflite, verify, versions
 from localizer import boxes as box_lib
 from localizer import model as model_lib
-from localizer.inference import views
+from localizer.inference import evaluation, views
+from localizer.inference.predictor import ModelFileError, Predictor
 from localizer.model.config import POOLED
+from localizer.serving import calibration, export_lib, graph, signatures, tflite, verify, versions
 from pipelines import decode, render
 from tests import fixtures
 
@@ -36,7 +35,14 @@ CLASS_NAMES = ("cat", "dog", "plate")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, centre_scale=1.0, box_quality=True):
+def tiny_model(
+    resize_mode="letterbox",
+    seed=0,
+    image_size=32,
+    box_scale=1.0,
+    centre_scale=1.0,
+    box_quality=True,
+):
     """The tiny localizer, with random class and box weights so outputs depend on the image.
 
     The default head (dense, stride 16). Its box layers are zero-initialized,
@@ -47,10 +53,17 @@ def tiny_model(resize_mode="letterbox", seed=0, image_size=32, box_scale=1.0, ce
     (the backbone's initial weights too), so it is the same model whatever ran before.
     """
     keras.utils.set_random_seed(seed)
-    model = model_lib.build_model(model_lib.ModelConfig(
-        num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=image_size,
-        resize_mode=resize_mode, box_quality=box_quality,
-    ))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(
+            num_classes=3,
+            class_names=CLASS_NAMES,
+            backbone="tiny",
+            weights="none",
+            image_size=image_size,
+            resize_mode=resize_mode,
+            box_quality=box_quality,
+        )
+    )
     rng = np.random.default_rng(seed)
     heads = model.get_layer("heads")
     randomized = [("class_dense", 20.0), ("box_cells", box_scale), ("centre_logits", centre_scale)]
@@ -69,27 +82,41 @@ def sample_images():
 
 
 def reference(model, encoded, refine=False):
-    """What serving_default must return: the export's own independent reference, computed eagerly."""
+    """What serving_default must return: the export's own independent reference, computed
+    eagerly."""
     return verify.reference_predictions(model, encoded, refine)
 
 
 def input_frame_boxes(model, encoded):
-    """The model's boxes in its letterboxed input frame, before they are mapped back to the photo."""
+    """The model's boxes in its letterboxed input frame, before they are mapped back to the
+    photo."""
     metadata = model_lib.model_metadata(model)
-    images = [render.resize_image(decode.decode_image_bytes(tf.constant(data)), metadata["image_size"],
-                                  metadata["resize_mode"])[0] for data in encoded]
+    images = [
+        render.resize_image(
+            decode.decode_image_bytes(tf.constant(data)),
+            metadata["image_size"],
+            metadata["resize_mode"],
+        )[0]
+        for data in encoded
+    ]
     return model(tf.stack(images), training=False)["box"].numpy()
 
 
 def check_against_reference(result, expected):
     np.testing.assert_array_equal(np.asarray(result["class_id"]), expected["class_id"])
-    assert [_text(name) for name in result["class_name"]] == [CLASS_NAMES[i] for i in expected["class_id"]]
+    assert [_text(name) for name in result["class_name"]] == [
+        CLASS_NAMES[i] for i in expected["class_id"]
+    ]
     np.testing.assert_allclose(np.asarray(result["box"]), expected["box"], atol=1e-4)
-    np.testing.assert_allclose(np.asarray(result["probabilities"]), expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(result["probabilities"]), expected["probabilities"], atol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(result["score"]), expected["score"], atol=1e-5)
     assert ("box_quality" in result) == ("box_quality" in expected)
     if "box_quality" in expected:
-        np.testing.assert_allclose(np.asarray(result["box_quality"]), expected["box_quality"], atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(result["box_quality"]), expected["box_quality"], atol=1e-5
+        )
         assert np.ptp(expected["box_quality"]) > 1e-4  # qualities that depend on the image
 
 
@@ -98,7 +125,8 @@ def _text(value):
 
 
 def in_a_work_dir(root, model, voc):
-    """Saves `model` as `<root>/model.keras` beside a run's config.json that names the VOC folder `voc`."""
+    """Saves `model` as `<root>/model.keras` beside a run's config.json that names the VOC folder
+    `voc`."""
     model_path = str(root / "model.keras")
     model.save(model_path)
     with open(root / "config.json", "w") as f:
@@ -108,22 +136,38 @@ def in_a_work_dir(root, model, voc):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """`(model, export_dir, version_dir)`: the tiny model, in a work dir whose config.json names the VOC
-    fixture, exported by the CLI (and so checked on the run's validation photos)."""
+    """`(model, export_dir, version_dir)`: the tiny model, in a work dir whose config.json names the
+    VOC
+    fixture, exported by the CLI (and so checked on the run's validation photos).
+    """
     root = tmp_path_factory.mktemp("export")
     model = tiny_model()
     model_path = in_a_work_dir(root, model, fixtures.make_voc_folder(root / "voc"))
     export_dir = str(root / "models" / "localizer")
     result = subprocess.run(
-        [sys.executable, "-m", "localizer.export", f"--model={model_path}", f"--export_dir={export_dir}",
-         "--version=7", "--norefine"],  # compared below with the one-look reference
-        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "localizer.export",
+            f"--model={model_path}",
+            f"--export_dir={export_dir}",
+            "--version=7",
+            "--norefine",
+        ],  # compared below with the one-look reference
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The two photos of the run's val split, and the two noise images, each checked with its figure.
-    assert re.search(r"checked: serving_default against the Keras model on 4 images \(2 voc_dir val, 2 noise\): "
-                     r"largest differences score \S+, box \S+, probabilities \S+, box_quality \S+ "
-                     r"\(each at most 1e-04\)", result.stdout), result.stdout
+    assert re.search(
+        r"checked: serving_default against the Keras model on 4 images \(2 voc_dir val, 2 noise\): "
+        r"largest differences score \S+, box \S+, probabilities \S+, box_quality \S+ "
+        r"\(each at most 1e-04\)",
+        result.stdout,
+    ), result.stdout
     return model, export_dir, os.path.join(export_dir, "7")
 
 
@@ -195,18 +239,31 @@ def test_fresh_process_rest_body_and_tf1_session_match_keras(exported, tmp_path)
         paths.append(str(tmp_path / f"image{i}"))
         with open(paths[-1], "wb") as f:
             f.write(data)
-    result = subprocess.run([sys.executable, "-c", _CLIENT, version_dir, *paths], cwd=REPO_ROOT, env=ENV,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _CLIENT, version_dir, *paths],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    served = json.loads(line[len("RESULT "):])
+    served = json.loads(line[len("RESULT ") :])
     expected = reference(model, encoded)
     check_against_reference(served["direct"], expected)
     check_against_reference(served["session"], expected)
     for key in ("rest", "rest_named"):
         predictions = served[key]["predictions"]
         assert len(predictions) == 2
-        assert set(predictions[0]) == {"class_id", "class_name", "score", "box", "probabilities", "box_quality"}
+        assert set(predictions[0]) == {
+            "class_id",
+            "class_name",
+            "score",
+            "box",
+            "probabilities",
+            "box_quality",
+        }
         columns = {k: [p[k] for p in predictions] for k in predictions[0]}
         check_against_reference(columns, expected)
     # The box is in the original image's frame: letterboxing is undone.
@@ -215,28 +272,55 @@ def test_fresh_process_rest_body_and_tf1_session_match_keras(exported, tmp_path)
 
 def _saved_model_cli():
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    return [cli] if os.path.exists(cli) else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    return (
+        [cli]
+        if os.path.exists(cli)
+        else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    )
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
     _, _, version_dir = exported
-    result = subprocess.run([*_saved_model_cli(), "show", "--all", "--dir", version_dir], cwd=REPO_ROOT, env=ENV,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*_saved_model_cli(), "show", "--all", "--dir", version_dir],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout
     blocks = dict(re.findall(r"signature_def\['(\w+)'\]:\n(.*?Method name is: [^\n]*)", text, re.S))
     serving = blocks["serving_default"]
-    assert re.search(r"inputs\['image_bytes'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", serving)
-    for name, dtype, shape in [("class_id", "DT_INT32", r"\(-1\)"), ("class_name", "DT_STRING", r"\(-1\)"),
-                               ("score", "DT_FLOAT", r"\(-1\)"), ("box", "DT_FLOAT", r"\(-1, 4\)"),
-                               ("probabilities", "DT_FLOAT", r"\(-1, 3\)"), ("box_quality", "DT_FLOAT", r"\(-1\)")]:
-        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+shape: {shape}", serving), name
+    assert re.search(
+        r"inputs\['image_bytes'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", serving
+    )
+    for name, dtype, shape in [
+        ("class_id", "DT_INT32", r"\(-1\)"),
+        ("class_name", "DT_STRING", r"\(-1\)"),
+        ("score", "DT_FLOAT", r"\(-1\)"),
+        ("box", "DT_FLOAT", r"\(-1, 4\)"),
+        ("probabilities", "DT_FLOAT", r"\(-1, 3\)"),
+        ("box_quality", "DT_FLOAT", r"\(-1\)"),
+    ]:
+        assert re.search(
+            rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+shape: {shape}", serving
+        ), name
     assert "tensorflow/serving/predict" in serving
     images = blocks["predict_images"]
-    assert re.search(r"inputs\['images'\] tensor_info:\s+dtype: DT_UINT8\s+shape: \(-1, 32, 32, 3\)", images)
-    for name, shape in [("class_logits", r"\(-1, 3\)"), ("probabilities", r"\(-1, 3\)"), ("box", r"\(-1, 4\)"),
-                        ("box_quality", r"\(-1\)")]:
-        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: {shape}", images), name
+    assert re.search(
+        r"inputs\['images'\] tensor_info:\s+dtype: DT_UINT8\s+shape: \(-1, 32, 32, 3\)", images
+    )
+    for name, shape in [
+        ("class_logits", r"\(-1, 3\)"),
+        ("probabilities", r"\(-1, 3\)"),
+        ("box", r"\(-1, 4\)"),
+        ("box_quality", r"\(-1\)"),
+    ]:
+        assert re.search(
+            rf"outputs\['{name}'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: {shape}", images
+        ), name
 
 
 @pytest.fixture(scope="module")
@@ -252,14 +336,20 @@ def test_corrupt_image_is_invalid_argument_and_serving_goes_on(exported, loaded)
     for bad in (b"not an image", truncated_jpeg, b""):
         with pytest.raises(tf.errors.InvalidArgumentError):
             serve(image_bytes=tf.constant([good[1], bad]))
-    check_against_reference({k: v.numpy() for k, v in serve(image_bytes=tf.constant(good)).items()},
-                            reference(model, good))
+    check_against_reference(
+        {k: v.numpy() for k, v in serve(image_bytes=tf.constant(good)).items()},
+        reference(model, good),
+    )
 
 
 def test_empty_batch(loaded):
     outputs = loaded.signatures["serving_default"](image_bytes=tf.zeros([0], tf.string))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "class_id": (0,), "class_name": (0,), "score": (0,), "box": (0, 4), "probabilities": (0, 3),
+        "class_id": (0,),
+        "class_name": (0,),
+        "score": (0,),
+        "box": (0, 4),
+        "probabilities": (0, 3),
         "box_quality": (0,),
     }
     raw = loaded.signatures["predict_images"](images=tf.zeros([0, 32, 32, 3], tf.uint8))
@@ -270,15 +360,26 @@ def test_empty_batch(loaded):
 def test_predict_images_gives_input_frame_outputs(exported, loaded):
     model = exported[0]
     encoded = sample_images()
-    images = tf.stack([render.resize_image(decode.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
-                       for d in encoded])
+    images = tf.stack(
+        [
+            render.resize_image(decode.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
+            for d in encoded
+        ]
+    )
     raw = loaded.signatures["predict_images"](images=images)
     keras_outputs = model(images, training=False)
     np.testing.assert_allclose(raw["box"].numpy(), keras_outputs["box"].numpy(), atol=1e-4)
-    np.testing.assert_allclose(raw["class_logits"].numpy(), keras_outputs["class_logits"].numpy(), atol=1e-4)
-    np.testing.assert_allclose(raw["probabilities"].numpy(), tf.nn.softmax(keras_outputs["class_logits"]).numpy(),
-                               atol=1e-5)
-    np.testing.assert_allclose(raw["box_quality"].numpy(), keras_outputs["box_quality"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        raw["class_logits"].numpy(), keras_outputs["class_logits"].numpy(), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        raw["probabilities"].numpy(),
+        tf.nn.softmax(keras_outputs["class_logits"]).numpy(),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        raw["box_quality"].numpy(), keras_outputs["box_quality"].numpy(), atol=1e-5
+    )
 
 
 def _png_header(height, width):
@@ -291,7 +392,7 @@ def _jpeg_claiming(height, width):
     """A real small JPEG whose start-of-frame header is rewritten to `height` x `width`."""
     data = bytearray(tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -313,16 +414,34 @@ _gif, _bmp, _webp = _pil("GIF"), _pil("BMP"), _pil("WEBP", lossless=True)
 
 def test_huge_images_refused_from_their_header(loaded):
     serve = loaded.signatures["serving_default"]
-    assert tf.image.extract_jpeg_shape(_jpeg_claiming(20000, 20000)).numpy().tolist() == [20000, 20000, 3]
-    for huge in (_png_header(20000, 20000), _jpeg_claiming(20000, 20000), fixtures.gif_bomb(), fixtures.webp_bomb()):
+    assert tf.image.extract_jpeg_shape(_jpeg_claiming(20000, 20000)).numpy().tolist() == [
+        20000,
+        20000,
+        3,
+    ]
+    for huge in (
+        _png_header(20000, 20000),
+        _jpeg_claiming(20000, 20000),
+        fixtures.gif_bomb(),
+        fixtures.webp_bomb(),
+    ):
         with pytest.raises(tf.errors.InvalidArgumentError, match="Image too large"):
             serve(image_bytes=tf.constant([huge]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unsupported image"):
         serve(image_bytes=tf.constant([b"II*\0" + b"\0" * 64]))  # a TIFF header
-    assert graph.encoded_image_pixels(tf.constant(_png_header(3, 0x80000001))).numpy() == 3 * 0x80000001
+    assert (
+        graph.encoded_image_pixels(tf.constant(_png_header(3, 0x80000001))).numpy()
+        == 3 * 0x80000001
+    )
     # The same header fields as the file reader, for every format it reads.
     for width, height in ((30, 20), (7, 300)):
-        for encode in (lambda a: tf.io.encode_png(a), lambda a: tf.io.encode_jpeg(a), _gif, _bmp, _webp):
+        for encode in (
+            lambda a: tf.io.encode_png(a),
+            lambda a: tf.io.encode_jpeg(a),
+            _gif,
+            _bmp,
+            _webp,
+        ):
             data = encode(np.zeros((height, width, 3), np.uint8))
             data = data.numpy() if hasattr(data, "numpy") else data
             assert graph.encoded_image_pixels(tf.constant(data)).numpy() == width * height
@@ -334,18 +453,26 @@ def test_stretch_model_export(tmp_path):
     path = export_lib.export_saved_model(model, str(tmp_path))
     assert signatures.load_metadata(path)["resize_mode"] == "stretch"
     encoded = sample_images()
-    outputs = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
+    outputs = tf.saved_model.load(path).signatures["serving_default"](
+        image_bytes=tf.constant(encoded)
+    )
     check_against_reference({k: v.numpy() for k, v in outputs.items()}, reference(model, encoded))
 
 
-@pytest.mark.skipif(not hasattr(tf, "lite") or not hasattr(tf.lite, "Interpreter"),
-                    reason="this TensorFlow has no tf.lite (LiteRT moved out)")
+@pytest.mark.skipif(
+    not hasattr(tf, "lite") or not hasattr(tf.lite, "Interpreter"),
+    reason="this TensorFlow has no tf.lite (LiteRT moved out)",
+)
 def test_tflite_export_matches_predict_images(tmp_path):
     model = tiny_model()
     path = export_lib.export_saved_model(model, str(tmp_path), tflite=True, verify=False)
     content = open(os.path.join(path, signatures.TFLITE_FILE), "rb").read()
-    images = tf.stack([render.resize_image(decode.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
-                       for d in sample_images()])
+    images = tf.stack(
+        [
+            render.resize_image(decode.decode_image_bytes(tf.constant(d)), 32, "letterbox")[0]
+            for d in sample_images()
+        ]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice that LiteRT replaces it
         interpreter = tf.lite.Interpreter(model_content=content)
@@ -361,11 +488,17 @@ def test_versions_are_numbered_and_never_overwritten(tmp_path):
     model = tiny_model()
     export_dir = str(tmp_path / "models")
     assert export_lib.export_saved_model(model, export_dir) == os.path.join(export_dir, "1")
-    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(export_dir, "2")
+    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(
+        export_dir, "2"
+    )
     with pytest.raises(FileExistsError):
         export_lib.export_saved_model(model, export_dir, version=2, verify=False)
-    assert export_lib.export_saved_model(model, export_dir, version=7, verify=False) == os.path.join(export_dir, "7")
-    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(export_dir, "8")
+    assert export_lib.export_saved_model(
+        model, export_dir, version=7, verify=False
+    ) == os.path.join(export_dir, "7")
+    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(
+        export_dir, "8"
+    )
     with pytest.raises(ValueError):
         export_lib.export_saved_model(model, export_dir, version=0, verify=False)
     assert sorted(os.listdir(export_dir), key=int) == ["1", "2", "7", "8"]
@@ -405,8 +538,14 @@ export_lib.export_saved_model(tiny_model(), sys.argv[1], verify=False)
 @pytest.mark.slow
 def test_killed_export_leaves_no_version_and_next_export_cleans_up(tmp_path):
     export_dir = str(tmp_path / "models")
-    result = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, export_dir], cwd=REPO_ROOT, env=ENV,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _KILLED_EXPORT, export_dir],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == -signal.SIGKILL, result.stdout[-3000:] + result.stderr[-3000:]
     left = os.listdir(export_dir)
     assert len(left) == 1 and left[0].startswith(".tmp-"), left
@@ -447,11 +586,14 @@ def test_refining_export_matches_the_evaluation_path(tmp_path):
     path = export_lib.export_saved_model(model, str(tmp_path / "models"), refine=True)
     assert signatures.load_metadata(path)["refine"] is True
     encoded = sample_images()
-    served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
+    served = tf.saved_model.load(path).signatures["serving_default"](
+        image_bytes=tf.constant(encoded)
+    )
     predictor = Predictor(model_path)
     for i, data in enumerate(encoded):
-        box, probabilities, quality = predictor.predict_image(decode.decode_image_bytes(tf.constant(data)),
-                                                              refine=True)
+        box, probabilities, quality = predictor.predict_image(
+            decode.decode_image_bytes(tf.constant(data)), refine=True
+        )
         np.testing.assert_allclose(served["box"][i].numpy(), box, atol=1e-4)
         np.testing.assert_allclose(served["probabilities"][i].numpy(), probabilities, atol=1e-5)
         assert served["box_quality"][i].numpy() == pytest.approx(quality, abs=1e-5)
@@ -466,8 +608,10 @@ def INT8_MODEL(seed=0):
 
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory):
-    """`(model, model path, version dir, VOC folder)`: the tiny model at 64 px exported by the CLI with
-    --tflite and --tflite_int8, calibrated on the VOC fixture's train split."""
+    """`(model, model path, version dir, VOC folder)`: the tiny model at 64 px exported by the CLI
+    with
+    --tflite and --tflite_int8, calibrated on the VOC fixture's train split.
+    """
     root = tmp_path_factory.mktemp("int8")
     voc = fixtures.make_voc_folder(root / "voc")
     model = INT8_MODEL()
@@ -475,26 +619,52 @@ def int8_export(tmp_path_factory):
     model.save(model_path)
     export_dir = str(root / "models")
     result = subprocess.run(
-        [sys.executable, "-m", "localizer.export", f"--model={model_path}", f"--export_dir={export_dir}", "--tflite",
-         "--tflite_int8", "--dataset=voc_dir", f"--data_dir={voc}", "--norefine"],
-        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "localizer.export",
+            f"--model={model_path}",
+            f"--export_dir={export_dir}",
+            "--tflite",
+            "--tflite_int8",
+            "--dataset=voc_dir",
+            f"--data_dir={voc}",
+            "--norefine",
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "TFLite int8" in result.stdout
-    # The int8 check's figures against their budgets, on the held-out training images and the export's own.
-    assert re.search(r"checked: int8 TFLite predict_images against the SavedModel on 10 images \(4 voc_dir train, "
-                     r"2 noise, 4 int8 check sample of the calibration split\): median box difference [0-9.]+ \(at most 0.05\), same top class on \d+% \(at "
-                     r"least 75%\), median box_quality difference [0-9.]+ \(at most 0.1\)", result.stdout), result.stdout
+    # The int8 check's figures against their budgets, on the held-out training images and the
+    # export's own.
+    assert re.search(
+        r"checked: int8 TFLite predict_images against the SavedModel on 10 images \(4 voc_dir train, "
+        r"2 noise, 4 int8 check sample of the calibration split\): median box difference [0-9.]+ \(at most 0.05\), same top class on \d+% \(at "
+        r"least 75%\), median box_quality difference [0-9.]+ \(at most 0.1\)",
+        result.stdout,
+    ), result.stdout
     assert "checked: TFLite predict_images against the SavedModel" in result.stdout
     # Nothing of the converter's C++ logging or the calibrator's deprecation notice.
-    for noise in ("fully_quantize", "is deprecated", "XNNPACK", "Reading SavedModel", "tf_tfl_flatbuffer_helpers"):
+    for noise in (
+        "fully_quantize",
+        "is deprecated",
+        "XNNPACK",
+        "Reading SavedModel",
+        "tf_tfl_flatbuffer_helpers",
+    ):
         assert noise not in result.stderr, result.stderr[-3000:]
     return model, model_path, os.path.join(export_dir, "1"), voc
 
 
 def _voc_images(voc, size=64):
     source = pipelines.get_source("voc_dir", data_dir=voc)
-    return calibration.rendered_images(source, "train", range(source.num_examples("train")), size, "letterbox")
+    return calibration.rendered_images(
+        source, "train", range(source.num_examples("train")), size, "letterbox"
+    )
 
 
 def test_int8_file_is_full_integer_with_the_float_files_signature(int8_export):
@@ -503,12 +673,21 @@ def test_int8_file_is_full_integer_with_the_float_files_signature(int8_export):
     floats = open(os.path.join(version_dir, signatures.TFLITE_FILE), "rb").read()
     assert signatures.TFLITE_INT8_FILE.endswith("int8.tflite")
     assert tflite.float_ops(int8) == []
-    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(tflite.float_ops(floats))  # the check sees float ops
-    runners = [tflite.interpreter(content).get_signature_runner("predict_images") for content in (int8, floats)]
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(
+        tflite.float_ops(floats)
+    )  # the check sees float ops
+    runners = [
+        tflite.interpreter(content).get_signature_runner("predict_images")
+        for content in (int8, floats)
+    ]
     for runner in runners:
         assert runner.get_input_details()["images"]["dtype"] == np.uint8
         assert {name: d["dtype"] for name, d in runner.get_output_details().items()} == {
-            "box": np.float32, "class_logits": np.float32, "probabilities": np.float32, "box_quality": np.float32}
+            "box": np.float32,
+            "class_logits": np.float32,
+            "probabilities": np.float32,
+            "box_quality": np.float32,
+        }
     # Inside, weights and activations are int8 (the interpreter's main graph holds the model's ops).
     types = {d["dtype"] for d in tflite.interpreter(int8).get_tensor_details()}
     assert np.int8 in types and np.uint8 in types
@@ -518,7 +697,9 @@ def test_int8_predictions_are_close_to_the_models(int8_export):
     model, _, version_dir, voc = int8_export
     images = _voc_images(voc)
     expected = {key: value.numpy() for key, value in model(images, training=False).items()}
-    outputs = tflite.run_signature(open(os.path.join(version_dir, signatures.TFLITE_INT8_FILE), "rb").read(), images)
+    outputs = tflite.run_signature(
+        open(os.path.join(version_dir, signatures.TFLITE_INT8_FILE), "rb").read(), images
+    )
     box_error, same_class, quality_error = tflite.int8_disagreement(outputs, expected)
     assert box_error <= 0.02 and same_class >= 0.75, (box_error, same_class)
     assert quality_error <= 0.02, quality_error
@@ -528,52 +709,85 @@ def test_int8_predictions_are_close_to_the_models(int8_export):
 
 @pytest.mark.slow
 def test_int8_check_refuses_a_file_far_from_the_saved_model(tmp_path, monkeypatch, int8_export):
-    """An int8 file that does not compute what the SavedModel does (here: another model's) is refused."""
+    """An int8 file that does not compute what the SavedModel does (here: another model's) is
+    refused."""
     _, _, _, voc = int8_export
     images = _voc_images(voc)
-    other = export_lib.export_saved_model(tiny_model(image_size=64, seed=1, box_scale=3.0, centre_scale=0.0),
-                                          str(tmp_path / "other"), verify=False)
+    other = export_lib.export_saved_model(
+        tiny_model(image_size=64, seed=1, box_scale=3.0, centre_scale=0.0),
+        str(tmp_path / "other"),
+        verify=False,
+    )
     convert = tflite.convert_int8
-    monkeypatch.setattr(tflite, "convert_int8", lambda _, calibration_images: convert(other, calibration_images))
-    with pytest.raises(verify.ExportVerificationError, match="int8 model is far from the SavedModel"):
-        export_lib.export_saved_model(INT8_MODEL(), str(tmp_path / "models"), verify=False,
-                                      tflite_int8=(images, images))
+    monkeypatch.setattr(
+        tflite, "convert_int8", lambda _, calibration_images: convert(other, calibration_images)
+    )
+    with pytest.raises(
+        verify.ExportVerificationError, match="int8 model is far from the SavedModel"
+    ):
+        export_lib.export_saved_model(
+            INT8_MODEL(), str(tmp_path / "models"), verify=False, tflite_int8=(images, images)
+        )
     assert not os.path.exists(tmp_path / "models" / "1")
 
 
-@pytest.mark.parametrize("name, tolerance", [(signatures.TFLITE_FILE, 1e-4), (signatures.TFLITE_INT8_FILE, 0.05)])
+@pytest.mark.parametrize(
+    "name, tolerance", [(signatures.TFLITE_FILE, 1e-4), (signatures.TFLITE_INT8_FILE, 0.05)]
+)
 def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, tolerance):
     _, model_path, version_dir, voc = int8_export
     source = pipelines.get_source("voc_dir", data_dir=voc)
-    keras_summary = evaluation.evaluate(Predictor(model_path), source, "train", "flip", batch_size=2, refine=True)[0]
-    summary = evaluation.evaluate(Predictor(os.path.join(version_dir, name)), source, "train", "flip", batch_size=2,
-                                  refine=True)[0]
+    keras_summary = evaluation.evaluate(
+        Predictor(model_path), source, "train", "flip", batch_size=2, refine=True
+    )[0]
+    summary = evaluation.evaluate(
+        Predictor(os.path.join(version_dir, name)),
+        source,
+        "train",
+        "flip",
+        batch_size=2,
+        refine=True,
+    )[0]
     for key in ("mean_iou", "macro_mean_iou", "classification_accuracy"):
         assert summary[key] == pytest.approx(keras_summary[key], abs=tolerance), key
     # The box quality travels through the TFLite file too, and is ranked against the IoUs.
     assert "box_quality_auroc" in summary and set(summary) == set(keras_summary)
-    assert summary["box_quality_risk_coverage"][0]["mean_iou"] == pytest.approx(summary["mean_iou"], abs=1e-6)
+    assert summary["box_quality_risk_coverage"][0]["mean_iou"] == pytest.approx(
+        summary["mean_iou"], abs=1e-6
+    )
 
 
 def test_a_model_without_box_quality_exports_verifies_and_predicts_as_before(tmp_path):
-    """Models saved before the box-quality head: no box_quality anywhere, everything else as it was."""
+    """Models saved before the box-quality head: no box_quality anywhere, everything else as it
+    was."""
     model = tiny_model(box_quality=False)
     model_path = str(tmp_path / "old.keras")
     model.save(model_path)
-    path = export_lib.export_saved_model(model, str(tmp_path / "models"), tflite=True)  # verifies both
+    path = export_lib.export_saved_model(
+        model, str(tmp_path / "models"), tflite=True
+    )  # verifies both
     encoded = sample_images()
-    served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(encoded))
+    served = tf.saved_model.load(path).signatures["serving_default"](
+        image_bytes=tf.constant(encoded)
+    )
     assert "box_quality" not in served
     check_against_reference({k: v.numpy() for k, v in served.items()}, reference(model, encoded))
-    for predictor in (Predictor(model_path), Predictor(path), Predictor(os.path.join(path, signatures.TFLITE_FILE))):
+    for predictor in (
+        Predictor(model_path),
+        Predictor(path),
+        Predictor(os.path.join(path, signatures.TFLITE_FILE)),
+    ):
         assert not predictor.has_box_quality
-        box, probabilities, quality = predictor.predict_image(decode.decode_image_bytes(tf.constant(encoded[0])))
+        box, probabilities, quality = predictor.predict_image(
+            decode.decode_image_bytes(tf.constant(encoded[0]))
+        )
         assert quality is None
         np.testing.assert_allclose(box, served["box"][0].numpy(), atol=1e-4)
 
 
 def test_a_truncated_tflite_file_is_refused_not_a_crash(int8_export, tmp_path):
-    """The C++ interpreter crashes the process on a truncated flatbuffer; the file is walked first."""
+    """The C++ interpreter crashes the process on a truncated flatbuffer; the file is walked
+    first."""
     _, _, version_dir, _ = int8_export
     copy = tmp_path / "1"
     shutil.copytree(version_dir, copy)
@@ -595,12 +809,18 @@ M = box_lib.MIN_BOX_SIZE
 DEGENERATE_BOXES = [
     ((0.2, 0.3, 0.6, 0.7), (0.2, 0.3, 0.6, 0.7)),  # inside: unchanged
     ((-0.1, 0.2, 0.5, 1.3), (0.0, 0.2, 0.5, 1.0)),  # partly outside: clipped
-    ((1.1, 0.3, 1.3, 0.6), (1.0 - M, 0.3, 1.0, 0.6)),  # wholly in the bottom padding: a sliver at the edge
+    (
+        (1.1, 0.3, 1.3, 0.6),
+        (1.0 - M, 0.3, 1.0, 0.6),
+    ),  # wholly in the bottom padding: a sliver at the edge
     ((-0.3, 0.3, -0.1, 0.6), (0.0, 0.3, M, 0.6)),  # in the top padding
     ((-0.2, -0.2, -0.1, -0.1), (0.0, 0.0, M, M)),  # off the top-left corner
     ((0.5, 0.5, 0.5, 0.5), (0.5 - M / 2, 0.5 - M / 2, 0.5 + M / 2, 0.5 + M / 2)),  # a point
     ((0.6, 0.2, 0.4, 0.3), (0.5 - M / 2, 0.2, 0.5 + M / 2, 0.3)),  # inverted in y
-    ((0.3, 0.3, 0.3 + M, 0.4), (0.3, 0.3, 0.3 + M, 0.4)),  # exactly the smallest: unchanged (continuous)
+    (
+        (0.3, 0.3, 0.3 + M, 0.4),
+        (0.3, 0.3, 0.3 + M, 0.4),
+    ),  # exactly the smallest: unchanged (continuous)
 ]
 
 
@@ -609,8 +829,11 @@ def test_clip_to_image_is_one_rule_eagerly_and_in_graphs():
     wanted = np.array([box for _, box in DEGENERATE_BOXES], np.float32)
     eager = box_lib.clip_to_image(given).numpy()
     in_function = tf.function(box_lib.clip_to_image)(tf.constant(given)).numpy()
-    in_dataset = np.stack(list(tf.data.Dataset.from_tensor_slices(given).map(box_lib.clip_to_image)
-                               .as_numpy_iterator()))
+    in_dataset = np.stack(
+        list(
+            tf.data.Dataset.from_tensor_slices(given).map(box_lib.clip_to_image).as_numpy_iterator()
+        )
+    )
     for result in (eager, in_function, in_dataset):
         np.testing.assert_allclose(result, wanted, atol=1e-6)
     np.testing.assert_array_equal(in_function, eager)
@@ -621,28 +844,44 @@ def test_clip_to_image_is_one_rule_eagerly_and_in_graphs():
     assert np.all(box_lib.iou(eager, eager).numpy() > 0.9)
     # The mapping back to the photo takes that rule: a box in a landscape photo's letterbox padding.
     window = render.resize_window(tf.constant([48.0, 90.0]), 32, "letterbox")
-    np.testing.assert_allclose(render.to_original_frame(tf.constant([[0.8, 0.4, 0.9, 0.6]]), window)[0, ::2],
-                               [1.0 - M, 1.0], atol=1e-6)
+    np.testing.assert_allclose(
+        render.to_original_frame(tf.constant([[0.8, 0.4, 0.9, 0.6]]), window)[0, ::2],
+        [1.0 - M, 1.0],
+        atol=1e-6,
+    )
 
 
 def test_view_0_counts_in_a_merge_whatever_its_box():
-    """The views' merge compares each view with view 0; view 0 itself always counts (its IoU with itself is no test)."""
+    """The views' merge compares each view with view 0; view 0 itself always counts (its IoU with
+    itself is no test)."""
     point = tf.constant([[[0.5, 0.5, 0.5, 0.5]]])  # [B=1, V=1, 4]: zero area
     box, _, _ = views.merge_views(point, tf.constant([[[0.7, 0.3]]]))
     np.testing.assert_array_equal(box.numpy(), [[0.5, 0.5, 0.5, 0.5]])
-    assert views.merge_view_qualities(point, tf.constant([[[0.7, 0.3]]]), tf.constant([[0.4]])).numpy() \
-        == pytest.approx([0.4])
+    assert views.merge_view_qualities(
+        point, tf.constant([[[0.7, 0.3]]]), tf.constant([[0.4]])
+    ).numpy() == pytest.approx([0.4])
 
 
 def padding_model(seed=0):
-    """A tiny model whose box sits low in its input frame whatever the image (the pooled head's `box_raw`
-    bias: y from 0.78 to 0.89), so on a landscape photo, letterboxed above and below, it lies wholly in
-    the padding: what a trained model did on the export's noise check image."""
+    """A tiny model whose box sits low in its input frame whatever the image (the pooled head's
+    `box_raw`
+    bias: y from 0.78 to 0.89), so on a landscape photo, letterboxed above and below, it lies wholly
+    in
+    the padding: what a trained model did on the export's noise check image.
+    """
     keras.utils.set_random_seed(seed)
-    model = model_lib.build_model(model_lib.ModelConfig(
-        num_classes=3, class_names=CLASS_NAMES, backbone="tiny", weights="none", image_size=32,
-        resize_mode="letterbox", box_quality=True, attach=POOLED,
-    ))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(
+            num_classes=3,
+            class_names=CLASS_NAMES,
+            backbone="tiny",
+            weights="none",
+            image_size=32,
+            resize_mode="letterbox",
+            box_quality=True,
+            attach=POOLED,
+        )
+    )
     heads = model.get_layer("heads")
     box_raw = heads.get_layer("box_raw")
     kernel, _ = box_raw.get_weights()
@@ -657,14 +896,21 @@ def padding_model(seed=0):
 
 @pytest.mark.parametrize("refine", [False, True])
 def test_boxes_in_the_padding_agree_between_the_reference_and_the_serving_graph(refine):
-    """Was: the serving graph's one-view merge weighed the zero-height box by its IoU with itself (0), gave
-    the all-zero box with quality 0, and the second look went elsewhere; the reference kept the box."""
+    """Was: the serving graph's one-view merge weighed the zero-height box by its IoU with itself
+    (0), gave
+    the all-zero box with quality 0, and the second look went elsewhere; the reference kept the box.
+    """
     model = padding_model()
-    strip = fixtures.make_image(20, 90, [("cat", (30, 4, 60, 16))], seed=3)  # letterboxed to y 0.39..0.61
+    strip = fixtures.make_image(
+        20, 90, [("cat", (30, 4, 60, 16))], seed=3
+    )  # letterboxed to y 0.39..0.61
     encoded = [tf.io.encode_png(strip).numpy()] + sample_images()
     first_look = verify.reference_predictions(model, encoded)
-    # Wholly in the padding below the strip: the sliver at its edge; partly below the landscape photo.
-    np.testing.assert_allclose(first_look["box"][0, ::2], [1.0 - box_lib.MIN_BOX_SIZE, 1.0], atol=1e-6)
+    # Wholly in the padding below the strip: the sliver at its edge; partly below the landscape
+    # photo.
+    np.testing.assert_allclose(
+        first_look["box"][0, ::2], [1.0 - box_lib.MIN_BOX_SIZE, 1.0], atol=1e-6
+    )
     assert first_look["box"][1, 2] == 1.0 and first_look["box"][1, 0] < 1.0 - box_lib.MIN_BOX_SIZE
     expected = verify.reference_predictions(model, encoded, refine)
     served = graph.LocalizerServing(model, refine=refine).serve_bytes(tf.constant(encoded))
@@ -674,13 +920,20 @@ def test_boxes_in_the_padding_agree_between_the_reference_and_the_serving_graph(
 
 @pytest.mark.slow
 def test_a_model_boxing_the_padding_exports_and_passes_its_own_check(tmp_path):
-    """End to end, as the trained model failed: the written SavedModel checked (both looks) on the generated
-    images and the noise images, where the padding model's first box lies wholly in the padding."""
+    """End to end, as the trained model failed: the written SavedModel checked (both looks) on the
+    generated
+    images and the noise images, where the padding model's first box lies wholly in the padding.
+    """
     checks = []
-    path = export_lib.export_saved_model(padding_model(), str(tmp_path), refine=True, on_check=checks.append)
+    path = export_lib.export_saved_model(
+        padding_model(), str(tmp_path), refine=True, on_check=checks.append
+    )
     assert signatures.load_metadata(path)["refine"] is True
     assert [check.what for check in checks] == ["serving_default against the Keras model"]
-    assert checks[0].images == f"{verify.CHECK_PHOTOS + 2} images ({verify.CHECK_PHOTOS} generated, 2 noise)"
+    assert (
+        checks[0].images
+        == f"{verify.CHECK_PHOTOS + 2} images ({verify.CHECK_PHOTOS} generated, 2 noise)"
+    )
 
 
 _EXPORT_WITH_A_FAULT = r"""
@@ -712,8 +965,14 @@ cli.run(export.main, export.define_flags)
 
 
 def _export_with_fault(fault, *flags):
-    return subprocess.run([sys.executable, "-c", _EXPORT_WITH_A_FAULT, fault, *flags], cwd=REPO_ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", _EXPORT_WITH_A_FAULT, fault, *flags],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _one_error_line(result):
@@ -735,48 +994,83 @@ def tiny_model_file(tmp_path_factory):
 @pytest.mark.slow  # a whole export through the CLI (12 s); the rule it guards is tested fast above
 def test_a_failed_check_is_one_line_naming_what_by_how_much_and_where(tiny_model_file, tmp_path):
     export_dir = tmp_path / "models"
-    line = _one_error_line(_export_with_fault("verification", f"--model={tiny_model_file}",
-                                              f"--export_dir={export_dir}", "--norefine"))
-    assert re.fullmatch(r"error: export of \S+ failed its check: the exported serving_default's box differs from "
-                        r"the Keras model's by 1\.00e-02 \(limit 1e-04\) on check image generated 1; nothing was "
-                        r"published; this is a bug in the export: report it .*--debug", line), line
+    line = _one_error_line(
+        _export_with_fault(
+            "verification", f"--model={tiny_model_file}", f"--export_dir={export_dir}", "--norefine"
+        )
+    )
+    assert re.fullmatch(
+        r"error: export of \S+ failed its check: the exported serving_default's box differs from "
+        r"the Keras model's by 1\.00e-02 \(limit 1e-04\) on check image generated 1; nothing was "
+        r"published; this is a bug in the export: report it .*--debug",
+        line,
+    ), line
     assert versions.existing_versions(str(export_dir)) == [] and os.listdir(export_dir) == []
 
 
 @pytest.mark.slow  # two whole exports (9 s each); training's full disk is tested fast in test_trust
 @pytest.mark.parametrize("fault", ["tf_disk_full", "python_disk_full"])
-def test_a_full_disk_during_export_is_one_line_naming_the_export_dir(tiny_model_file, tmp_path, fault):
+def test_a_full_disk_during_export_is_one_line_naming_the_export_dir(
+    tiny_model_file, tmp_path, fault
+):
     export_dir = tmp_path / "models"
-    line = _one_error_line(_export_with_fault(fault, f"--model={tiny_model_file}", f"--export_dir={export_dir}"))
-    assert line.startswith(f"error: no space left on the device writing {export_dir}; free space there, or pass "
-                           f"another --export_dir, and export again; nothing was published"), line
+    line = _one_error_line(
+        _export_with_fault(fault, f"--model={tiny_model_file}", f"--export_dir={export_dir}")
+    )
+    assert line.startswith(
+        f"error: no space left on the device writing {export_dir}; free space there, or pass "
+        f"another --export_dir, and export again; nothing was published"
+    ), line
     assert os.listdir(export_dir) == []
 
 
 def test_an_export_dir_that_is_a_file_is_one_line(tiny_model_file, tmp_path):
     taken = tmp_path / "models"
     taken.write_text("notes")
-    result = subprocess.run([sys.executable, "-m", "localizer.export", f"--model={tiny_model_file}",
-                             f"--export_dir={taken}"], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
-                            timeout=300)
-    assert _one_error_line(result) == f"error: export dir {taken} is a file, not a folder; choose another --export_dir"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "localizer.export",
+            f"--model={tiny_model_file}",
+            f"--export_dir={taken}",
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        _one_error_line(result)
+        == f"error: export dir {taken} is a file, not a folder; choose another --export_dir"
+    )
     assert taken.read_text() == "notes"
 
 
 def test_check_images_are_photos_of_the_split_then_noise(tmp_path):
     voc = fixtures.make_voc_folder(tmp_path / "voc")
     images = verify.dataset_check_images(pipelines.get_source("voc_dir", data_dir=voc), "val", 32)
-    assert [image.name for image in images] == ["voc_dir val img4", "voc_dir val img5", "noise 0 (landscape JPEG)",
-                                                "noise 1 (portrait PNG)"]
+    assert [image.name for image in images] == [
+        "voc_dir val img4",
+        "voc_dir val img5",
+        "noise 0 (landscape JPEG)",
+        "noise 1 (portrait PNG)",
+    ]
     decoded = [decode.decode_image_bytes(tf.constant(image.data)).numpy() for image in images]
     assert [d.shape[:2] for d in decoded[:2]] == [(56, 56), (40, 90)]
     assert images[0].data[:2] == b"\xff\xd8" and images[1].data[:4] == b"\x89PNG"  # both decoders
     generated = verify.generated_check_images(32)
-    assert [image.kind for image in generated] == ["generated"] * verify.CHECK_PHOTOS + ["noise"] * 2
-    assert [image.data for image in generated] == [image.data for image in verify.generated_check_images(32)]
+    assert [image.kind for image in generated] == ["generated"] * verify.CHECK_PHOTOS + [
+        "noise"
+    ] * 2
+    assert [image.data for image in generated] == [
+        image.data for image in verify.generated_check_images(32)
+    ]
 
 
-# --- issue 19: a taken version says what to do; a short GIF hiding a huge frame is too large -------------
+# --- issue 19: a taken version says what to do; a short GIF hiding a huge frame is too large
+# -------------
 
 
 def test_a_taken_version_says_to_choose_another_or_leave_it_out(tmp_path):
@@ -784,8 +1078,10 @@ def test_a_taken_version_says_to_choose_another_or_leave_it_out(tmp_path):
     for taken in ("1", "2"):
         (export_dir / taken).mkdir(parents=True)
     (export_dir / "3").write_text("notes")  # not a version, but publishing would skip its name too
-    expected = (f"version 2 exists already: {export_dir}/2; choose another --version, or leave it out for the next "
-                f"free one (4)")
+    expected = (
+        f"version 2 exists already: {export_dir}/2; choose another --version, or leave it out for the next "
+        f"free one (4)"
+    )
     with pytest.raises(FileExistsError) as error:  # refused before the model is even looked at
         export_lib.export_saved_model(None, str(export_dir), version=2)
     assert str(error.value) == expected
@@ -797,9 +1093,12 @@ def test_a_taken_version_says_to_choose_another_or_leave_it_out(tmp_path):
 
 
 def test_a_gif_under_30_bytes_hiding_a_huge_frame_is_too_large_not_unsupported():
-    """A GIF's header is its 13-byte screen descriptor: without a colour table, a whole GIF announcing a
-    20000 x 20000 frame on a 10 x 10 canvas is 29 bytes, and it met "Unsupported image" (the 30-byte minimum
-    of the other formats' headers) instead of the pixel limit."""
+    """A GIF's header is its 13-byte screen descriptor: without a colour table, a whole GIF
+    announcing a
+    20000 x 20000 frame on a 10 x 10 canvas is 29 bytes, and it met "Unsupported image" (the 30-byte
+    minimum
+    of the other formats' headers) instead of the pixel limit.
+    """
     with_table = fixtures.gif_with_frames(canvas=(10, 10), frame=(20000, 20000))
     flags = with_table[10]
     without_table = with_table[:10] + bytes([flags & 0x7F]) + with_table[11:13] + with_table[19:]

@@ -8,11 +8,15 @@ import pipelines
 from pipelines import input_pipeline, render
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL
 
-CONFIG = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=3)
+CONFIG = input_pipeline.PipelineConfig(
+    image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=3
+)
 
 
 def _synthetic(count=12):
-    return pipelines.get_source("synthetic", sizes={"train": count, "val": count}, image_size_range=(40, 64))
+    return pipelines.get_source(
+        "synthetic", sizes={"train": count, "val": count}, image_size_range=(40, 64)
+    )
 
 
 def test_training_batches_are_model_ready():
@@ -34,14 +38,20 @@ def test_eval_keeps_every_example_in_order_with_metadata():
     first = batches[0]
     # Boxes map back to the source's boxes exactly.
     raw = [e[BOX].numpy() for e in source.load("val").take(4)]
-    np.testing.assert_allclose(render.to_original_frame(first[BOX], first[render.WINDOW]), raw, atol=1e-5)
+    np.testing.assert_allclose(
+        render.to_original_frame(first[BOX], first[render.WINDOW]), raw, atol=1e-5
+    )
 
 
 def test_same_seed_same_batches_different_seed_different():
     def run(seed):
         config = input_pipeline.PipelineConfig(
-            image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=seed)
-        return [b[0].numpy() for b in input_pipeline.make_dataset(_synthetic(), "train", config, training=True)]
+            image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=seed
+        )
+        return [
+            b[0].numpy()
+            for b in input_pipeline.make_dataset(_synthetic(), "train", config, training=True)
+        ]
 
     a, b, c = run(1), run(1), run(2)
     for x, y in zip(a, b):
@@ -57,7 +67,9 @@ def test_epochs_reshuffle_and_redraw_augmentation():
 
 @pytest.mark.parametrize("cache", ["memory", "none"])
 def test_cache_modes_give_all_examples(cache):
-    config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=4, cache=cache, seed=0)
+    config = input_pipeline.PipelineConfig(
+        image_size=32, resize_mode="letterbox", batch_size=4, cache=cache, seed=0
+    )
     ds = input_pipeline.make_dataset(_synthetic(12), "train", config, training=True)
     labels = sorted(int(l) for _, t in ds for l in t[LABEL])
     expected = sorted(int(e[LABEL]) for e in _synthetic(12).load("train"))
@@ -70,15 +82,21 @@ class _DegenerateSource(pipelines.Source):
 
     def load(self, split):
         boxes = tf.constant([[0.1, 0.1, 0.5, 0.5], [0.3, 0.3, 0.3, 0.8], [0.9, 0.9, 0.2, 0.2]])
-        return tf.data.Dataset.from_tensor_slices({
-            IMAGE: tf.zeros((3, 8, 8, 3), tf.uint8), LABEL: tf.zeros(3, tf.int32), BOX: boxes,
-            ID: tf.constant(["a", "b", "c"]),
-        })
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                IMAGE: tf.zeros((3, 8, 8, 3), tf.uint8),
+                LABEL: tf.zeros(3, tf.int32),
+                BOX: boxes,
+                ID: tf.constant(["a", "b", "c"]),
+            }
+        )
 
 
 def test_degenerate_boxes_are_dropped_and_counted():
     counter = input_pipeline.DropCounter()
-    ds = input_pipeline.make_dataset(_DegenerateSource(), "train", CONFIG, training=False, drop_counter=counter)
+    ds = input_pipeline.make_dataset(
+        _DegenerateSource(), "train", CONFIG, training=False, drop_counter=counter
+    )
     targets = [t for _, t in ds]
     assert sum(len(t[LABEL]) for t in targets) == 2  # the inverted one is repaired
     assert counter.value == 1

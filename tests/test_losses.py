@@ -38,7 +38,9 @@ def test_disjoint_boxes():
     # Centres (0.1, 0.1) and (0.6, 0.6): distance^2 0.5. Same aspect ratio: v = 0.
     giou_loss = 1.0 + (0.49 - 0.08) / 0.49
     diou_loss = 1.0 + 0.5 / 0.98
-    got = {k: float(_np(losses.box_regression_loss(k, SMALL, FAR))) for k in ("giou", "diou", "ciou")}
+    got = {
+        k: float(_np(losses.box_regression_loss(k, SMALL, FAR))) for k in ("giou", "diou", "ciou")
+    }
     np.testing.assert_allclose(got["giou"], giou_loss, rtol=1e-5)
     assert got["giou"] > 1.0
     np.testing.assert_allclose(got["diou"], diou_loss, rtol=1e-5)
@@ -61,7 +63,8 @@ def test_partial_overlap_exact_values():
 
 
 def test_ciou_aspect_ratio_term():
-    # IoU 0.04 / 0.12 = 1/3; centres (0.2, 0.1), (0.1, 0.2): d^2 0.02; enclosing 0.4 x 0.4: c^2 0.32.
+    # IoU 0.04 / 0.12 = 1/3; centres (0.2, 0.1), (0.1, 0.2): d^2 0.02; enclosing 0.4 x 0.4: c^2
+    # 0.32.
     iou = 1 / 3
     v = 4 / math.pi**2 * (math.atan(0.2 / 0.4) - math.atan(0.4 / 0.2)) ** 2
     alpha = v / (1 - iou + v)
@@ -125,10 +128,16 @@ def test_softmax_cross_entropy_hand_computed():
     got = _np(losses.softmax_cross_entropy([0, 1], logits))
     np.testing.assert_allclose(got, [log_z - 2.0, math.log(3.0)], rtol=1e-6)
     # [B, 1] labels and float labels are the same labels.
-    np.testing.assert_allclose(_np(losses.softmax_cross_entropy([[0], [1]], logits)), got, rtol=1e-6)
-    np.testing.assert_allclose(_np(losses.softmax_cross_entropy([0.0, 1.0], logits)), got, rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(losses.softmax_cross_entropy([[0], [1]], logits)), got, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        _np(losses.softmax_cross_entropy([0.0, 1.0], logits)), got, rtol=1e-6
+    )
     # Unbatched.
-    np.testing.assert_allclose(_np(losses.softmax_cross_entropy(0, logits[0])), log_z - 2.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(losses.softmax_cross_entropy(0, logits[0])), log_z - 2.0, rtol=1e-6
+    )
 
 
 def test_label_smoothing_hand_computed():
@@ -139,7 +148,9 @@ def test_label_smoothing_hand_computed():
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     # Same convention as Keras' CategoricalCrossentropy(label_smoothing=...).
     keras_ce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.3)
-    np.testing.assert_allclose(got, float(keras_ce([[1.0, 0.0, 0.0]], [[2.0, 0.0, 0.0]])), rtol=1e-6)
+    np.testing.assert_allclose(
+        got, float(keras_ce([[1.0, 0.0, 0.0]], [[2.0, 0.0, 0.0]])), rtol=1e-6
+    )
     # Uniform logits: log C whatever the smoothing.
     np.testing.assert_allclose(
         _np(losses.softmax_cross_entropy([2], [[0.0, 0.0, 0.0]], 0.3)), [math.log(3.0)], rtol=1e-6
@@ -159,7 +170,9 @@ def _class_boxes():
 def test_select_class_boxes_picks_the_label_row():
     got = _np(losses.select_class_boxes(_class_boxes(), [1, 2]))
     np.testing.assert_allclose(got, [B, WIDE])
-    np.testing.assert_allclose(_np(losses.select_class_boxes(_class_boxes(), [[0], [0]])), [A, SMALL])
+    np.testing.assert_allclose(
+        _np(losses.select_class_boxes(_class_boxes(), [[0], [0]])), [A, SMALL]
+    )
     np.testing.assert_allclose(_np(losses.select_class_boxes(_class_boxes()[0], 2)), FAR)
     with pytest.raises(ValueError, match=r"\[\.\.\., C, 4\]"):
         losses.select_class_boxes(np.zeros((2, 3, 5)), [0, 1])
@@ -180,9 +193,7 @@ def test_gradient_reaches_only_the_selected_class_box():
     assert np.all(grad[~selected] == 0.0)
     assert np.abs(grad[0, 1]).sum() > 0.0  # A vs B: imperfect, so a gradient
     # Example 1's box is already exact (WIDE vs WIDE): loss 1 - GIoU ~ 0 there.
-    np.testing.assert_allclose(
-        float(loss), 1.0 - (1 / 7 - (0.36 - 0.28) / 0.36), rtol=1e-5
-    )
+    np.testing.assert_allclose(float(loss), 1.0 - (1 / 7 - (0.36 - 0.28) / 0.36), rtol=1e-5)
 
 
 def test_per_class_box_loss_equals_box_loss_on_selected_boxes():
@@ -201,7 +212,9 @@ def test_wrappers_reduce_per_example_values_with_sample_weights():
     true = np.array([A, SMALL], np.float32)
     pred = np.array([B, SMALL], np.float32)
     per_example = _np(losses.box_regression_loss("l2", true, pred))  # [0.16, 0]
-    np.testing.assert_allclose(float(losses.BoxLoss("l2")(true, pred)), per_example.mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(losses.BoxLoss("l2")(true, pred)), per_example.mean(), rtol=1e-6
+    )
     weighted = losses.BoxLoss("l2")(true, pred, sample_weight=np.array([2.0, 1.0]))
     np.testing.assert_allclose(float(weighted), (2 * 0.16 + 0) / 2, rtol=1e-5)
     none = losses.ClassificationLoss(reduction="none")([0, 1], [[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
@@ -230,7 +243,10 @@ def test_config_values():
 
 def test_combined_loss_weights():
     assert losses.combined_loss_weights(0.25, "box") == {"class_logits": 0.25, "box": 0.75}
-    assert losses.combined_loss_weights(1, "class_boxes") == {"class_logits": 1.0, "class_boxes": 0.0}
+    assert losses.combined_loss_weights(1, "class_boxes") == {
+        "class_logits": 1.0,
+        "class_boxes": 0.0,
+    }
     with pytest.raises(ValueError, match="alpha"):
         losses.combined_loss_weights(1.5, "box")
     with pytest.raises(ValueError, match="class_boxes"):
@@ -261,10 +277,17 @@ def test_compiled_per_class_model_loss_is_alpha_weighted_sum():
     logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
     labels = np.array([0, 1])
     packed = np.array([B + [0.0], TALL + [1.0]], np.float32)
-    y = {"class_logits": labels, "class_boxes": packed, "box": packed[:, :4], "localization": packed}
+    y = {
+        "class_logits": labels,
+        "class_boxes": packed,
+        "box": packed[:, :4],
+        "localization": packed,
+    }
     # Example 0 (class 0): box A vs true B; example 1 (class 1): TALL vs true TALL.
     boxes = _class_boxes()
-    got = model.evaluate([logits, boxes, boxes[[0, 1], [0, 1]]], y, batch_size=2, verbose=0, return_dict=True)
+    got = model.evaluate(
+        [logits, boxes, boxes[[0, 1], [0, 1]]], y, batch_size=2, verbose=0, return_dict=True
+    )
     ce = np.mean([math.log(math.exp(2.0) + 2.0) - 2.0, math.log(3.0)])
     box = np.mean([1.0 - (1 / 7 - (0.36 - 0.28) / 0.36), 0.0])
     np.testing.assert_allclose(got["loss"], alpha * ce + (1 - alpha) * box, rtol=1e-4)
@@ -276,7 +299,9 @@ def test_compiled_per_class_model_loss_is_alpha_weighted_sum():
 
 
 def test_centre_target_is_a_distribution_peaked_at_the_box_centre():
-    target = _np(losses.centre_target(np.array([[0.5, 0.0, 1.0, 0.5], [0.0, 0.0, 0.02, 0.02]]), 4, 4))
+    target = _np(
+        losses.centre_target(np.array([[0.5, 0.0, 1.0, 0.5], [0.0, 0.0, 0.02, 0.02]]), 4, 4)
+    )
     np.testing.assert_allclose(target.sum(axis=(1, 2)), [1.0, 1.0], atol=1e-6)
     # Box centre (0.75, 0.25) lies on the border of rows 2 and 3 and of columns 0 and 1: they tie.
     assert np.unravel_index(target[0].argmax(), (4, 4))[0] in (2, 3)
@@ -322,7 +347,9 @@ def test_box_quality_loss_by_hand():
     packed = np.array([[0.9, 0.0, 0.0, 0.4, 0.4], [0.5, 0.2, 0.2, 0.6, 0.6]], np.float32)
     got = keras.ops.convert_to_numpy(losses.box_quality_loss(true, packed))
     expected = [-np.log(0.9), -(np.log(0.5) / 7 + 6 / 7 * np.log(0.5))]
-    np.testing.assert_allclose(got, expected, atol=1e-5)  # IoU's epsilon keeps the first target just under 1
+    np.testing.assert_allclose(
+        got, expected, atol=1e-5
+    )  # IoU's epsilon keeps the first target just under 1
     # Minimal where the quality equals the IoU.
     qualities = np.linspace(0.05, 0.95, 19, dtype=np.float32)
     packed = np.concatenate([qualities[:, None], np.tile([[0.2, 0.2, 0.6, 0.6]], (19, 1))], axis=-1)

@@ -47,7 +47,9 @@ def test_mean_box_iou_over_two_batches_and_reset():
 
 def test_mean_box_iou_sample_weights_and_low_precision():
     m = metrics.MeanBoxIoU()
-    m.update_state(tf.constant([A, A], tf.float16), tf.constant([A, B], tf.bfloat16), sample_weight=[3.0, 1.0])
+    m.update_state(
+        tf.constant([A, A], tf.float16), tf.constant([A, B], tf.bfloat16), sample_weight=[3.0, 1.0]
+    )
     np.testing.assert_allclose(_result(m), (3 * 1.0 + 1 / 7) / 4, rtol=1e-2)
 
 
@@ -75,12 +77,15 @@ def test_localization_accuracy_needs_class_and_box():
     assert (m.name, m.iou_threshold) == ("loc_acc", 0.5)
     # y_true = concat(box, label); y_pred = concat(box, logits over 3 classes).
     y_true = np.array([WHOLE + [1.0]] * 4, np.float32)
-    y_pred = np.array([
-        strip(0.3) + [0.0, 5.0, 0.0],  # class right, IoU 0.3 < 0.5: wrong
-        strip(0.9) + [5.0, 0.0, 0.0],  # IoU ok, class wrong: wrong
-        strip(0.6) + [0.0, 5.0, 1.0],  # both right: correct
-        strip(0.2) + [0.0, 0.0, 5.0],  # both wrong
-    ], np.float32)
+    y_pred = np.array(
+        [
+            strip(0.3) + [0.0, 5.0, 0.0],  # class right, IoU 0.3 < 0.5: wrong
+            strip(0.9) + [5.0, 0.0, 0.0],  # IoU ok, class wrong: wrong
+            strip(0.6) + [0.0, 5.0, 1.0],  # both right: correct
+            strip(0.2) + [0.0, 0.0, 5.0],  # both wrong
+        ],
+        np.float32,
+    )
     m.update_state(y_true[:2], y_pred[:2])
     assert _result(m) == 0.0
     m.update_state(y_true[2:], y_pred[2:])
@@ -132,7 +137,7 @@ def compile_like_the_trainer(model):
 
 
 def evaluation_set(n=8):
-    """n examples over NUM_CLASSES classes; true boxes WHOLE, IoU of example i = ious[i]."""
+    """N examples over NUM_CLASSES classes; true boxes WHOLE, IoU of example i = ious[i]."""
     rng = np.random.default_rng(0)
     labels = np.arange(n) % NUM_CLASSES
     logits = rng.normal(size=(n, NUM_CLASSES)).astype(np.float32)
@@ -153,7 +158,9 @@ def check_logs_against_hand_values(logs, x, y):
     (logits, pred_boxes), labels, true_boxes = x, y["class_logits"], y["box"]
     ref = metrics.summarize(true_boxes, labels, pred_boxes, logits, ["a", "b", "c"])
     ce = keras.ops.convert_to_numpy(losses.softmax_cross_entropy(labels, logits)).mean()
-    box = keras.ops.convert_to_numpy(losses.box_regression_loss("giou", true_boxes, pred_boxes)).mean()
+    box = keras.ops.convert_to_numpy(
+        losses.box_regression_loss("giou", true_boxes, pred_boxes)
+    ).mean()
     expected = {
         "loss": ALPHA * ce + (1 - ALPHA) * box,
         "class_logits_loss": ce,
@@ -174,11 +181,15 @@ def test_compiled_metrics_match_summarize_and_survive_saving(tmp_path):
     x, y = evaluation_set()
     model = compile_like_the_trainer(identity_model())
     # Two batches of 4 (equal batches: Keras averages the per-batch loss values).
-    check_logs_against_hand_values(model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True), x, y)
+    check_logs_against_hand_values(
+        model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True), x, y
+    )
     # A `.keras` checkpoint keeps the compiled losses and metrics (registered names).
     model.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
-    check_logs_against_hand_values(restored.evaluate(x, y, batch_size=8, verbose=0, return_dict=True), x, y)
+    check_logs_against_hand_values(
+        restored.evaluate(x, y, batch_size=8, verbose=0, return_dict=True), x, y
+    )
 
 
 DISTRIBUTED_SCRIPT = textwrap.dedent(
@@ -234,12 +245,16 @@ def test_metrics_and_losses_under_mirrored_strategy():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED_SCRIPT], cwd=root, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", DISTRIBUTED_SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    got = json.loads(lines[-1][len("RESULT "):])
+    got = json.loads(lines[-1][len("RESULT ") :])
 
     # The same updates on one device.
     x, y = evaluation_set()
@@ -257,9 +272,16 @@ def test_metrics_and_losses_under_mirrored_strategy():
 # --- summarize --------------------------------------------------------------
 
 SUMMARY_KEYS = {
-    "num_examples", "classification_accuracy", "mean_iou", "median_iou", "macro_mean_iou",
-    "iou_accuracy", "localization_accuracy", "macro_localization_accuracy",
-    "top5_localization_error", "per_class",
+    "num_examples",
+    "classification_accuracy",
+    "mean_iou",
+    "median_iou",
+    "macro_mean_iou",
+    "iou_accuracy",
+    "localization_accuracy",
+    "macro_localization_accuracy",
+    "top5_localization_error",
+    "per_class",
 }
 
 
@@ -291,7 +313,10 @@ def test_summarize_six_examples_by_hand():
     # Per-class mean IoU: cat (1 + .8 + .6) / 3 = .8, dog (.4 + .72) / 2 = .56, bird .2.
     assert s["macro_mean_iou"] == approx((0.8 + 0.56 + 0.2) / 3)
     assert s["iou_accuracy"] == {
-        "0.5": approx(4 / 6), "0.7": approx(3 / 6), "0.75": approx(2 / 6), "0.9": approx(1 / 6)
+        "0.5": approx(4 / 6),
+        "0.7": approx(3 / 6),
+        "0.75": approx(2 / 6),
+        "0.9": approx(1 / 6),
     }
     # Class right and IoU >= 0.5: examples 0, 2, 4.
     assert s["localization_accuracy"] == approx(3 / 6)
@@ -299,12 +324,24 @@ def test_summarize_six_examples_by_hand():
     # C <= 5: every class is among the guesses, so only IoU >= 0.5 counts: 4 of 6.
     assert s["top5_localization_error"] == approx(2 / 6)
     assert s["per_class"] == {
-        "cat": {"count": 3, "mean_iou": approx(0.8), "localization_accuracy": approx(2 / 3),
-                "classification_accuracy": approx(2 / 3)},
-        "dog": {"count": 2, "mean_iou": approx(0.56), "localization_accuracy": approx(1 / 2),
-                "classification_accuracy": approx(1.0)},
-        "bird": {"count": 1, "mean_iou": approx(0.2), "localization_accuracy": approx(0.0),
-                 "classification_accuracy": approx(0.0)},
+        "cat": {
+            "count": 3,
+            "mean_iou": approx(0.8),
+            "localization_accuracy": approx(2 / 3),
+            "classification_accuracy": approx(2 / 3),
+        },
+        "dog": {
+            "count": 2,
+            "mean_iou": approx(0.56),
+            "localization_accuracy": approx(1 / 2),
+            "classification_accuracy": approx(1.0),
+        },
+        "bird": {
+            "count": 1,
+            "mean_iou": approx(0.2),
+            "localization_accuracy": approx(0.0),
+            "classification_accuracy": approx(0.0),
+        },
     }
     for value in (s["mean_iou"], s["iou_accuracy"]["0.5"], s["per_class"]["cat"]["mean_iou"]):
         assert type(value) is float
@@ -336,8 +373,12 @@ def test_summarize_seven_classes_top5():
     names = [f"c{i}" for i in range(7)]
     labels = np.array([6, 6, 6, 6])
     # Rank of the true class (6) among the scores: 1st, 5th, 6th, 3rd.
-    order = {0: [6, 0, 1, 2, 3, 4, 5], 1: [0, 1, 2, 3, 6, 4, 5], 2: [0, 1, 2, 3, 4, 6, 5],
-             3: [0, 1, 6, 2, 3, 4, 5]}
+    order = {
+        0: [6, 0, 1, 2, 3, 4, 5],
+        1: [0, 1, 2, 3, 6, 4, 5],
+        2: [0, 1, 2, 3, 4, 6, 5],
+        3: [0, 1, 6, 2, 3, 4, 5],
+    }
     logits = np.zeros((4, 7), np.float32)
     for i, ranking in order.items():
         logits[i, ranking] = np.arange(7, 0, -1)
@@ -353,17 +394,26 @@ def test_summarize_seven_classes_top5():
     assert s["top5_localization_error"] == pytest.approx(1 - 2 / 4)
     # Classes without examples are listed with count 0 and None values.
     assert s["per_class"]["c0"] == {
-        "count": 0, "mean_iou": None, "localization_accuracy": None, "classification_accuracy": None
+        "count": 0,
+        "mean_iou": None,
+        "localization_accuracy": None,
+        "classification_accuracy": None,
     }
     assert s["macro_mean_iou"] == pytest.approx(np.mean(ious))  # only c6 is present
 
 
 def test_summarize_empty_set():
     names = [f"c{i}" for i in range(7)]
-    s = metrics.summarize(np.zeros((0, 4)), np.zeros((0,), int), np.zeros((0, 4)), np.zeros((0, 7)), names)
+    s = metrics.summarize(
+        np.zeros((0, 4)), np.zeros((0,), int), np.zeros((0, 4)), np.zeros((0, 7)), names
+    )
     assert set(s) == SUMMARY_KEYS | {"top5_accuracy"}
     assert s["num_examples"] == 0
-    assert s["mean_iou"] is None and s["top5_accuracy"] is None and s["top5_localization_error"] is None
+    assert (
+        s["mean_iou"] is None
+        and s["top5_accuracy"] is None
+        and s["top5_localization_error"] is None
+    )
     assert s["iou_accuracy"] == {"0.5": None, "0.7": None, "0.75": None, "0.9": None}
     assert s["per_class"]["c3"]["count"] == 0
     json.dumps(s)
@@ -383,7 +433,6 @@ def test_iou_numpy_agrees_with_boxes_iou():
     got = metrics.iou_numpy([A, A, WHOLE], [A, B, strip(0.25)])
     np.testing.assert_allclose(got, [1.0, 1 / 7, 0.25], rtol=1e-5)
     assert metrics.iou_numpy(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0,)
-
 
 
 # --- how well a confidence ranks the boxes ----------------------------------
@@ -424,10 +473,14 @@ def test_risk_coverage_keeps_the_most_confident():
     assert [row["coverage"] for row in table] == [1.0, 0.9, 0.8, 0.5]
     assert [row["count"] for row in table] == [10, 9, 8, 5]
     np.testing.assert_allclose([row["mean_iou"] for row in table], [0.45, 0.5, 0.55, 0.7])
-    np.testing.assert_allclose([row["localization_accuracy"] for row in table], [5 / 10, 5 / 9, 5 / 8, 1.0])
+    np.testing.assert_allclose(
+        [row["localization_accuracy"] for row in table], [5 / 10, 5 / 9, 5 / 8, 1.0]
+    )
     # An uninformative (constant) confidence keeps dataset order: the first half.
     half = metrics.risk_coverage(np.ones(4), [0.2, 0.4, 0.6, 0.8], [False] * 4, coverages=(0.5,))
-    assert half == [{"coverage": 0.5, "count": 2, "mean_iou": pytest.approx(0.3), "localization_accuracy": 0.0}]
+    assert half == [
+        {"coverage": 0.5, "count": 2, "mean_iou": pytest.approx(0.3), "localization_accuracy": 0.0}
+    ]
     with pytest.raises(ValueError, match="coverage"):
         metrics.risk_coverage([1.0], [1.0], [True], coverages=(0.0,))
 
@@ -435,47 +488,85 @@ def test_risk_coverage_keeps_the_most_confident():
 def test_summarize_reports_each_confidence():
     true_boxes, labels, pred_boxes, logits, names = six_examples()
     ious = np.array([1.0, 0.8, 0.6, 0.4, 0.72, 0.2])
-    s = metrics.summarize(true_boxes, labels, pred_boxes, logits, names,
-                          confidences={"score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], "box_quality": ious})
-    assert set(s) == SUMMARY_KEYS | {f"{name}_{key}" for name in ("score", "box_quality")
-                                     for key in ("auroc", "spearman", "risk_coverage")}
+    s = metrics.summarize(
+        true_boxes,
+        labels,
+        pred_boxes,
+        logits,
+        names,
+        confidences={"score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], "box_quality": ious},
+    )
+    assert set(s) == SUMMARY_KEYS | {
+        f"{name}_{key}"
+        for name in ("score", "box_quality")
+        for key in ("auroc", "spearman", "risk_coverage")
+    }
     json.dumps(s)
     assert s["box_quality_auroc"] == 1.0 and s["box_quality_spearman"] == pytest.approx(1.0)
     # score: positives (IoU >= .5) at .9 .8 .7 .5, negatives at .6 .4: 7 of 8 pairs right.
     assert s["score_auroc"] == pytest.approx(7 / 8)
-    # Localized (class right and IoU >= .5): examples 0, 2, 4; the 3 surest boxes by quality: 0, 1, 4.
+    # Localized (class right and IoU >= .5): examples 0, 2, 4; the 3 surest boxes by quality: 0, 1,
+    # 4.
     half = s["box_quality_risk_coverage"][-1]
     assert half["count"] == 3 and half["mean_iou"] == pytest.approx(2.52 / 3)
     assert half["localization_accuracy"] == pytest.approx(2 / 3)
-    empty = metrics.summarize(np.zeros((0, 4)), np.zeros((0,), int), np.zeros((0, 4)), np.zeros((0, 3)), names,
-                              confidences={"score": []})
+    empty = metrics.summarize(
+        np.zeros((0, 4)),
+        np.zeros((0,), int),
+        np.zeros((0, 4)),
+        np.zeros((0, 3)),
+        names,
+        confidences={"score": []},
+    )
     assert empty["score_auroc"] is None and empty["score_risk_coverage"] is None
     with pytest.raises(ValueError, match="Mismatched"):
-        metrics.summarize(true_boxes, labels, pred_boxes, logits, names, confidences={"score": [0.5]})
+        metrics.summarize(
+            true_boxes, labels, pred_boxes, logits, names, confidences={"score": [0.5]}
+        )
 
 
 def test_error_breakdown_by_hand():
-    truth = np.array([
-        [0.0, 0.0, 0.5, 0.5],    # localized (IoU 1), medium (25%)
-        [0.0, 0.0, 0.5, 0.5],    # wrong class, whatever the box
-        [0.0, 0.0, 0.1, 0.1],    # box elsewhere, small (1%)
-        [0.4, 0.4, 0.6, 0.6],    # too large: holds the object, IoU 0.04/0.16 = 0.25; small (4%)
-        [0.0, 0.0, 1.0, 1.0],    # too small: a quarter of the object, all on it; large
-        [0.0, 0.0, 0.5, 0.5],    # shifted: IoU 1/7, neither 80% rule
-    ])
-    predicted_boxes = np.array([
-        [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5], [0.8, 0.8, 0.9, 0.9],
-        [0.3, 0.3, 0.7, 0.7], [0.0, 0.0, 0.5, 0.5], [0.25, 0.25, 0.75, 0.75],
-    ])
+    truth = np.array(
+        [
+            [0.0, 0.0, 0.5, 0.5],  # localized (IoU 1), medium (25%)
+            [0.0, 0.0, 0.5, 0.5],  # wrong class, whatever the box
+            [0.0, 0.0, 0.1, 0.1],  # box elsewhere, small (1%)
+            [0.4, 0.4, 0.6, 0.6],  # too large: holds the object, IoU 0.04/0.16 = 0.25; small (4%)
+            [0.0, 0.0, 1.0, 1.0],  # too small: a quarter of the object, all on it; large
+            [0.0, 0.0, 0.5, 0.5],  # shifted: IoU 1/7, neither 80% rule
+        ]
+    )
+    predicted_boxes = np.array(
+        [
+            [0.0, 0.0, 0.5, 0.5],
+            [0.0, 0.0, 0.5, 0.5],
+            [0.8, 0.8, 0.9, 0.9],
+            [0.3, 0.3, 0.7, 0.7],
+            [0.0, 0.0, 0.5, 0.5],
+            [0.25, 0.25, 0.75, 0.75],
+        ]
+    )
     labels, predicted = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 2, 0, 1, 2])
     errors = metrics.error_breakdown(truth, labels, predicted_boxes, predicted)
-    assert errors["kinds"] == {kind: 1 / 6 for kind in metrics.ERROR_KINDS}
+    assert errors["kinds"] == dict.fromkeys(metrics.ERROR_KINDS, 1 / 6)
     sizes = errors["by_object_size"]
     assert [sizes[s]["count"] for s in ("small", "medium", "large")] == [2, 3, 1]
-    assert sizes["small"]["kinds"]["box_elsewhere"] == 1 and sizes["small"]["kinds"]["box_too_large"] == 1
-    assert sizes["large"]["kinds"]["box_too_small"] == 1 and sizes["large"]["localization_accuracy"] == 0.0
+    assert (
+        sizes["small"]["kinds"]["box_elsewhere"] == 1
+        and sizes["small"]["kinds"]["box_too_large"] == 1
+    )
+    assert (
+        sizes["large"]["kinds"]["box_too_small"] == 1
+        and sizes["large"]["localization_accuracy"] == 0.0
+    )
     assert sizes["medium"]["localization_accuracy"] == pytest.approx(1 / 3)
     np.testing.assert_allclose(sizes["small"]["mean_iou"], (0.0 + 0.25) / 2, rtol=1e-5)
-    empty = metrics.error_breakdown(truth[:1], labels[:1], predicted_boxes[:1], predicted[:1])["by_object_size"]
-    assert empty["small"] == {"count": 0, "mean_iou": None, "localization_accuracy": None,
-                              "kinds": dict.fromkeys(metrics.ERROR_KINDS, 0)}
+    empty = metrics.error_breakdown(truth[:1], labels[:1], predicted_boxes[:1], predicted[:1])[
+        "by_object_size"
+    ]
+    assert empty["small"] == {
+        "count": 0,
+        "mean_iou": None,
+        "localization_accuracy": None,
+        "kinds": dict.fromkeys(metrics.ERROR_KINDS, 0),
+    }

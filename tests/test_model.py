@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from localizer.model import backbones
 from localizer import model as model_lib
+from localizer.model import backbones
 from localizer.model import layers as layers_lib
 from localizer.model.layers import BoxFromLogits, ImagePreprocessing, SelectClassBox
 from tests import roundtrip
@@ -20,12 +20,18 @@ def _images(n=2, size=32, seed=0):
 
 @pytest.mark.parametrize("attach,regression", CONFIGS)
 def test_builds_round_trips_and_has_no_lambda(tmp_path, attach, regression):
-    model = model_lib.build_model(model_lib.ModelConfig(attach=attach, regression=regression, **TINY))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(attach=attach, regression=regression, **TINY)
+    )
     outputs = model(_images())
     assert set(outputs) == {"class_logits", "box", "box_quality"}
     assert outputs["class_logits"].shape == (2, 3) and outputs["box"].shape == (2, 4)
     quality = np.asarray(outputs["box_quality"])
-    assert quality.shape == (2,) and quality.dtype == np.float32 and np.all((quality >= 0) & (quality <= 1))
+    assert (
+        quality.shape == (2,)
+        and quality.dtype == np.float32
+        and np.all((quality >= 0) & (quality <= 1))
+    )
     roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
 
 
@@ -33,14 +39,17 @@ def test_builds_round_trips_and_has_no_lambda(tmp_path, attach, regression):
 def test_a_model_without_box_quality_has_the_two_outputs_and_round_trips(tmp_path, attach):
     model = model_lib.build_model(model_lib.ModelConfig(attach=attach, box_quality=False, **TINY))
     assert set(model(_images())) == {"class_logits", "box"}
-    assert not [layer.name for layer in model_lib.leaf_layers(model) if layer.name.startswith("quality")]
+    assert not [
+        layer.name for layer in model_lib.leaf_layers(model) if layer.name.startswith("quality")
+    ]
     assert "quality_and_box" not in model_lib.training_view(model).output
     roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
 
 
 @pytest.mark.parametrize("attach", model_lib.ATTACH_MODES)
 def test_box_quality_loss_trains_the_quality_head_alone(attach):
-    """The quality's target is the box's IoU: its gradient must reach neither the box nor the class head."""
+    """The quality's target is the box's IoU: its gradient must reach neither the box nor the class
+    head."""
     import tensorflow as tf
 
     from localizer.model import losses
@@ -67,10 +76,14 @@ def test_box_quality_loss_trains_the_quality_head_alone(attach):
 
 @pytest.mark.parametrize("attach,regression", CONFIGS)
 def test_training_views_share_weights(attach, regression):
-    model = model_lib.build_model(model_lib.ModelConfig(attach=attach, regression=regression, **TINY))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(attach=attach, regression=regression, **TINY)
+    )
     view = model_lib.training_view(model)
     outputs = view(_images())
-    expected = {"class_logits", "box", "localization"} | ({"class_boxes"} if regression == "per_class" else set())
+    expected = {"class_logits", "box", "localization"} | (
+        {"class_boxes"} if regression == "per_class" else set()
+    )
     expected |= {"centre_logits", "cell_boxes"} if attach == "centre_weighted" else set()
     expected |= {"quality_and_box"}
     assert set(outputs) == expected
@@ -88,22 +101,32 @@ def test_box_from_logits_is_always_a_valid_box_inside_the_image():
     assert np.all(boxes >= 0) and np.all(boxes <= 1)
     assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
     # Zero logits: a centred box of half the image.
-    np.testing.assert_allclose(BoxFromLogits()(np.zeros((1, 4), "float32")), [[0.25, 0.25, 0.75, 0.75]])
+    np.testing.assert_allclose(
+        BoxFromLogits()(np.zeros((1, 4), "float32")), [[0.25, 0.25, 0.75, 0.75]]
+    )
 
 
 def test_select_class_box_takes_the_predicted_class():
     class_boxes = np.arange(2 * 3 * 4, dtype="float32").reshape(2, 3, 4)
     logits = np.array([[0.1, 2.0, 0.3], [5.0, 0.0, 1.0]], "float32")
-    np.testing.assert_allclose(SelectClassBox()([class_boxes, logits]), [class_boxes[0, 1], class_boxes[1, 0]])
+    np.testing.assert_allclose(
+        SelectClassBox()([class_boxes, logits]), [class_boxes[0, 1], class_boxes[1, 0]]
+    )
 
 
-@pytest.mark.parametrize("mode,expected", [
-    ("none", [255.0, 0.0, 127.5]), ("tf", [1.0, -1.0, 0.0]),
-    ("caffe", [127.5 - 103.939, 0 - 116.779, 255 - 123.68]),
-])
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("none", [255.0, 0.0, 127.5]),
+        ("tf", [1.0, -1.0, 0.0]),
+        ("caffe", [127.5 - 103.939, 0 - 116.779, 255 - 123.68]),
+    ],
+)
 def test_preprocessing_modes(mode, expected):
     pixel = np.array([[[[255.0, 0.0, 127.5]]]], "float32")
-    np.testing.assert_allclose(np.asarray(ImagePreprocessing(mode)(pixel))[0, 0, 0], expected, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(ImagePreprocessing(mode)(pixel))[0, 0, 0], expected, atol=1e-4
+    )
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen():
@@ -111,13 +134,19 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
     model_lib.freeze_backbone(model)
     assert not model.get_layer("backbone").trainable_weights
     count = model_lib.unfreeze_top_of_backbone(model, 0.5)
-    leaves = [layer for layer in model_lib.leaf_layers(model.get_layer("backbone")) if layer.weights]
+    leaves = [
+        layer for layer in model_lib.leaf_layers(model.get_layer("backbone")) if layer.weights
+    ]
     assert count >= 1
-    assert not any(layer.trainable for layer in leaves if isinstance(layer, keras.layers.BatchNormalization))
+    assert not any(
+        layer.trainable for layer in leaves if isinstance(layer, keras.layers.BatchNormalization)
+    )
     assert leaves[-2].trainable and not leaves[0].trainable  # top conv trainable, bottom frozen
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "resnet50", "efficientnet_lite0"])
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v2", "mobilenet_v3_small", "resnet50", "efficientnet_lite0"]
+)
 def test_backbones_build_without_weights(name):
     backbone = backbones.build_backbone(name, 64, weights=None)
     features = backbone(np.zeros((1, 64, 64, 3), "float32"))
@@ -126,7 +155,9 @@ def test_backbones_build_without_weights(name):
 
 def test_missing_imagenet_weights_give_one_line_alternatives(monkeypatch):
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]"
+        )
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
@@ -140,7 +171,9 @@ def test_unknown_names_are_clear():
     with pytest.raises(ValueError, match="Unknown backbone"):
         backbones.build_backbone("nope", 32)
     with pytest.raises(ValueError, match="attach"):
-        model_lib.build_model(model_lib.ModelConfig(num_classes=3, attach="x", backbone="tiny", weights="none"))
+        model_lib.build_model(
+            model_lib.ModelConfig(num_classes=3, attach="x", backbone="tiny", weights="none")
+        )
 
 
 def test_attention_box_pooling_hand_cases():
@@ -149,8 +182,11 @@ def test_attention_box_pooling_hand_cases():
     zeros = np.zeros((1, 2, 2, 1), "float32")
     # Uniform attention over a 2x2 grid, sigmoid(0) = 0.5 everywhere:
     # cell boxes average to the centred half-size box.
-    np.testing.assert_allclose(AttentionBoxPooling()([zeros, np.zeros((1, 2, 2, 4), "float32")]),
-                               [[0.25, 0.25, 0.75, 0.75]], atol=1e-6)
+    np.testing.assert_allclose(
+        AttentionBoxPooling()([zeros, np.zeros((1, 2, 2, 4), "float32")]),
+        [[0.25, 0.25, 0.75, 0.75]],
+        atol=1e-6,
+    )
     # All attention on the bottom-right cell (centre 0.75, 0.75): its box.
     peaked = zeros.copy()
     peaked[0, 1, 1, 0] = 50.0
@@ -158,19 +194,28 @@ def test_attention_box_pooling_hand_cases():
     np.testing.assert_allclose(box, [[0.375, 0.375, 0.875, 0.875]], atol=1e-5)
     # Any logits: valid boxes inside the image; per-class shape.
     rng = np.random.default_rng(0)
-    boxes = np.asarray(AttentionBoxPooling(3)([
-        rng.normal(0, 5, (4, 3, 5, 3)).astype("float32"), rng.normal(0, 5, (4, 3, 5, 12)).astype("float32"),
-    ]))
+    boxes = np.asarray(
+        AttentionBoxPooling(3)(
+            [
+                rng.normal(0, 5, (4, 3, 5, 3)).astype("float32"),
+                rng.normal(0, 5, (4, 3, 5, 12)).astype("float32"),
+            ]
+        )
+    )
     assert boxes.shape == (4, 3, 4) and boxes.min() >= 0 and boxes.max() <= 1
     assert np.all(boxes[..., 2] > boxes[..., 0]) and np.all(boxes[..., 3] > boxes[..., 1])
 
 
 def test_model_carries_its_metadata_through_keras_files(tmp_path):
-    config = model_lib.ModelConfig(class_names=("cat", "dog", "plate"), resize_mode="stretch", **TINY)
+    config = model_lib.ModelConfig(
+        class_names=("cat", "dog", "plate"), resize_mode="stretch", **TINY
+    )
     model = model_lib.build_model(config)
     loaded = roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
     assert model_lib.model_metadata(loaded) == {
-        "class_names": ["cat", "dog", "plate"], "resize_mode": "stretch", "image_size": 32,
+        "class_names": ["cat", "dog", "plate"],
+        "resize_mode": "stretch",
+        "image_size": 32,
     }
 
 
@@ -205,12 +250,17 @@ def test_fine_feature_layer_of_efficientnet_lite0_is_a_block_output():
     backbone = backbones.build_backbone("efficientnet_lite0", 224, "none", feature_stride=16)
     assert backbone.output.shape[1:] == (7, 7, 1280 + 4 * 112)
     inner = [layer for layer in backbone.layers if isinstance(layer, keras.Model)][0]
-    assert backbones.fine_feature_layer(keras.Model(inner.input, inner.output[0])).name == "block10_add"
+    assert (
+        backbones.fine_feature_layer(keras.Model(inner.input, inner.output[0])).name
+        == "block10_add"
+    )
 
 
 def test_dense_head_refuses_per_class_regression():
     with pytest.raises(ValueError, match="centre_weighted"):
-        model_lib.build_model(model_lib.ModelConfig(**TINY, attach="centre_weighted", regression="per_class"))
+        model_lib.build_model(
+            model_lib.ModelConfig(**TINY, attach="centre_weighted", regression="per_class")
+        )
 
 
 def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training():
@@ -223,7 +273,9 @@ def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training()
     boxes[0, :2, :2] = [0.0, 0.0, 0.3, 0.3]
     boxes[0, 2:, 2:] = [0.7, 0.7, 1.0, 1.0]
     layer = CentreWeightedBox(peak_radius=1)
-    np.testing.assert_allclose(layer([logits, boxes], training=False)[0], [0.0, 0.0, 0.3, 0.3], atol=1e-4)
+    np.testing.assert_allclose(
+        layer([logits, boxes], training=False)[0], [0.0, 0.0, 0.3, 0.3], atol=1e-4
+    )
     # Far cells are filled with a value near the peak (int8 can hold it), not -1e9.
     kept = np.asarray(layers_lib._keep_near_peak(logits, 1))
     assert kept.min() == 5.0 - layers_lib.FAR_FROM_PEAK and kept[0, 3, 3, 0] == kept.min()
@@ -272,7 +324,9 @@ def test_legacy_head_names_still_load():
 
 def test_vote_agreement_and_looked_at_features_by_hand():
     # Two cells, softmax weights 3/4 and 1/4; their boxes differ in ymax only, by 0.4.
-    cell_boxes = np.array([[[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.1, 0.5]]]], "float32")  # [1, 1, 2, 4]
+    cell_boxes = np.array(
+        [[[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.1, 0.5]]]], "float32"
+    )  # [1, 1, 2, 4]
     logits = np.array([[[[np.log(3.0)], [0.0]]]], "float32")
     peak, spread = np.asarray(layers_lib.VoteAgreement()([logits, cell_boxes]))[0]
     # Weighted mean ymax 0.4: variance 3/4 * 0.1^2 + 1/4 * 0.3^2 = 0.03.

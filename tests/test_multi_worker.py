@@ -8,8 +8,8 @@ global batch, and kill -9 of a worker mid-epoch followed by a resume.
 import glob
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,33 +20,53 @@ import pytest
 import tensorflow as tf
 
 from localizer import launch
-from localizer.training import cluster
-from localizer.training import loop
-from localizer.training import objective
 from localizer import model as model_lib
+from localizer.training import cluster, loop, objective
 from tests.test_train import _summary_images, tiny_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # 2 + 2 epochs of the tiny backbone on 64 synthetic examples; per-replica batch 16.
 TRAIN_FLAGS = (
-    "--dataset=synthetic", "--backbone=tiny", "--weights=none", "--image_size=32", "--batch_size=16",
-    "--set=model.head_units=32", "--set=data.max_examples=64", "--set=frozen_epochs=2",
-    "--set=fine_tune_epochs=2", "--set=fine_tune_fraction=1.0", "--set=feature_passes=1",
+    "--dataset=synthetic",
+    "--backbone=tiny",
+    "--weights=none",
+    "--image_size=32",
+    "--batch_size=16",
+    "--set=model.head_units=32",
+    "--set=data.max_examples=64",
+    "--set=frozen_epochs=2",
+    "--set=fine_tune_epochs=2",
+    "--set=fine_tune_fraction=1.0",
+    "--set=feature_passes=1",
 )
 DIGEST = re.compile(r"^\[worker (\d+)\] Weights digest: ([0-9a-f]{16})$", re.M)
 
 
 def _env(tmp_path):
-    temporary = tmp_path / "tmp"  # the workers' temporary folders land here: checked empty afterwards
+    temporary = (
+        tmp_path / "tmp"
+    )  # the workers' temporary folders land here: checked empty afterwards
     temporary.mkdir(exist_ok=True)
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(temporary)}
 
 
 def _launch(tmp_path, *train_flags, workers=2, timeout=600):
     return subprocess.run(
-        [sys.executable, "-m", "localizer.launch", f"--workers={workers}", "--", *TRAIN_FLAGS, *train_flags],
-        cwd=REPO_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "localizer.launch",
+            f"--workers={workers}",
+            "--",
+            *TRAIN_FLAGS,
+            *train_flags,
+        ],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -84,7 +104,9 @@ def test_two_workers_train_together_into_one_shared_work_dir(tmp_path):
         assert (workdir / name).exists(), name
     assert not (workdir / "backup").exists()
     # The chief's TensorBoard has one preview grid per evaluated epoch: 3 x 3 val images of 32 px.
-    grids = _summary_images(workdir / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red")
+    grids = _summary_images(
+        workdir / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red"
+    )
     assert [step for step, _ in grids] == [1, 2, 3, 4]
     assert all(image.shape == (96, 96, 3) for _, image in grids)
 
@@ -102,13 +124,28 @@ def test_two_workers_match_one_process_of_the_same_global_batch(tmp_path):
     _check_trained_together(_launch(tmp_path, f"--workdir={two}"), two, tmp_path)
     one = tmp_path / "one"
     result = subprocess.run(
-        [sys.executable, "-m", "localizer.train", *TRAIN_FLAGS, "--batch_size=32", f"--workdir={one}"],
-        cwd=REPO_ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "localizer.train",
+            *TRAIN_FLAGS,
+            "--batch_size=32",
+            f"--workdir={one}",
+        ],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     for mine, theirs in zip(_epochs(two), _epochs(one), strict=True):
         # Same recipe and global batch; only the data order differs (each worker reads its shard).
-        assert abs(mine["mean_iou"] - theirs["mean_iou"]) < 0.05, (mine["epoch"], mine["mean_iou"], theirs["mean_iou"])
+        assert abs(mine["mean_iou"] - theirs["mean_iou"]) < 0.05, (
+            mine["epoch"],
+            mine["mean_iou"],
+            theirs["mean_iou"],
+        )
         assert abs(mine["classification_accuracy"] - theirs["classification_accuracy"]) < 0.2
 
 
@@ -117,8 +154,21 @@ def test_kill_a_worker_mid_epoch_the_other_stops_then_all_resume(tmp_path):
     workdir = tmp_path / "run"
     flags = (f"--workdir={workdir}", "--set=data.max_examples=320", "--set=fine_tune_epochs=4")
     process = subprocess.Popen(
-        [sys.executable, "-m", "localizer.launch", "--workers=2", "--grace_seconds=600", "--", *TRAIN_FLAGS, *flags],
-        cwd=REPO_ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "localizer.launch",
+            "--workers=2",
+            "--grace_seconds=600",
+            "--",
+            *TRAIN_FLAGS,
+            *flags,
+        ],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines, killed_at = [], None
     for line in process.stdout:
@@ -132,34 +182,51 @@ def test_kill_a_worker_mid_epoch_the_other_stops_then_all_resume(tmp_path):
     assert killed_at is not None, output[-4000:]
     stopped_after = time.monotonic() - killed_at
     assert stopped_after < 180, f"the surviving worker took {stopped_after:.0f} s to stop"
-    assert re.search(r"^\[worker 0\] error: training across workers stopped: another worker is gone", output, re.M), \
-        output[-4000:]
+    assert re.search(
+        r"^\[worker 0\] error: training across workers stopped: another worker is gone",
+        output,
+        re.M,
+    ), output[-4000:]
     assert "[launch] exit codes: worker 0: 3, worker 1: -9" in output
     completed = [r["epoch"] for r in _epochs(workdir)]
     assert completed[:4] == [1, 2, 3, 4], completed
     leftovers = _worker_folders(tmp_path)  # only the killed worker could not remove its own
-    assert [os.path.basename(p)[:len("localizer-worker1")] for p in leftovers] == ["localizer-worker1"]
+    assert [os.path.basename(p)[: len("localizer-worker1")] for p in leftovers] == [
+        "localizer-worker1"
+    ]
     for path in leftovers:
         shutil.rmtree(path)
 
     result = _launch(tmp_path, *flags)
     _check_trained_together(result, workdir, tmp_path, epochs=6)
-    resumed_from = int(re.search(r"Resumed from .*fine_tune after epoch (\d+)", result.stdout + result.stderr).group(1))
+    resumed_from = int(
+        re.search(
+            r"Resumed from .*fine_tune after epoch (\d+)", result.stdout + result.stderr
+        ).group(1)
+    )
     assert resumed_from == max(completed)
     assert f"Epoch {resumed_from}/" not in result.stdout  # no epoch repeated
 
 
 def _worker_pid(launcher_pid, index):
     """The pid of worker `index` among the launcher's children (started in worker order)."""
-    children = subprocess.run(["pgrep", "-P", str(launcher_pid)], capture_output=True, text=True).stdout.split()
+    children = subprocess.run(
+        ["pgrep", "-P", str(launcher_pid)], capture_output=True, text=True
+    ).stdout.split()
     return sorted(int(pid) for pid in children)[index]
 
 
 def test_a_bad_tf_config_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "localizer.train", *TRAIN_FLAGS, f"--workdir={tmp_path}/w"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-        env={**_env(tmp_path), "TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 0}}'},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **_env(tmp_path),
+            "TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 0}}',
+        },
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -171,23 +238,41 @@ def test_a_bad_tf_config_is_one_line(tmp_path):
 
 def test_roles_from_tf_config():
     def role(cluster_spec, task_type, index):
-        return cluster.role_from_tf_config(json.dumps({"cluster": cluster_spec, "task": {"type": task_type,
-                                                                                          "index": index}}))
+        return cluster.role_from_tf_config(
+            json.dumps({"cluster": cluster_spec, "task": {"type": task_type, "index": index}})
+        )
 
     workers = {"worker": ["a:1", "b:1", "c:1"]}
     assert role(workers, "worker", 0) == cluster.Role(3, 0) and role(workers, "worker", 0).is_chief
-    assert role(workers, "worker", 2) == cluster.Role(3, 2) and role(workers, "worker", 2).shard == (3, 2)
+    assert role(workers, "worker", 2) == cluster.Role(3, 2) and role(
+        workers, "worker", 2
+    ).shard == (3, 2)
     with_chief = {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"]}
     assert role(with_chief, "chief", 0) == cluster.Role(3, 0)
-    assert role(with_chief, "worker", 0) == cluster.Role(3, 1) and not role(with_chief, "worker", 0).is_chief
+    assert (
+        role(with_chief, "worker", 0) == cluster.Role(3, 1)
+        and not role(with_chief, "worker", 0).is_chief
+    )
     with pytest.raises(ValueError, match="does not train"):
         role(with_chief, "ps", 0)
     with pytest.raises(ValueError, match="not in its cluster"):
         role(workers, "worker", 3)
     assert cluster.training_tasks({}) == 1
-    assert cluster.training_tasks({"TF_CONFIG": json.dumps({"cluster": with_chief, "task": {"type": "chief",
-                                                                                              "index": 0}})}) == 3
-    for bad in ("not json", "[]", '{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}'):
+    assert (
+        cluster.training_tasks(
+            {
+                "TF_CONFIG": json.dumps(
+                    {"cluster": with_chief, "task": {"type": "chief", "index": 0}}
+                )
+            }
+        )
+        == 3
+    )
+    for bad in (
+        "not json",
+        "[]",
+        '{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
+    ):
         with pytest.raises(ValueError, match="TF_CONFIG is not valid"):
             cluster.parse_tf_config(bad)
     assert cluster.Role().shard is None and str(cluster.Role(2, 1)) == "worker 1 of 2"
@@ -195,10 +280,16 @@ def test_roles_from_tf_config():
 
 def test_launcher_pieces():
     configs = [json.loads(c) for c in launch.tf_configs(["h:1", "h:2"])]
-    assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    assert [c["task"] for c in configs] == [
+        {"type": "worker", "index": 0},
+        {"type": "worker", "index": 1},
+    ]
     assert all(c["cluster"] == {"worker": ["h:1", "h:2"]} for c in configs)
     assert len(set(launch.free_ports(4))) == 4
-    assert launch.worker_args(["--workdir=w/run-{worker}", "--seed=1"], 1) == ["--workdir=w/run-1", "--seed=1"]
+    assert launch.worker_args(["--workdir=w/run-{worker}", "--seed=1"], 1) == [
+        "--workdir=w/run-1",
+        "--seed=1",
+    ]
     assert launch.worst_exit_code([0, 0]) == 0
     assert launch.worst_exit_code([0, 3]) == 3
     assert launch.worst_exit_code([3, -9]) == 137
@@ -216,7 +307,9 @@ def test_the_loop_trains_like_fit_on_one_process():
     to_targets = objective.training_targets(config.model)
 
     def dataset_fn(batch_size):
-        ds = tf.data.Dataset.from_tensor_slices((images, {"label": labels, "box": boxes.astype(np.float32)}))
+        ds = tf.data.Dataset.from_tensor_slices(
+            (images, {"label": labels, "box": boxes.astype(np.float32)})
+        )
         return ds.batch(batch_size, drop_remainder=True).map(to_targets)
 
     trained = []
@@ -229,7 +322,9 @@ def test_the_loop_trains_like_fit_on_one_process():
         if use_loop:
             history = loop.fit_across_workers(view, strategy, dataset_fn, 8, 4, 2, 0, [], verbose=0)
         else:
-            history = view.fit(dataset_fn(8).repeat(), steps_per_epoch=4, epochs=2, shuffle=False, verbose=0)
+            history = view.fit(
+                dataset_fn(8).repeat(), steps_per_epoch=4, epochs=2, shuffle=False, verbose=0
+            )
         trained.append(([w.numpy() for w in model.weights], history.history["loss"]))
     (fit_weights, fit_loss), (loop_weights, loop_loss) = trained
     np.testing.assert_allclose(loop_loss, fit_loss, rtol=1e-4)
@@ -241,9 +336,21 @@ def test_the_loop_trains_like_fit_on_one_process():
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "localizer.launch", "--workers=2", "--", *TRAIN_FLAGS, f"--workdir={tmp_path}/run",
-         "--set=frozen_epochs=50"],
-        cwd=REPO_ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "localizer.launch",
+            "--workers=2",
+            "--",
+            *TRAIN_FLAGS,
+            f"--workdir={tmp_path}/run",
+            "--set=frozen_epochs=50",
+        ],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     started = set()
     for line in process.stdout:  # both workers are training

@@ -14,7 +14,9 @@ def _example(height=48, width=64, box=(0.25, 0.2, 0.75, 0.6)):
     """Black image with a white rectangle exactly on `box` (pixel-aligned)."""
     image = np.zeros((height, width, 3), np.uint8)
     ymin, xmin, ymax, xmax = box
-    image[round(ymin * height):round(ymax * height), round(xmin * width):round(xmax * width)] = 255
+    image[
+        round(ymin * height) : round(ymax * height), round(xmin * width) : round(xmax * width)
+    ] = 255
     return {IMAGE: tf.constant(image), LABEL: tf.constant(1), BOX: tf.constant(box, tf.float32)}
 
 
@@ -28,7 +30,8 @@ OPS = {
     "augment_view": lambda f: augment.augment_view(f, SEED, AUG),
     "zoom_view": lambda f: augment.random_zoom_view(f, SEED, 0.15),
     "augment_view_with_zoom_views": lambda f: augment.augment_view(
-        f, SEED, augment.AugmentConfig(zoom_view_prob=0.5)),
+        f, SEED, augment.AugmentConfig(zoom_view_prob=0.5)
+    ),
     "augment_and_resize": lambda f: augment.augment_and_resize(f, SEED, AUG, 32, "letterbox"),
     "resize_stretch": lambda f: render.resize(f, 32, "stretch"),
     "resize_letterbox": lambda f: render.resize(f, 32, "letterbox"),
@@ -42,7 +45,9 @@ def test_op_is_the_same_eagerly_and_in_dataset_map(name):
     mapped = next(iter(tf.data.Dataset.from_tensors(_example()).map(op)))
     assert sorted(eager) == sorted(mapped)
     for key in eager:
-        np.testing.assert_allclose(np.asarray(eager[key]), np.asarray(mapped[key]), atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(eager[key]), np.asarray(mapped[key]), atol=1e-6, err_msg=key
+        )
 
 
 def test_decode_is_the_same_eagerly_and_in_dataset_map():
@@ -76,8 +81,14 @@ def _random_examples(count, rng):
         y0, x0 = rng.uniform(0, 0.8, size=2)
         y1, x1 = y0 + rng.uniform(0.1, 1 - y0), x0 + rng.uniform(0.1, 1 - x0)
         # Snap to pixel edges so the drawn rectangle is exactly the box.
-        box = np.array([round(y0 * height) / height, round(x0 * width) / width,
-                        round(y1 * height) / height, round(x1 * width) / width])
+        box = np.array(
+            [
+                round(y0 * height) / height,
+                round(x0 * width) / width,
+                round(y1 * height) / height,
+                round(x1 * width) / width,
+            ]
+        )
         yield _example(int(height), int(width), tuple(box))
 
 
@@ -93,12 +104,18 @@ def test_box_invariants_over_many_random_draws():
     config = augment.AugmentConfig(zoom_out_prob=0.5, crop_prob=0.7)
     for i, example in enumerate(_random_examples(150, rng)):
         original = example[BOX].numpy()
-        out = augment.augment_and_resize(example, tf.constant([i, 11], tf.int64), config, 48, "letterbox")
+        out = augment.augment_and_resize(
+            example, tf.constant([i, 11], tf.int64), config, 48, "letterbox"
+        )
         box = out[BOX].numpy()
         assert np.all(box >= 0) and np.all(box <= 1), box
         assert box[0] < box[2] and box[1] < box[3], box
         flip_only = augment.AugmentConfig(brightness=0, contrast=0, saturation=0, hue=0)
-        twice = augment.augment_pixels(augment.augment_pixels(example, tf.constant([i, 0]), flip_only), tf.constant([i, 0]), flip_only)
+        twice = augment.augment_pixels(
+            augment.augment_pixels(example, tf.constant([i, 0]), flip_only),
+            tf.constant([i, 0]),
+            flip_only,
+        )
         np.testing.assert_allclose(twice[BOX], original, atol=1e-6)
         np.testing.assert_array_equal(twice[IMAGE], example[IMAGE])
 
@@ -107,7 +124,9 @@ def test_box_invariants_over_many_random_draws():
 def test_pixels_move_with_the_box(mode):
     """A solid rectangle drawn on the box before augmentation is where the box says after."""
     rng = np.random.default_rng(1)
-    config = augment.AugmentConfig(brightness=0, contrast=0, saturation=0, hue=0, zoom_out_prob=0.5, crop_prob=0.7)
+    config = augment.AugmentConfig(
+        brightness=0, contrast=0, saturation=0, hue=0, zoom_out_prob=0.5, crop_prob=0.7
+    )
     for i, example in enumerate(_random_examples(60, rng)):
         out = augment.augment_and_resize(example, tf.constant([i, 5], tf.int64), config, 64, mode)
         measured = _box_of_bright_pixels(out[IMAGE])
@@ -132,14 +151,20 @@ def test_augment_pixels_flips_about_half_and_moves_only_flipped_boxes():
 def test_colour_matrices_keep_gray_and_are_identity_at_rest():
     gray = np.full((1, 3), 0.5, np.float32)
     colour = np.array([[0.9, 0.2, 0.1]], np.float32)
-    for matrix in (augment._hue_matrix(tf.constant(1.0)), augment._saturation_matrix(tf.constant(0.3))):
+    for matrix in (
+        augment._hue_matrix(tf.constant(1.0)),
+        augment._saturation_matrix(tf.constant(0.3)),
+    ):
         np.testing.assert_allclose(gray @ matrix.numpy().T, gray, atol=1e-5)
         assert not np.allclose(colour @ matrix.numpy().T, colour, atol=0.05)
     np.testing.assert_allclose(augment._hue_matrix(tf.constant(2 * np.pi)), np.eye(3), atol=1e-5)
     np.testing.assert_allclose(augment._saturation_matrix(tf.constant(1.0)), np.eye(3), atol=1e-6)
     # Saturation 0 is the luma image.
-    np.testing.assert_allclose(colour @ augment._saturation_matrix(tf.constant(0.0)).numpy().T,
-                               np.full((1, 3), 0.299 * 0.9 + 0.587 * 0.2 + 0.114 * 0.1), atol=1e-6)
+    np.testing.assert_allclose(
+        colour @ augment._saturation_matrix(tf.constant(0.0)).numpy().T,
+        np.full((1, 3), 0.299 * 0.9 + 0.587 * 0.2 + 0.114 * 0.1),
+        atol=1e-6,
+    )
 
 
 def test_crop_keeps_the_whole_object():
@@ -159,16 +184,26 @@ def test_zoom_view_is_the_refinement_window_around_a_nearby_box():
         window, box_in_view, _ = render.view_of(out)
         height, width = example[IMAGE].shape[:2]
         side_px = (window[2] - window[0]).numpy() * height, (window[3] - window[1]).numpy() * width
-        np.testing.assert_allclose(side_px[0], side_px[1], rtol=1e-4)  # square in pixels, as at test time
+        np.testing.assert_allclose(
+            side_px[0], side_px[1], rtol=1e-4
+        )  # square in pixels, as at test time
         box = example[BOX].numpy()
         longest = max((box[2] - box[0]) * height, (box[3] - box[1]) * width)
-        # 2x a jittered box's longer side (at most 15% off per axis), or the 30% floor, or the whole image.
-        low = min(max(render.ZOOM_CONTEXT * longest * np.exp(-0.15), render.MIN_ZOOM_FRACTION * max(height, width)),
-                  max(height, width))
+        # 2x a jittered box's longer side (at most 15% off per axis), or the 30% floor, or the whole
+        # image.
+        low = min(
+            max(
+                render.ZOOM_CONTEXT * longest * np.exp(-0.15),
+                render.MIN_ZOOM_FRACTION * max(height, width),
+            ),
+            max(height, width),
+        )
         assert side_px[0] >= low * (1 - 1e-4), (side_px[0], low)
         visible = box_in_view.numpy()
         centre = (visible[:2] + visible[2:]) / 2
-        assert np.all(np.abs(centre - 0.5) < 0.5), visible  # the object's centre is inside the window
+        assert np.all(np.abs(centre - 0.5) < 0.5), (
+            visible
+        )  # the object's centre is inside the window
 
 
 def test_zoom_views_come_as_often_as_asked_and_change_nothing_else():
@@ -188,13 +223,17 @@ def test_zoom_views_come_as_often_as_asked_and_change_nothing_else():
 def test_letterbox_maps_back_to_original_pixels(size):
     height, width = size
     box = tf.constant([0.1, 0.2, 0.9, 0.7])
-    features = render.resize({IMAGE: tf.zeros((height, width, 3), tf.uint8), BOX: box}, 64, "letterbox")
+    features = render.resize(
+        {IMAGE: tf.zeros((height, width, 3), tf.uint8), BOX: box}, 64, "letterbox"
+    )
     assert features[IMAGE].shape == (64, 64, 3)
     window = features[render.WINDOW]
     # The letterbox frame, snapped to whole pixels: by under two output pixels
     # (window units grow with the aspect ratio; 3 rows onto 1 changes the scale).
     output_pixel = max(size) / min(size) / 64
-    np.testing.assert_allclose(window, render.resize_window(tf.constant(size), 64, "letterbox"), atol=2 * output_pixel)
+    np.testing.assert_allclose(
+        window, render.resize_window(tf.constant(size), 64, "letterbox"), atol=2 * output_pixel
+    )
     # float32 round-off grows with the aspect ratio (66:1 here): ~3e-6.
     np.testing.assert_allclose(render.to_original_frame(features[BOX], window), box, atol=1e-5)
 

@@ -7,11 +7,19 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from pipelines import decode, render
-from pipelines import image_header
-from pipelines.sources import synthetic
+from pipelines import decode, image_header, render
 from pipelines.sources import source as source_lib
-from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError, ImageObjects, IndexStats, choose_target
+from pipelines.sources import synthetic
+from pipelines.sources.source import (
+    BOX,
+    ID,
+    IMAGE,
+    LABEL,
+    DatasetError,
+    ImageObjects,
+    IndexStats,
+    choose_target,
+)
 from tests import fixtures
 
 
@@ -37,22 +45,31 @@ def test_registry_names_every_source():
     for name in ("nope", "tfds:", "tfds"):
         with pytest.raises(ValueError, match=r"Unknown dataset .* or tfds:<name>\[:<version>\]"):
             pipelines.get_source(name)
-    assert pipelines.dataset_kind("tfds:coco/2017:1.1.0") == "tfds:" and pipelines.dataset_kind("yolo") == "yolo"
+    assert (
+        pipelines.dataset_kind("tfds:coco/2017:1.1.0") == "tfds:"
+        and pipelines.dataset_kind("yolo") == "yolo"
+    )
 
 
 def test_source_with_options_passes_each_source_its_own(tmp_path, voc_folder):
     # voc_dir takes no image_dir; the pixel limit reaches it.
-    source = pipelines.source_with_options("voc_dir", voc_folder, policy="single", image_dir="/x", max_image_pixels=7)
+    source = pipelines.source_with_options(
+        "voc_dir", voc_folder, policy="single", image_dir="/x", max_image_pixels=7
+    )
     assert (source.policy, source.max_image_pixels) == ("single", 7)
     root = fixtures.make_coco_folder(tmp_path / "coco")
-    assert pipelines.source_with_options("coco", root, image_dir=str(tmp_path)).image_dir == str(tmp_path)
+    assert pipelines.source_with_options("coco", root, image_dir=str(tmp_path)).image_dir == str(
+        tmp_path
+    )
 
 
 def test_default_workdir_of_a_tfds_name_is_one_safe_folder():
     from localizer.training import workdir
 
     path = workdir.default_workdir("tfds:coco/2017:1.1.0", "/data/tfds/", "quick")
-    assert path.startswith(os.path.join("work", "tfds_coco_2017_1.1.0-tfds-")) and path.endswith("-quick")
+    assert path.startswith(os.path.join("work", "tfds_coco_2017_1.1.0-tfds-")) and path.endswith(
+        "-quick"
+    )
     assert os.path.dirname(path) == "work"
 
 
@@ -123,7 +140,10 @@ def test_synthetic_is_deterministic_for_a_seed():
         np.testing.assert_array_equal(x[BOX], y[BOX])
     # Another seed draws other objects: boxes (always [4]) and pixels differ.
     assert not np.allclose(np.stack([x[BOX] for x in a]), np.stack([x[BOX] for x in c]))
-    assert any(x[IMAGE].shape != y[IMAGE].shape or not np.array_equal(x[IMAGE], y[IMAGE]) for x, y in zip(a, c))
+    assert any(
+        x[IMAGE].shape != y[IMAGE].shape or not np.array_equal(x[IMAGE], y[IMAGE])
+        for x, y in zip(a, c)
+    )
 
 
 def test_synthetic_examples_are_valid_and_varied():
@@ -141,7 +161,9 @@ def test_synthetic_examples_are_valid_and_varied():
         example = synthetic.render_example(tf.constant([7, index], tf.int64), with_mask=True)
         mask = example[synthetic.OBJECT_MASK].numpy()
         height, width = mask.shape
-        ymin, xmin, ymax, xmax = np.round(example[BOX].numpy() * [height, width, height, width]).astype(int)
+        ymin, xmin, ymax, xmax = np.round(
+            example[BOX].numpy() * [height, width, height, width]
+        ).astype(int)
         inside = mask[ymin:ymax, xmin:xmax]
         assert mask.sum() == inside.sum() > 0
         assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
@@ -159,10 +181,15 @@ def test_choose_target_policies():
     assert label == 1 and np.allclose(box, [0, 0, 0.9, 0.9])
     assert choose_target(objects, "single", stats) is None
     assert stats.skipped["several objects (policy=single)"] == 1
-    assert choose_target(ImageObjects(np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool)), "largest") is None
+    assert (
+        choose_target(ImageObjects(np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool)), "largest")
+        is None
+    )
 
 
-@pytest.mark.parametrize("ext,size", [(".jpg", (37, 53)), (".png", (5, 300)), (".gif", (9, 4)), (".bmp", (6, 7))])
+@pytest.mark.parametrize(
+    "ext,size", [(".jpg", (37, 53)), (".png", (5, 300)), (".gif", (9, 4)), (".bmp", (6, 7))]
+)
 def test_read_image_size(tmp_path, ext, size):
     path = str(tmp_path / f"x{ext}")
     pixels = np.zeros(size + (3,), np.uint8)
@@ -196,13 +223,21 @@ def test_show_samples_across_classes_not_the_first_examples(tmp_path):
     from pipelines import show
 
     # Sorted by class, as many datasets are: the first five are all cats.
-    items = [(f"{name}{i}", 16, 16, [(name, (2, 2, 12, 12))], ())
-             for name, count in (("cat", 6), ("dog", 2), ("plate", 3)) for i in range(count)]
-    source = pipelines.get_source("voc_dir", data_dir=fixtures.make_voc_folder(tmp_path / "v", {"train": items}))
+    items = [
+        (f"{name}{i}", 16, 16, [(name, (2, 2, 12, 12))], ())
+        for name, count in (("cat", 6), ("dog", 2), ("plate", 3))
+        for i in range(count)
+    ]
+    source = pipelines.get_source(
+        "voc_dir", data_dir=fixtures.make_voc_folder(tmp_path / "v", {"train": items})
+    )
     assert [int(e[LABEL]) for e in source.load("train").take(5)] == [0] * 5
 
     def sampled(count, seed):
-        return [(e[ID].numpy().decode(), int(e[LABEL])) for e in show.sample_across_classes(source, "train", count, seed)]
+        return [
+            (e[ID].numpy().decode(), int(e[LABEL]))
+            for e in show.sample_across_classes(source, "train", count, seed)
+        ]
 
     first = sampled(5, seed=0)
     labels = [label for _, label in first]
@@ -213,4 +248,6 @@ def test_show_samples_across_classes_not_the_first_examples(tmp_path):
     assert any(sampled(5, seed=s) != first for s in (1, 2, 3))
     assert len(sampled(50, seed=0)) == len(items)  # never more than the split holds
     picks = source_lib.stratified_indices([2, 2, 2, 0], 3, seed=4)
-    assert 3 in picks[:2] and len(set(picks)) == 3  # the rare class's one example comes in the first round
+    assert (
+        3 in picks[:2] and len(set(picks)) == 3
+    )  # the rare class's one example comes in the first round

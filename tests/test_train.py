@@ -14,10 +14,10 @@ import pytest
 import tensorflow as tf
 
 import pipelines
+from localizer import model as model_lib
+from localizer.model import losses
 from localizer.training import callbacks as callbacks_lib
 from localizer.training import config as config_lib
-from localizer.model import losses
-from localizer import model as model_lib
 from localizer.training import objective
 from localizer.training import trainer as train
 from pipelines import input_pipeline
@@ -28,35 +28,57 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_config(**changes):
     """A tiny, fast synthetic run: 32 px, tiny backbone, few examples."""
     overrides = {
-        "model.backbone": "tiny", "model.weights": "none", "model.image_size": "32",
-        "model.head_units": "32", "pipeline.batch_size": "16", "data.max_examples": "64",
-        "frozen_epochs": "1", "fine_tune_epochs": "1", "fine_tune_fraction": "1.0", "feature_passes": "1",
+        "model.backbone": "tiny",
+        "model.weights": "none",
+        "model.image_size": "32",
+        "model.head_units": "32",
+        "pipeline.batch_size": "16",
+        "data.max_examples": "64",
+        "frozen_epochs": "1",
+        "fine_tune_epochs": "1",
+        "fine_tune_fraction": "1.0",
+        "feature_passes": "1",
     }
     overrides.update(changes)
-    return config_lib.apply_overrides(config_lib.default_config(), [f"{k}={v}" for k, v in overrides.items()])
+    return config_lib.apply_overrides(
+        config_lib.default_config(), [f"{k}={v}" for k, v in overrides.items()]
+    )
 
 
 @pytest.fixture(scope="module")
 def synthetic_batch():
     source = pipelines.get_source("synthetic", sizes={"train": 16}, image_size_range=(40, 60))
-    config = input_pipeline.PipelineConfig(image_size=32, resize_mode="letterbox", batch_size=16, seed=0)
+    config = input_pipeline.PipelineConfig(
+        image_size=32, resize_mode="letterbox", batch_size=16, seed=0
+    )
     return next(iter(input_pipeline.make_dataset(source, "train", config, training=True)))
 
 
-ALL_CONFIGURATIONS = [(*head, loss) for head in model_lib.HEAD_CONFIGURATIONS for loss in losses.BOX_LOSSES]
-# The fast suite: every head configuration once and every box loss at least once; `make test-slow` all pairs.
+ALL_CONFIGURATIONS = [
+    (*head, loss) for head in model_lib.HEAD_CONFIGURATIONS for loss in losses.BOX_LOSSES
+]
+# The fast suite: every head configuration once and every box loss at least once; `make test-slow`
+# all pairs.
 FAST_CONFIGURATIONS = [
-    (*head, losses.BOX_LOSSES[i % len(losses.BOX_LOSSES)]) for i, head in enumerate(model_lib.HEAD_CONFIGURATIONS)
+    (*head, losses.BOX_LOSSES[i % len(losses.BOX_LOSSES)])
+    for i, head in enumerate(model_lib.HEAD_CONFIGURATIONS)
 ]
 CONFIGURATIONS = FAST_CONFIGURATIONS + [
-    pytest.param(*c, marks=pytest.mark.slow) for c in ALL_CONFIGURATIONS if c not in FAST_CONFIGURATIONS
+    pytest.param(*c, marks=pytest.mark.slow)
+    for c in ALL_CONFIGURATIONS
+    if c not in FAST_CONFIGURATIONS
 ]
 
 
 @pytest.mark.parametrize("attach,regression,box_loss", CONFIGURATIONS)
 def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box_loss):
     model_config = model_lib.ModelConfig(
-        num_classes=6, backbone="tiny", weights="none", image_size=32, attach=attach, regression=regression,
+        num_classes=6,
+        backbone="tiny",
+        weights="none",
+        image_size=32,
+        attach=attach,
+        regression=regression,
         head_units=32,
     )
     model = model_lib.build_model(model_config)
@@ -70,17 +92,30 @@ def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["quality_and_box_loss"])
     assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, heads))
     # The box-quality head learns in the same step.
-    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, heads) if a.path.startswith("quality_"))
+    assert any(
+        not np.allclose(b, a.numpy())
+        for b, a in zip(before, heads)
+        if a.path.startswith("quality_")
+    )
 
 
 def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
     """The trainer's compile_model on the centre-weighted head: alpha, and the per-cell weights."""
     model_config = model_lib.ModelConfig(
-        num_classes=6, backbone="tiny", weights="none", image_size=32, head_units=32, feature_stride=16,
+        num_classes=6,
+        backbone="tiny",
+        weights="none",
+        image_size=32,
+        head_units=32,
+        feature_stride=16,
     )
     view = model_lib.training_view(model_lib.build_model(model_config))
     config = config_lib.TrainConfig(
-        alpha=0.3, label_smoothing=0.0, box_loss="giou", cell_box_loss_weight=0.7, centre_loss_weight=0.4,
+        alpha=0.3,
+        label_smoothing=0.0,
+        box_loss="giou",
+        cell_box_loss_weight=0.7,
+        centre_loss_weight=0.4,
         box_quality_loss_weight=0.6,
     )
     objective.compile_model(view, config, 1e-3, steps_per_epoch=1, epochs=1)
@@ -88,17 +123,25 @@ def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
     logs = view.test_on_batch(images, targets, return_dict=True)
     outputs = view(images, training=False)
     part = {
-        "class_logits": losses.ClassificationLoss(0.0)(targets["class_logits"], outputs["class_logits"]),
+        "class_logits": losses.ClassificationLoss(0.0)(
+            targets["class_logits"], outputs["class_logits"]
+        ),
         "box": losses.BoxLoss("giou")(targets["box"], outputs["box"]),
         "cell_boxes": losses.CellBoxLoss("giou")(targets["cell_boxes"], outputs["cell_boxes"]),
         "centre_logits": losses.CentreLoss()(targets["centre_logits"], outputs["centre_logits"]),
-        "quality_and_box": losses.BoxQualityLoss()(targets["quality_and_box"], outputs["quality_and_box"]),
+        "quality_and_box": losses.BoxQualityLoss()(
+            targets["quality_and_box"], outputs["quality_and_box"]
+        ),
     }
     part = {name: float(value) for name, value in part.items()}
     for name, value in part.items():
         np.testing.assert_allclose(logs[f"{name}_loss"], value, rtol=1e-4, err_msg=name)
     expected = 0.3 * part["class_logits"] + 0.7 * (
-        part["box"] + 0.7 * part["cell_boxes"] + 0.4 * part["centre_logits"] + 0.6 * part["quality_and_box"])
+        part["box"]
+        + 0.7 * part["cell_boxes"]
+        + 0.4 * part["centre_logits"]
+        + 0.6 * part["quality_and_box"]
+    )
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-4)
 
 
@@ -106,24 +149,43 @@ def test_compile_model_weights_every_loss_as_configured(synthetic_batch):
 def test_learns_far_better_than_a_constant_guess(tmp_path):
     # The real recipe at a small size: pretrained EfficientNet-Lite0 (offline
     # weights), frozen, heads on cached features.
-    config = tiny_config(**{
-        "model.backbone": "efficientnet_lite0", "model.weights": "imagenet", "model.image_size": "96",
-        "model.head_units": "128", "data.max_examples": "600", "frozen_epochs": "8",
-        "fine_tune_epochs": "0", "frozen_lr": "3e-3", "pipeline.batch_size": "32",
-    })
+    config = tiny_config(
+        **{
+            "model.backbone": "efficientnet_lite0",
+            "model.weights": "imagenet",
+            "model.image_size": "96",
+            "model.head_units": "128",
+            "data.max_examples": "600",
+            "frozen_epochs": "8",
+            "fine_tune_epochs": "0",
+            "frozen_lr": "3e-3",
+            "pipeline.batch_size": "32",
+        }
+    )
     summary = train.train_and_evaluate(config, str(tmp_path))
     best, baseline = summary["best"], summary["constant_guess_baseline"]
     assert best["mean_iou"] > baseline["mean_iou"] + 0.1, (best["mean_iou"], baseline["mean_iou"])
     assert best["classification_accuracy"] > 2 * baseline["classification_accuracy"]
-    for name in ("best.keras", "final.keras", "config.json", "metrics.jsonl", "metrics.csv", "train_summary.json"):
+    for name in (
+        "best.keras",
+        "final.keras",
+        "config.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "train_summary.json",
+    ):
         assert os.path.exists(tmp_path / name), name
     loaded = keras.models.load_model(str(tmp_path / "best.keras"), safe_mode=True)
     assert set(loaded.output) == {"class_logits", "box", "box_quality"}
     # Every evaluation logged one preview grid (3 x 3 val images of 96 px) to TensorBoard.
-    grids = _summary_images(tmp_path / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red")
+    grids = _summary_images(
+        tmp_path / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red"
+    )
     assert [step for step, _ in grids] == list(range(1, 9))
     assert all(image.shape == (288, 288, 3) for _, image in grids)
-    assert not np.array_equal(grids[0][1], grids[-1][1])  # the predicted boxes moved as the heads learned
+    assert not np.array_equal(
+        grids[0][1], grids[-1][1]
+    )  # the predicted boxes moved as the heads learned
 
 
 def _summary_images(folder, tag):
@@ -145,23 +207,43 @@ def test_prediction_grid_draws_true_green_and_predicted_red():
     grid = callbacks_lib.prediction_grid(images, true, predicted, columns=3).numpy()[0]
     assert grid.shape == (40, 60, 3)  # 2 rows of 3, the sixth tile empty
     tile = grid[:20, :20]
-    assert np.allclose(tile[1, 5], [0, 1, 0]) and np.allclose(tile[5, 1], [0, 1, 0])  # the true box's edges
-    assert np.allclose(tile[17, 13], [1, 0, 0]) and np.allclose(tile[13, 17], [1, 0, 0])  # the predicted one's
+    assert np.allclose(tile[1, 5], [0, 1, 0]) and np.allclose(
+        tile[5, 1], [0, 1, 0]
+    )  # the true box's edges
+    assert np.allclose(tile[17, 13], [1, 0, 0]) and np.allclose(
+        tile[13, 17], [1, 0, 0]
+    )  # the predicted one's
     assert np.allclose(tile[5, 5], 0) and np.allclose(tile[13, 13], 0)  # inside the outlines
     assert np.allclose(grid[20:, 40:], 0)  # the padding tile
 
 
 def _run_cli(workdir, *extra, env=None, wait=True):
     command = [
-        sys.executable, "-m", "localizer.train", f"--workdir={workdir}", "--backbone=tiny", "--weights=none",
-        "--image_size=32", "--set=data.max_examples=96", "--set=model.head_units=32", "--batch_size=16",
+        sys.executable,
+        "-m",
+        "localizer.train",
+        f"--workdir={workdir}",
+        "--backbone=tiny",
+        "--weights=none",
+        "--image_size=32",
+        "--set=data.max_examples=96",
+        "--set=model.head_units=32",
+        "--batch_size=16",
         "--set=feature_passes=1",
         *extra,
     ]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     if not wait:
-        return subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600)
+        return subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    return subprocess.run(
+        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
 
 
 def _weights(path):
@@ -173,8 +255,13 @@ def _weights(path):
 def test_same_seed_same_weights_in_separate_runs(tmp_path):
     runs = []
     for name in ("a", "b"):
-        result = _run_cli(tmp_path / name, "--seed=3", "--set=deterministic=true",
-                          "--set=frozen_epochs=1", "--set=fine_tune_epochs=1")
+        result = _run_cli(
+            tmp_path / name,
+            "--seed=3",
+            "--set=deterministic=true",
+            "--set=frozen_epochs=1",
+            "--set=fine_tune_epochs=1",
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         runs.append(_weights(str(tmp_path / name / "final.keras")))
     for a, b in zip(*runs):
@@ -192,8 +279,14 @@ from tests.test_train import tiny_config
 summary = train.train_and_evaluate(tiny_config(strategy="mirrored"), {str(tmp_path)!r})
 print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync)
 """
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["replicas"] == 2
@@ -234,15 +327,21 @@ def test_resumes_after_sigkill_from_last_completed_epoch(tmp_path):
     # The same command never interrupted ends within noise of the resumed run.
     straight = str(tmp_path / "straight")
     assert _run_cli(straight, *args).returncode == 0
-    resumed_iou = json.loads(open(os.path.join(workdir, "train_summary.json")).read())["last"]["mean_iou"]
-    straight_iou = json.loads(open(os.path.join(straight, "train_summary.json")).read())["last"]["mean_iou"]
+    resumed_iou = json.loads(open(os.path.join(workdir, "train_summary.json")).read())["last"][
+        "mean_iou"
+    ]
+    straight_iou = json.loads(open(os.path.join(straight, "train_summary.json")).read())["last"][
+        "mean_iou"
+    ]
     assert abs(resumed_iou - straight_iou) < 0.05, (resumed_iou, straight_iou)
 
 
 def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
     from localizer.training import callbacks
 
-    model = model_lib.build_model(model_lib.ModelConfig(num_classes=3, backbone="tiny", weights="none", image_size=32))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(num_classes=3, backbone="tiny", weights="none", image_size=32)
+    )
     path = str(tmp_path / "best.keras")
     callbacks.save_model_atomically(model, path)
     before = open(path, "rb").read()
@@ -273,10 +372,22 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
 
 
 def test_overrides_parse_by_type_and_name_bad_fields():
-    config = config_lib.apply_overrides(config_lib.default_config(), [
-        "model.attach=pooled", "alpha=0.25", "cache_features=false", "data.data_dir=none", "frozen_epochs=3",
-    ])
-    assert (config.model.attach, config.alpha, config.cache_features, config.frozen_epochs) == ("pooled", 0.25, False, 3)
+    config = config_lib.apply_overrides(
+        config_lib.default_config(),
+        [
+            "model.attach=pooled",
+            "alpha=0.25",
+            "cache_features=false",
+            "data.data_dir=none",
+            "frozen_epochs=3",
+        ],
+    )
+    assert (config.model.attach, config.alpha, config.cache_features, config.frozen_epochs) == (
+        "pooled",
+        0.25,
+        False,
+        3,
+    )
     with pytest.raises(ValueError, match="no field"):
         config_lib.apply_overrides(config, ["model.nope=1"])
     with pytest.raises(ValueError, match="not a valid int"):
@@ -294,28 +405,48 @@ class _WeightsAtEpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.weights.append([w.numpy() for w in self.model.trainable_weights])
-        self.averages.append([a.numpy() for a in self.model.optimizer._model_variables_moving_average])
+        self.averages.append(
+            [a.numpy() for a in self.model.optimizer._model_variables_moving_average]
+        )
 
 
 def _ema_fit(initial, callbacks, epochs=3):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
     model.set_weights(initial)
-    model.compile(optimizer=keras.optimizers.AdamW(0.05, use_ema=True, ema_momentum=0.5), loss="mse")
+    model.compile(
+        optimizer=keras.optimizers.AdamW(0.05, use_ema=True, ema_momentum=0.5), loss="mse"
+    )
     x = np.linspace(-1, 1, 48, dtype=np.float32).reshape(16, 3)
-    model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=epochs, shuffle=False, verbose=0,
-              callbacks=callbacks)
+    model.fit(
+        x,
+        x.sum(axis=1, keepdims=True),
+        batch_size=4,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+    )
     return model
 
 
 def test_validating_with_the_average_leaves_training_on_the_trained_weights():
     keras.utils.set_random_seed(0)
-    initial = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)]).get_weights()
+    initial = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)]
+    ).get_weights()
     plain = _WeightsAtEpochEnd()
     reference = _ema_fit(initial, [plain])  # the moving average computed, never swapped in
     validated, after = _WeightsAtEpochEnd(), _WeightsAtEpochEnd()
-    model = _ema_fit(initial, [callbacks_lib.ValidateWithAverage(), validated,
-                               callbacks_lib.RestoreTrainedWeights(), after])
+    model = _ema_fit(
+        initial,
+        [
+            callbacks_lib.ValidateWithAverage(),
+            validated,
+            callbacks_lib.RestoreTrainedWeights(),
+            after,
+        ],
+    )
     for epoch in range(3):
         # Between the two callbacks the model holds the average of that moment ...
         for seen, average in zip(validated.weights[epoch], plain.averages[epoch]):
@@ -323,7 +454,9 @@ def test_validating_with_the_average_leaves_training_on_the_trained_weights():
         if epoch < 2:  # ... and after them the trained weights, so training goes on unchanged.
             for seen, trained in zip(after.weights[epoch], plain.weights[epoch]):
                 np.testing.assert_allclose(seen, trained, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(plain.weights[0][0], plain.averages[0][0])  # the test can tell them apart
+    assert not np.allclose(
+        plain.weights[0][0], plain.averages[0][0]
+    )  # the test can tell them apart
     # After the last epoch the average stays, in the model as in the reference's finalize.
     for final, expected in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
@@ -332,8 +465,13 @@ def test_validating_with_the_average_leaves_training_on_the_trained_weights():
 
 
 def test_training_with_weight_averaging_end_to_end(tmp_path):
-    result = _run_cli(tmp_path / "w", "--set=ema_momentum=0.9", "--set=frozen_epochs=1", "--set=fine_tune_epochs=2",
-                      "--set=cache_features=false")
+    result = _run_cli(
+        tmp_path / "w",
+        "--set=ema_momentum=0.9",
+        "--set=frozen_epochs=1",
+        "--set=fine_tune_epochs=2",
+        "--set=cache_features=false",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     config = json.loads((tmp_path / "w" / "config.json").read_text())
     assert config["ema_momentum"] == 0.9

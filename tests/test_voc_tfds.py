@@ -21,7 +21,6 @@ from tensorflow_datasets.core.download import download_manager as tfds_download_
 from tensorflow_datasets.testing import mocking as tfds_mocking
 
 from pipelines import decode, render
-
 from pipelines.sources import voc_tfds
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError
 
@@ -88,8 +87,11 @@ def _hand_built_as_dataset(examples, with_difficult=True):
             }
             if with_difficult:
                 objects["is_difficult"] = np.asarray(difficult, bool).reshape(-1)
-            yield {"image": _png(height, width, seed=i), "image/filename": filename,
-                   "objects": objects}
+            yield {
+                "image": _png(height, width, seed=i),
+                "image/filename": filename,
+                "objects": objects,
+            }
 
     objects_signature = {
         "bbox": tf.TensorSpec([None, 4], tf.float32),
@@ -114,11 +116,22 @@ def _hand_built_as_dataset(examples, with_difficult=True):
 HAND_BUILT = [
     ("one.jpg", (20, 30), [[0.1, 0.2, 0.5, 0.6]], [3], [False]),
     ("two.jpg", (24, 24), [[0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.9, 0.8]], [1, 7], [False, False]),
-    ("difficult.jpg", (16, 40), [[0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.5, 0.6]], [4, 2], [True, False]),
+    (
+        "difficult.jpg",
+        (16, 40),
+        [[0.0, 0.0, 1.0, 1.0], [0.3, 0.3, 0.5, 0.6]],
+        [4, 2],
+        [True, False],
+    ),
     ("inverted.jpg", (32, 16), [[0.8, 0.7, 0.2, 0.1]], [5], [False]),
     # Mismatched lengths: two boxes, one label, three flags -> one usable object.
-    ("mismatch.jpg", (18, 18), [[0.25, 0.25, 0.75, 0.5], [0.0, 0.0, 1.0, 1.0]], [9],
-     [False, False, True]),
+    (
+        "mismatch.jpg",
+        (18, 18),
+        [[0.25, 0.25, 0.75, 0.5], [0.0, 0.0, 1.0, 1.0]],
+        [9],
+        [False, False, True],
+    ),
     ("empty.jpg", (10, 12), np.zeros([0, 4]), [], []),
     ("all_difficult.jpg", (12, 10), [[0.1, 0.1, 0.9, 0.9]], [6], [True]),
     ("degenerate.jpg", (14, 14), [[0.5, 0.5, 0.5, 0.9]], [8], [False]),
@@ -218,7 +231,9 @@ def test_hand_built_policy_wiring(online, caplog, policy):
 
 def test_missing_is_difficult_means_not_difficult(online):
     examples = [("a.jpg", (10, 10), [[0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.4, 0.4]], [4, 2], None)]
-    with tfds.testing.mock_data(as_dataset_fn=_hand_built_as_dataset(examples, with_difficult=False)):
+    with tfds.testing.mock_data(
+        as_dataset_fn=_hand_built_as_dataset(examples, with_difficult=False)
+    ):
         largest = list(voc_tfds.VocTfdsSource(policy="largest").load("train"))
         single = list(voc_tfds.VocTfdsSource(policy="single").load("train"))
     assert [int(e[LABEL]) for e in largest] == [4]
@@ -230,7 +245,9 @@ def test_index_is_cached_per_split(online, monkeypatch):
         source = voc_tfds.VocTfdsSource()
         calls = []
         build = source._build_index
-        monkeypatch.setattr(source, "_build_index", lambda split: calls.append(split) or build(split))
+        monkeypatch.setattr(
+            source, "_build_index", lambda split: calls.append(split) or build(split)
+        )
         source.num_examples("val")
         list(source.load("validation"))
         source.num_examples("train")
@@ -310,7 +327,8 @@ def test_wrong_archives_in_manual_dir_are_rejected_by_checksum(tmp_path):
     assert isinstance(error.value.__cause__, tfds_download_manager.NonMatchingChecksumError)
     # TFDS hashed our file, found in manual_dir under the archive's name.
     assert os.fspath(manual / "VOCtest_06-Nov-2007.tar") in str(error.value) or os.fspath(
-        manual / "VOCtrainval_06-Nov-2007.tar") in str(error.value)
+        manual / "VOCtrainval_06-Nov-2007.tar"
+    ) in str(error.value)
     assert not source.builder.is_prepared()
 
 
@@ -330,8 +348,10 @@ TINY_SPLITS = {"train": ["000001", "000002"], "val": ["000003", "000004"], "test
 
 
 def _voc_xml(image_id, height, width, objects):
-    parts = [f"<annotation><filename>{image_id}.jpg</filename>",
-             f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
+    parts = [
+        f"<annotation><filename>{image_id}.jpg</filename>",
+        f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>",
+    ]
     for name, xmin, ymin, xmax, ymax, difficult in objects:
         parts.append(
             f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
@@ -344,8 +364,10 @@ def _voc_xml(image_id, height, width, objects):
 def _write_tar(path, set_names):
     root = "VOCdevkit/VOC2007"
     ids = [i for s in set_names for i in TINY_SPLITS[s]]
-    files = {f"{root}/ImageSets/Main/{s}.txt": "".join(f"{i}\n" for i in TINY_SPLITS[s]).encode()
-             for s in set_names}
+    files = {
+        f"{root}/ImageSets/Main/{s}.txt": "".join(f"{i}\n" for i in TINY_SPLITS[s]).encode()
+        for s in set_names
+    }
     for i in ids:
         height, width, objects = TINY_VOC[i]
         rng = np.random.default_rng(int(i))
@@ -388,8 +410,10 @@ def test_prepares_from_manual_dir_offline(tmp_path, monkeypatch):
     assert got["000002.jpg"][0] == "person"  # the larger object
     for element in train:
         _check_element(element)
-        assert tuple(decode.decode(element)[render.ORIGINAL_SIZE].numpy()) == TINY_VOC[
-            element[ID].numpy().decode()[:-4]][:2]
+        assert (
+            tuple(decode.decode(element)[render.ORIGINAL_SIZE].numpy())
+            == TINY_VOC[element[ID].numpy().decode()[:-4]][:2]
+        )
     # Validation: 000003's larger object is difficult, 000004 has only a difficult one.
     val = list(source.load("val"))
     assert [(e[ID].numpy().decode(), names[int(e[LABEL])]) for e in val] == [("000003.jpg", "bus")]
@@ -438,7 +462,9 @@ def test_read_order_change_is_detected(online):
 def test_preview_renders_voc_under_mock_data(online, tmp_path):
     from pipelines import input_pipeline, show
 
-    config = input_pipeline.PipelineConfig(image_size=64, resize_mode="letterbox", shuffle_buffer=8, seed=0)
+    config = input_pipeline.PipelineConfig(
+        image_size=64, resize_mode="letterbox", shuffle_buffer=8, seed=0
+    )
     with tfds.testing.mock_data(as_dataset_fn=_hand_built_as_dataset(HAND_BUILT)):
         source = voc_tfds.VocTfdsSource(data_dir="/nonexistent/tfds", policy="largest")
         path = show.preview_grid(source, "train", config, 4, str(tmp_path / "voc.png"), columns=2)

@@ -62,21 +62,38 @@ def _thumbnail(image):
 
 
 def evaluation_dataset(source, split, predictor, tta, batch_size):
-    """Batches of views, windows, mirrored flags, true label and box, id, decoded image and its size."""
+    """Batches of views, windows, mirrored flags, true label and box, id, decoded image and its
+    size."""
     size, mode = predictor.image_size, predictor.resize_mode
 
     def views_of(features):
         inputs, windows, mirrored = views.render_views(features[IMAGE], size, mode, tta)
-        return {"inputs": inputs, "windows": windows, "mirrored": mirrored, LABEL: features[LABEL],
-                BOX: features[BOX], ID: features[ID], IMAGE: features[IMAGE],
-                render.ORIGINAL_SIZE: features[render.ORIGINAL_SIZE]}
+        return {
+            "inputs": inputs,
+            "windows": windows,
+            "mirrored": mirrored,
+            LABEL: features[LABEL],
+            BOX: features[BOX],
+            ID: features[ID],
+            IMAGE: features[IMAGE],
+            render.ORIGINAL_SIZE: features[render.ORIGINAL_SIZE],
+        }
 
     ds = input_pipeline.decoded(source, split).map(views_of, num_parallel_calls=tf.data.AUTOTUNE)
     # Decoded images differ in size: keep them out of the batched tensors.
-    return ds.padded_batch(batch_size, padded_shapes={
-        "inputs": [None, size, size, 3], "windows": [None, 4], "mirrored": [None], LABEL: [], BOX: [4], ID: [],
-        IMAGE: [None, None, 3], render.ORIGINAL_SIZE: [2],
-    }).prefetch(tf.data.AUTOTUNE)
+    return ds.padded_batch(
+        batch_size,
+        padded_shapes={
+            "inputs": [None, size, size, 3],
+            "windows": [None, 4],
+            "mirrored": [None],
+            LABEL: [],
+            BOX: [4],
+            ID: [],
+            IMAGE: [None, None, 3],
+            render.ORIGINAL_SIZE: [2],
+        },
+    ).prefetch(tf.data.AUTOTUNE)
 
 
 def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True, refine=False):
@@ -93,28 +110,45 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
         )
     batches = evaluation_dataset(source, split, predictor, tta, batch_size)
     total = source.num_examples(split)
-    bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0)
-    labels, true_boxes, pred_boxes, probabilities, class_boxes, all_ious, qualities = [], [], [], [], [], [], []
+    bar = keras.utils.Progbar(
+        total, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0
+    )
+    labels, true_boxes, pred_boxes, probabilities, class_boxes, all_ious, qualities = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
     extremes = _Extremes(EXAMPLES_SHOWN)
     run = tf.function(predictor.predict_views, reduce_retracing=True)
     run_refine = tf.function(predictor.refine, reduce_retracing=True)
     for batch in batches:
         box, probs, per_class, quality = run(batch["inputs"], batch["windows"], batch["mirrored"])
         if refine:
-            box, probs, quality = run_refine(batch[IMAGE], batch[render.ORIGINAL_SIZE], box, probs, quality)
+            box, probs, quality = run_refine(
+                batch[IMAGE], batch[render.ORIGINAL_SIZE], box, probs, quality
+            )
         if quality is not None:
             qualities.append(quality.numpy())
         box, probs = box.numpy(), probs.numpy()
         ious = box_lib.iou(batch[BOX], box).numpy()
         for i, iou in enumerate(ious):
+
             def record(i=i):
                 height, width = batch[render.ORIGINAL_SIZE][i].numpy()
                 return {
-                    "id": batch[ID][i].numpy().decode(), "iou": float(ious[i]),
-                    "label": int(batch[LABEL][i]), "predicted": int(probs[i].argmax()),
-                    "true_box": batch[BOX][i].numpy(), "box": box[i],
+                    "id": batch[ID][i].numpy().decode(),
+                    "iou": float(ious[i]),
+                    "label": int(batch[LABEL][i]),
+                    "predicted": int(probs[i].argmax()),
+                    "true_box": batch[BOX][i].numpy(),
+                    "box": box[i],
                     "image": _thumbnail(batch[IMAGE][i, :height, :width].numpy()),
                 }
+
             extremes.offer(float(iou), record)
         all_ious.append(ious)
         labels.append(batch[LABEL].numpy())
@@ -130,10 +164,25 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     if predictor.has_box_quality:
         confidences[BOX_QUALITY] = np.concatenate(qualities)
     summary = metrics_lib.summarize(
-        true_boxes, labels, pred_boxes, probabilities, predictor.class_names,
-        class_boxes=np.concatenate(class_boxes) if class_boxes else None, confidences=confidences,
+        true_boxes,
+        labels,
+        pred_boxes,
+        probabilities,
+        predictor.class_names,
+        class_boxes=np.concatenate(class_boxes) if class_boxes else None,
+        confidences=confidences,
     )
-    summary["errors"] = metrics_lib.error_breakdown(true_boxes, labels, pred_boxes, probabilities.argmax(axis=-1))
+    summary["errors"] = metrics_lib.error_breakdown(
+        true_boxes, labels, pred_boxes, probabilities.argmax(axis=-1)
+    )
     summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
     best, worst = extremes.sorted()
-    return summary, best, worst, np.concatenate(all_ious), labels, probabilities.argmax(axis=-1), confidences
+    return (
+        summary,
+        best,
+        worst,
+        np.concatenate(all_ious),
+        labels,
+        probabilities.argmax(axis=-1),
+        confidences,
+    )

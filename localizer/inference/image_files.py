@@ -25,8 +25,20 @@ DRAWING_SUFFIX = ".pred.png"
 DRAWING_MARK = "localizer predict"
 """Written into each drawing (`files.mark_metadata`): only such files are ever replaced."""
 
-UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".svg", ".psd")
-"""Image formats seen in photo folders that are not decoded here: listed with an error, never skipped silently."""
+UNSUPPORTED_EXTENSIONS = (
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".jxl",
+    ".jp2",
+    ".ico",
+    ".svg",
+    ".psd",
+)
+"""Image formats seen in photo folders that are not decoded here: listed with an error, never
+skipped silently."""
 
 
 class DrawDirError(ValueError):
@@ -38,8 +50,10 @@ class NoImagesError(ValueError):
 
 
 def printable(text):
-    """`text` with its line breaks and other unprintable characters escaped as in a Python string literal
-    (`new\\nline.jpg`), everything else as it is: a file name, whole, on one line."""
+    """`text` with its line breaks and other unprintable characters escaped as in a Python string
+    literal
+    (`new\\nline.jpg`), everything else as it is: a file name, whole, on one line.
+    """
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
@@ -54,8 +68,12 @@ def image_files(paths):
         if os.path.isdir(path):
             for name in sorted(os.listdir(path)):
                 full = os.path.join(path, name)
-                listed = name.lower().endswith(image_header.IMAGE_EXTENSIONS + UNSUPPORTED_EXTENSIONS)
-                if listed and not os.path.isdir(full):  # isdir follows links: a broken one is listed
+                listed = name.lower().endswith(
+                    image_header.IMAGE_EXTENSIONS + UNSUPPORTED_EXTENSIONS
+                )
+                if listed and not os.path.isdir(
+                    full
+                ):  # isdir follows links: a broken one is listed
                     yield full
         else:
             yield path
@@ -64,9 +82,11 @@ def image_files(paths):
 def _no_images(folders):
     """What a folder without image files lacks, naming the folders and the extensions looked for."""
     named = ", ".join(printable(folder) for folder in folders)
-    return (f"{'folder' if len(folders) == 1 else 'folders'} {named} "
-            f"{'holds' if len(folders) == 1 else 'hold'} no image file (predict looks for "
-            f"{' '.join(image_header.IMAGE_EXTENSIONS)} in any letter case; subfolders are not searched)")
+    return (
+        f"{'folder' if len(folders) == 1 else 'folders'} {named} "
+        f"{'holds' if len(folders) == 1 else 'hold'} no image file (predict looks for "
+        f"{' '.join(image_header.IMAGE_EXTENSIONS)} in any letter case; subfolders are not searched)"
+    )
 
 
 def check_draw_dir(draw_dir, inputs):
@@ -89,16 +109,21 @@ def check_drawings_are_ours(draw_dir, names):
     for name in names:
         path = os.path.join(draw_dir, name)
         if os.path.exists(path) and not files.carries_mark(path, DRAWING_MARK):
-            raise DrawDirError(f"--draw_dir={draw_dir} holds {name}, which predict did not write; "
-                               f"choose another --draw_dir")
+            raise DrawDirError(
+                f"--draw_dir={draw_dir} holds {name}, which predict did not write; "
+                f"choose another --draw_dir"
+            )
 
 
 def distinct_files(paths):
-    """`paths` in order, each file once: `a.jpg`, `./a.jpg` or a folder listing it again name one file, which
-    is predicted and drawn once (under its first spelling)."""
+    """`paths` in order, each file once: `a.jpg`, `./a.jpg` or a folder listing it again name one
+    file, which
+    is predicted and drawn once (under its first spelling).
+    """
     seen, distinct = set(), []
     for path in paths:
-        # A path that leads nowhere (missing, a broken link) is told apart by its own name: two broken
+        # A path that leads nowhere (missing, a broken link) is told apart by its own name: two
+        # broken
         # links to one missing file are two lines, not one.
         real = os.path.realpath(path) if os.path.exists(path) else os.path.abspath(path)
         if real not in seen:
@@ -108,9 +133,12 @@ def distinct_files(paths):
 
 
 def drawing_names(paths):
-    """`{input path: drawing file name}`: `<name>.<ext>.pred.png`; where distinct files share a name, the
-    later ones in input order are numbered `<name>.<ext>-2.pred.png`, `-3`, ... (a file given twice is one
-    input: see `distinct_files`)."""
+    """`{input path: drawing file name}`: `<name>.<ext>.pred.png`; where distinct files share a
+    name, the
+    later ones in input order are numbered `<name>.<ext>-2.pred.png`, `-3`, ... (a file given twice
+    is one
+    input: see `distinct_files`).
+    """
     names, taken = {}, set()
     for path in distinct_files(paths):
         base = os.path.basename(path)
@@ -124,17 +152,22 @@ def drawing_names(paths):
 
 
 def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
-    """The decoded uint8 image of `path`, upright (its EXIF orientation applied), its header checked first
-    (format, size, pixel limit, data that ends early or cannot hold the pixels announced)."""
+    """The decoded uint8 image of `path`, upright (its EXIF orientation applied), its header checked
+    first
+    (format, size, pixel limit, data that ends early or cannot hold the pixels announced).
+    """
     if path.lower().endswith(UNSUPPORTED_EXTENSIONS):
         raise image_header.ImageHeaderError(
             f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, PNG or WebP"
         )
     if not os.path.isfile(path):  # a folder, a FIFO or a device would block or fail the decoder
         if os.path.islink(path) and not os.path.exists(path):
-            raise image_header.ImageHeaderError(f"{path}: no such file ({_broken_link(path)}); fix or remove the link")
-        raise image_header.ImageHeaderError(f"{path}: not a regular file" if os.path.exists(path) else
-                                            f"{path}: no such file")
+            raise image_header.ImageHeaderError(
+                f"{path}: no such file ({_broken_link(path)}); fix or remove the link"
+            )
+        raise image_header.ImageHeaderError(
+            f"{path}: not a regular file" if os.path.exists(path) else f"{path}: no such file"
+        )
     info = image_header.check_decodable(path, max_image_pixels)
     with open(path, "rb") as f:
         data = f.read()
@@ -143,11 +176,13 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
     except tf.errors.InvalidArgumentError as error:
         raise image_header.ImageHeaderError(
             f"{path}: the decoder cannot read its {info.format.upper()} data (damaged inside, or a variant it "
-            f"lacks: {_decoder_words(error)}); open and save it again as JPEG or PNG") from None
+            f"lacks: {_decoder_words(error)}); open and save it again as JPEG or PNG"
+        ) from None
 
 
 def _decoder_words(error):
-    """TensorFlow's reason without its op and node names: `{{function_node ...}} reason [Op:DecodeImage]`."""
+    """TensorFlow's reason without its op and node names: `{{function_node ...}} reason
+    [Op:DecodeImage]`."""
     text = re.sub(r"\{\{[^}]*\}\}", "", error.message or str(error))
     return " ".join(re.sub(r"\[Op:[^\]]*\]", "", text).split()).rstrip(".") or "no reason given"
 
@@ -172,15 +207,26 @@ def check_min_box_quality(predictor, min_box_quality):
     if min_box_quality is None:
         return
     if not 0.0 <= min_box_quality <= 1.0:
-        raise BoxQualityThresholdError(f"--min_box_quality={min_box_quality} is not in [0, 1]; it is a predicted IoU")
+        raise BoxQualityThresholdError(
+            f"--min_box_quality={min_box_quality} is not in [0, 1]; it is a predicted IoU"
+        )
     if not predictor.has_box_quality:
-        raise BoxQualityThresholdError(f"model {predictor.path} has no box_quality output (trained before it, or with "
-                                f"model.box_quality=False); drop --min_box_quality or retrain the model")
+        raise BoxQualityThresholdError(
+            f"model {predictor.path} has no box_quality output (trained before it, or with "
+            f"model.box_quality=False); drop --min_box_quality or retrain the model"
+        )
 
 
-def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                 min_box_quality=None):
-    """The prediction record for one file (raises OSError, ImageHeaderError or InvalidArgumentError).
+def predict_file(
+    predictor,
+    path,
+    tta="none",
+    refine=False,
+    max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+    min_box_quality=None,
+):
+    """The prediction record for one file (raises OSError, ImageHeaderError or
+    InvalidArgumentError).
 
     With a box-quality model the record has `"box_quality"`; below
     `min_box_quality` it also has `"unsure": true`.
@@ -196,7 +242,10 @@ def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=ima
         "score": round(float(probabilities[top[0]]), 4),
         "top5": [{"class": names[int(i)], "score": round(float(probabilities[i]), 4)} for i in top],
         "box": [round(float(v), 4) for v in box],
-        "box_pixels_xyxy": [round(float(v), 1) for v in box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width)],
+        "box_pixels_xyxy": [
+            round(float(v), 1)
+            for v in box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width)
+        ],
         "image_size": [int(height), int(width)],
     }
     if quality is not None:
@@ -204,13 +253,16 @@ def predict_file(predictor, path, tta="none", refine=False, max_image_pixels=ima
         if min_box_quality is not None and quality < min_box_quality:
             record["unsure"] = True
     if min(height, width) < image_header.MIN_IMAGE_SIDE:
-        record["warning"] = (f"image is {width}x{height}: under {image_header.MIN_IMAGE_SIDE} px a side "
-                             f"(training skips such images), the box means little")
+        record["warning"] = (
+            f"image is {width}x{height}: under {image_header.MIN_IMAGE_SIDE} px a side "
+            f"(training skips such images), the box means little"
+        )
     return record, image
 
 
 def draw(image, record, out_path):
-    """Saves the image with the predicted box and label drawn (atomically: a kill leaves no half file)."""
+    """Saves the image with the predicted box and label drawn (atomically: a kill leaves no half
+    file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,21 +274,42 @@ def draw(image, record, out_path):
     xmin, ymin, xmax, ymax = record["box_pixels_xyxy"]
     # An unsure box (box quality under --min_box_quality): dashed and orange, marked "?".
     colour, style = ("darkorange", "--") if record.get("unsure") else ("red", "-")
-    ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color=colour, linewidth=2,
-                               linestyle=style))
+    ax.add_patch(
+        plt.Rectangle(
+            (xmin, ymin),
+            xmax - xmin,
+            ymax - ymin,
+            fill=False,
+            color=colour,
+            linewidth=2,
+            linestyle=style,
+        )
+    )
     label = f"{record['class']} {record['score']:.2f}"
     if "box_quality" in record:
         label += f" box {record['box_quality']:.2f}{' ?' if record.get('unsure') else ''}"
     ax.text(xmin, max(ymin - 4, 8), label, color="white", fontsize=9, backgroundcolor=colour)
     ax.axis("off")
     fig.subplots_adjust(0, 0, 1, 1)
-    files.atomic_write(out_path, lambda temporary: fig.savefig(
-        temporary, format="png", metadata=files.mark_metadata(DRAWING_MARK)))
+    files.atomic_write(
+        out_path,
+        lambda temporary: fig.savefig(
+            temporary, format="png", metadata=files.mark_metadata(DRAWING_MARK)
+        ),
+    )
     plt.close(fig)
 
 
-def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=False,
-        max_image_pixels=image_header.MAX_IMAGE_PIXELS, min_box_quality=None):
+def run(
+    model_path,
+    paths,
+    draw_dir=None,
+    tta="none",
+    out=sys.stdout,
+    refine=False,
+    max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+    min_box_quality=None,
+):
     """Predicts every image; writes JSON lines to `out`; returns the number of failures.
 
     Mistakes that concern the whole run (the model, the draw dir, inputs
@@ -253,8 +326,10 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
     if not listed:
         raise NoImagesError(f"{_no_images(empty)}; give image files, or a folder that holds them")
     if empty:
-        print(f"warning: {_no_images(empty)}; nothing predicted from {'it' if len(empty) == 1 else 'them'}",
-              file=sys.stderr)
+        print(
+            f"warning: {_no_images(empty)}; nothing predicted from {'it' if len(empty) == 1 else 'them'}",
+            file=sys.stderr,
+        )
     predictor = Predictor(model_path)
     check_min_box_quality(predictor, min_box_quality)
     drawings = drawing_names(listed)
@@ -264,7 +339,9 @@ def run(model_path, paths, draw_dir=None, tta="none", out=sys.stdout, refine=Fal
     failures = 0
     for path in listed:
         try:
-            record, image = predict_file(predictor, path, tta, refine, max_image_pixels, min_box_quality)
+            record, image = predict_file(
+                predictor, path, tta, refine, max_image_pixels, min_box_quality
+            )
         except (OSError, image_header.ImageHeaderError, tf.errors.InvalidArgumentError) as error:
             failures += 1
             out.write(json.dumps({"file": path, "error": _one_line(error, path)}) + "\n")
@@ -308,7 +385,9 @@ def _one_line(error, path=None):
         if not any(text for text, _ in kept):
             piece = piece.lstrip()
         line_break = LINE_BREAKS.search(piece)
-        kept.append((re.sub(r"\s+", " ", piece[:line_break.start()] if line_break else piece), False))
+        kept.append(
+            (re.sub(r"\s+", " ", piece[: line_break.start()] if line_break else piece), False)
+        )
         if line_break:
             break
     if kept and not kept[-1][1]:

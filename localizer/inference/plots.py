@@ -19,7 +19,9 @@ def iou_histogram(ious, path):
     for threshold in THRESHOLDS:
         share = float(np.mean(np.asarray(ious) >= threshold)) if len(ious) else 0.0
         ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1)
-        ax.text(threshold, ax.get_ylim()[1] * 0.95, f" >={threshold}: {share:.0%}", fontsize=8, va="top")
+        ax.text(
+            threshold, ax.get_ylim()[1] * 0.95, f" >={threshold}: {share:.0%}", fontsize=8, va="top"
+        )
     ax.set_xlabel("IoU with the true box")
     ax.set_ylabel("images")
     _save(fig, path)
@@ -31,8 +33,15 @@ def per_class_bars(per_class, path):
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)), 3.5))
     ax.bar(x - 0.2, [per_class[n]["mean_iou"] for n in names], 0.4, label="mean IoU")
-    ax.bar(x + 0.2, [per_class[n]["localization_accuracy"] for n in names], 0.4, label="localization acc")
-    ax.set_xticks(x, [f"{n}\n({per_class[n]['count']})" for n in names], rotation=45, ha="right", fontsize=8)
+    ax.bar(
+        x + 0.2,
+        [per_class[n]["localization_accuracy"] for n in names],
+        0.4,
+        label="localization acc",
+    )
+    ax.set_xticks(
+        x, [f"{n}\n({per_class[n]['count']})" for n in names], rotation=45, ha="right", fontsize=8
+    )
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     _save(fig, path)
@@ -47,8 +56,15 @@ def confusion_matrix(labels, predicted, class_names, path):
     ax.imshow(matrix, cmap="Blues")
     for (row, col), value in np.ndenumerate(matrix):
         if value:
-            ax.text(col, row, str(value), ha="center", va="center", fontsize=8,
-                    color="white" if value > matrix.max() / 2 else "black")
+            ax.text(
+                col,
+                row,
+                str(value),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if value > matrix.max() / 2 else "black",
+            )
     ax.set_xticks(range(count), class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(count), class_names, fontsize=8)
     ax.set_xlabel("predicted")
@@ -59,7 +75,9 @@ def confusion_matrix(labels, predicted, class_names, path):
 def examples_grid(best, worst, class_names, path, columns=4):
     """The best and worst examples: true box green, predicted box red, with class names."""
     rows_each = max(1, -(-max(len(best), len(worst)) // columns))
-    fig, axes = plt.subplots(2 * rows_each, columns, figsize=(3.2 * columns, 3.2 * 2 * rows_each), squeeze=False)
+    fig, axes = plt.subplots(
+        2 * rows_each, columns, figsize=(3.2 * columns, 3.2 * 2 * rows_each), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for group, (records, title) in enumerate(((best, "best"), (worst, "worst"))):
@@ -69,11 +87,23 @@ def examples_grid(best, worst, class_names, path, columns=4):
             ax.imshow(image)
             height, width = image.shape[:2]
             for box, colour in ((record["true_box"], "lime"), (record["box"], "red")):
-                xmin, ymin, xmax, ymax = box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width).numpy()
-                ax.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color=colour, linewidth=2))
+                xmin, ymin, xmax, ymax = box_lib.from_internal(
+                    box, box_lib.PIXEL_XYXY, height, width
+                ).numpy()
+                ax.add_patch(
+                    plt.Rectangle(
+                        (xmin, ymin),
+                        xmax - xmin,
+                        ymax - ymin,
+                        fill=False,
+                        color=colour,
+                        linewidth=2,
+                    )
+                )
             ax.set_title(
                 f"{title}: IoU {record['iou']:.2f}\ntrue {class_names[record['label']]} / "
-                f"pred {class_names[record['predicted']]}", fontsize=8,
+                f"pred {class_names[record['predicted']]}",
+                fontsize=8,
             )
     fig.suptitle("true box green, predicted box red")
     _save(fig, path)
@@ -93,7 +123,9 @@ def risk_coverage(ious, confidences, path):
             kept = ious[metrics.confidence_order(confidence)]
             style = {"linestyle": ":", "color": "grey"} if name not in confidences else {}
             ax.plot(coverage, np.cumsum(kept) / np.arange(1, len(kept) + 1), label=name, **style)
-        ax.axhline(float(ious.mean()), color="black", linewidth=0.8, linestyle="--", label="all boxes")
+        ax.axhline(
+            float(ious.mean()), color="black", linewidth=0.8, linestyle="--", label="all boxes"
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("coverage: fraction of images kept, most confident first")

@@ -1,4 +1,5 @@
-"""A trained localizer, loaded from a `.keras` file, an exported SavedModel or its TFLite file, ready to run on images."""
+"""A trained localizer, loaded from a `.keras` file, an exported SavedModel or its TFLite file,
+ready to run on images."""
 
 import os
 import threading
@@ -17,43 +18,59 @@ class ModelFileError(ValueError):
     """The model path is missing, or is not a localizer `.keras` file or exported SavedModel."""
 
 
-MODEL_HINT = ("pass --model=<a .keras file from training, an export's version folder such as models/localizer/1, "
-              "or a .tflite file in its assets.extra/>")
+MODEL_HINT = (
+    "pass --model=<a .keras file from training, an export's version folder such as models/localizer/1, "
+    "or a .tflite file in its assets.extra/>"
+)
 TFLITE_SUFFIX = ".tflite"
 
 
 def load_keras_model(path, hint=MODEL_HINT):
-    """A localizer `.keras` file, loaded safely (no Lambda layers); one-line errors for the usual mistakes."""
+    """A localizer `.keras` file, loaded safely (no Lambda layers); one-line errors for the usual
+    mistakes."""
     if not os.path.exists(path):
         raise ModelFileError(f"model {path} not found; {hint}")
     if os.path.isdir(path) or not zipfile.is_zipfile(path):
-        raise ModelFileError(f"model {path} is not a .keras file (not a zip archive: truncated, or another "
-                             f"format); {hint}")
+        raise ModelFileError(
+            f"model {path} is not a .keras file (not a zip archive: truncated, or another "
+            f"format); {hint}"
+        )
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
         model_lib.model_metadata(model)
     except Exception as error:  # Keras raises many types for a damaged or foreign archive
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise ModelFileError(f"model {path} cannot be loaded as a localizer ({first}); {hint}") from None
+        raise ModelFileError(
+            f"model {path} cannot be loaded as a localizer ({first}); {hint}"
+        ) from None
     return model
 
 
 def load_saved_model(path):
-    """An exported version folder: `(loaded SavedModel, metadata)`; one-line errors for folders that are not."""
+    """An exported version folder: `(loaded SavedModel, metadata)`; one-line errors for folders that
+    are not."""
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise ModelFileError(f"model folder {path} is not an exported SavedModel (no saved_model.pb); {MODEL_HINT}")
+        raise ModelFileError(
+            f"model folder {path} is not an exported SavedModel (no saved_model.pb); {MODEL_HINT}"
+        )
     try:
         loaded = tf.saved_model.load(path)
         loaded.signatures[signatures.IMAGES_SIGNATURE]
-    except Exception as error:  # damaged protobufs, missing variables or assets, another model's export
+    except (
+        Exception
+    ) as error:  # damaged protobufs, missing variables or assets, another model's export
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise ModelFileError(f"model folder {path} cannot be loaded as a localizer export ({first}); "
-                             f"export it again") from None
-    return loaded, signatures.load_metadata(path)  # its own one-line errors name the file and the field
+        raise ModelFileError(
+            f"model folder {path} cannot be loaded as a localizer export ({first}); export it again"
+        ) from None
+    return loaded, signatures.load_metadata(
+        path
+    )  # its own one-line errors name the file and the field
 
 
 def load_tflite(path):
-    """A `.tflite` file of an export: `(predict_images signature runner, metadata)`; one-line errors.
+    """A `.tflite` file of an export: `(predict_images signature runner, metadata)`; one-line
+    errors.
 
     The class names, image size and resize mode are the export's
     (`metadata.json`), so the file must lie in its `<version>/assets.extra/`.
@@ -64,27 +81,43 @@ def load_tflite(path):
         raise ModelFileError(f"model {path} not found; {MODEL_HINT}")
     version_dir = signatures.export_of_tflite(path)
     if version_dir is None:
-        raise ModelFileError(f"model {path} is not in an export's {signatures.ASSETS_EXTRA}/ folder, where its "
-                             f"class names, image size and resize mode are ({signatures.METADATA_ASSET}); pass "
-                             f"the file as the export wrote it (<export_dir>/<version>/{signatures.TFLITE_FILE})")
+        raise ModelFileError(
+            f"model {path} is not in an export's {signatures.ASSETS_EXTRA}/ folder, where its "
+            f"class names, image size and resize mode are ({signatures.METADATA_ASSET}); pass "
+            f"the file as the export wrote it (<export_dir>/<version>/{signatures.TFLITE_FILE})"
+        )
     metadata = signatures.load_metadata(version_dir)
     size = metadata["image_size"]
     try:
-        # All cores, as TensorFlow uses for the SavedModel (the interpreter's default is one thread).
+        # All cores, as TensorFlow uses for the SavedModel (the interpreter's default is one
+        # thread).
         runner = tflite.interpreter(path=path, num_threads=os.cpu_count()).get_signature_runner(
-            signatures.IMAGES_SIGNATURE)
-        shape = [int(v) for v in runner.get_input_details()[signatures.IMAGES_INPUT]["shape_signature"][1:]]
+            signatures.IMAGES_SIGNATURE
+        )
+        shape = [
+            int(v)
+            for v in runner.get_input_details()[signatures.IMAGES_INPUT]["shape_signature"][1:]
+        ]
         outputs = {}
-        if shape == [size, size, 3]:  # the outputs have no static shape (the empty-batch branch hides
-            outputs = runner(**{signatures.IMAGES_INPUT: np.zeros([1, *shape], np.uint8)})  # it): one image shows it
+        if shape == [
+            size,
+            size,
+            3,
+        ]:  # the outputs have no static shape (the empty-batch branch hides
+            outputs = runner(
+                **{signatures.IMAGES_INPUT: np.zeros([1, *shape], np.uint8)}
+            )  # it): one image shows it
     except Exception as error:  # a damaged flatbuffer, another model's file, no predict_images
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise ModelFileError(f"model {path} cannot be loaded as a localizer TFLite file ({first}); {TFLITE_TODO}"
-                             ) from None
+        raise ModelFileError(
+            f"model {path} cannot be loaded as a localizer TFLite file ({first}); {TFLITE_TODO}"
+        ) from None
     problem = tflite_signature_problem(shape, outputs, metadata)
     if problem:
         # Checked now: a mismatch would otherwise surface on the first batch, as a TF stack.
-        raise ModelFileError(f"model {path} {problem}: it is not the file this export wrote; {TFLITE_TODO}")
+        raise ModelFileError(
+            f"model {path} {problem}: it is not the file this export wrote; {TFLITE_TODO}"
+        )
     return runner, metadata
 
 
@@ -92,16 +125,21 @@ TFLITE_TODO = "export it again (--tflite or --tflite_int8)"
 
 
 def tflite_output_shapes(num_classes, has_box_quality):
-    """`{output name: shape after the batch}` of `predict_images` for a model of `num_classes` classes."""
-    shapes = {signatures.OUTPUT_CLASS_LOGITS: [num_classes], signatures.PROBABILITIES: [num_classes],
-              signatures.OUTPUT_BOX: [4]}
+    """`{output name: shape after the batch}` of `predict_images` for a model of `num_classes`
+    classes."""
+    shapes = {
+        signatures.OUTPUT_CLASS_LOGITS: [num_classes],
+        signatures.PROBABILITIES: [num_classes],
+        signatures.OUTPUT_BOX: [4],
+    }
     if has_box_quality:
         shapes[signatures.OUTPUT_BOX_QUALITY] = []
     return shapes
 
 
 def tflite_signature_problem(input_shape, outputs, metadata):
-    """What in a TFLite `predict_images` contradicts the export's `metadata`, in words; None when it fits.
+    """What in a TFLite `predict_images` contradicts the export's `metadata`, in words; None when it
+    fits.
 
     `input_shape`: its images' shape after the batch; `outputs`: `{name: array}` for one image.
     """
@@ -114,15 +152,18 @@ def tflite_signature_problem(input_shape, outputs, metadata):
     for name, shape in expected.items():
         found = list(np.shape(outputs[name])[1:])
         if found != shape and shape == [num_classes]:
-            return (f"gives {name} for {found[0] if len(found) == 1 else found} classes, its export's "
-                    f"{signatures.METADATA_ASSET} names {num_classes}")
+            return (
+                f"gives {name} for {found[0] if len(found) == 1 else found} classes, its export's "
+                f"{signatures.METADATA_ASSET} names {num_classes}"
+            )
         if found != shape:
             return f"gives {name} of shape {found}, not {shape}"
     return None
 
 
 class Predictor:
-    """A trained localizer, from a `.keras` file, an exported SavedModel folder or its `.tflite` file.
+    """A trained localizer, from a `.keras` file, an exported SavedModel folder or its `.tflite`
+    file.
 
     `predict_inputs(images)` runs rendered model inputs (uint8 `[N, S, S, 3]`)
     and returns boxes in the input frame, class probabilities, for
@@ -172,7 +213,9 @@ class Predictor:
 
         def run(images):
             # numpy_function: evaluation and the views code call this inside tf.function.
-            outputs = tf.numpy_function(run_numpy, [images], [tf.float32] * len(shapes), stateful=True)
+            outputs = tf.numpy_function(
+                run_numpy, [images], [tf.float32] * len(shapes), stateful=True
+            )
             for output, shape in zip(outputs, shapes.values()):
                 output.set_shape([None, *shape])
             return dict(zip(shapes, outputs))
@@ -192,35 +235,52 @@ class Predictor:
         return self.metadata["resize_mode"]
 
     def predict_inputs(self, images):
-        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None, box quality [N] or None)`, input frame."""
+        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None, box quality [N] or
+        None)`, input frame."""
         outputs = self._run(tf.convert_to_tensor(images, tf.uint8))
         if signatures.PROBABILITIES in outputs:
             probabilities = outputs[signatures.PROBABILITIES]
         else:
             probabilities = tf.nn.softmax(outputs[model_lib.CLASS_LOGITS], axis=-1)
         class_boxes = outputs.get(model_lib.CLASS_BOXES) if self._per_class else None
-        quality = tf.cast(outputs[model_lib.BOX_QUALITY], tf.float32) if self.has_box_quality else None
+        quality = (
+            tf.cast(outputs[model_lib.BOX_QUALITY], tf.float32) if self.has_box_quality else None
+        )
         return outputs[model_lib.BOX], probabilities, class_boxes, quality
 
     def predict_views(self, inputs, windows, mirrored):
-        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class boxes, quality."""
+        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class
+        boxes, quality."""
         return views.look_at_views(self.predict_inputs, inputs, windows, mirrored)
 
     def refine(self, images, original_sizes, boxes, probabilities, quality=None):
         """The second, zoomed look (see the module docstring) for a padded batch of decoded images.
 
-        Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in the original frame.
+        Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in the original
+        frame.
         """
-        inputs, windows = views.render_zoom_views(images, original_sizes, boxes, self.image_size, self.resize_mode)
-        return views.zoomed_look(self.predict_inputs, boxes, probabilities, inputs, windows, quality,
-                                 self.refine_rule)
+        inputs, windows = views.render_zoom_views(
+            images, original_sizes, boxes, self.image_size, self.resize_mode
+        )
+        return views.zoomed_look(
+            self.predict_inputs, boxes, probabilities, inputs, windows, quality, self.refine_rule
+        )
 
     def predict_image(self, image, tta="none", refine=False):
-        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C], box quality or None), original frame."""
-        inputs, windows, mirrored = views.render_views(image, self.image_size, self.resize_mode, tta)
-        box, probabilities, _, quality = self.predict_views(inputs[None], windows[None], mirrored[None])
+        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C], box quality or None),
+        original frame."""
+        inputs, windows, mirrored = views.render_views(
+            image, self.image_size, self.resize_mode, tta
+        )
+        box, probabilities, _, quality = self.predict_views(
+            inputs[None], windows[None], mirrored[None]
+        )
         if refine:
-            box, probabilities, quality = self.refine(image[None], tf.shape(image)[None, :2], box, probabilities,
-                                                      quality)
-        return box[0].numpy(), probabilities[0].numpy(), None if quality is None else float(quality[0])
-
+            box, probabilities, quality = self.refine(
+                image[None], tf.shape(image)[None, :2], box, probabilities, quality
+            )
+        return (
+            box[0].numpy(),
+            probabilities[0].numpy(),
+            None if quality is None else float(quality[0]),
+        )

@@ -74,7 +74,9 @@ def render_views(image, image_size, resize_mode, mode):
     """
     inputs, windows, mirrored = [], [], []
     for crop, flip in view_crops(mode):
-        rendered, window = render_crop(image, tf.constant(crop, tf.float32), image_size, resize_mode)
+        rendered, window = render_crop(
+            image, tf.constant(crop, tf.float32), image_size, resize_mode
+        )
         inputs.append(tf.reverse(rendered, axis=[1]) if flip else rendered)
         windows.append(window)
         mirrored.append(flip)
@@ -82,7 +84,8 @@ def render_views(image, image_size, resize_mode, mode):
 
 
 def render_crop(image, crop, image_size, resize_mode):
-    """Renders `crop` (a window of `image`) as training renders whole images: `(uint8 [S, S, 3], window)`."""
+    """Renders `crop` (a window of `image`) as training renders whole images: `(uint8 [S, S, 3],
+    window)`."""
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     crop_pixels = tf.stack([crop[2] - crop[0], crop[3] - crop[1]]) * size
     frame = render.resize_window(crop_pixels, image_size, resize_mode)
@@ -90,38 +93,57 @@ def render_crop(image, crop, image_size, resize_mode):
 
 
 def render_zoom_view(image, box, image_size, resize_mode):
-    """The refinement view of one decoded image around its first `box`: `(uint8 [S, S, 3], window [4])`."""
+    """The refinement view of one decoded image around its first `box`: `(uint8 [S, S, 3], window
+    [4])`."""
     return render_crop(image, render.zoom_window(box, tf.shape(image)[:2]), image_size, resize_mode)
 
 
 def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
-    """The refinement view of each image of a padded batch: `(inputs [B, S, S, 3], windows [B, 4])`."""
+    """The refinement view of each image of a padded batch: `(inputs [B, S, S, 3], windows [B,
+    4])`."""
 
     def one(args):
         image, original_size, box = args
-        return render_zoom_view(image[: original_size[0], : original_size[1]], box, image_size, resize_mode)
+        return render_zoom_view(
+            image[: original_size[0], : original_size[1]], box, image_size, resize_mode
+        )
 
     return tf.map_fn(
-        one, (images, original_sizes, boxes),
-        fn_output_signature=(tf.TensorSpec([image_size, image_size, 3], tf.uint8), tf.TensorSpec([4], tf.float32)),
+        one,
+        (images, original_sizes, boxes),
+        fn_output_signature=(
+            tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+            tf.TensorSpec([4], tf.float32),
+        ),
     )
 
 
 AGREEMENT = "agreement"
 """The zoomed box where the two looks agree (IoU >= `AGREEMENT_IOU`), else the first."""
 BY_QUALITY = "quality"
-"""By the predicted box quality: where the looks agree, their boxes (and qualities) averaged weighted
+"""By the predicted box quality: where the looks agree, their boxes (and qualities) averaged
+weighted
 by their qualities; where they disagree, the box of the look the model rates higher, with the lower
-of the two qualities (disagreement is doubt: on realmix it ranks the boxes better than the higher)."""
+of the two qualities (disagreement is doubt: on realmix it ranks the boxes better than the
+higher)."""
 REFINE_RULES = (AGREEMENT, BY_QUALITY)
 REFINE_RULE = BY_QUALITY
 """How the two looks merge for models with a box-quality head (the others: `AGREEMENT`). On realmix,
 better than `AGREEMENT` on train and val (experiments/RESULTS.md, "Test-time augmentation")."""
 
 
-def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabilities, first_quality=None,
-                     zoom_quality=None, rule=REFINE_RULE, agreement_iou=AGREEMENT_IOU):
-    """Merges the first and the zoomed look of `[B]` images by `rule`; the probabilities are averaged.
+def merge_refinement(
+    first_boxes,
+    first_probabilities,
+    zoom_boxes,
+    zoom_probabilities,
+    first_quality=None,
+    zoom_quality=None,
+    rule=REFINE_RULE,
+    agreement_iou=AGREEMENT_IOU,
+):
+    """Merges the first and the zoomed look of `[B]` images by `rule`; the probabilities are
+    averaged.
 
     Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)`;
     without qualities the rule is `AGREEMENT`.
@@ -132,7 +154,10 @@ def merge_refinement(first_boxes, first_probabilities, zoom_boxes, zoom_probabil
     agrees = box_lib.iou(first_boxes, zoom_boxes) >= agreement_iou
     if first_quality is None or zoom_quality is None:
         return tf.where(agrees[:, None], zoom_boxes, first_boxes), probabilities, None
-    first_quality, zoom_quality = tf.cast(first_quality, tf.float32), tf.cast(zoom_quality, tf.float32)
+    first_quality, zoom_quality = (
+        tf.cast(first_quality, tf.float32),
+        tf.cast(zoom_quality, tf.float32),
+    )
     if rule == AGREEMENT:
         zoom_weight = tf.cast(agrees, tf.float32)
     else:
@@ -151,7 +176,9 @@ def views_to_original(boxes, windows, mirrored):
     extra = boxes.shape.rank - windows.shape.rank  # 1 for per-class boxes
     flip = tf.reshape(mirrored, tf.concat([tf.shape(mirrored), tf.ones([extra + 1], tf.int32)], 0))
     boxes = tf.where(flip, box_lib.flip_left_right(boxes), boxes)
-    window = tf.reshape(windows, tf.concat([tf.shape(windows)[:-1], tf.ones([extra], tf.int32), [4]], 0))
+    window = tf.reshape(
+        windows, tf.concat([tf.shape(windows)[:-1], tf.ones([extra], tf.int32), [4]], 0)
+    )
     return render.to_original_frame(boxes, window)
 
 
@@ -182,13 +209,17 @@ def merge_views(boxes, probabilities, class_boxes=None, agreement_iou=AGREEMENT_
 
 
 def merge_view_qualities(boxes, probabilities, quality, agreement_iou=AGREEMENT_IOU):
-    """The merged box's quality: the views' qualities `[B, V]` weighted as `merge_views` weighs their boxes -> `[B]`."""
-    weights = _normalized(_view_weights(boxes, tf.convert_to_tensor(probabilities, tf.float32), agreement_iou))
+    """The merged box's quality: the views' qualities `[B, V]` weighted as `merge_views` weighs
+    their boxes -> `[B]`."""
+    weights = _normalized(
+        _view_weights(boxes, tf.convert_to_tensor(probabilities, tf.float32), agreement_iou)
+    )
     return tf.reduce_sum(tf.cast(quality, tf.float32) * weights, axis=1)
 
 
 def _view_weights(boxes, probabilities, agreement_iou):
-    """`[B, V]`: each view's probability of the merged class where its box agrees with view 0's, else 0."""
+    """`[B, V]`: each view's probability of the merged class where its box agrees with view 0's,
+    else 0."""
     best = tf.argmax(tf.reduce_mean(probabilities, axis=1), axis=-1)
     weights = tf.gather(probabilities, best, axis=2, batch_dims=1)
     return weights * _agrees(boxes, agreement_iou)
@@ -242,12 +273,17 @@ def look_at_views(run_model, inputs, windows, mirrored):
     return (*merge_views(boxes, probabilities, class_boxes), quality)
 
 
-def zoomed_look(run_model, boxes, probabilities, zoom_inputs, zoom_windows, quality=None, rule=REFINE_RULE):
-    """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first (`rule`).
+def zoomed_look(
+    run_model, boxes, probabilities, zoom_inputs, zoom_windows, quality=None, rule=REFINE_RULE
+):
+    """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first
+    (`rule`).
 
     Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in
     the original frame; the quality is None when the first look's is.
     """
     zoom_boxes, zoom_probabilities, _, zoom_quality = run_model(zoom_inputs)
     zoom_boxes = render.to_original_frame(zoom_boxes, zoom_windows)
-    return merge_refinement(boxes, probabilities, zoom_boxes, zoom_probabilities, quality, zoom_quality, rule)
+    return merge_refinement(
+        boxes, probabilities, zoom_boxes, zoom_probabilities, quality, zoom_quality, rule
+    )

@@ -56,7 +56,9 @@ def _efficientnet_lite(variant):
 def _tiny(input_shape, weights):
     """Four strided convolutions: for tests and smoke runs (no pretrained weights)."""
     if weights not in (None, "none"):
-        raise WeightsUnavailableError("The `tiny` backbone has no pretrained weights; use weights=None.")
+        raise WeightsUnavailableError(
+            "The `tiny` backbone has no pretrained weights; use weights=None."
+        )
     inputs = keras.Input(input_shape)
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
     for filters in (8, 16, 32, 32):
@@ -110,7 +112,8 @@ def fine_feature_layer(inner):
     final = inner.output.shape[1:3]
     wanted = tuple(None if n is None else 2 * n for n in final)
     candidates = [
-        layer for layer in inner.layers
+        layer
+        for layer in inner.layers
         if len(getattr(layer.output, "shape", ())) == 4 and tuple(layer.output.shape[1:3]) == wanted
     ]
     if not candidates:
@@ -123,7 +126,8 @@ def fine_feature_layer(inner):
 
 
 def fine_feature_channels(backbone):
-    """Channels of the stride-16 map packed into a `feature_stride=16` backbone's output; 0 if none."""
+    """Channels of the stride-16 map packed into a `feature_stride=16` backbone's output; 0 if
+    none."""
     try:
         pack = backbone.get_layer(PACK_LAYER)
     except ValueError:
@@ -148,7 +152,9 @@ def build_backbone(name, image_size, weights="imagenet", feature_stride=32):
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; expected one of {sorted(BACKBONES)}.")
     if feature_stride not in FEATURE_STRIDES:
-        raise ValueError(f"feature_stride must be one of {FEATURE_STRIDES}; got {feature_stride!r}.")
+        raise ValueError(
+            f"feature_stride must be one of {FEATURE_STRIDES}; got {feature_stride!r}."
+        )
     spec = BACKBONES[name]
     weights = _normalize_weights(weights)
     input_shape = (image_size, image_size, 3)

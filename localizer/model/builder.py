@@ -35,31 +35,49 @@ from localizer.model import backbones
 from localizer.model.heads import build_heads
 from localizer.model.layers import PackQualityAndBox
 from localizer.model.outputs import (
-    BOX, BOX_QUALITY, CLASS_BOXES, CLASS_LOGITS, INFERENCE_OUTPUTS, LOCALIZATION, QUALITY_AND_BOX,
+    BOX,
+    BOX_QUALITY,
+    CLASS_BOXES,
+    CLASS_LOGITS,
+    INFERENCE_OUTPUTS,
+    LOCALIZATION,
+    QUALITY_AND_BOX,
 )
 
 
 def build_model(config):
-    """The inference model: image -> {"class_logits", "box"} (+ "box_quality" with `config.box_quality`).
+    """The inference model: image -> {"class_logits", "box"} (+ "box_quality" with
+    `config.box_quality`).
 
     The backbone always runs with `training=False`, so its BatchNormalization
     layers stay in inference mode even while fine-tuning (the practice of the
     Keras fine-tuning guide: small batches would wreck their statistics).
     """
     config.validate()
-    backbone = backbones.build_backbone(config.backbone, config.image_size, config.weights, config.feature_stride)
-    heads = build_heads(tuple(backbone.output.shape[1:]), config, backbones.fine_feature_channels(backbone))
+    backbone = backbones.build_backbone(
+        config.backbone, config.image_size, config.weights, config.feature_stride
+    )
+    heads = build_heads(
+        tuple(backbone.output.shape[1:]), config, backbones.fine_feature_channels(backbone)
+    )
     image = keras.Input((config.image_size, config.image_size, 3), name="image")
     outputs = heads(backbone(image, training=False))
-    model = keras.Model(image, {name: outputs[name] for name in INFERENCE_OUTPUTS if name in outputs},
-                        name="localizer")
+    model = keras.Model(
+        image,
+        {name: outputs[name] for name in INFERENCE_OUTPUTS if name in outputs},
+        name="localizer",
+    )
     return model
 
 
 def model_metadata(model):
     """`{"class_names", "resize_mode", "image_size"}` stored in a localizer model."""
     layer = model.get_layer("heads").get_layer(CLASS_LOGITS)  # a ModelMetadata layer
-    return {"class_names": list(layer.class_names), "resize_mode": layer.resize_mode, "image_size": layer.image_size}
+    return {
+        "class_names": list(layer.class_names),
+        "resize_mode": layer.resize_mode,
+        "image_size": layer.image_size,
+    }
 
 
 def _with_training_outputs(inputs, head_outputs):
@@ -68,13 +86,17 @@ def _with_training_outputs(inputs, head_outputs):
         [head_outputs[BOX], head_outputs[CLASS_LOGITS]]
     )
     if BOX_QUALITY in head_outputs:
-        # Keras wants a target for every output: the quality is trained (and read) packed with its box.
-        outputs[QUALITY_AND_BOX] = PackQualityAndBox(name=QUALITY_AND_BOX)([outputs.pop(BOX_QUALITY), head_outputs[BOX]])
+        # Keras wants a target for every output: the quality is trained (and read) packed with its
+        # box.
+        outputs[QUALITY_AND_BOX] = PackQualityAndBox(name=QUALITY_AND_BOX)(
+            [outputs.pop(BOX_QUALITY), head_outputs[BOX]]
+        )
     return outputs
 
 
 def training_view(model):
-    """The model as trained: same layers, plus the outputs the losses and metrics need ("localization", ...)."""
+    """The model as trained: same layers, plus the outputs the losses and metrics need
+    ("localization", ...)."""
     image = keras.Input(model.input.shape[1:], name="image")
     features = model.get_layer("backbone")(image, training=False)
     outputs = _with_training_outputs(image, model.get_layer("heads")(features))
@@ -82,18 +104,25 @@ def training_view(model):
 
 
 def prediction_view(model):
-    """The inference model plus "class_boxes" for per-class heads: what inference reads, over the same layers."""
+    """The inference model plus "class_boxes" for per-class heads: what inference reads, over the
+    same layers."""
     image = keras.Input(model.input.shape[1:], name="image")
     outputs = model.get_layer("heads")(model.get_layer("backbone")(image, training=False))
     names = (*INFERENCE_OUTPUTS, CLASS_BOXES)
-    return keras.Model(image, {name: outputs[name] for name in names if name in outputs}, name="localizer_prediction")
+    return keras.Model(
+        image,
+        {name: outputs[name] for name in names if name in outputs},
+        name="localizer_prediction",
+    )
 
 
 def features_training_view(model):
     """The heads alone on precomputed backbone features (frozen-backbone training)."""
     heads = model.get_layer("heads")
     features = keras.Input(heads.input.shape[1:], name="features")
-    return keras.Model(features, _with_training_outputs(features, heads(features)), name="heads_training")
+    return keras.Model(
+        features, _with_training_outputs(features, heads(features)), name="heads_training"
+    )
 
 
 def freeze_backbone(model):

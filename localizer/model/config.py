@@ -9,18 +9,26 @@ FLATTENED = "flattened"
 POOLED = "pooled"
 """Box head on the globally pooled feature vector (dense layers): the popular tutorials' recipe."""
 ATTENTION_POOLED = "attention_pooled"
-"""Every cell predicts a box around itself; the boxes are pooled by a learned, unsupervised attention map."""
+"""Every cell predicts a box around itself; the boxes are pooled by a learned, unsupervised
+attention map."""
 CENTRE_WEIGHTED = "centre_weighted"
 """FCOS/CenterNet-style: every cell predicts the object's box and a centre score, both supervised
 per cell; the box is the cells' boxes averaged by the softmax of the centre scores."""
 
 ATTACH_MODES = (FLATTENED, POOLED, ATTENTION_POOLED, CENTRE_WEIGHTED)
-LEGACY_ATTACH_NAMES = {"conv": FLATTENED, "fc": POOLED, "spatial": ATTENTION_POOLED, "dense": CENTRE_WEIGHTED}
+LEGACY_ATTACH_NAMES = {
+    "conv": FLATTENED,
+    "fc": POOLED,
+    "spatial": ATTENTION_POOLED,
+    "dense": CENTRE_WEIGHTED,
+}
 """Names used before the head modes were renamed; configs and records that use them still load."""
 
 REGRESSION_MODES = ("class_agnostic", "per_class")
 HEAD_CONFIGURATIONS = tuple(
-    (attach, regression) for attach in ATTACH_MODES for regression in REGRESSION_MODES
+    (attach, regression)
+    for attach in ATTACH_MODES
+    for regression in REGRESSION_MODES
     if not (attach == CENTRE_WEIGHTED and regression == "per_class")
 )
 """Every valid (attach, regression) pair."""
@@ -67,7 +75,9 @@ class ModelConfig:
         if self.attach not in ATTACH_MODES:
             raise ValueError(f"attach must be one of {ATTACH_MODES}; got {self.attach!r}.")
         if self.regression not in REGRESSION_MODES:
-            raise ValueError(f"regression must be one of {REGRESSION_MODES}; got {self.regression!r}.")
+            raise ValueError(
+                f"regression must be one of {REGRESSION_MODES}; got {self.regression!r}."
+            )
         if self.attach == CENTRE_WEIGHTED and self.regression != "class_agnostic":
             raise ValueError(
                 f"attach={CENTRE_WEIGHTED!r} predicts one class-agnostic box per cell; per-class regression "

@@ -63,9 +63,6 @@ _DROP_CONNECT_RATE = 0.2
 FEATURE_LAYER = "head_relu"
 
 
-
-
-
 # --------------------------------------------------------------------------
 # Architecture
 # --------------------------------------------------------------------------
@@ -74,7 +71,9 @@ FEATURE_LAYER = "head_relu"
 def _round_filters(filters: int, width: float) -> int:
     """Scale a filter count by ``width``, rounding to a multiple of 8 (as TF)."""
     scaled = filters * width
-    rounded = max(_DEPTH_DIVISOR, int(scaled + _DEPTH_DIVISOR / 2) // _DEPTH_DIVISOR * _DEPTH_DIVISOR)
+    rounded = max(
+        _DEPTH_DIVISOR, int(scaled + _DEPTH_DIVISOR / 2) // _DEPTH_DIVISOR * _DEPTH_DIVISOR
+    )
     if rounded < 0.9 * scaled:  # never round down by more than 10%
         rounded += _DEPTH_DIVISOR
     return int(rounded)
@@ -134,7 +133,9 @@ def _mbconv(x, spec, index: int, drop_rate: float):
     name = f"block{index}"
     inputs = x
     if expand != 1:
-        x = layers.Conv2D(f_in * expand, 1, padding="same", use_bias=False, name=f"{name}_expand_conv")(x)
+        x = layers.Conv2D(
+            f_in * expand, 1, padding="same", use_bias=False, name=f"{name}_expand_conv"
+        )(x)
         x = _bn(f"{name}_expand_bn")(x)
         x = _relu6(f"{name}_expand_relu")(x)
     x, padding = _strided_padding(x, kernel, stride, f"{name}_dw")
@@ -192,7 +193,9 @@ def build_efficientnet_lite(
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(scale=1.0 / 128.0, offset=-127.0 / 128.0, name="rescale")(inputs)
     x, padding = _strided_padding(x, 3, 2, "stem")
-    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding=padding, use_bias=False, name="stem_conv")(x)
+    x = layers.Conv2D(
+        _STEM_FILTERS, 3, strides=2, padding=padding, use_bias=False, name="stem_conv"
+    )(x)
     x = _bn("stem_bn")(x)
     x = _relu6("stem_relu")(x)
 
@@ -220,4 +223,6 @@ def variant_params(variant: str):
     try:
         return VARIANTS[variant]
     except KeyError:
-        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(VARIANTS)}") from None
+        raise ValueError(
+            f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(VARIANTS)}"
+        ) from None

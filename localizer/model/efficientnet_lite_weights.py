@@ -23,6 +23,7 @@ from localizer import files
 from localizer.model.efficientnet_lite import build_efficientnet_lite, variant_params
 from localizer.model.torch_weights import load_state_dict
 
+
 class WeightsUnavailableError(FileNotFoundError):
     """ImageNet weights were requested but no ``.pth`` file can be found."""
 
@@ -59,7 +60,9 @@ def torch_prefix(layer_name: str) -> str:
     raise KeyError(f"layer {layer_name!r} has no PyTorch counterpart")
 
 
-def _torch_to_keras(layer, prefix: str, state: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
+def _torch_to_keras(
+    layer, prefix: str, state: dict[str, np.ndarray]
+) -> tuple[list[np.ndarray], list[str]]:
     """Return the Keras weight list for ``layer`` and the state keys it used."""
     if isinstance(layer, layers.BatchNormalization):
         keys = [f"{prefix}.{p}" for p in ("weight", "bias", "running_mean", "running_var")]
@@ -78,7 +81,9 @@ def _torch_to_keras(layer, prefix: str, state: dict[str, np.ndarray]) -> tuple[l
     raise TypeError(f"no weight conversion for {type(layer).__name__} {layer.name!r}")
 
 
-def load_torch_state_dict(model: keras.Model, state: dict[str, np.ndarray], source="state dict") -> None:
+def load_torch_state_dict(
+    model: keras.Model, state: dict[str, np.ndarray], source="state dict"
+) -> None:
     """Copy a reference PyTorch state dict into ``model``, by layer name.
 
     Every weighted layer must find its tensors with matching shapes, and
@@ -107,7 +112,9 @@ def load_torch_state_dict(model: keras.Model, state: dict[str, np.ndarray], sour
         ignored |= {"_fc.weight", "_fc.bias"}
     unused = sorted(set(state) - used - ignored)
     if unused:
-        raise ValueError(f"{source}: {len(unused)} tensors not used by the model, e.g. {unused[:3]} (wrong variant?)")
+        raise ValueError(
+            f"{source}: {len(unused)} tensors not used by the model, e.g. {unused[:3]} (wrong variant?)"
+        )
 
 
 def convert_torch_weights(variant: str, pth_path) -> keras.Model:
@@ -146,7 +153,9 @@ def _check_hash_prefix(path: Path) -> None:
         return
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(match.group(1)):
-        raise ValueError(f"{path}: SHA-256 {digest[:16]}... does not match the file name; file corrupted?")
+        raise ValueError(
+            f"{path}: SHA-256 {digest[:16]}... does not match the file name; file corrupted?"
+        )
 
 
 def cached_imagenet_weights(variant: str) -> Path:
@@ -178,7 +187,9 @@ def _load_weights(model: keras.Model, variant: str, weights) -> None:
     elif path.endswith(".weights.h5"):
         model.load_weights(path)
     else:
-        raise ValueError(f"weights must be None, 'imagenet', or a .pth / .weights.h5 path, got {weights!r}")
+        raise ValueError(
+            f"weights must be None, 'imagenet', or a .pth / .weights.h5 path, got {weights!r}"
+        )
 
 
 def _load_reference_weights(model: keras.Model, variant: str, path: Path) -> None:

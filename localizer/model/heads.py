@@ -1,14 +1,31 @@
 """The heads on the backbone's feature map: classification, box regression and, with
-`ModelConfig.box_quality`, the box-quality head (the predicted IoU of the box)."""
+`ModelConfig.box_quality`, the box-quality head (the predicted IoU of the box).
+"""
 
 import keras
 
-from localizer.model.layers import (
-    AttentionBoxPooling, BoxFromLogits, CellBoxes, CentreWeightedBox, CentreWeightedFeatures, ModelMetadata,
-    SelectClassBox, Squeeze, StopGradient, UnpackFineFeatures, VoteAgreement,
-)
 from localizer.model.config import ATTENTION_POOLED, CENTRE_WEIGHTED, FLATTENED
-from localizer.model.outputs import BOX, BOX_QUALITY, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS
+from localizer.model.layers import (
+    AttentionBoxPooling,
+    BoxFromLogits,
+    CellBoxes,
+    CentreWeightedBox,
+    CentreWeightedFeatures,
+    ModelMetadata,
+    SelectClassBox,
+    Squeeze,
+    StopGradient,
+    UnpackFineFeatures,
+    VoteAgreement,
+)
+from localizer.model.outputs import (
+    BOX,
+    BOX_QUALITY,
+    CELL_BOXES,
+    CENTRE_LOGITS,
+    CLASS_BOXES,
+    CLASS_LOGITS,
+)
 
 
 def build_heads(feature_shape, config, fine_channels=0):
@@ -25,7 +42,8 @@ def build_heads(feature_shape, config, fine_channels=0):
 
 
 def _box_quality_head(outputs, quality_inputs, config):
-    """The predicted IoU of the box with the truth, `[B]` in [0, 1] (IoU-Net, VarifocalNet's IoU-aware score).
+    """The predicted IoU of the box with the truth, `[B]` in [0, 1] (IoU-Net, VarifocalNet's
+    IoU-aware score).
 
     It reads the pooled features, the box, the class probabilities and what
     the box head adds (`quality_inputs`, by name), all gradient-stopped: its
@@ -37,19 +55,26 @@ def _box_quality_head(outputs, quality_inputs, config):
     its own scale (a concatenation shares one, and the pooled features' range
     made the box's steps coarse: int8 boxes off by 0.08 on the check images).
     """
-    inputs = {**quality_inputs, "box": outputs[BOX],
-              "probabilities": keras.layers.Softmax(dtype="float32", name="quality_probabilities")(
-                  outputs[CLASS_LOGITS])}
+    inputs = {
+        **quality_inputs,
+        "box": outputs[BOX],
+        "probabilities": keras.layers.Softmax(dtype="float32", name="quality_probabilities")(
+            outputs[CLASS_LOGITS]
+        ),
+    }
     projected = [
-        keras.layers.Dense(config.quality_units, use_bias=i == 0, dtype="float32", name=f"quality_from_{name}")(
-            StopGradient(dtype="float32", name=f"quality_stop_{name}")(tensor))
+        keras.layers.Dense(
+            config.quality_units, use_bias=i == 0, dtype="float32", name=f"quality_from_{name}"
+        )(StopGradient(dtype="float32", name=f"quality_stop_{name}")(tensor))
         for i, (name, tensor) in enumerate(inputs.items())
     ]
     x = keras.layers.ReLU(dtype="float32", name="quality_hidden")(
-        keras.layers.Add(dtype="float32", name="quality_sum")(projected))
+        keras.layers.Add(dtype="float32", name="quality_sum")(projected)
+    )
     # Zero-initialized: every quality starts at 0.5.
-    x = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="zeros", dtype="float32",
-                           name="quality_dense")(x)
+    x = keras.layers.Dense(
+        1, activation="sigmoid", kernel_initializer="zeros", dtype="float32", name="quality_dense"
+    )(x)
     return Squeeze(dtype="float32", name=BOX_QUALITY)(x)
 
 
@@ -57,7 +82,9 @@ def _class_and_box_heads(features, config, fine_channels):
     """`(outputs, {name: input of the box-quality head})` on the feature map."""
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = keras.layers.Dropout(config.dropout, name="class_dropout")(pooled)
-    class_logits = keras.layers.Dense(config.num_classes, dtype="float32", name="class_dense")(dropped)
+    class_logits = keras.layers.Dense(config.num_classes, dtype="float32", name="class_dense")(
+        dropped
+    )
     names = tuple(config.class_names) or tuple(f"class_{i}" for i in range(config.num_classes))
     class_logits = ModelMetadata(
         names, config.resize_mode, config.image_size, dtype="float32", name=CLASS_LOGITS
@@ -72,7 +99,9 @@ def _class_and_box_heads(features, config, fine_channels):
         outputs.update(box_outputs)
         return outputs, {"features": pooled, **quality_inputs}
     if config.attach == FLATTENED:
-        x = keras.layers.Conv2D(config.conv_head_channels, 1, activation="relu", name="box_conv")(features)
+        x = keras.layers.Conv2D(config.conv_head_channels, 1, activation="relu", name="box_conv")(
+            features
+        )
         x = keras.layers.Flatten(name="box_flatten")(x)
     else:
         x = pooled
@@ -89,7 +118,9 @@ def _class_and_box_heads(features, config, fine_channels):
         raw = keras.layers.Dense(4 * config.num_classes, name="box_raw", **box_init)(x)
         raw = keras.layers.Reshape((config.num_classes, 4), name="box_raw_per_class")(raw)
         outputs[CLASS_BOXES] = BoxFromLogits(dtype="float32", name=CLASS_BOXES)(raw)
-        outputs[BOX] = SelectClassBox(dtype="float32", name=BOX)([outputs[CLASS_BOXES], class_logits])
+        outputs[BOX] = SelectClassBox(dtype="float32", name=BOX)(
+            [outputs[CLASS_BOXES], class_logits]
+        )
     return outputs, {"features": pooled}
 
 
@@ -97,18 +128,30 @@ def _attention_pooled_box_head(features, class_logits, config):
     """Per-cell boxes pooled by attention (see `AttentionBoxPooling`)."""
     sets = 1 if config.regression == "class_agnostic" else config.num_classes
     x = keras.layers.SpatialDropout2D(config.dropout, name="box_dropout")(features)
-    x = keras.layers.Conv2D(config.head_units, 3, padding="same", activation="relu", name="box_conv")(x)
+    x = keras.layers.Conv2D(
+        config.head_units, 3, padding="same", activation="relu", name="box_conv"
+    )(x)
     # Zero-initialized: uniform attention and mid-range boxes at the start.
-    attention = keras.layers.Conv2D(sets, 1, kernel_initializer="zeros", dtype="float32", name="box_attention")(x)
-    cell_boxes = keras.layers.Conv2D(4 * sets, 1, kernel_initializer="zeros", dtype="float32", name="box_cells")(x)
-    boxes = AttentionBoxPooling(sets, dtype="float32", name=CLASS_BOXES if sets > 1 else BOX)([attention, cell_boxes])
+    attention = keras.layers.Conv2D(
+        sets, 1, kernel_initializer="zeros", dtype="float32", name="box_attention"
+    )(x)
+    cell_boxes = keras.layers.Conv2D(
+        4 * sets, 1, kernel_initializer="zeros", dtype="float32", name="box_cells"
+    )(x)
+    boxes = AttentionBoxPooling(sets, dtype="float32", name=CLASS_BOXES if sets > 1 else BOX)(
+        [attention, cell_boxes]
+    )
     if sets == 1:
         return {BOX: boxes}
-    return {CLASS_BOXES: boxes, BOX: SelectClassBox(dtype="float32", name=BOX)([boxes, class_logits])}
+    return {
+        CLASS_BOXES: boxes,
+        BOX: SelectClassBox(dtype="float32", name=BOX)([boxes, class_logits]),
+    }
 
 
 def _centre_weighted_box_head(features, config, fine_channels):
-    """Per-cell boxes and centre scores, supervised per cell (see `losses.CentreLoss`, `losses.CellBoxLoss`).
+    """Per-cell boxes and centre scores, supervised per cell (see `losses.CentreLoss`,
+    `losses.CellBoxLoss`).
 
     Returns `(outputs, inputs of the box-quality head)`: the features where
     the head looks and how its cells agree (`CentreWeightedFeatures`, `VoteAgreement`).
@@ -134,11 +177,17 @@ def _centre_weighted_box_head(features, config, fine_channels):
     # Zero-initialized: uniform centre scores and mid-range boxes at the start.
     zeros = {"kernel_initializer": "zeros", "dtype": "float32"}
     centre_logits = keras.layers.Conv2D(1, 1, name=CENTRE_LOGITS, **zeros)(x)
-    cell_boxes = CellBoxes(dtype="float32", name=CELL_BOXES)(keras.layers.Conv2D(4, 1, name="box_cells", **zeros)(x))
+    cell_boxes = CellBoxes(dtype="float32", name=CELL_BOXES)(
+        keras.layers.Conv2D(4, 1, name="box_cells", **zeros)(x)
+    )
     box = CentreWeightedBox(dtype="float32", name=BOX)([centre_logits, cell_boxes])
     outputs = {BOX: box, CENTRE_LOGITS: centre_logits, CELL_BOXES: cell_boxes}
     if not config.box_quality:  # no layers the model does not use
         return outputs, {}
-    looked_at = CentreWeightedFeatures(dtype="float32", name="quality_looked_at")([centre_logits, x])
-    agreement = VoteAgreement(dtype="float32", name="quality_agreement")([centre_logits, cell_boxes])
+    looked_at = CentreWeightedFeatures(dtype="float32", name="quality_looked_at")(
+        [centre_logits, x]
+    )
+    agreement = VoteAgreement(dtype="float32", name="quality_agreement")(
+        [centre_logits, cell_boxes]
+    )
     return outputs, {"looked_at": looked_at, "agreement": agreement}

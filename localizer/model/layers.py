@@ -1,5 +1,6 @@
 """Small serializable layers the model needs (no `Lambda` anywhere, so `.keras`
-files load with `safe_mode=True`)."""
+files load with `safe_mode=True`).
+"""
 
 import keras
 from keras import ops
@@ -30,7 +31,9 @@ class ImagePreprocessing(keras.layers.Layer):
     def __init__(self, mode="none", **kwargs):
         super().__init__(**kwargs)
         if mode not in PREPROCESSING_MODES:
-            raise ValueError(f"Unknown preprocessing mode {mode!r}; expected one of {PREPROCESSING_MODES}.")
+            raise ValueError(
+                f"Unknown preprocessing mode {mode!r}; expected one of {PREPROCESSING_MODES}."
+            )
         self.mode = mode
 
     def call(self, images):
@@ -91,7 +94,9 @@ class SelectClassBox(keras.layers.Layer):
 
 def cell_centres(height, width):
     """Centres of a `height x width` grid of cells, normalized: `([1, h, 1, 1], [1, 1, w, 1])`."""
-    return ops.reshape(grid_centres(height), (1, -1, 1, 1)), ops.reshape(grid_centres(width), (1, 1, -1, 1))
+    return ops.reshape(grid_centres(height), (1, -1, 1, 1)), ops.reshape(
+        grid_centres(width), (1, 1, -1, 1)
+    )
 
 
 def decode_cell_boxes(box_logits, num_sets):
@@ -114,10 +119,13 @@ def decode_cell_boxes(box_logits, num_sets):
 
 
 def softmax_pool_boxes(attention_logits, cell_boxes):
-    """`[B, h, w, K]` logits, `[B, h, w, K, 4]` boxes -> `[B, K, 4]`: boxes averaged by softmax over cells."""
+    """`[B, h, w, K]` logits, `[B, h, w, K, 4]` boxes -> `[B, K, 4]`: boxes averaged by softmax over
+    cells."""
     shape = ops.shape(cell_boxes)
     cells = shape[1] * shape[2]
-    weights = ops.softmax(ops.reshape(ops.cast(attention_logits, "float32"), (-1, cells, shape[3])), axis=1)
+    weights = ops.softmax(
+        ops.reshape(ops.cast(attention_logits, "float32"), (-1, cells, shape[3])), axis=1
+    )
     return ops.sum(ops.reshape(cell_boxes, (-1, cells, shape[3], 4)) * weights[..., None], axis=1)
 
 
@@ -169,7 +177,8 @@ class CellBoxes(keras.layers.Layer):
 
 
 PEAK_RADIUS = 2
-"""Cells within this many of the centre map's peak vote for the box at inference (`CentreWeightedBox`)."""
+"""Cells within this many of the centre map's peak vote for the box at inference
+(`CentreWeightedBox`)."""
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -199,7 +208,9 @@ class CentreWeightedBox(keras.layers.Layer):
         centre_logits = ops.cast(centre_logits, "float32")
         if not training:
             centre_logits = _keep_near_peak(centre_logits, self.peak_radius)
-        return softmax_pool_boxes(centre_logits, ops.cast(cell_boxes, "float32")[..., None, :])[:, 0]
+        return softmax_pool_boxes(centre_logits, ops.cast(cell_boxes, "float32")[..., None, :])[
+            :, 0
+        ]
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[0][0], 4)
@@ -209,12 +220,14 @@ class CentreWeightedBox(keras.layers.Layer):
 
 
 FAR_FROM_PEAK = 30.0
-"""Cells farther than the peak radius get the logit `peak - FAR_FROM_PEAK`: a softmax weight of at most
+"""Cells farther than the peak radius get the logit `peak - FAR_FROM_PEAK`: a softmax weight of at
+most
 e^-30 (1e-13) of the peak's, nothing in float32, and a value int8 quantization can hold."""
 
 
 def _keep_near_peak(logits, radius):
-    """`[B, h, w, 1]` logits with every cell farther than `radius` cells from the maximum set to `peak - 30`.
+    """`[B, h, w, 1]` logits with every cell farther than `radius` cells from the maximum set to
+    `peak - 30`.
 
     The peak's neighbourhood is the peak mask dilated by a max-pool: no
     argmax or integer arithmetic, which would bring ops TFLite lacks (Keras'
@@ -225,7 +238,9 @@ def _keep_near_peak(logits, radius):
     (int8 TFLite on realmix val: IoU 0.30 against 0.73 in float).
     """
     top = ops.max(logits, axis=(1, 2), keepdims=True)
-    near = ops.max_pool(ops.cast(logits >= top, "float32"), pool_size=2 * radius + 1, strides=1, padding="same")
+    near = ops.max_pool(
+        ops.cast(logits >= top, "float32"), pool_size=2 * radius + 1, strides=1, padding="same"
+    )
     return ops.where(near > 0.5, logits, top - FAR_FROM_PEAK)
 
 
@@ -289,7 +304,8 @@ class VoteAgreement(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CentreWeightedFeatures(keras.layers.Layer):
-    """The dense head's features where it looks: `[B, h, w, C]` averaged by softmax(centre logits) -> `[B, C]`.
+    """The dense head's features where it looks: `[B, h, w, C]` averaged by softmax(centre logits)
+    -> `[B, C]`.
 
     Inputs `[centre_logits [B, h, w, 1], features [B, h, w, C]]`; the cells
     weigh what they weigh in `CentreWeightedBox`.
@@ -298,7 +314,10 @@ class CentreWeightedFeatures(keras.layers.Layer):
     def call(self, inputs, training=None):
         centre_logits, features = inputs[0], ops.cast(inputs[1], "float32")
         weights = _cell_weights(centre_logits, training)  # [B, cells, 1]
-        return ops.sum(ops.reshape(features, (-1, ops.shape(weights)[1], ops.shape(features)[3])) * weights, axis=1)
+        return ops.sum(
+            ops.reshape(features, (-1, ops.shape(weights)[1], ops.shape(features)[3])) * weights,
+            axis=1,
+        )
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[1][0], input_shapes[1][3])
@@ -306,7 +325,8 @@ class CentreWeightedFeatures(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class PackQualityAndBox(keras.layers.Layer):
-    """The training view's `QUALITY_AND_BOX`: `[quality [B], box [B, 4]]` -> `[B, 5]`, the box gradient-stopped.
+    """The training view's `QUALITY_AND_BOX`: `[quality [B], box [B, 4]]` -> `[B, 5]`, the box
+    gradient-stopped.
 
     A Keras loss sees only its own output; `losses.BoxQualityLoss` needs the
     predicted box to compute its target, the box's IoU with the truth, and
@@ -315,8 +335,10 @@ class PackQualityAndBox(keras.layers.Layer):
 
     def call(self, inputs):
         quality, box = inputs
-        return ops.concatenate([ops.cast(quality, "float32")[:, None], ops.stop_gradient(ops.cast(box, "float32"))],
-                               axis=-1)
+        return ops.concatenate(
+            [ops.cast(quality, "float32")[:, None], ops.stop_gradient(ops.cast(box, "float32"))],
+            axis=-1,
+        )
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[0][0], 5)
@@ -337,7 +359,9 @@ class PackFineFeatures(keras.layers.Layer):
         shape = ops.shape(coarse)
         height, width, channels = shape[1], shape[2], ops.shape(fine)[-1]
         fine = ops.reshape(fine, (-1, height, 2, width, 2, channels))
-        fine = ops.reshape(ops.transpose(fine, (0, 1, 3, 2, 4, 5)), (-1, height, width, 4 * channels))
+        fine = ops.reshape(
+            ops.transpose(fine, (0, 1, 3, 2, 4, 5)), (-1, height, width, 4 * channels)
+        )
         return ops.concatenate([coarse, ops.cast(fine, coarse.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shapes):
@@ -347,7 +371,8 @@ class PackFineFeatures(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class UnpackFineFeatures(keras.layers.Layer):
-    """Inverse of `PackFineFeatures`: `[B, h, w, C + 4c]` -> `[coarse [B, h, w, C], fine [B, 2h, 2w, c]]`."""
+    """Inverse of `PackFineFeatures`: `[B, h, w, C + 4c]` -> `[coarse [B, h, w, C], fine [B, 2h, 2w,
+    c]]`."""
 
     def __init__(self, fine_channels, **kwargs):
         super().__init__(**kwargs)
@@ -357,7 +382,7 @@ class UnpackFineFeatures(keras.layers.Layer):
         shape = ops.shape(packed)
         height, width, c = shape[1], shape[2], self.fine_channels
         coarse = packed[..., : packed.shape[-1] - 4 * c]
-        fine = ops.reshape(packed[..., packed.shape[-1] - 4 * c:], (-1, height, width, 2, 2, c))
+        fine = ops.reshape(packed[..., packed.shape[-1] - 4 * c :], (-1, height, width, 2, 2, c))
         fine = ops.reshape(ops.transpose(fine, (0, 1, 3, 2, 4, 5)), (-1, 2 * height, 2 * width, c))
         return [coarse, fine]
 
@@ -397,8 +422,10 @@ class ModelMetadata(keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "class_names": self.class_names,
-            "resize_mode": self.resize_mode, "image_size": self.image_size,
+            **super().get_config(),
+            "class_names": self.class_names,
+            "resize_mode": self.resize_mode,
+            "image_size": self.image_size,
         }
 
 

@@ -139,8 +139,7 @@ def select_class_boxes(class_boxes, labels):
     shape = ops.shape(class_boxes)
     if len(shape) < 2 or shape[-1] != 4:
         raise ValueError(
-            f"`class_boxes` must have shape [..., C, 4] ({box_lib.BOX_FORMAT}); "
-            f"got shape {shape}."
+            f"`class_boxes` must have shape [..., C, 4] ({box_lib.BOX_FORMAT}); got shape {shape}."
         )
     labels = _int_labels(labels, len(shape) - 2)
     index = ops.expand_dims(ops.expand_dims(labels, -1), -1)  # [..., 1, 1]
@@ -276,7 +275,9 @@ def centre_target(true_boxes, height, width, sigma_fraction=CENTRE_SIGMA_FRACTIO
     log_y = -0.5 * ops.square((cy[None, :] - box_cy[:, None]) / sigma_y[:, None])  # [B, h]
     log_x = -0.5 * ops.square((cx[None, :] - box_cx[:, None]) / sigma_x[:, None])  # [B, w]
     logits = log_y[:, :, None] + log_x[:, None, :]
-    return ops.reshape(ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1), (-1, height, width))
+    return ops.reshape(
+        ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1), (-1, height, width)
+    )
 
 
 def _grid(y_pred):
@@ -352,8 +353,10 @@ def box_quality_loss(true_boxes, quality_and_box):
     """
     quality_and_box = _float32(quality_and_box)
     if ops.shape(quality_and_box)[-1] != 5:
-        raise ValueError(f"The box-quality output must have shape [..., 5] = concat(quality, box "
-                         f"{box_lib.BOX_FORMAT}); got shape {ops.shape(quality_and_box)}.")
+        raise ValueError(
+            f"The box-quality output must have shape [..., 5] = concat(quality, box "
+            f"{box_lib.BOX_FORMAT}); got shape {ops.shape(quality_and_box)}."
+        )
     quality = ops.clip(quality_and_box[..., 0], 1e-7, 1.0 - 1e-7)
     target = ops.stop_gradient(box_lib.iou(_float32(true_boxes), quality_and_box[..., 1:]))
     return -(target * ops.log(quality) + (1.0 - target) * ops.log(1.0 - quality))

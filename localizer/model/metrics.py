@@ -174,7 +174,9 @@ def _check_summary_inputs(true_boxes, labels, pred_boxes, scores, class_names, c
             f"pred_boxes {len(pred_boxes)}, logits_or_probs {len(scores)}."
         )
     if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}); got {labels.min()}..{labels.max()}.")
+        raise ValueError(
+            f"labels must be in [0, {num_classes}); got {labels.min()}..{labels.max()}."
+        )
     labels = labels.astype(np.int64)
     if class_boxes is not None:
         class_boxes = np.asarray(class_boxes, np.float64).reshape(n, num_classes, 4)
@@ -239,7 +241,8 @@ def auroc(confidence, positive):
 
 
 def spearman(x, y):
-    """Spearman's rank correlation of `[N]` and `[N]` (ties: average ranks); None if either is constant or N < 2."""
+    """Spearman's rank correlation of `[N]` and `[N]` (ties: average ranks); None if either is
+    constant or N < 2."""
     rx, ry = average_ranks(x), average_ranks(y)
     if len(rx) < 2:
         return None
@@ -275,8 +278,14 @@ def risk_coverage(confidence, ious, localized, coverages=COVERAGES):
             raise ValueError(f"coverage must be in (0, 1]; got {coverage}.")
         # round() first: 0.9 * 10 is 9.000000000000002 in floats.
         count = int(np.ceil(round(coverage * len(ious), 9)))
-        table.append({"coverage": float(coverage), "count": count, "mean_iou": _mean(ious[:count]),
-                      "localization_accuracy": _mean(localized[:count])})
+        table.append(
+            {
+                "coverage": float(coverage),
+                "count": count,
+                "mean_iou": _mean(ious[:count]),
+                "localization_accuracy": _mean(localized[:count]),
+            }
+        )
     return table
 
 
@@ -350,7 +359,9 @@ def summarize(
     confidences = dict(confidences or {})
     for name, confidence in confidences.items():
         if len(np.asarray(confidence).reshape(-1)) != n:
-            raise ValueError(f"Mismatched lengths: {name} {len(np.asarray(confidence).reshape(-1))}, labels {n}.")
+            raise ValueError(
+                f"Mismatched lengths: {name} {len(np.asarray(confidence).reshape(-1))}, labels {n}."
+            )
     if n == 0:
         summary = _empty_summary(class_names, thresholds)
         for name in confidences:
@@ -404,7 +415,8 @@ def summarize(
 
 
 OBJECT_SIZES = (("small", 0.0, 0.05), ("medium", 0.05, 0.3), ("large", 0.3, 1.01))
-"""`(name, low, high)`: bins of the true box's area as a fraction of the image's, for `error_breakdown`."""
+"""`(name, low, high)`: bins of the true box's area as a fraction of the image's, for
+`error_breakdown`."""
 
 ERROR_KINDS = {
     "localized": "class right, IoU >= 0.5",
@@ -435,12 +447,21 @@ def error_breakdown(true_boxes, labels, pred_boxes, predicted):
     of_object = overlap / np.maximum(sizes, 1e-12)
     of_box = overlap / np.maximum(ops.convert_to_numpy(box_lib.area(pred_boxes)), 1e-12)
     kinds = np.select(
-        [predicted != labels, ious >= LOC_IOU_THRESHOLD, ious < 0.1, of_object >= 0.8, of_box >= 0.8],
+        [
+            predicted != labels,
+            ious >= LOC_IOU_THRESHOLD,
+            ious < 0.1,
+            of_object >= 0.8,
+            of_box >= 0.8,
+        ],
         ["wrong_class", "localized", "box_elsewhere", "box_too_large", "box_too_small"],
         default="box_shifted",
     )
     n = max(len(labels), 1)
-    breakdown = {"kinds": {kind: float(np.sum(kinds == kind)) / n for kind in ERROR_KINDS}, "by_object_size": {}}
+    breakdown = {
+        "kinds": {kind: float(np.sum(kinds == kind)) / n for kind in ERROR_KINDS},
+        "by_object_size": {},
+    }
     for name, low, high in OBJECT_SIZES:
         mask = (sizes >= low) & (sizes < high)
         breakdown["by_object_size"][name] = {

@@ -215,7 +215,9 @@ def _load_legacy(path):
         if protocol != _LEGACY_PROTOCOL:
             raise TorchFormatError(f"{path}: unsupported legacy protocol {protocol!r}")
         sys_info = _RestrictedUnpickler(f, path).load()
-        byteorder = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
+        byteorder = (
+            "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
+        )
 
         storages: dict[str, _Storage] = {}
         obj = _RestrictedUnpickler(f, path, _legacy_persistent_load(storages, path)).load()
@@ -311,7 +313,9 @@ def _load_zip(path):
                         f"{path}: its tensors declare {declared} bytes, more than the file holds ({file_size}): "
                         f"a compressed (zip bomb?) or damaged file, not a torch.save state dict"
                     )
-                storage.data = _read_zip_storage(zf, f"{prefix}data/{key}", storage, byteorder, path)
+                storage.data = _read_zip_storage(
+                    zf, f"{prefix}data/{key}", storage, byteorder, path
+                )
             return _StorageSlice(storage, 0, numel)
 
         with zf.open(pickles[0]) as f:
@@ -344,7 +348,9 @@ def _to_arrays(obj, path) -> dict[str, np.ndarray]:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise TorchFormatError(f"{path}: top-level object is {type(obj).__name__}, not a state dict")
+        raise TorchFormatError(
+            f"{path}: top-level object is {type(obj).__name__}, not a state dict"
+        )
     return {
         str(name): _materialize(ref, name, path)
         for name, ref in obj.items()

@@ -1,4 +1,5 @@
-"""Images for full-integer quantization: a seeded sample of the training split, rendered as the model sees it.
+"""Images for full-integer quantization: a seeded sample of the training split, rendered as the
+model sees it.
 
 Calibration fixes each tensor's int8 range from these images, so they are
 the training split's photos decoded and resized exactly as in training and
@@ -29,12 +30,13 @@ def sample_indices(total, calibration, check, seed=SEED):
     and the check reuses the first of them.
     """
     order = np.random.default_rng(seed).permutation(total)
-    picked, rest = order[:calibration], order[calibration:calibration + check]
+    picked, rest = order[:calibration], order[calibration : calibration + check]
     return sorted(picked.tolist()), sorted((rest if len(rest) else picked[:check]).tolist())
 
 
 def decoded_images(source, split, indices):
-    """Yields `(example id, uint8 image [H, W, 3])` of the split's examples at `indices` (source order),
+    """Yields `(example id, uint8 image [H, W, 3])` of the split's examples at `indices` (source
+    order),
     decoded as training decodes them, one at a time (photos may be large).
 
     Only the chosen examples are decoded; ones the pipeline drops as
@@ -48,9 +50,12 @@ def decoded_images(source, split, indices):
 
 
 def rendered_images(source, split, indices, image_size, resize_mode):
-    """uint8 `[len(indices), S, S, 3]`: the split's examples at `indices` (source order), rendered."""
-    images = [render.resize_image(image, image_size, resize_mode)[0].numpy()
-              for _, image in decoded_images(source, split, indices)]
+    """uint8 `[len(indices), S, S, 3]`: the split's examples at `indices` (source order),
+    rendered."""
+    images = [
+        render.resize_image(image, image_size, resize_mode)[0].numpy()
+        for _, image in decoded_images(source, split, indices)
+    ]
     return np.stack(images) if images else np.zeros([0, image_size, image_size, 3], np.uint8)
 
 
@@ -60,13 +65,19 @@ def split_size(source, split):
     return sum(1 for _ in source.load(split)) if total is None else total
 
 
-def calibration_and_check_images(source, split, image_size, resize_mode, count=CALIBRATION_IMAGES,
-                                 check=CHECK_IMAGES, seed=SEED):
-    """`(calibration images, check images)` of `split`, rendered; a split without examples is refused."""
+def calibration_and_check_images(
+    source, split, image_size, resize_mode, count=CALIBRATION_IMAGES, check=CHECK_IMAGES, seed=SEED
+):
+    """`(calibration images, check images)` of `split`, rendered; a split without examples is
+    refused."""
     total = split_size(source, split)
     if not total:
-        raise ValueError(f"split {split!r} of {source.name} has no examples to calibrate int8 on; "
-                         f"pass the model's training data (--dataset, --data_dir, --split)")
+        raise ValueError(
+            f"split {split!r} of {source.name} has no examples to calibrate int8 on; "
+            f"pass the model's training data (--dataset, --data_dir, --split)"
+        )
     calibration, checks = sample_indices(total, count, check, seed)
-    return (rendered_images(source, split, calibration, image_size, resize_mode),
-            rendered_images(source, split, checks, image_size, resize_mode))
+    return (
+        rendered_images(source, split, calibration, image_size, resize_mode),
+        rendered_images(source, split, checks, image_size, resize_mode),
+    )

@@ -1,6 +1,7 @@
 """Exports a localizer as a versioned SavedModel that TF Serving serves as is.
 
-    python -m localizer.export --model=work/quickstart/best.keras --export_dir=models/localizer [--version=N]
+    python -m localizer.export --model=work/quickstart/best.keras --export_dir=models/localizer
+    [--version=N]
     (or `make export MODEL=...`)
 
 writes `<export_dir>/<version>/`, the layout `tensorflow_model_server
@@ -66,17 +67,31 @@ import uuid
 
 import tensorflow as tf
 
-from localizer.serving.signatures import CLASS_NAMES_ASSET, METADATA_ASSET, TFLITE_FILE, TFLITE_INT8_FILE
 from localizer.serving import versions
 from localizer.serving.graph import LocalizerServing
+from localizer.serving.signatures import (
+    CLASS_NAMES_ASSET,
+    METADATA_ASSET,
+    TFLITE_FILE,
+    TFLITE_INT8_FILE,
+)
 from localizer.serving.tflite import export_tflite, export_tflite_int8
 from localizer.serving.verify import generated_check_images, verify_export
 from pipelines.image_header import MAX_IMAGE_PIXELS
 
 
-def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMAGE_PIXELS,
-                       verify=True, tflite=False, refine=False, tflite_int8=None, check_images=None,
-                       on_check=None):
+def export_saved_model(
+    model,
+    export_dir,
+    version=None,
+    max_image_pixels=MAX_IMAGE_PIXELS,
+    verify=True,
+    tflite=False,
+    refine=False,
+    tflite_int8=None,
+    check_images=None,
+    on_check=None,
+):
     """Exports `model` to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -120,7 +135,9 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
     if check_images is None and (verify or tflite or tflite_int8 is not None):
         check_images = generated_check_images(module.metadata()["image_size"])
     report = on_check or (lambda figures: None)
-    temporary = os.path.join(export_dir, f"{versions.TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
+    temporary = os.path.join(
+        export_dir, f"{versions.TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+    )
     versions.ACTIVE.add(temporary)
     try:
         _write(module, temporary)
@@ -129,8 +146,11 @@ def export_saved_model(model, export_dir, version=None, max_image_pixels=MAX_IMA
         if tflite:
             report(export_tflite(temporary, os.path.join(temporary, TFLITE_FILE), check_images))
         if tflite_int8 is not None:
-            report(export_tflite_int8(temporary, os.path.join(temporary, TFLITE_INT8_FILE), *tflite_int8,
-                                      check_images))
+            report(
+                export_tflite_int8(
+                    temporary, os.path.join(temporary, TFLITE_INT8_FILE), *tflite_int8, check_images
+                )
+            )
         return versions.publish(temporary, export_dir, version)
     finally:
         versions.ACTIVE.discard(temporary)

@@ -18,7 +18,14 @@ from localizer import model as model_lib
 from localizer.inference import views
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.serving.signatures import (
-    BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
+    BYTES_INPUT,
+    CLASS_ID,
+    CLASS_NAME,
+    IMAGES_INPUT,
+    IMAGES_SIGNATURE,
+    PROBABILITIES,
+    SCORE,
+    SERVING_SIGNATURE,
 )
 from pipelines import decode, orientation
 from pipelines.image_header import JPEG_MIN_BITS_PER_BLOCK, MAX_IMAGE_PIXELS, PNG_SIGNATURE
@@ -79,7 +86,8 @@ class LocalizerServing(tf.Module):
         }
 
     def _run_model(self, images):
-        """`{class_logits [B, C], box [B, 4], box_quality [B] if the model has it}`; an empty batch skips the model."""
+        """`{class_logits [B, C], box [B, 4], box_quality [B] if the model has it}`; an empty batch
+        skips the model."""
         shapes = {CLASS_LOGITS: [len(self._class_names)], BOX: [4]}
         if self._has_box_quality:
             shapes[BOX_QUALITY] = []
@@ -103,29 +111,39 @@ class LocalizerServing(tf.Module):
         return {**outputs, PROBABILITIES: tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1)}
 
     def _run_for_views(self, images):
-        """The model as `localizer.inference.views` runs it: `(box, probabilities, None, box quality or None)`."""
+        """The model as `localizer.inference.views` runs it: `(box, probabilities, None, box quality
+        or None)`."""
         outputs = self._run_model(images)
-        return outputs[BOX], tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1), None, outputs.get(BOX_QUALITY)
+        return (
+            outputs[BOX],
+            tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1),
+            None,
+            outputs.get(BOX_QUALITY),
+        )
 
     def _decode(self, data):
         """One encoded image, its header's pixel count checked before decoding."""
         if self._max_image_pixels > 0:
             pixels = encoded_image_pixels(data)
             known = tf.debugging.assert_greater_equal(
-                pixels, tf.constant(0, tf.int64),
+                pixels,
+                tf.constant(0, tf.int64),
                 message="Unsupported image: not a JPEG, PNG, GIF, BMP or WebP file (its header is not one of these)",
             )
             with tf.control_dependencies([known]):
                 small_enough = tf.debugging.assert_less_equal(
-                    pixels, tf.constant(self._max_image_pixels, tf.int64),
+                    pixels,
+                    tf.constant(self._max_image_pixels, tf.int64),
                     message=f"Image too large: its header announces more than {self._max_image_pixels} pixels "
-                            f"(the export's max_image_pixels)",
+                    f"(the export's max_image_pixels)",
                 )
             with tf.control_dependencies([small_enough]):
                 data = tf.identity(data)
         enough_data = tf.debugging.assert_equal(
-            jpeg_holds_its_pixels(data), True,
-            message="Truncated image: the JPEG holds too little data for the size its header announces")
+            jpeg_holds_its_pixels(data),
+            True,
+            message="Truncated image: the JPEG holds too little data for the size its header announces",
+        )
         with tf.control_dependencies([enough_data]):
             return decode.decode_image_bytes(tf.identity(data))
 
@@ -135,7 +153,9 @@ class LocalizerServing(tf.Module):
 
     def _prepare_zoom(self, inputs):
         data, box = inputs
-        return views.render_zoom_view(decode.decode_image_bytes(data), box, self._image_size, self._resize_mode)
+        return views.render_zoom_view(
+            decode.decode_image_bytes(data), box, self._image_size, self._resize_mode
+        )
 
     def _serve_bytes(self, image_bytes):
         size = self._image_size
@@ -148,15 +168,22 @@ class LocalizerServing(tf.Module):
                 tf.TensorSpec([1], tf.bool),
             ),
         )
-        box, probabilities, _, quality = views.look_at_views(self._run_for_views, inputs, windows, mirrored)
+        box, probabilities, _, quality = views.look_at_views(
+            self._run_for_views, inputs, windows, mirrored
+        )
         if self._refine:
             # Decode again rather than carry variable-size images through map_fn.
             zoom_inputs, zoom_windows = tf.map_fn(
-                self._prepare_zoom, (image_bytes, box),
-                fn_output_signature=(tf.TensorSpec([size, size, 3], tf.uint8), tf.TensorSpec([4], tf.float32)),
+                self._prepare_zoom,
+                (image_bytes, box),
+                fn_output_signature=(
+                    tf.TensorSpec([size, size, 3], tf.uint8),
+                    tf.TensorSpec([4], tf.float32),
+                ),
             )
-            box, probabilities, quality = views.zoomed_look(self._run_for_views, box, probabilities, zoom_inputs,
-                                                            zoom_windows, quality)
+            box, probabilities, quality = views.zoomed_look(
+                self._run_for_views, box, probabilities, zoom_inputs, zoom_windows, quality
+            )
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         class_names = tf.constant(self._class_names, tf.string, name="class_names")
         outputs = {
@@ -181,9 +208,11 @@ def _captured_variables(functions):
 
 
 def jpeg_holds_its_pixels(data):
-    """False for JPEG bytes too short for the size their header announces (cut off, or a lying header,
+    """False for JPEG bytes too short for the size their header announces (cut off, or a lying
+    header,
     which TF's decoder would fill grey); True for anything else. The bound of
-    `pipelines.image_header` (`JPEG_MIN_BITS_PER_BLOCK`), in graph ops."""
+    `pipelines.image_header` (`JPEG_MIN_BITS_PER_BLOCK`), in graph ops.
+    """
 
     def check():
         shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
@@ -246,24 +275,38 @@ def encoded_image_pixels(data):
         return (b[0] + b[1] * 256 + b[2] * 65536 + 1) * (b[3] + b[4] * 256 + b[5] * 65536 + 1)
 
     complete_header = tf.strings.length(data) >= 30
-    # A GIF's header is its signature and 13-byte screen descriptor, all `gif_decoded_pixels` needs: a whole
-    # GIF can be under 30 bytes (no colour table, one frame) and announce a huge frame, which must meet the
+    # A GIF's header is its signature and 13-byte screen descriptor, all `gif_decoded_pixels` needs:
+    # a whole
+    # GIF can be under 30 bytes (no colour table, one frame) and announce a huge frame, which must
+    # meet the
     # pixel limit ("Image too large"), not read as an unknown format ("Unsupported image").
     gif_header = tf.strings.length(data) >= 13
-    webp = tf.logical_and(complete_header, tf.logical_and(starts_with(0, b"RIFF"), starts_with(8, b"WEBP")))
-    return tf.case([
-        (tf.io.is_jpeg(data), jpeg),
-        (tf.logical_and(complete_header, starts_with(0, PNG_SIGNATURE)), png),
-        (tf.logical_and(gif_header, tf.logical_or(starts_with(0, b"GIF87a"), starts_with(0, b"GIF89a"))), gif),
-        (tf.logical_and(complete_header, starts_with(0, b"BM")), bmp),
-        (tf.logical_and(webp, starts_with(12, b"VP8 ")), webp_lossy),
-        (tf.logical_and(webp, starts_with(12, b"VP8L")), webp_lossless),
-        (tf.logical_and(webp, starts_with(12, b"VP8X")), webp_extended),
-    ], default=lambda: tf.constant(UNKNOWN_FORMAT, tf.int64), exclusive=False)
+    webp = tf.logical_and(
+        complete_header, tf.logical_and(starts_with(0, b"RIFF"), starts_with(8, b"WEBP"))
+    )
+    return tf.case(
+        [
+            (tf.io.is_jpeg(data), jpeg),
+            (tf.logical_and(complete_header, starts_with(0, PNG_SIGNATURE)), png),
+            (
+                tf.logical_and(
+                    gif_header, tf.logical_or(starts_with(0, b"GIF87a"), starts_with(0, b"GIF89a"))
+                ),
+                gif,
+            ),
+            (tf.logical_and(complete_header, starts_with(0, b"BM")), bmp),
+            (tf.logical_and(webp, starts_with(12, b"VP8 ")), webp_lossy),
+            (tf.logical_and(webp, starts_with(12, b"VP8L")), webp_lossless),
+            (tf.logical_and(webp, starts_with(12, b"VP8X")), webp_extended),
+        ],
+        default=lambda: tf.constant(UNKNOWN_FORMAT, tf.int64),
+        exclusive=False,
+    )
 
 
 def gif_decoded_pixels(data):
-    """Pixels the GIF decoder produces for `data`: frames x the largest of the canvas and frame sizes.
+    """Pixels the GIF decoder produces for `data`: frames x the largest of the canvas and frame
+    sizes.
 
     Walks the block structure in graph ops (`pipelines.image_header._gif_extent`
     does the same on files): extensions and image descriptors, skipping their
@@ -280,13 +323,22 @@ def gif_decoded_pixels(data):
         return at(i) + 256 * at(i + 1)
 
     def colour_table(flags):
-        return tf.where(tf.bitwise.bitwise_and(flags, 0x80) > 0,
-                        3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7)),
-                        tf.constant(0, tf.int64))
+        return tf.where(
+            tf.bitwise.bitwise_and(flags, 0x80) > 0,
+            3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7)),
+            tf.constant(0, tf.int64),
+        )
 
     start = 13 + colour_table(at(10))
     # State: position, inside data sub-blocks?, frames, largest width and height, finished.
-    state = (start, tf.constant(False), tf.constant(0, tf.int64), u16(6), u16(8), tf.constant(False))
+    state = (
+        start,
+        tf.constant(False),
+        tf.constant(0, tf.int64),
+        u16(6),
+        u16(8),
+        tf.constant(False),
+    )
 
     def more(pos, in_blocks, frames, width, height, done):
         return tf.logical_and(tf.logical_not(done), pos < length)
@@ -300,13 +352,18 @@ def gif_decoded_pixels(data):
         def block():
             is_extension, is_image = tf.equal(value, 0x21), tf.equal(value, 0x2C)
             next_pos = tf.where(is_image, pos + 10 + colour_table(at(pos + 9)) + 1, pos + 2)
-            return (next_pos, tf.logical_or(is_extension, is_image), frames + tf.cast(is_image, tf.int64),
-                    tf.where(is_image, tf.maximum(width, u16(pos + 5)), width),
-                    tf.where(is_image, tf.maximum(height, u16(pos + 7)), height),
-                    tf.logical_not(tf.logical_or(is_extension, is_image)))
+            return (
+                next_pos,
+                tf.logical_or(is_extension, is_image),
+                frames + tf.cast(is_image, tf.int64),
+                tf.where(is_image, tf.maximum(width, u16(pos + 5)), width),
+                tf.where(is_image, tf.maximum(height, u16(pos + 7)), height),
+                tf.logical_not(tf.logical_or(is_extension, is_image)),
+            )
 
         return tf.cond(in_blocks, sub_block, block)
 
     _, _, frames, width, height, _ = tf.while_loop(
-        more, step, state, maximum_iterations=tf.cast(tf.minimum(length + 1, 2**31 - 1), tf.int32))
+        more, step, state, maximum_iterations=tf.cast(tf.minimum(length + 1, 2**31 - 1), tf.int32)
+    )
     return tf.maximum(frames, 1) * width * height

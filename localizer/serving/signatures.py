@@ -19,41 +19,52 @@ PROBABILITIES = "probabilities"
 OUTPUT_BOX = BOX
 OUTPUT_CLASS_LOGITS = CLASS_LOGITS
 OUTPUT_BOX_QUALITY = BOX_QUALITY
-"""float32 `[B]` in [0, 1], the model's predicted IoU of its box; only in exports of models that have it."""
+"""float32 `[B]` in [0, 1], the model's predicted IoU of its box; only in exports of models that
+have it."""
 
 CLASS_NAMES_ASSET = "class_names.txt"
 METADATA_ASSET = "metadata.json"
 ASSETS_EXTRA = "assets.extra"
 TFLITE_FILE = os.path.join(ASSETS_EXTRA, "localizer.tflite")
 TFLITE_INT8_FILE = os.path.join(ASSETS_EXTRA, "localizer_int8.tflite")
-"""`predict_images` in TFLite: float32, and full-integer (int8 weights and activations, uint8 images in)."""
+"""`predict_images` in TFLite: float32, and full-integer (int8 weights and activations, uint8 images
+in)."""
 
 
 def metadata_path(version_dir):
-    """Where an export keeps `metadata.json` (class_names, resize_mode, image_size, max_image_pixels, refine)."""
+    """Where an export keeps `metadata.json` (class_names, resize_mode, image_size,
+    max_image_pixels, refine)."""
     return os.path.join(version_dir, "assets", METADATA_ASSET)
 
 
 METADATA_FIELDS = ("class_names", "resize_mode", "image_size")
-"""What every reader of an export needs from `metadata.json` (it also holds max_image_pixels and refine)."""
+"""What every reader of an export needs from `metadata.json` (it also holds max_image_pixels and
+refine)."""
 
 REEXPORT = "export the model again (python -m localizer.export --model=<its .keras file>)"
 """What to do about an export whose metadata cannot be used."""
 
 
 class MetadataError(ValueError):
-    """An export's `metadata.json` is missing, not JSON, or lacks a field; the message names the file."""
+    """An export's `metadata.json` is missing, not JSON, or lacks a field; the message names the
+    file."""
 
 
 def load_metadata(version_dir):
-    """`metadata.json` of an export, checked (`METADATA_FIELDS`); MetadataError (one line) otherwise."""
+    """`metadata.json` of an export, checked (`METADATA_FIELDS`); MetadataError (one line)
+    otherwise."""
     path = metadata_path(version_dir)
     try:
         with open(path, encoding="utf-8") as f:
             metadata = json.load(f)
     except OSError as error:
-        raise MetadataError(f"{path} cannot be read ({error.strerror or error}); {REEXPORT}") from None
-    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise MetadataError(
+            f"{path} cannot be read ({error.strerror or error}); {REEXPORT}"
+        ) from None
+    except (
+        ValueError,
+        RecursionError,
+    ) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise MetadataError(f"{path} is not JSON ({reason}); {REEXPORT}") from None
     problem = metadata_problem(metadata)
@@ -82,8 +93,11 @@ def metadata_problem(metadata):
 
 
 def export_of_tflite(path):
-    """The version folder a `.tflite` file belongs to (it lies in `<version>/assets.extra/`), or None."""
+    """The version folder a `.tflite` file belongs to (it lies in `<version>/assets.extra/`), or
+    None."""
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.basename(folder) != ASSETS_EXTRA or not os.path.isfile(metadata_path(os.path.dirname(folder))):
+    if os.path.basename(folder) != ASSETS_EXTRA or not os.path.isfile(
+        metadata_path(os.path.dirname(folder))
+    ):
         return None
     return os.path.dirname(folder)

@@ -15,10 +15,17 @@ import tensorflow as tf
 from localizer import model as model_lib
 from localizer.inference import views
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
-from localizer.serving.signatures import (
-    BYTES_INPUT, CLASS_ID, CLASS_NAME, IMAGES_INPUT, IMAGES_SIGNATURE, PROBABILITIES, SCORE, SERVING_SIGNATURE,
-)
 from localizer.serving import calibration
+from localizer.serving.signatures import (
+    BYTES_INPUT,
+    CLASS_ID,
+    CLASS_NAME,
+    IMAGES_INPUT,
+    IMAGES_SIGNATURE,
+    PROBABILITIES,
+    SCORE,
+    SERVING_SIGNATURE,
+)
 from pipelines import decode, render
 from pipelines.sources import synthetic
 from pipelines.sources.source import IMAGE
@@ -44,14 +51,21 @@ def reference_predictions(model, image_bytes, refine=False):
     box = render.to_original_frame(tf.cast(outputs[BOX], tf.float32), tf.stack(windows))
     quality = outputs.get(BOX_QUALITY)
     if refine:
-        zoom_images, zoom_windows = zip(*(
-            views.render_zoom_view(image, first_box, size, mode) for image, first_box in zip(decoded, box)
-        ))
+        zoom_images, zoom_windows = zip(
+            *(
+                views.render_zoom_view(image, first_box, size, mode)
+                for image, first_box in zip(decoded, box)
+            )
+        )
         zoom = model(tf.stack(zoom_images), training=False)
         zoom_box = render.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows))
         box, probabilities, quality = views.merge_refinement(
-            box, probabilities, zoom_box, tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
-            quality, zoom.get(BOX_QUALITY),
+            box,
+            probabilities,
+            zoom_box,
+            tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
+            quality,
+            zoom.get(BOX_QUALITY),
         )
     probabilities = probabilities.numpy()
     class_id = probabilities.argmax(axis=-1).astype(np.int32)
@@ -68,7 +82,8 @@ def reference_predictions(model, image_bytes, refine=False):
 
 
 CheckImage = collections.namedtuple("CheckImage", ["kind", "name", "data"])
-"""One image the export is checked on: its `kind` and `name` for messages (where it came from), `data` its JPEG
+"""One image the export is checked on: its `kind` and `name` for messages (where it came from),
+`data` its JPEG
 or PNG bytes."""
 
 CHECK_PHOTOS = 8
@@ -79,13 +94,19 @@ SEED = 1
 
 
 def noise_images(image_size):
-    """A landscape JPEG and a portrait PNG of noise: the edge case, where a trained model's box may land
-    in the letterbox padding (`localizer.boxes.clip_to_image` then decides it)."""
+    """A landscape JPEG and a portrait PNG of noise: the edge case, where a trained model's box may
+    land
+    in the letterbox padding (`localizer.boxes.clip_to_image` then decides it).
+    """
     rng = np.random.default_rng(0)
-    landscape = rng.integers(0, 256, size=(image_size * 3 // 4 + 5, image_size * 2 + 3, 3), dtype=np.uint8)
+    landscape = rng.integers(
+        0, 256, size=(image_size * 3 // 4 + 5, image_size * 2 + 3, 3), dtype=np.uint8
+    )
     portrait = rng.integers(0, 256, size=(image_size + 7, image_size // 2 + 1, 3), dtype=np.uint8)
-    return [CheckImage("noise", "noise 0 (landscape JPEG)", tf.io.encode_jpeg(landscape).numpy()),
-            CheckImage("noise", "noise 1 (portrait PNG)", tf.io.encode_png(portrait).numpy())]
+    return [
+        CheckImage("noise", "noise 0 (landscape JPEG)", tf.io.encode_jpeg(landscape).numpy()),
+        CheckImage("noise", "noise 1 (portrait PNG)", tf.io.encode_png(portrait).numpy()),
+    ]
 
 
 def _encoded(image, index):
@@ -95,21 +116,33 @@ def _encoded(image, index):
 
 def generated_check_images(image_size, count=CHECK_PHOTOS, seed=SEED):
     """Photo-like images (the synthetic source's: one object on clutter, of many sizes and aspect
-    ratios), then `noise_images`: what the export is checked on when the model's own data is unknown."""
-    sizes = (image_size // 2, image_size * 2)  # smaller and larger than the model's input, every aspect ratio
-    images = [synthetic.render_example(tf.constant([seed, i], tf.int64), sizes)[IMAGE] for i in range(count)]
-    return [CheckImage("generated", f"generated {i}", _encoded(image, i)) for i, image in enumerate(images)] \
-        + noise_images(image_size)
+    ratios), then `noise_images`: what the export is checked on when the model's own data is
+    unknown.
+    """
+    sizes = (
+        image_size // 2,
+        image_size * 2,
+    )  # smaller and larger than the model's input, every aspect ratio
+    images = [
+        synthetic.render_example(tf.constant([seed, i], tf.int64), sizes)[IMAGE]
+        for i in range(count)
+    ]
+    return [
+        CheckImage("generated", f"generated {i}", _encoded(image, i))
+        for i, image in enumerate(images)
+    ] + noise_images(image_size)
 
 
 def dataset_check_images(source, split, image_size, count=CHECK_PHOTOS, seed=SEED):
     """A seeded sample of `split`'s photos, decoded as training decodes them and re-encoded, then
-    `noise_images`: what the model is for, and the edge case."""
+    `noise_images`: what the model is for, and the edge case.
+    """
     indices, _ = calibration.sample_indices(calibration.split_size(source, split), count, 0, seed)
     kind = f"{source.name} {split}"
-    return [CheckImage(kind, f"{kind} {example_id}", _encoded(image, i))
-            for i, (example_id, image) in enumerate(calibration.decoded_images(source, split, indices))] \
-        + noise_images(image_size)
+    return [
+        CheckImage(kind, f"{kind} {example_id}", _encoded(image, i))
+        for i, (example_id, image) in enumerate(calibration.decoded_images(source, split, indices))
+    ] + noise_images(image_size)
 
 
 def _computes_in_low_precision(model):
@@ -126,7 +159,8 @@ def _computes_in_low_precision(model):
 @dataclasses.dataclass(frozen=True)
 class CheckFigures:
     """What a passed check measured, for the export's summary: `figures` are texts like
-    `median box difference 0.012 (at most 0.05)`."""
+    `median box difference 0.012 (at most 0.05)`.
+    """
 
     what: str
     images: str
@@ -140,9 +174,12 @@ class CheckFigures:
 
 
 def describe(kinds):
-    """`10 images (8 voc_dir val, 2 noise)`: how many images of which kinds (one kind per image, in order)."""
+    """`10 images (8 voc_dir val, 2 noise)`: how many images of which kinds (one kind per image, in
+    order)."""
     counts = collections.Counter(kinds)
-    return f"{sum(counts.values())} images ({', '.join(f'{n} {kind}' for kind, n in counts.items())})"
+    return (
+        f"{sum(counts.values())} images ({', '.join(f'{n} {kind}' for kind, n in counts.items())})"
+    )
 
 
 def _worst(differences):
@@ -171,11 +208,17 @@ def verify_export(path, model, check_images, atol=None, refine=False):
     metadata = model_lib.model_metadata(model)
     data = [image.data for image in check_images]
     expected = reference_predictions(model, data, refine)
-    served = {key: value.numpy() for key, value in
-              loaded.signatures[SERVING_SIGNATURE](**{BYTES_INPUT: tf.constant(data)}).items()}
+    served = {
+        key: value.numpy()
+        for key, value in loaded.signatures[SERVING_SIGNATURE](
+            **{BYTES_INPUT: tf.constant(data)}
+        ).items()
+    }
     if set(served) != set(expected):
-        raise ExportVerificationError(f"serving_default outputs {sorted(served)}, the Keras model's would be "
-                                      f"{sorted(expected)}; {BUG}")
+        raise ExportVerificationError(
+            f"serving_default outputs {sorted(served)}, the Keras model's would be "
+            f"{sorted(expected)}; {BUG}"
+        )
     _check_classes(served, expected, metadata["class_names"], check_images, atol)
     figures = []
     for key in (SCORE, BOX, PROBABILITIES, BOX_QUALITY):
@@ -185,7 +228,8 @@ def verify_export(path, model, check_images, atol=None, refine=False):
         if error > atol:
             raise ExportVerificationError(
                 f"the exported serving_default's {key} differs from the Keras model's by {error:.2e} (limit "
-                f"{atol:.0e}) on check image {check_images[worst].name}; {BUG}")
+                f"{atol:.0e}) on check image {check_images[worst].name}; {BUG}"
+            )
         figures.append(f"{key} {error:.1e}")
     _check_predict_images(loaded, model, data[0], metadata, atol)
     _check_empty_batch(loaded)
@@ -194,15 +238,22 @@ def verify_export(path, model, check_images, atol=None, refine=False):
     if error > atol:
         raise ExportVerificationError(
             f"the export loaded in a TF1 session (as TF Serving does) gives a box {error:.2e} from the eager "
-            f"one (limit {atol:.0e}) on check image {check_images[worst].name}; {BUG}")
-    return CheckFigures("serving_default against the Keras model", describe(image.kind for image in check_images),
-                        (f"largest differences {', '.join(figures)} (each at most {atol:.0e})",))
+            f"one (limit {atol:.0e}) on check image {check_images[worst].name}; {BUG}"
+        )
+    return CheckFigures(
+        "serving_default against the Keras model",
+        describe(image.kind for image in check_images),
+        (f"largest differences {', '.join(figures)} (each at most {atol:.0e})",),
+    )
 
 
 def _check_classes(served, expected, class_names, check_images, atol):
-    """class_name matches class_id, and the classes are the Keras model's where it has a clear winner."""
+    """class_name matches class_id, and the classes are the Keras model's where it has a clear
+    winner."""
     names = served[CLASS_NAME]
-    if not np.array_equal(names, np.array([class_names[i].encode() for i in served[CLASS_ID]], dtype=object)):
+    if not np.array_equal(
+        names, np.array([class_names[i].encode() for i in served[CLASS_ID]], dtype=object)
+    ):
         raise ExportVerificationError(f"the exported class_name does not match class_id; {BUG}")
     # Near-ties may flip with float rounding; only clear winners must agree.
     top_two = np.sort(expected[PROBABILITIES], axis=-1)[:, -2:]
@@ -212,12 +263,16 @@ def _check_classes(served, expected, class_names, check_images, atol):
         image = differ[0]
         raise ExportVerificationError(
             f"the exported serving_default says {names[image].decode()!r} where the Keras model says "
-            f"{expected[CLASS_NAME][image].decode()!r} on check image {check_images[image].name}; {BUG}")
+            f"{expected[CLASS_NAME][image].decode()!r} on check image {check_images[image].name}; {BUG}"
+        )
 
 
 def _check_predict_images(loaded, model, data, metadata, atol):
-    image, _ = render.resize_image(decode.decode_image_bytes(tf.constant(data)), metadata["image_size"],
-                                   metadata["resize_mode"])
+    image, _ = render.resize_image(
+        decode.decode_image_bytes(tf.constant(data)),
+        metadata["image_size"],
+        metadata["resize_mode"],
+    )
     raw = loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: image[None]})
     reference = model(image[None], training=False)
     for key in (BOX, BOX_QUALITY):
@@ -225,8 +280,10 @@ def _check_predict_images(loaded, model, data, metadata, atol):
             continue
         error = float(np.max(np.abs(raw[key].numpy() - reference[key].numpy())))
         if error > atol:
-            raise ExportVerificationError(f"the exported predict_images' {key} differs from the Keras model's by "
-                                          f"{error:.2e} (limit {atol:.0e}); {BUG}")
+            raise ExportVerificationError(
+                f"the exported predict_images' {key} differs from the Keras model's by "
+                f"{error:.2e} (limit {atol:.0e}); {BUG}"
+            )
 
 
 def _check_empty_batch(loaded):
@@ -234,7 +291,9 @@ def _check_empty_batch(loaded):
     if empty[BOX].shape != (0, 4):
         raise ExportVerificationError(f"an empty batch gives box shape {empty[BOX].shape}; {BUG}")
     if BOX_QUALITY in empty and empty[BOX_QUALITY].shape != (0,):
-        raise ExportVerificationError(f"an empty batch gives box_quality shape {empty[BOX_QUALITY].shape}; {BUG}")
+        raise ExportVerificationError(
+            f"an empty batch gives box_quality shape {empty[BOX_QUALITY].shape}; {BUG}"
+        )
 
 
 def run_in_session(path, signature, inputs):
@@ -259,7 +318,9 @@ def tf1_session(path, signature):
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         logger.setLevel("ERROR")  # the TF1 loader's deprecation notice
         try:
-            meta_graph = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
+            meta_graph = tf.compat.v1.saved_model.loader.load(
+                session, [tf.saved_model.SERVING], path
+            )
         finally:
             logger.setLevel(level)
         signature_def = meta_graph.signature_def[signature]

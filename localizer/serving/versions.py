@@ -1,5 +1,6 @@
 """Version folders of an export dir, as TF Serving reads them: numbered folders,
-published by an atomic rename from a temporary name it ignores."""
+published by an atomic rename from a temporary name it ignores.
+"""
 
 import os
 import re
@@ -23,7 +24,8 @@ def existing_versions(export_dir):
     if not os.path.isdir(export_dir):
         return []
     return sorted(
-        int(name) for name in os.listdir(export_dir)
+        int(name)
+        for name in os.listdir(export_dir)
         if _VERSION.match(name) and os.path.isdir(os.path.join(export_dir, name))
     )
 
@@ -67,13 +69,16 @@ def check_version(version):
 
 
 def version_taken(export_dir, version):
-    """The FileExistsError for a `--version` whose folder `export_dir` holds already: what to do instead."""
+    """The FileExistsError for a `--version` whose folder `export_dir` holds already: what to do
+    instead."""
     path = os.path.join(export_dir, str(version))
     following = max(existing_versions(export_dir), default=0) + 1
     while os.path.exists(os.path.join(export_dir, str(following))):  # as `publish` picks it
         following += 1
-    return FileExistsError(f"version {version} exists already: {path}; choose another --version, or leave it out "
-                           f"for the next free one ({following})")
+    return FileExistsError(
+        f"version {version} exists already: {path}; choose another --version, or leave it out "
+        f"for the next free one ({following})"
+    )
 
 
 def publish(temporary, export_dir, version):

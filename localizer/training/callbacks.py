@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from localizer import files
-from localizer.model import metrics as metrics_lib
 from localizer.model import BOX, CLASS_BOXES, CLASS_LOGITS
+from localizer.model import metrics as metrics_lib
 
 HISTORY_JSONL = "metrics.jsonl"
 HISTORY_CSV = "metrics.csv"
@@ -33,9 +33,19 @@ PREVIEW_IMAGES = 9  # the TensorBoard grid: 3 x 3 validation images
 _TRUE_COLOUR, _PREDICTED_COLOUR = (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)
 
 _CSV_COLUMNS = (
-    "epoch", "stage", "num_examples", "classification_accuracy", "mean_iou", "median_iou",
-    "macro_mean_iou", "iou_acc_0.5", "iou_acc_0.7", "iou_acc_0.75", "iou_acc_0.9",
-    "localization_accuracy", "macro_localization_accuracy",
+    "epoch",
+    "stage",
+    "num_examples",
+    "classification_accuracy",
+    "mean_iou",
+    "median_iou",
+    "macro_mean_iou",
+    "iou_acc_0.5",
+    "iou_acc_0.7",
+    "iou_acc_0.75",
+    "iou_acc_0.9",
+    "localization_accuracy",
+    "macro_localization_accuracy",
 )
 
 
@@ -81,7 +91,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
-        self.model._initial_epoch = self.resumed_epoch = metadata["epoch"]  # Model.fit reads the former
+        self.model._initial_epoch = self.resumed_epoch = metadata[
+            "epoch"
+        ]  # Model.fit reads the former
         logging.info("Resumed from %s after epoch %d.", self.backup_dir, metadata["epoch"])
 
     def _read_metadata(self):
@@ -95,7 +107,9 @@ def _ema_pairs(optimizer):
     """`[(weight, its moving average), ...]` of an optimizer built with `use_ema=True`."""
     averages = getattr(optimizer, "_model_variables_moving_average", None)
     if not averages:
-        raise ValueError("ema_momentum > 0 needs the optimizer's moving averages (AdamW(use_ema=True)), built.")
+        raise ValueError(
+            "ema_momentum > 0 needs the optimizer's moving averages (AdamW(use_ema=True)), built."
+        )
     return list(zip(optimizer._trainable_variables, averages))
 
 
@@ -108,7 +122,8 @@ def _swap_with_average(optimizer):
 
 
 class ValidateWithAverage(keras.callbacks.Callback):
-    """At each epoch's end, the weights' moving average goes into the model until `RestoreTrainedWeights`.
+    """At each epoch's end, the weights' moving average goes into the model until
+    `RestoreTrainedWeights`.
 
     The callbacks listed between the two (the IoU callback: validation and
     best.keras) see the averaged weights; those after it (the backup) save the
@@ -124,18 +139,22 @@ class ValidateWithAverage(keras.callbacks.Callback):
 
 
 class RestoreTrainedWeights(keras.callbacks.Callback):
-    """Undoes `ValidateWithAverage` after the callbacks between them; after the last epoch, keeps the average."""
+    """Undoes `ValidateWithAverage` after the callbacks between them; after the last epoch, keeps
+    the average."""
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 < self.params["epochs"]:
             _swap_with_average(self.model.optimizer)
             return
         for weight, trained in _ema_pairs(self.model.optimizer):
-            trained.assign(weight)  # fit's finalize_variable_values then leaves the average in place
+            trained.assign(
+                weight
+            )  # fit's finalize_variable_values then leaves the average in place
 
 
 def completed_epochs(backup_dir):
-    """`(epochs completed, weights file)` of an `AtomicBackupAndRestore` backup; `(0, None)` if none."""
+    """`(epochs completed, weights file)` of an `AtomicBackupAndRestore` backup; `(0, None)` if
+    none."""
     path = os.path.join(backup_dir, "training_metadata.json")
     try:
         with open(path, encoding="utf-8") as f:
@@ -162,7 +181,8 @@ def _flat(record):
 
 def prediction_grid(images, true_boxes, predicted_boxes, columns=3):
     """One float image `[1, H', W', 3]` in [0, 1]: `images` (uint8 `[K, H, W, 3]`) tiled
-    `columns` wide, each with its true box in green and its predicted box in red (yxyx, normalized)."""
+    `columns` wide, each with its true box in green and its predicted box in red (yxyx, normalized).
+    """
     images = tf.image.convert_image_dtype(tf.convert_to_tensor(images), tf.float32)
     for boxes, colour in ((true_boxes, _TRUE_COLOUR), (predicted_boxes, _PREDICTED_COLOUR)):
         boxes = tf.clip_by_value(tf.convert_to_tensor(boxes, tf.float32), 0.0, 1.0)[:, None, :]
@@ -176,7 +196,8 @@ def prediction_grid(images, true_boxes, predicted_boxes, columns=3):
 
 
 def write_history(workdir, history):
-    """Rewrites metrics.jsonl and metrics.csv from `history` (records in epoch order), atomically."""
+    """Rewrites metrics.jsonl and metrics.csv from `history` (records in epoch order),
+    atomically."""
 
     def jsonl(temporary):
         with open(temporary, "w", encoding="utf-8") as f:
@@ -220,8 +241,20 @@ class IoUCallback(keras.callbacks.Callback):
         examples (model-input frame) drawn into TensorBoard after each evaluation.
     """
 
-    def __init__(self, val_inputs, true_labels, true_boxes, class_names, workdir, export_model,
-                 best_metric="localization_accuracy", every=1, stage="", total_epochs=None, preview=None):
+    def __init__(
+        self,
+        val_inputs,
+        true_labels,
+        true_boxes,
+        class_names,
+        workdir,
+        export_model,
+        best_metric="localization_accuracy",
+        every=1,
+        stage="",
+        total_epochs=None,
+        preview=None,
+    ):
         super().__init__()
         self.val_inputs = val_inputs
         self.true_labels = np.asarray(true_labels)
@@ -237,7 +270,9 @@ class IoUCallback(keras.callbacks.Callback):
         self._predict = None
         self.preview = preview if preview is not None and len(preview[0]) else None
         self._predicted_boxes = None
-        self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "validation_full"))
+        self._writer = tf.summary.create_file_writer(
+            os.path.join(workdir, "tensorboard", "validation_full")
+        )
 
     def _best_so_far(self):
         """Best value in an existing history, so a resumed run keeps the real best."""
@@ -257,8 +292,12 @@ class IoUCallback(keras.callbacks.Callback):
         predictions = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
         self._predicted_boxes = predictions[BOX]
         return metrics_lib.summarize(
-            self.true_boxes, self.true_labels, predictions[BOX], predictions[CLASS_LOGITS],
-            self.class_names, class_boxes=predictions.get(CLASS_BOXES),
+            self.true_boxes,
+            self.true_labels,
+            predictions[BOX],
+            predictions[CLASS_LOGITS],
+            self.class_names,
+            class_boxes=predictions.get(CLASS_BOXES),
         )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -275,7 +314,9 @@ class IoUCallback(keras.callbacks.Callback):
 
     def _record(self, epoch, summary, logs):
         record = {"epoch": epoch, "stage": self.stage, **summary}
-        record["train"] = {k: float(v) for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0}
+        record["train"] = {
+            k: float(v) for k, v in logs.items() if np.isscalar(v) or np.ndim(v) == 0
+        }
         # An epoch redone after a kill replaces its row (and any later one): one row per epoch.
         history = [r for r in read_history(self.workdir) if r["epoch"] < epoch] + [record]
         write_history(self.workdir, history)
@@ -289,9 +330,15 @@ class IoUCallback(keras.callbacks.Callback):
                     tf.summary.scalar(f"val_full_per_class_iou/{name}", stats["mean_iou"])
             if self.preview is not None:
                 positions, images = self.preview
-                tf.summary.image("val_predictions/true_green_predicted_red", prediction_grid(
-                    images, self.true_boxes[positions], self._predicted_boxes[positions],
-                ), max_outputs=1)
+                tf.summary.image(
+                    "val_predictions/true_green_predicted_red",
+                    prediction_grid(
+                        images,
+                        self.true_boxes[positions],
+                        self._predicted_boxes[positions],
+                    ),
+                    max_outputs=1,
+                )
         self._writer.flush()
 
     def _line(self, epoch, s, improved):

@@ -95,8 +95,10 @@ def role_from_tf_config(text):
 
 def _role(cluster, task_type, index):
     if task_type not in _TASK_TYPES:
-        raise ValueError(f"{TF_CONFIG}: task type {task_type!r} does not train; this command runs the "
-                         f"{' and '.join(_TASK_TYPES)} tasks")
+        raise ValueError(
+            f"{TF_CONFIG}: task type {task_type!r} does not train; this command runs the "
+            f"{' and '.join(_TASK_TYPES)} tasks"
+        )
     chiefs = len(cluster.get("chief", ()))
     position = index if task_type == "chief" else chiefs + index
     return Role(workers=_task_count(cluster), index=position)
@@ -111,7 +113,8 @@ def role_of(strategy):
 
 
 def is_multi_worker(strategy):
-    """True for `MultiWorkerMirroredStrategy`, which `localizer.training.loop` trains under instead of `fit`."""
+    """True for `MultiWorkerMirroredStrategy`, which `localizer.training.loop` trains under instead
+    of `fit`."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -121,7 +124,8 @@ def _spans_workers(strategy):
 
 @contextlib.contextmanager
 def own_workdir(role, workdir):
-    """The folder this process writes: the work dir for the chief, else a temporary one, removed after."""
+    """The folder this process writes: the work dir for the chief, else a temporary one, removed
+    after."""
     if role.is_chief:
         yield workdir
         return
@@ -133,15 +137,19 @@ def own_workdir(role, workdir):
 
 
 def _from_replica_zero(tensors):
-    """In a replica context: every replica gets global replica 0's values (which live on the chief)."""
+    """In a replica context: every replica gets global replica 0's values (which live on the
+    chief)."""
     context = tf.distribute.get_replica_context()
     first = tf.equal(context.replica_id_in_sync_group, 0)
     tensors = [tf.convert_to_tensor(t) for t in tensors]
     result = [None] * len(tensors)
-    for dtype in {t.dtype for t in tensors}:  # one all-reduce per dtype: a traced one packs its tensors
+    for dtype in {
+        t.dtype for t in tensors
+    }:  # one all-reduce per dtype: a traced one packs its tensors
         positions = [i for i, t in enumerate(tensors) if t.dtype == dtype]
         reduced = context.all_reduce(
-            tf.distribute.ReduceOp.SUM, [tf.where(first, tensors[i], tf.zeros_like(tensors[i])) for i in positions]
+            tf.distribute.ReduceOp.SUM,
+            [tf.where(first, tensors[i], tf.zeros_like(tensors[i])) for i in positions],
         )
         for i, value in zip(positions, reduced):
             result[i] = value
@@ -153,7 +161,8 @@ _BROADCASTS = {}
 
 def _broadcast_function(strategy):
     """`tensors -> global replica 0's tensors`, traced once per strategy and input signature
-    (eager collectives are slow, and each new trace logs its all-reduces)."""
+    (eager collectives are slow, and each new trace logs its all-reduces).
+    """
     if id(strategy) not in _BROADCASTS:
         _BROADCASTS[id(strategy)] = tf.function(
             lambda tensors: strategy.run(_from_replica_zero, args=(tensors,)), autograph=False

@@ -29,15 +29,17 @@ class DataConfig:
     """Which dataset and splits (see `pipelines.DATASETS`)."""
 
     dataset: str = "synthetic"
-    data_dir: typing.Optional[str] = None
+    data_dir: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     policy: str = POLICIES[0]  # multi-object images, every source but synthetic (one of POLICIES)
     voc_year: str = "2007"
-    manual_dir: typing.Optional[str] = None
-    image_dir: typing.Optional[str] = None
-    exif: str = DEFAULT_EXIF  # file sources: apply each photo's EXIF orientation, or ignore it (EXIF_MODES)
-    max_examples: typing.Optional[int] = None  # cap per split, for quick runs
+    manual_dir: str | None = None
+    image_dir: str | None = None
+    exif: str = (
+        DEFAULT_EXIF  # file sources: apply each photo's EXIF orientation, or ignore it (EXIF_MODES)
+    )
+    max_examples: int | None = None  # cap per split, for quick runs
     # Fail before training when more than this share of a split is unusable.
     max_skipped_fraction: float = DEFAULT_MAX_SKIPPED_FRACTION
 
@@ -86,7 +88,8 @@ class TrainConfig:
     deterministic: bool = False  # bit-exact repeats (tf op determinism); slower
 
     def validate(self):
-        """Every field's type and range (`localizer.training.validation`), then the rules between fields."""
+        """Every field's type and range (`localizer.training.validation`), then the rules between
+        fields."""
         from localizer.training import validation  # here: it reads this module's constants
 
         validation.check_fields(self)
@@ -102,15 +105,23 @@ class TrainConfig:
         return self
 
     def input_pipeline(self):
-        """The `PipelineConfig` with the model's input contract (image size, resize mode) filled in."""
-        return dataclasses.replace(self.pipeline, **{name: getattr(self.model, name) for name in INPUT_CONTRACT})
+        """The `PipelineConfig` with the model's input contract (image size, resize mode) filled
+        in."""
+        return dataclasses.replace(
+            self.pipeline, **{name: getattr(self.model, name) for name in INPUT_CONTRACT}
+        )
 
     def resolve(self, class_names, replicas=1):
         """The config as a run uses it (and saves it): the dataset's classes in the model,
-        the model's input contract in the pipeline, the global batch for `replicas`."""
-        model = dataclasses.replace(self.model, num_classes=len(class_names), class_names=tuple(class_names))
+        the model's input contract in the pipeline, the global batch for `replicas`.
+        """
+        model = dataclasses.replace(
+            self.model, num_classes=len(class_names), class_names=tuple(class_names)
+        )
         pipeline = dataclasses.replace(
-            self.input_pipeline(), batch_size=self.pipeline.batch_size * replicas, seed=self.seed,
+            self.input_pipeline(),
+            batch_size=self.pipeline.batch_size * replicas,
+            seed=self.seed,
         )
         return dataclasses.replace(self, model=model, pipeline=pipeline)
 
@@ -133,8 +144,10 @@ def load_experiment(name):
     """`experiments.<name>.get_config()`; the empty name gives `default_config()`."""
     if not name:
         return default_config()
-    missing = ValueError(f"no experiment {name!r}: expected experiments/{name}.py with get_config(); "
-                         f"see experiments/README.md for the names")
+    missing = ValueError(
+        f"no experiment {name!r}: expected experiments/{name}.py with get_config(); "
+        f"see experiments/README.md for the names"
+    )
     if not name.isidentifier():
         raise missing
     try:
@@ -178,7 +191,9 @@ def replace_fields(config, changes):
     Values are taken as they are; `apply_overrides` parses strings first.
     """
     for path, value in changes.items():
-        config = _replace_path(config, path.split("."), lambda current, hint, value=value: value, path)
+        config = _replace_path(
+            config, path.split("."), lambda current, hint, value=value: value, path
+        )
     return config
 
 
@@ -193,7 +208,9 @@ def apply_overrides(config, overrides):
         if not sep:
             raise ValueError(f"Override {override!r} must look like field.path=value.")
         raw = raw.strip()
-        parse = lambda current, hint, raw=raw, override=override: _parse(raw, hint, current, override)  # noqa: E731
+        parse = lambda current, hint, raw=raw, override=override: _parse(
+            raw, hint, current, override
+        )  # noqa: E731
         config = _replace_path(config, path.strip().split("."), parse, override)
     return config
 
@@ -204,7 +221,9 @@ def _replace_path(node, path, make_value, what):
         raise ValueError(f"{what!r}: {type(node).__name__} has no fields.")
     names = {f.name for f in dataclasses.fields(node)}
     if path[0] not in names:
-        raise ValueError(f"{what!r}: {type(node).__name__} has no field {path[0]!r}; fields: {sorted(names)}.")
+        raise ValueError(
+            f"{what!r}: {type(node).__name__} has no field {path[0]!r}; fields: {sorted(names)}."
+        )
     hints = typing.get_type_hints(type(node))
     current = getattr(node, path[0])
     if len(path) > 1:
@@ -217,18 +236,30 @@ def _replace_path(node, path, make_value, what):
 def _parse(raw, hint, current, override):
     if dataclasses.is_dataclass(current):
         field = sorted(f.name for f in dataclasses.fields(current))[0]
-        raise ValueError(f"{override!r}: {override.partition('=')[0]} is a group of fields; set one of them, "
-                         f"e.g. {override.partition('=')[0]}.{field}=...")
+        raise ValueError(
+            f"{override!r}: {override.partition('=')[0]} is a group of fields; set one of them, "
+            f"e.g. {override.partition('=')[0]}.{field}=..."
+        )
     if raw.lower() in ("none", "null") and (current is None or type(None) in typing.get_args(hint)):
         return None
-    kind = type(current) if current is not None else next(a for a in typing.get_args(hint) if a is not type(None))
+    kind = (
+        type(current)
+        if current is not None
+        else next(a for a in typing.get_args(hint) if a is not type(None))
+    )
     try:
         if kind is bool:
             if raw.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(raw)
             return raw.lower() in ("true", "1")
         if kind is tuple:
-            return tuple(type(current[0])(v) for v in raw.split(",")) if current else tuple(raw.split(","))
+            return (
+                tuple(type(current[0])(v) for v in raw.split(","))
+                if current
+                else tuple(raw.split(","))
+            )
         return kind(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"Override {override!r}: {raw!r} is not a valid {kind.__name__}.") from None
+        raise ValueError(
+            f"Override {override!r}: {raw!r} is not a valid {kind.__name__}."
+        ) from None

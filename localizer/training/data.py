@@ -1,24 +1,39 @@
 """Training data: the source a config names, its checks before training, the
-validation targets and the floor a model must clear (the best constant guess)."""
+validation targets and the floor a model must clear (the best constant guess).
+"""
 
 import os
 
 import numpy as np
 
 import pipelines
-from pipelines.image_header import MAX_IMAGE_PIXELS
 from localizer.model import metrics
-from pipelines.sources.source import BOX, LABEL, Subset, check_usable, stratified_indices, write_problems
+from pipelines.image_header import MAX_IMAGE_PIXELS
+from pipelines.sources.source import (
+    BOX,
+    LABEL,
+    Subset,
+    check_usable,
+    stratified_indices,
+    write_problems,
+)
 
 DATA_ISSUES = "data_issues.tsv"
 """Work-dir file listing every skipped or repaired example: split, file, action, reason."""
 
 
 def build_source(data, max_image_pixels=MAX_IMAGE_PIXELS):
-    """The dataset source a `DataConfig` names (images over `max_image_pixels` skipped; 0: no limit)."""
+    """The dataset source a `DataConfig` names (images over `max_image_pixels` skipped; 0: no
+    limit)."""
     source = pipelines.source_with_options(
-        data.dataset, data.data_dir, policy=data.policy, voc_year=data.voc_year,
-        manual_dir=data.manual_dir, image_dir=data.image_dir, max_image_pixels=max_image_pixels, exif=data.exif,
+        data.dataset,
+        data.data_dir,
+        policy=data.policy,
+        voc_year=data.voc_year,
+        manual_dir=data.manual_dir,
+        image_dir=data.image_dir,
+        max_image_pixels=max_image_pixels,
+        exif=data.exif,
     )
     return Subset(source, data.max_examples) if data.max_examples else source
 
@@ -44,10 +59,13 @@ def write_issues(workdir, stats_by_split):
 
 
 def check_enough_for_a_batch(source, split, global_batch_size, replicas=1):
-    """Training drops the last partial batch: fewer examples than one batch would train on nothing."""
+    """Training drops the last partial batch: fewer examples than one batch would train on
+    nothing."""
     count = source.num_examples(split)
     if count is not None and count < global_batch_size:
-        per_replica = f" ({replicas} replicas x {global_batch_size // replicas})" if replicas > 1 else ""
+        per_replica = (
+            f" ({replicas} replicas x {global_batch_size // replicas})" if replicas > 1 else ""
+        )
         raise ValueError(
             f"split {split!r} of {source.name} has {count} usable examples, fewer than one training batch of "
             f"{global_batch_size}{per_replica}; lower --batch_size or add examples"
@@ -63,7 +81,8 @@ def collect_targets(dataset):
 
 
 def preview_examples(dataset, labels, count, seed=0):
-    """A fixed sample of `dataset`'s images across the classes: `(positions, images [count, H, W, 3])`.
+    """A fixed sample of `dataset`'s images across the classes: `(positions, images [count, H, W,
+    3])`.
 
     `dataset` yields batches of `(images, targets)` in the order of `labels`;
     iteration stops once the last chosen position has been read.

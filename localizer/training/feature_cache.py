@@ -1,5 +1,6 @@
 """The frozen-backbone feature cache: the backbone runs once per image and pass,
-the heads then train on the stored features (stage 1)."""
+the heads then train on the stored features (stage 1).
+"""
 
 import dataclasses
 import sys
@@ -31,7 +32,9 @@ def extract_features(backbone, dataset, description):
 
 def _backbone_function(backbone):
     if not hasattr(backbone, "_localizer_inference_fn"):
-        backbone._localizer_inference_fn = tf.function(lambda images: backbone(images, training=False))
+        backbone._localizer_inference_fn = tf.function(
+            lambda images: backbone(images, training=False)
+        )
     return backbone._localizer_inference_fn
 
 
@@ -44,9 +47,13 @@ def extract_training_features(backbone, source, split, pipeline, passes, shard=N
     split (each worker of a multi-worker run caches its own).
     """
     plain = dataclasses.replace(pipeline, augment=augment.AugmentConfig.off())
-    parts = [extract_features(
-        backbone, input_pipeline.make_dataset(source, split, plain, training=False, shard=shard), "train",
-    )]
+    parts = [
+        extract_features(
+            backbone,
+            input_pipeline.make_dataset(source, split, plain, training=False, shard=shard),
+            "train",
+        )
+    ]
     augmented = input_pipeline.make_dataset(source, split, pipeline, training=True, shard=shard)
     for i in range(1, passes):
         parts.append(extract_features(backbone, augmented, f"augmented train pass {i}"))

@@ -23,12 +23,26 @@ from absl import logging
 from localizer.training import cluster
 
 # What a collective raises when a peer has gone (killed, crashed, refused the run).
-_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-                  tf.errors.DeadlineExceededError, tf.errors.InternalError)
+_PEER_FAILURES = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.InternalError,
+)
 
 
-def fit_across_workers(train_model, strategy, dataset_fn, global_batch_size, steps_per_epoch, epochs,
-                       initial_epoch, callbacks, verbose):
+def fit_across_workers(
+    train_model,
+    strategy,
+    dataset_fn,
+    global_batch_size,
+    steps_per_epoch,
+    epochs,
+    initial_epoch,
+    callbacks,
+    verbose,
+):
     """Trains `train_model` (compiled in `strategy.scope()`) like `Model.fit(...)` would.
 
     Args:
@@ -41,10 +55,21 @@ def fit_across_workers(train_model, strategy, dataset_fn, global_batch_size, ste
       cluster.WorkerLostError: a collective failed because another worker stopped.
     """
     if getattr(train_model, "jit_compile", False):
-        logging.warning("jit_compile is not applied across workers: the step is a plain tf.function.")
+        logging.warning(
+            "jit_compile is not applied across workers: the step is a plain tf.function."
+        )
     try:
-        return _fit(train_model, strategy, dataset_fn, global_batch_size, steps_per_epoch, epochs,
-                    initial_epoch, callbacks, verbose)
+        return _fit(
+            train_model,
+            strategy,
+            dataset_fn,
+            global_batch_size,
+            steps_per_epoch,
+            epochs,
+            initial_epoch,
+            callbacks,
+            verbose,
+        )
     except _PEER_FAILURES as error:
         raise cluster.WorkerLostError(
             f"training across workers stopped: another worker is gone ({type(error).__name__}: "
@@ -53,16 +78,30 @@ def fit_across_workers(train_model, strategy, dataset_fn, global_batch_size, ste
         ) from error
 
 
-def _fit(train_model, strategy, dataset_fn, global_batch_size, steps_per_epoch, epochs, initial_epoch,
-         callbacks, verbose):
+def _fit(
+    train_model,
+    strategy,
+    dataset_fn,
+    global_batch_size,
+    steps_per_epoch,
+    epochs,
+    initial_epoch,
+    callbacks,
+    verbose,
+):
     distributed = strategy.distribute_datasets_from_function(
         lambda context: dataset_fn(context.get_per_replica_batch_size(global_batch_size)).repeat()
     )
     iterator = iter(distributed)
     _build(train_model, strategy, dataset_fn)
     callback_list = keras.callbacks.CallbackList(
-        callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
-        steps=steps_per_epoch, model=train_model,
+        callbacks,
+        add_history=True,
+        add_progbar=verbose != 0,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+        model=train_model,
     )
     train_step = _train_step(train_model, strategy)
     train_model.stop_training = False
@@ -92,7 +131,8 @@ def _fit(train_model, strategy, dataset_fn, global_batch_size, steps_per_epoch, 
 def _build(train_model, strategy, dataset_fn):
     """Creates the optimizer's and the compiled metrics' variables before the step is traced
     (variables cannot be created inside `strategy.run`): one eager pass on a batch of zeros
-    shaped like the data, so no training example is consumed."""
+    shaped like the data, so no training example is consumed.
+    """
     spec = dataset_fn(1).element_spec
     x, y = tf.nest.map_structure(lambda s: tf.zeros([1] + s.shape[1:].as_list(), s.dtype), spec)
     with strategy.scope():
@@ -105,7 +145,8 @@ def _build(train_model, strategy, dataset_fn):
 
 def _train_step(train_model, strategy):
     """One global step: `strategy.run` of the replica step; the loss summed over replicas
-    (each is already divided by their count), the metrics averaged over them."""
+    (each is already divided by their count), the metrics averaged over them.
+    """
 
     def replica_step(data):
         x, y = data
@@ -121,7 +162,10 @@ def _train_step(train_model, strategy):
     @tf.function
     def step(iterator):
         loss, metrics = strategy.run(replica_step, args=(next(iterator),))
-        reduced = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in metrics.items()}
+        reduced = {
+            k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in metrics.items()
+        }
         reduced["loss"] = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         return reduced
 

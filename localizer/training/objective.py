@@ -1,12 +1,19 @@
 """What training minimizes and reports: one target per model output, the
-multi-task loss, the metrics, the optimizer and its schedule (`compile_model`)."""
+multi-task loss, the metrics, the optimizer and its schedule (`compile_model`).
+"""
 
 import keras
 import tensorflow as tf
 
 from localizer.model import CENTRE_WEIGHTED, losses, metrics
 from localizer.model.outputs import (
-    BOX, CELL_BOXES, CENTRE_LOGITS, CLASS_BOXES, CLASS_LOGITS, LOCALIZATION, QUALITY_AND_BOX,
+    BOX,
+    CELL_BOXES,
+    CENTRE_LOGITS,
+    CLASS_BOXES,
+    CLASS_LOGITS,
+    LOCALIZATION,
+    QUALITY_AND_BOX,
 )
 from pipelines.sources.source import LABEL
 
@@ -26,7 +33,9 @@ def training_targets(model_config):
         if centre_weighted:  # both auxiliary losses derive their per-cell targets from the box
             y[CENTRE_LOGITS] = box
             y[CELL_BOXES] = box
-        if model_config.box_quality:  # the target, the box's IoU with this box, is computed in the loss
+        if (
+            model_config.box_quality
+        ):  # the target, the box's IoU with this box, is computed in the loss
             y[QUALITY_AND_BOX] = box
         return inputs, y
 
@@ -49,7 +58,9 @@ def compile_model(train_model, config, peak_lr, steps_per_epoch, epochs):
     """Compiles a training view with the multi-task loss and the IoU metrics."""
     per_class = CLASS_BOXES in train_model.output
     box_output = CLASS_BOXES if per_class else BOX
-    box_loss = losses.PerClassBoxLoss(config.box_loss) if per_class else losses.BoxLoss(config.box_loss)
+    box_loss = (
+        losses.PerClassBoxLoss(config.box_loss) if per_class else losses.BoxLoss(config.box_loss)
+    )
     loss = {CLASS_LOGITS: losses.ClassificationLoss(config.label_smoothing), box_output: box_loss}
     loss_weights = losses.combined_loss_weights(config.alpha, box_output)
     if CENTRE_LOGITS in train_model.output:
@@ -64,7 +75,9 @@ def compile_model(train_model, config, peak_lr, steps_per_epoch, epochs):
         loss_weights[QUALITY_AND_BOX] = (1.0 - config.alpha) * config.box_quality_loss_weight
     train_model.compile(
         optimizer=keras.optimizers.AdamW(
-            learning_rate=learning_rate_schedule(peak_lr, steps_per_epoch, epochs, config.warmup_epochs),
+            learning_rate=learning_rate_schedule(
+                peak_lr, steps_per_epoch, epochs, config.warmup_epochs
+            ),
             weight_decay=config.weight_decay,
             use_ema=config.ema_momentum > 0,
             ema_momentum=config.ema_momentum or 0.99,  # Keras checks it even when unused
@@ -73,7 +86,12 @@ def compile_model(train_model, config, peak_lr, steps_per_epoch, epochs):
         loss_weights=loss_weights,
         metrics={
             CLASS_LOGITS: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            BOX: [metrics.MeanBoxIoU(), metrics.IoUAccuracy(0.5), metrics.IoUAccuracy(0.75), metrics.IoUAccuracy(0.9)],
+            BOX: [
+                metrics.MeanBoxIoU(),
+                metrics.IoUAccuracy(0.5),
+                metrics.IoUAccuracy(0.75),
+                metrics.IoUAccuracy(0.9),
+            ],
             LOCALIZATION: [metrics.LocalizationAccuracy()],
         },
         jit_compile=config.jit_compile,

@@ -18,10 +18,8 @@ from absl import logging
 
 from localizer import model as model_lib
 from localizer.training import callbacks as callbacks_lib
-from localizer.training import cluster
+from localizer.training import cluster, feature_cache, loop
 from localizer.training import config as config_lib
-from localizer.training import feature_cache
-from localizer.training import loop
 from localizer.training.objective import compile_model, training_targets
 from pipelines import input_pipeline
 from pipelines.sources.source import BOX, LABEL, Source
@@ -29,8 +27,23 @@ from pipelines.sources.source import BOX, LABEL, Source
 FROZEN, FINE_TUNE = "frozen", "fine_tune"
 
 
-def _fit_stage(stage, train_model, export_model, dataset_fn, val_inputs, val_targets, config,
-               class_names, workdir, strategy, peak_lr, steps_per_epoch, initial_epoch, epochs, preview=None):
+def _fit_stage(
+    stage,
+    train_model,
+    export_model,
+    dataset_fn,
+    val_inputs,
+    val_targets,
+    config,
+    class_names,
+    workdir,
+    strategy,
+    peak_lr,
+    steps_per_epoch,
+    initial_epoch,
+    epochs,
+    preview=None,
+):
     """One stage: compile, then fit with resumable backups and the IoU callback.
 
     `dataset_fn(batch_size)`: the training batches (this worker's shard under
@@ -39,35 +52,73 @@ def _fit_stage(stage, train_model, export_model, dataset_fn, val_inputs, val_tar
     with strategy.scope():
         compile_model(train_model, config, peak_lr, steps_per_epoch, epochs - initial_epoch)
     iou_callback = callbacks_lib.IoUCallback(
-        val_inputs, val_targets[0], val_targets[1], class_names, workdir, export_model,
-        best_metric=config.best_metric, every=config.eval_every, stage=stage, total_epochs=epochs,
+        val_inputs,
+        val_targets[0],
+        val_targets[1],
+        class_names,
+        workdir,
+        export_model,
+        best_metric=config.best_metric,
+        every=config.eval_every,
+        stage=stage,
+        total_epochs=epochs,
         preview=preview,
     )
     # The epoch's validation row and best.keras are written before its backup: a kill
     # in between redoes the epoch (its row is replaced), never skips its row.
     validated = [iou_callback]
     if config.ema_momentum > 0:
-        validated = [callbacks_lib.ValidateWithAverage(), iou_callback, callbacks_lib.RestoreTrainedWeights()]
+        validated = [
+            callbacks_lib.ValidateWithAverage(),
+            iou_callback,
+            callbacks_lib.RestoreTrainedWeights(),
+        ]
     callbacks = [
         *validated,
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
         callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
     ]
-    fit_epochs(train_model, strategy, dataset_fn, config.pipeline.batch_size, steps_per_epoch, epochs,
-               initial_epoch, callbacks)
+    fit_epochs(
+        train_model,
+        strategy,
+        dataset_fn,
+        config.pipeline.batch_size,
+        steps_per_epoch,
+        epochs,
+        initial_epoch,
+        callbacks,
+    )
     return iou_callback
 
 
-def fit_epochs(train_model, strategy, dataset_fn, global_batch, steps_per_epoch, epochs, initial_epoch, callbacks,
-               verbose=None):
+def fit_epochs(
+    train_model,
+    strategy,
+    dataset_fn,
+    global_batch,
+    steps_per_epoch,
+    epochs,
+    initial_epoch,
+    callbacks,
+    verbose=None,
+):
     """Trains a compiled model: `Model.fit`, or across workers `localizer.training.loop`."""
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     if cluster.is_multi_worker(strategy):
         # Outside the strategy's scope: what only the chief does (restore a backup, save a
         # model) may create throwaway variables, which inside the scope would start a
         # broadcast that the other workers never join.
-        return loop.fit_across_workers(train_model, strategy, dataset_fn, global_batch, steps_per_epoch, epochs,
-                                       initial_epoch, callbacks, verbose)
+        return loop.fit_across_workers(
+            train_model,
+            strategy,
+            dataset_fn,
+            global_batch,
+            steps_per_epoch,
+            epochs,
+            initial_epoch,
+            callbacks,
+            verbose,
+        )
     with strategy.scope():
         return train_model.fit(
             dataset_fn(global_batch).repeat(),
@@ -83,7 +134,8 @@ def fit_epochs(train_model, strategy, dataset_fn, global_batch, steps_per_epoch,
 @dataclasses.dataclass
 class StageInputs:
     """What both training stages read: the resolved config, the work dir, the
-    strategy, the data, the model being trained and the validation set."""
+    strategy, the data, the model being trained and the validation set.
+    """
 
     config: config_lib.TrainConfig
     workdir: str
@@ -105,13 +157,39 @@ class StageInputs:
         """Augmented training batches of this worker's shard, with one target per output."""
         pipeline = dataclasses.replace(self.pipeline, batch_size=batch_size)
         return input_pipeline.make_dataset(
-            self.source, self.config.data.train_split, pipeline, training=True, shard=self.role.shard,
+            self.source,
+            self.config.data.train_split,
+            pipeline,
+            training=True,
+            shard=self.role.shard,
         ).map(self.to_targets)
 
-    def fit(self, stage, train_model, dataset_fn, val_inputs, peak_lr, steps_per_epoch, initial_epoch, epochs):
+    def fit(
+        self,
+        stage,
+        train_model,
+        dataset_fn,
+        val_inputs,
+        peak_lr,
+        steps_per_epoch,
+        initial_epoch,
+        epochs,
+    ):
         return _fit_stage(
-            stage, train_model, self.model, dataset_fn, val_inputs, self.val_targets, self.config,
-            self.source.class_names, self.workdir, self.strategy, peak_lr, steps_per_epoch, initial_epoch, epochs,
+            stage,
+            train_model,
+            self.model,
+            dataset_fn,
+            val_inputs,
+            self.val_targets,
+            self.config,
+            self.source.class_names,
+            self.workdir,
+            self.strategy,
+            peak_lr,
+            steps_per_epoch,
+            initial_epoch,
+            epochs,
             preview=self.preview,
         )
 
@@ -128,24 +206,44 @@ def frozen_stage(run):
     done, weights = callbacks_lib.completed_epochs(backup_dir(run.workdir, FROZEN))
     (done,) = cluster.agree(run.strategy, [done])  # the chief's backup decides for every worker
     if done >= config.frozen_epochs:
-        # Killed after the stage's last epoch, before its completion marker: its weights are in the backup.
+        # Killed after the stage's last epoch, before its completion marker: its weights are in the
+        # backup.
         with run.strategy.scope():
-            make_view = model_lib.features_training_view if config.cache_features else model_lib.training_view
+            make_view = (
+                model_lib.features_training_view
+                if config.cache_features
+                else model_lib.training_view
+            )
             view = make_view(run.model)
         if run.role.is_chief:
             view.load_weights(weights)
         cluster.share_variables(run.strategy, view.variables)
-        logging.info("Stage %s had finished (%d epochs); its weights come from %s.", FROZEN, done, weights)
+        logging.info(
+            "Stage %s had finished (%d epochs); its weights come from %s.", FROZEN, done, weights
+        )
         return
     if not config.cache_features:
         with run.strategy.scope():
             train_model = model_lib.training_view(run.model)
-        run.fit(FROZEN, train_model, run.training_images, run.val_ds.map(lambda images, _: images),
-                config.frozen_lr, run.steps_per_epoch, 0, config.frozen_epochs)
+        run.fit(
+            FROZEN,
+            train_model,
+            run.training_images,
+            run.val_ds.map(lambda images, _: images),
+            config.frozen_lr,
+            run.steps_per_epoch,
+            0,
+            config.frozen_epochs,
+        )
         return
     backbone = run.model.get_layer("backbone")
     features, labels, boxes = feature_cache.extract_training_features(
-        backbone, run.source, config.data.train_split, run.pipeline, config.feature_passes, shard=run.role.shard,
+        backbone,
+        run.source,
+        config.data.train_split,
+        run.pipeline,
+        config.feature_passes,
+        shard=run.role.shard,
     )
     val_features, _, _ = feature_cache.extract_features(backbone, run.val_ds, "val")
 
@@ -161,8 +259,16 @@ def frozen_stage(run):
     val_inputs = tf.data.Dataset.from_tensor_slices(val_features).batch(run.pipeline.batch_size)
     with run.strategy.scope():
         train_model = model_lib.features_training_view(run.model)
-    run.fit(FROZEN, train_model, cached_features, val_inputs, config.frozen_lr,
-            run.steps_per_epoch * config.feature_passes, 0, config.frozen_epochs)
+    run.fit(
+        FROZEN,
+        train_model,
+        cached_features,
+        val_inputs,
+        config.frozen_lr,
+        run.steps_per_epoch * config.feature_passes,
+        0,
+        config.frozen_epochs,
+    )
 
 
 def fine_tune_stage(run):
@@ -172,6 +278,13 @@ def fine_tune_stage(run):
         unfrozen = model_lib.unfreeze_top_of_backbone(run.model, config.fine_tune_fraction)
         logging.info("Fine-tuning the top %d backbone layers (BatchNorm frozen).", unfrozen)
         train_model = model_lib.training_view(run.model)
-    run.fit(FINE_TUNE, train_model, run.training_images, run.val_ds.map(lambda images, _: images),
-            config.fine_tune_lr, run.steps_per_epoch, config.frozen_epochs,
-            config.frozen_epochs + config.fine_tune_epochs)
+    run.fit(
+        FINE_TUNE,
+        train_model,
+        run.training_images,
+        run.val_ds.map(lambda images, _: images),
+        config.fine_tune_lr,
+        run.steps_per_epoch,
+        config.frozen_epochs,
+        config.frozen_epochs + config.fine_tune_epochs,
+    )

@@ -33,8 +33,11 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if cluster.training_tasks() == 1:
-            logging.warning("--strategy=multi_worker without a %s naming several workers trains on this "
-                            "machine alone (see the README's multi-worker section).", cluster.TF_CONFIG)
+            logging.warning(
+                "--strategy=multi_worker without a %s naming several workers trains on this "
+                "machine alone (see the README's multi-worker section).",
+                cluster.TF_CONFIG,
+            )
         tf.get_logger().setLevel("WARNING")  # else one INFO line per traced all-reduce
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -46,7 +49,8 @@ def make_strategy(name):
 
 
 def set_precision(precision, strategy):
-    """Sets Keras' global dtype policy; "auto" is float16 on GPU, bfloat16 on TPU, float32 on CPU."""
+    """Sets Keras' global dtype policy; "auto" is float16 on GPU, bfloat16 on TPU, float32 on
+    CPU."""
     if precision == "auto":
         if isinstance(strategy, tf.distribute.TPUStrategy):
             precision = "mixed_bfloat16"

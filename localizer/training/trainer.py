@@ -30,28 +30,31 @@ from absl import logging
 from localizer import files, provenance
 from localizer import model as model_lib
 from localizer.training import callbacks as callbacks_lib
-from localizer.training import cluster
+from localizer.training import cluster, stages
 from localizer.training import config as config_lib
 from localizer.training import data as data_lib
-from localizer.training import stages
-from localizer.training.strategy import make_strategy, set_precision
 from localizer.training import workdir as workdir_lib
+from localizer.training.strategy import make_strategy, set_precision
 from localizer.training.workdir import CONFIG_FILE, mark_stage_done, stage_done_marker
 from pipelines import input_pipeline
 from pipelines.image_header import MAX_IMAGE_PIXELS
 from pipelines.sources.source import digest_of_arrays
 
-
 SUMMARY_FILE = "train_summary.json"
 FINAL_MODEL = "final.keras"
 
 
-RESUME_TODO = ("free space there (or choose another --workdir) and run the same command again: a run resumes after "
-               "its last completed epoch")
-"""What to do about a full disk during training (every write is atomic, so nothing half-written is kept)."""
+RESUME_TODO = (
+    "free space there (or choose another --workdir) and run the same command again: a run resumes after "
+    "its last completed epoch"
+)
+"""What to do about a full disk during training (every write is atomic, so nothing half-written is
+kept)."""
 
 
-def train_and_evaluate(config, workdir, command=None, overwrite=False, max_image_pixels=MAX_IMAGE_PIXELS):
+def train_and_evaluate(
+    config, workdir, command=None, overwrite=False, max_image_pixels=MAX_IMAGE_PIXELS
+):
     """Trains per `config`, writing everything into `workdir`; returns the summary dict.
 
     `workdir` is resumed when it holds an interrupted run of the same
@@ -79,7 +82,9 @@ def _train_and_evaluate(config, workdir, command, overwrite, max_image_pixels):
     # First: collective ops (multi-worker) must be configured before any other TF op runs.
     strategy = make_strategy(config.strategy)
     role = cluster.role_of(strategy)
-    workdir_lib.check_not_inside(workdir, config.data.data_dir, config.data.image_dir, config.data.manual_dir)
+    workdir_lib.check_not_inside(
+        workdir, config.data.data_dir, config.data.image_dir, config.data.manual_dir
+    )
     if role.is_chief:
         workdir_lib.check_workdir(workdir)
     start = time.time()
@@ -95,22 +100,33 @@ def _train_and_evaluate(config, workdir, command, overwrite, max_image_pixels):
     config = config.resolve(class_names, replicas)
     model_config, pipeline = config.model, config.pipeline
     with strategy.scope():
-        model = model_lib.build_model(model_config)  # before the work dir is touched: fails fast on bad weights
+        model = model_lib.build_model(
+            model_config
+        )  # before the work dir is touched: fails fast on bad weights
     issues = data_lib.index_splits(source, config.data)
     try:  # before the work dir is claimed: a refused run leaves it free for the corrected command
         data_lib.check_usable_splits(source, config.data)
-        data_lib.check_enough_for_a_batch(source, config.data.train_split, pipeline.batch_size, replicas)
+        data_lib.check_enough_for_a_batch(
+            source, config.data.train_split, pipeline.batch_size, replicas
+        )
     except ValueError:
         if role.is_chief and workdir_lib.is_unclaimed(workdir):
             data_lib.write_issues(workdir, issues)
         raise
     identity = {split: source.identity(split) for split in issues}
-    finished = _claim_on_chief(strategy, role, workdir, workdir_lib.fingerprint(config_lib.to_dict(config), identity),
-                               overwrite)
+    finished = _claim_on_chief(
+        strategy,
+        role,
+        workdir,
+        workdir_lib.fingerprint(config_lib.to_dict(config), identity),
+        overwrite,
+    )
     if finished is not None:
         return finished
     with cluster.own_workdir(role, workdir) as own:
-        summary = _train(config, own, strategy, role, source, model, issues, precision, start, command)
+        summary = _train(
+            config, own, strategy, role, source, model, issues, precision, start, command
+        )
     if not role.is_chief:  # its files are gone with its temporary folder; the chief's are the run's
         summary.update(workdir=os.path.abspath(workdir), role=str(role))
     return summary
@@ -133,8 +149,11 @@ def _claim_on_chief(strategy, role, workdir, fingerprint, overwrite):
         finished = _read_json(os.path.join(workdir, SUMMARY_FILE)) if resumed else None
         verdict = 1 if finished is not None else 0
         if resumed:
-            logging.info("%s the run in %s (same config, data and code).",
-                         "Found complete" if finished else "Resuming", workdir)
+            logging.info(
+                "%s the run in %s (same config, data and code).",
+                "Found complete" if finished else "Resuming",
+                workdir,
+            )
     (verdict,) = cluster.agree(strategy, [verdict])
     if verdict == refused:  # the chief's own error line says why, and what to do
         raise ValueError(f"the chief (worker 0) refused the work dir {workdir}; see its error")
@@ -152,20 +171,43 @@ def _train(config, workdir, strategy, role, source, model, issues, precision, st
     replicas = strategy.num_replicas_in_sync
     pipeline = config.pipeline
     data_lib.write_issues(workdir, issues)
-    files.write_json_atomically(os.path.join(workdir, CONFIG_FILE), {
-        **config_lib.to_dict(config), "class_names": class_names, "replicas": replicas,
-        "resolved_precision": precision, "code": provenance.code_version(),
-    }, indent=2, sort_keys=True)
-    logging.info("Training on %s (%d classes) with %d replica(s), %s; %s.",
-                 source.name, len(class_names), replicas, precision, role)
+    files.write_json_atomically(
+        os.path.join(workdir, CONFIG_FILE),
+        {
+            **config_lib.to_dict(config),
+            "class_names": class_names,
+            "replicas": replicas,
+            "resolved_precision": precision,
+            "code": provenance.code_version(),
+        },
+        indent=2,
+        sort_keys=True,
+    )
+    logging.info(
+        "Training on %s (%d classes) with %d replica(s), %s; %s.",
+        source.name,
+        len(class_names),
+        replicas,
+        precision,
+        role,
+    )
 
     val_ds = input_pipeline.make_dataset(source, config.data.val_split, pipeline, training=False)
     val_targets = data_lib.collect_targets(val_ds)
     run = stages.StageInputs(
-        config=config, workdir=workdir, strategy=strategy, source=source, pipeline=pipeline, model=model,
-        val_ds=val_ds, val_targets=val_targets,
-        steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size), role=role,
-        preview=data_lib.preview_examples(val_ds, val_targets[0], callbacks_lib.PREVIEW_IMAGES, config.seed or 0),
+        config=config,
+        workdir=workdir,
+        strategy=strategy,
+        source=source,
+        pipeline=pipeline,
+        model=model,
+        val_ds=val_ds,
+        val_targets=val_targets,
+        steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size),
+        role=role,
+        preview=data_lib.preview_examples(
+            val_ds, val_targets[0], callbacks_lib.PREVIEW_IMAGES, config.seed or 0
+        ),
     )
     frozen_marker = stage_done_marker(workdir, stages.FROZEN)
     (frozen_done,) = cluster.agree(strategy, [os.path.exists(frozen_marker)])
@@ -181,15 +223,28 @@ def _train(config, workdir, strategy, role, source, model, issues, precision, st
         stages.fine_tune_stage(run)
     callbacks_lib.save_model_atomically(model, os.path.join(workdir, FINAL_MODEL))
     summary = _summary(run, time.time() - start, replicas)
-    summary.update({"command": command, "code": provenance.code_version(), "weights_digest": weights_digest(model)})
-    files.write_json_atomically(os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
-    shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)  # the run is complete: no resume needed
+    summary.update(
+        {
+            "command": command,
+            "code": provenance.code_version(),
+            "weights_digest": weights_digest(model),
+        }
+    )
+    files.write_json_atomically(
+        os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True
+    )
+    shutil.rmtree(
+        os.path.join(workdir, "backup"), ignore_errors=True
+    )  # the run is complete: no resume needed
     return summary
 
 
 def weights_digest(model):
-    """A digest of the model's weights, in order: equal on every worker of a run that trained together."""
-    return digest_of_arrays({f"{i:05d}": keras.ops.convert_to_numpy(w) for i, w in enumerate(model.weights)})
+    """A digest of the model's weights, in order: equal on every worker of a run that trained
+    together."""
+    return digest_of_arrays(
+        {f"{i:05d}": keras.ops.convert_to_numpy(w) for i, w in enumerate(model.weights)}
+    )
 
 
 def _read_json(path):
@@ -219,5 +274,7 @@ def _summary(run, seconds, replicas):
         "best_epoch": best["epoch"] if best else None,
         "best": {k: v for k, v in best.items() if k != "train"} if best else None,
         "last": {k: v for k, v in history[-1].items() if k != "train"} if history else None,
-        "constant_guess_baseline": data_lib.constant_guess_baseline(*run.val_targets, run.source.class_names),
+        "constant_guess_baseline": data_lib.constant_guess_baseline(
+            *run.val_targets, run.source.class_names
+        ),
     }

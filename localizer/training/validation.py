@@ -20,7 +20,8 @@ from pipelines.sources.source import POLICIES
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 4096
 IMAGE_SIZE_MULTIPLE = 32
-"""Input sides are multiples of the backbones' largest stride, so every feature map has whole cells."""
+"""Input sides are multiples of the backbones' largest stride, so every feature map has whole
+cells."""
 
 INTEGER, REAL, TEXT, FLAG = "int", "float", "str", "bool"
 
@@ -115,7 +116,9 @@ def check_fields(config):
     """Raises ValueError naming the first field of `config` that breaks its rule."""
     for path, value in leaf_fields(config):
         if path not in RULES:
-            raise ValueError(f"config field {path} has no validation rule (localizer.training.validation.RULES)")
+            raise ValueError(
+                f"config field {path} has no validation rule (localizer.training.validation.RULES)"
+            )
         problem = _problem(RULES[path], value)
         if problem:
             raise ValueError(
@@ -142,7 +145,11 @@ def _problem(rule, value):
         ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) and v for v in value)
         return None if ok and len(set(value)) == len(value) else "must be distinct non-empty names"
     if rule in ("fraction range", "positive range"):
-        ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value)
+        ok = (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(_is_number(v) for v in value)
+        )
         if not ok or not 0 < value[0] <= value[1]:
             return "must be (low, high) with 0 < low <= high"
         if rule == "fraction range" and value[1] > 1:

@@ -22,12 +22,14 @@ FINGERPRINT = "fingerprint.json"
 RUNTIME_ONLY_FIELDS = ("strategy", "jit_compile", "eval_every")
 """Config fields that say how a run executes, not what it trains: a resume may change them."""
 
+
 class WorkdirMismatch(ValueError):
     """The work dir holds another run (other config, data or code): refuse to resume it."""
 
 
 def default_workdir(dataset=None, data_dir=None, experiment=None, root="work"):
-    """`work/<dataset>[-<data folder name>-<digest>][-<experiment>]`: two data folders get two work dirs.
+    """`work/<dataset>[-<data folder name>-<digest>][-<experiment>]`: two data folders get two work
+    dirs.
 
     The folder's name keeps the work dir readable; the short digest of its
     resolved absolute path tells `/a/rm` from `/b/rm` (the same folder, named
@@ -39,7 +41,11 @@ def default_workdir(dataset=None, data_dir=None, experiment=None, root="work"):
         path = os.path.realpath(os.path.expanduser(data_dir))
         digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:DIGEST_LENGTH]
         folder = f"{safe(os.path.basename(path) or 'root')}-{digest}"
-    name = "-".join(part for part in (dataset and safe(dataset), folder, experiment and safe(experiment)) if part)
+    name = "-".join(
+        part
+        for part in (dataset and safe(dataset), folder, experiment and safe(experiment))
+        if part
+    )
     return os.path.join(root, name or "default")
 
 
@@ -48,7 +54,8 @@ DIGEST_LENGTH = 6
 
 
 def fingerprint(config_dict, data_identity):
-    """What determines a run's result: config (runtime-only fields aside), data identity, code version."""
+    """What determines a run's result: config (runtime-only fields aside), data identity, code
+    version."""
     code = provenance.code_version()
     return {
         "config": {k: v for k, v in config_dict.items() if k not in RUNTIME_ONLY_FIELDS},
@@ -63,7 +70,9 @@ def differences(old, new, prefix=""):
     """Dotted paths where two fingerprints (nested dicts) differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
-            yield from differences(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}.")
+            yield from differences(
+                old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}."
+            )
     elif _canonical(old) != _canonical(new):
         yield prefix.rstrip(".")
 
@@ -73,15 +82,19 @@ def _canonical(value):
 
 
 def check_not_inside(workdir, *data_dirs):
-    """Refuses a work dir that is, holds, or lies inside a dataset folder (data, image or manual dir)."""
+    """Refuses a work dir that is, holds, or lies inside a dataset folder (data, image or manual
+    dir)."""
     for data_dir in filter(None, data_dirs):
         if files.inside(data_dir, workdir) or files.inside(workdir, data_dir):
-            raise WorkdirMismatch(f"work dir {workdir} overlaps the dataset folder {data_dir}; "
-                                  f"choose a --workdir outside it")
+            raise WorkdirMismatch(
+                f"work dir {workdir} overlaps the dataset folder {data_dir}; "
+                f"choose a --workdir outside it"
+            )
 
 
 def claim(workdir, new_fingerprint, overwrite=False):
-    """Makes `workdir` this run's. Returns True when it resumes an earlier run of the same fingerprint.
+    """Makes `workdir` this run's. Returns True when it resumes an earlier run of the same
+    fingerprint.
 
     Raises:
       WorkdirMismatch: `workdir` holds another run (or other files) and `overwrite` is False.
@@ -102,7 +115,9 @@ def claim(workdir, new_fingerprint, overwrite=False):
             what = f"a run from before work dirs had a {FINGERPRINT}"
         else:
             fields = list(differences(old, new_fingerprint))
-            shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+            shown = ", ".join(fields[:6]) + (
+                f" and {len(fields) - 6} more" if len(fields) > 6 else ""
+            )
             what = f"a run with other {shown}"
         raise WorkdirMismatch(
             f"work dir {workdir} holds {what}; use another --workdir, or --overwrite to move the old run "
@@ -131,11 +146,14 @@ LEFT_BY_A_REFUSED_RUN = ("data_issues.tsv",)
 
 
 def _holds_other_files(workdir):
-    """True when `workdir` exists and holds anything but write-probe leftovers or a refused run's data report."""
+    """True when `workdir` exists and holds anything but write-probe leftovers or a refused run's
+    data report."""
     if not os.path.isdir(workdir):
         return False
-    return any(not name.startswith(files.PROBE_PREFIX) and name not in LEFT_BY_A_REFUSED_RUN
-               for name in os.listdir(workdir))
+    return any(
+        not name.startswith(files.PROBE_PREFIX) and name not in LEFT_BY_A_REFUSED_RUN
+        for name in os.listdir(workdir)
+    )
 
 
 def _looks_like_a_run(workdir):
@@ -145,13 +163,18 @@ def _looks_like_a_run(workdir):
 
 
 def is_unclaimed(workdir):
-    """True when no run owns `workdir` yet (it may be missing or hold only a refused run's data report)."""
-    return not os.path.exists(os.path.join(workdir, FINGERPRINT)) and not _holds_other_files(workdir)
+    """True when no run owns `workdir` yet (it may be missing or hold only a refused run's data
+    report)."""
+    return not os.path.exists(os.path.join(workdir, FINGERPRINT)) and not _holds_other_files(
+        workdir
+    )
 
 
 def check_workdir(workdir):
     """Fails now, naming the path, if the work dir cannot be written (not hours later)."""
-    files.check_writable_folder(workdir, "work dir", probe_bytes=1024 * 1024, todo="choose another --workdir")
+    files.check_writable_folder(
+        workdir, "work dir", probe_bytes=1024 * 1024, todo="choose another --workdir"
+    )
 
 
 def stage_done_marker(workdir, stage):
@@ -165,7 +188,8 @@ def mark_stage_done(model, workdir, stage):
 if __name__ == "__main__":
     import sys
 
-    # `python -m localizer.training.workdir DATASET DATA_DIR EXPERIMENT`: the default work dir (for the Makefile).
+    # `python -m localizer.training.workdir DATASET DATA_DIR EXPERIMENT`: the default work dir (for
+    # the Makefile).
     print(default_workdir(*(arg or None for arg in (sys.argv[1:] + ["", "", ""])[:3])))
 
 
@@ -177,7 +201,10 @@ def recorded_data(model_path):
     from localizer.training import config as config_lib
 
     recorded = _read(os.path.join(os.path.dirname(os.path.abspath(model_path)), CONFIG_FILE))
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("data"), dict) \
-            or not recorded["data"].get("dataset"):
+    if (
+        not isinstance(recorded, dict)
+        or not isinstance(recorded.get("data"), dict)
+        or not recorded["data"].get("dataset")
+    ):
         return None
     return config_lib.from_dict(recorded["data"], config_lib.DataConfig)

@@ -46,7 +46,9 @@ def read_coco_json(path):
             "re-export the annotations"
         ) from None
     except RecursionError:
-        raise DatasetError(f"{path}: JSON nested too deeply to be COCO annotations; re-export them") from None
+        raise DatasetError(
+            f"{path}: JSON nested too deeply to be COCO annotations; re-export them"
+        ) from None
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
     if not isinstance(document, dict) or not all(
@@ -59,20 +61,30 @@ def read_coco_json(path):
 
 
 def category_names(categories, path):
-    """`(names in category-id order, {category id: name})`; DatasetError on broken or repeated entries."""
+    """`(names in category-id order, {category id: name})`; DatasetError on broken or repeated
+    entries."""
     by_id = {}
     for i, category in enumerate(categories):
-        if not isinstance(category, dict) or not _is_id(category.get("id")) or not isinstance(
-            category.get("name"), str
-        ) or not category["name"].strip():
-            raise DatasetError(f"{path}: categories[{i}] needs an integer 'id' and a 'name'; fix the file")
+        if (
+            not isinstance(category, dict)
+            or not _is_id(category.get("id"))
+            or not isinstance(category.get("name"), str)
+            or not category["name"].strip()
+        ):
+            raise DatasetError(
+                f"{path}: categories[{i}] needs an integer 'id' and a 'name'; fix the file"
+            )
         if category["id"] in by_id:
-            raise DatasetError(f"{path}: category id {category['id']} appears twice; list each category once")
+            raise DatasetError(
+                f"{path}: category id {category['id']} appears twice; list each category once"
+            )
         by_id[category["id"]] = str(category["name"]).strip()
     names = [by_id[key] for key in sorted(by_id)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise DatasetError(f"{path}: category names repeat: {', '.join(repeated)}; give each class one name")
+        raise DatasetError(
+            f"{path}: category names repeat: {', '.join(repeated)}; give each class one name"
+        )
     if not names:
         raise DatasetError(f"{path}: no categories; a COCO file lists its classes in 'categories'")
     return names, by_id
@@ -84,7 +96,8 @@ def _is_id(value):
 
 
 def _is_image_id(value):
-    """An image id: an integer, or a string as some exporters write (never a list, an object, a float)."""
+    """An image id: an integer, or a string as some exporters write (never a list, an object, a
+    float)."""
     return _is_id(value) or (isinstance(value, str) and bool(value.strip()))
 
 
@@ -100,7 +113,11 @@ def parse_bbox(bbox, where):
         raise ValueError(f"{where}: bbox {bbox!r} is not [x, y, width, height]")
     values = []
     for name, value in zip(("x", "y", "width", "height"), bbox):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{where}: bbox {name}={value!r} is not a finite number")
         values.append(float(value))
     return tuple(values)
@@ -116,12 +133,22 @@ def coco_records(document, path, stats):
     for i, image in enumerate(document["images"]):
         file_name = image.get("file_name") if isinstance(image, dict) else None
         image_id = image.get("id") if isinstance(image, dict) else None
-        if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name or not _is_image_id(image_id):
+        if (
+            not isinstance(file_name, str)
+            or not file_name.strip()
+            or "\0" in file_name
+            or not _is_image_id(image_id)
+        ):
             logging.warning("%s images[%d]: needs an integer 'id' and a 'file_name'", path, i)
             stats.skip("malformed image entry", file=f"{path} images[{i}]")
             continue
         if image_id in images:
-            logging.warning("%s images[%d]: image id %r appears twice; the first entry is used", path, i, image_id)
+            logging.warning(
+                "%s images[%d]: image id %r appears twice; the first entry is used",
+                path,
+                i,
+                image_id,
+            )
             stats.skip("duplicate image id", file=file_name)
             continue
         example_id = os.path.splitext(file_name)[0]
@@ -135,12 +162,17 @@ def coco_records(document, path, stats):
         image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
         record = images.get(image_id) if _is_image_id(image_id) else None
         if record is None:
-            stats.repair("annotation of an unknown image ignored",
-                         file=f"{where}: image_id {annotation.get('image_id')!r}")
+            stats.repair(
+                "annotation of an unknown image ignored",
+                file=f"{where}: image_id {annotation.get('image_id')!r}",
+            )
             continue
         name = names_by_id.get(category_id) if _is_id(category_id) else None
         if name is None:
-            stats.repair(file_index.UNKNOWN_CLASS, file=f"{where}: category_id {annotation.get('category_id')!r}")
+            stats.repair(
+                file_index.UNKNOWN_CLASS,
+                file=f"{where}: category_id {annotation.get('category_id')!r}",
+            )
             continue
         try:
             bbox = parse_bbox(annotation.get("bbox"), where)
@@ -151,7 +183,9 @@ def coco_records(document, path, stats):
             logging.warning("%s", error)
             stats.repair(file_index.UNUSABLE_OBJECT, file=str(error))
             continue
-        record.objects.append(file_index.PixelObject(name, bbox, difficult=crowd, box_format=box_lib.PIXEL_XYWH))
+        record.objects.append(
+            file_index.PixelObject(name, bbox, difficult=crowd, box_format=box_lib.PIXEL_XYWH)
+        )
     return [images[image_id] for image_id in order]
 
 
@@ -167,8 +201,14 @@ class CocoSource(file_index.FileSource):
     name = "coco"
     labels_file = None  # the JSON's categories are the classes
 
-    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                 exif=None):
+    def __init__(
+        self,
+        data_dir,
+        policy="largest",
+        image_dir=None,
+        max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+        exif=None,
+    ):
         if not data_dir or not os.path.isdir(os.path.join(data_dir, ANNOTATIONS_DIR)):
             raise DatasetError(
                 f"coco needs --data_dir: a folder with {ANNOTATIONS_DIR}/instances_<split>.json; got {data_dir!r}"
@@ -184,18 +224,23 @@ class CocoSource(file_index.FileSource):
         folder) is no split: it is named once in the log and otherwise ignored.
         """
         splits = []
-        for path in sorted(glob.glob(os.path.join(self.data_dir, ANNOTATIONS_DIR, "instances_*.json"))):
+        for path in sorted(
+            glob.glob(os.path.join(self.data_dir, ANNOTATIONS_DIR, "instances_*.json"))
+        ):
             match = _ANNOTATION_FILE.match(os.path.basename(path))
             if match and os.path.isfile(path):
                 splits.append(match.group(1))
             elif path not in self._ignored_files:
                 self._ignored_files.add(path)
-                logging.warning("%s: not an instances_<split>.json file (no split name, or not a file); ignored",
-                                path)
+                logging.warning(
+                    "%s: not an instances_<split>.json file (no split name, or not a file); ignored",
+                    path,
+                )
         return splits
 
     def resolve_split(self, split):
-        """The annotation file's split name for `split` (`train` finds `train2017` when it is the only one)."""
+        """The annotation file's split name for `split` (`train` finds `train2017` when it is the
+        only one)."""
         available = self.available_splits()
         if split in available:
             return split
@@ -208,7 +253,9 @@ class CocoSource(file_index.FileSource):
         )
 
     def annotation_file(self, split):
-        return os.path.join(self.data_dir, ANNOTATIONS_DIR, f"instances_{self.resolve_split(split)}.json")
+        return os.path.join(
+            self.data_dir, ANNOTATIONS_DIR, f"instances_{self.resolve_split(split)}.json"
+        )
 
     def _image_root(self, split):
         if self.image_dir:
@@ -221,7 +268,9 @@ class CocoSource(file_index.FileSource):
         splits = self.available_splits()
         if not splits:
             raise DatasetError(f"{self.data_dir}/{ANNOTATIONS_DIR}: no instances_<split>.json file")
-        paths = [os.path.join(self.data_dir, ANNOTATIONS_DIR, f"instances_{s}.json") for s in splits]
+        paths = [
+            os.path.join(self.data_dir, ANNOTATIONS_DIR, f"instances_{s}.json") for s in splits
+        ]
         path = min(paths, key=os.path.getsize)
         names, _ = category_names(read_coco_json(path)["categories"], path)
         return names

@@ -13,8 +13,8 @@ measured against the image as decoded.
 
 import collections
 import csv
-import io
 import glob
+import io
 import logging
 import os
 
@@ -51,7 +51,9 @@ def read_csv_rows(csv_path):
             )
         return list(reader)
     except csv.Error as error:
-        raise DatasetError(f"{csv_path} line {reader.line_num}: not a readable CSV ({error}).") from None
+        raise DatasetError(
+            f"{csv_path} line {reader.line_num}: not a readable CSV ({error})."
+        ) from None
 
 
 def _raw_bytes(path):
@@ -105,10 +107,18 @@ class CsvSource(file_index.FileSource):
 
     name = "csv"
 
-    def __init__(self, data_dir, policy="largest", image_dir=None, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                 exif=None):
+    def __init__(
+        self,
+        data_dir,
+        policy="largest",
+        image_dir=None,
+        max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+        exif=None,
+    ):
         if not data_dir or not os.path.isdir(data_dir):
-            raise DatasetError(f"csv needs --data_dir: a folder with <split>.csv files; got {data_dir!r}.")
+            raise DatasetError(
+                f"csv needs --data_dir: a folder with <split>.csv files; got {data_dir!r}."
+            )
         super().__init__(data_dir, policy, max_image_pixels, exif)
         self.image_dir = image_dir
 
@@ -117,7 +127,9 @@ class CsvSource(file_index.FileSource):
             path = os.path.join(self.data_dir, name)
             if os.path.isfile(path):
                 return path
-        available = sorted(os.path.basename(p) for p in glob.glob(os.path.join(self.data_dir, "*.csv")))
+        available = sorted(
+            os.path.basename(p) for p in glob.glob(os.path.join(self.data_dir, "*.csv"))
+        )
         raise DatasetError(
             f"No {split}.csv or {split}_labels.csv in {self.data_dir}; CSV files here: {available}."
         )

@@ -25,7 +25,9 @@ the `yolo` source reads.
 
 from pipelines.sources.source import DatasetError
 
-_HINT = "data.yaml is read as the YAML subset Ultralytics writes (key: value, lists, index: name maps)"
+_HINT = (
+    "data.yaml is read as the YAML subset Ultralytics writes (key: value, lists, index: name maps)"
+)
 
 
 def strip_comment(line):
@@ -93,20 +95,26 @@ def parse_flow(text, where):
 
 def parse_value(text, where):
     text = text.strip()
-    if (text.startswith("[") and text.endswith("]")) or (text.startswith("{") and text.endswith("}")):
+    if (text.startswith("[") and text.endswith("]")) or (
+        text.startswith("{") and text.endswith("}")
+    ):
         return parse_flow(text, where)
     return parse_scalar(text, where)
 
 
 class RawBlock(list):
-    """The lines of a block nested deeper than this reader follows (kept as text, never a value to use)."""
+    """The lines of a block nested deeper than this reader follows (kept as text, never a value to
+    use)."""
 
 
 def parse_block(lines, where):
-    """An indented block: a list of `- item` lines, a map of `key: value` lines, or nested raw text."""
+    """An indented block: a list of `- item` lines, a map of `key: value` lines, or nested raw
+    text."""
     indent = min(len(text) - len(text.lstrip(" ")) for _, text in lines)
     if any(len(text) - len(text.lstrip(" ")) > indent for _, text in lines):
-        return RawBlock(text.strip() for _, text in lines)  # nested deeper (e.g. roboflow: metadata)
+        return RawBlock(
+            text.strip() for _, text in lines
+        )  # nested deeper (e.g. roboflow: metadata)
     items = [(number, text.strip()) for number, text in lines]
     if all(text == "-" or text.startswith("- ") for _, text in items):
         return [parse_value(text[1:], f"{where} line {number}") for number, text in items]
@@ -115,12 +123,15 @@ def parse_block(lines, where):
         key, colon, value = text.partition(": ") if ": " in text else text.partition(":")
         if not colon or text.startswith("- "):
             raise DatasetError(f"{where} line {number}: {text!r} is not 'key: value'; {_HINT}")
-        result[parse_scalar(key, f"{where} line {number}")] = parse_value(value, f"{where} line {number}")
+        result[parse_scalar(key, f"{where} line {number}")] = parse_value(
+            value, f"{where} line {number}"
+        )
     return result
 
 
 def parse_data_yaml(text, path):
-    """The top-level mapping of a data.yaml text; raises DatasetError naming the line it cannot read."""
+    """The top-level mapping of a data.yaml text; raises DatasetError naming the line it cannot
+    read."""
     result = {}
     lines = text.splitlines()
     number = 0
@@ -144,7 +155,9 @@ def parse_data_yaml(text, path):
         while number < len(lines):
             following = lines[number] if block_scalar else strip_comment(lines[number])
             # PyYAML writes a list under a key without indenting it ("names:\n- a\n- b").
-            unindented_item = not value.strip() and not block_scalar and following.split(" ")[0] == "-"
+            unindented_item = (
+                not value.strip() and not block_scalar and following.split(" ")[0] == "-"
+            )
             if following.strip() and not following.startswith(" ") and not unindented_item:
                 break
             if following.strip():

@@ -5,7 +5,8 @@ own format, class names), then `build_index` turns them into arrays of source
 elements: it resolves each image path inside the dataset root, reads the image
 size and EXIF orientation from the file header, converts the boxes to
 BOX_FORMAT against the size a person sees (the only place a file format's
-boxes are converted), and picks the one target with `choose_target`. Whatever cannot be used is skipped and counted by
+boxes are converted), and picks the one target with `choose_target`. Whatever cannot be used is
+skipped and counted by
 reason; nothing here decodes pixels, so indexing 10k images takes seconds.
 """
 
@@ -22,10 +23,18 @@ from localizer import files
 from pipelines import image_header
 from pipelines import orientation as orientation_lib
 from pipelines.sources.source import (
-    BOX, ID, IMAGE_PATH, LABEL, DatasetError, ImageObjects, IndexStats, Source, choose_target, digest_of_arrays,
+    BOX,
+    ID,
+    IMAGE_PATH,
+    LABEL,
+    DatasetError,
+    ImageObjects,
+    IndexStats,
+    Source,
+    choose_target,
+    digest_of_arrays,
     log_index,
 )
-
 
 UNKNOWN_CLASS = "object of unknown class ignored"
 UNUSABLE_OBJECT = "unusable object ignored"
@@ -33,11 +42,16 @@ TRUNCATED = "truncated image file"
 UNDECODABLE = "image data the decoder cannot read (damaged inside, or a variant it lacks)"
 TURNED_UPRIGHT = "stored rotated or mirrored: turned upright by its EXIF orientation"
 ORIENTATION_IGNORED = "EXIF orientation ignored (--exif=ignore): read as stored"
-FITS_STORED_FRAME_ONLY = ("box fits only the stored, unrotated frame: annotated on raw pixels? "
-                          "--exif=ignore reads the photos as stored")
-"""Repair reasons shared by every file source (counted in `IndexStats`, listed in data_issues.tsv)."""
+FITS_STORED_FRAME_ONLY = (
+    "box fits only the stored, unrotated frame: annotated on raw pixels? "
+    "--exif=ignore reads the photos as stored"
+)
+"""Repair reasons shared by every file source (counted in `IndexStats`, listed in
+data_issues.tsv)."""
 
-_OUTSIDE_TOLERANCE = 0.02  # a box this far (of the side) past the image is "outside": annotators overshoot a little
+_OUTSIDE_TOLERANCE = (
+    0.02  # a box this far (of the side) past the image is "outside": annotators overshoot a little
+)
 
 
 @dataclasses.dataclass
@@ -83,18 +97,31 @@ def read_class_names(labels_file):
         with open(labels_file, encoding="utf-8-sig") as f:
             names = [line.strip() for line in f if line.strip()]
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{labels_file}: not UTF-8 text ({error.reason}); save it as UTF-8.") from None
+        raise DatasetError(
+            f"{labels_file}: not UTF-8 text ({error.reason}); save it as UTF-8."
+        ) from None
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise DatasetError(f"{labels_file}: class names repeat: {', '.join(repeated)}; list each class once.")
+        raise DatasetError(
+            f"{labels_file}: class names repeat: {', '.join(repeated)}; list each class once."
+        )
     if not names:
-        raise DatasetError(f"{labels_file}: no class names (the file is empty or blank); write one class name "
-                           f"per line, or remove the file to take the names from the annotations.")
+        raise DatasetError(
+            f"{labels_file}: no class names (the file is empty or blank); write one class name "
+            f"per line, or remove the file to take the names from the annotations."
+        )
     return names
 
 
-def build_index(records, image_root, class_names, policy, stats, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                exif=orientation_lib.DEFAULT_EXIF):
+def build_index(
+    records,
+    image_root,
+    class_names,
+    policy,
+    stats,
+    max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+    exif=orientation_lib.DEFAULT_EXIF,
+):
     """Source-element arrays for `records` whose images lie under `image_root`.
 
     Args:
@@ -123,7 +150,9 @@ def build_index(records, image_root, class_names, policy, stats, max_image_pixel
         if len(known) < len(record.objects):
             stats.repair(UNKNOWN_CLASS, len(record.objects) - len(known), record.filename)
         height, width = orientation_lib.upright_size(info.height, info.width, orientation)
-        if orientation in orientation_lib.SWAPS_AXES and _fit_stored_frame_only(known, info, (height, width)):
+        if orientation in orientation_lib.SWAPS_AXES and _fit_stored_frame_only(
+            known, info, (height, width)
+        ):
             stats.repair(FITS_STORED_FRAME_ONLY, file=record.filename)
         found.append((record, path, height, width, known))
 
@@ -165,36 +194,51 @@ def to_box_format(objects, sizes):
     formats = np.array([o.box_format for o in objects], dtype=object)
     for box_format in sorted(set(formats)):
         rows = np.flatnonzero(formats == box_format)
-        with np.errstate(over="ignore"):  # a coordinate beyond float32 becomes inf: a bad box, counted later
+        with np.errstate(
+            over="ignore"
+        ):  # a coordinate beyond float32 becomes inf: a bad box, counted later
             pixels = np.array([objects[i].xyxy for i in rows], np.float32).reshape(-1, 4)
-        normalized[rows] = np.asarray(box_lib.to_internal(
-            pixels, box_format,
-            height=sizes[rows, :1].astype(np.float32), width=sizes[rows, 1:].astype(np.float32),
-        ))
+        normalized[rows] = np.asarray(
+            box_lib.to_internal(
+                pixels,
+                box_format,
+                height=sizes[rows, :1].astype(np.float32),
+                width=sizes[rows, 1:].astype(np.float32),
+            )
+        )
     return normalized
 
 
 def _fit_stored_frame_only(objects, info, upright_size):
     """Whether pixel boxes of a photo stored turned by 90 degrees reach outside the upright frame
-    but lie inside the stored one: the sign of annotations drawn on the raw pixels."""
+    but lie inside the stored one: the sign of annotations drawn on the raw pixels.
+    """
     pixel_objects = [o for o in objects if o.box_format in (box_lib.PIXEL_XYXY, box_lib.PIXEL_XYWH)]
     if not pixel_objects:
         return False
-    stored = to_box_format(pixel_objects, np.tile([[info.height, info.width]], (len(pixel_objects), 1)))
+    stored = to_box_format(
+        pixel_objects, np.tile([[info.height, info.width]], (len(pixel_objects), 1))
+    )
     upright = to_box_format(pixel_objects, np.tile([upright_size], (len(pixel_objects), 1)))
-    inside = lambda boxes: np.all((boxes >= -_OUTSIDE_TOLERANCE) & (boxes <= 1 + _OUTSIDE_TOLERANCE))  # noqa: E731
+    inside = lambda boxes: np.all(
+        (boxes >= -_OUTSIDE_TOLERANCE) & (boxes <= 1 + _OUTSIDE_TOLERANCE)
+    )  # noqa: E731
     return bool(inside(stored) and not inside(upright))
 
 
 _CONVERSIONS = {
-    ("jpeg", 1): "grayscale converted to RGB", ("png", 1): "grayscale converted to RGB",
-    ("png", 2): "alpha composited", ("png", 4): "alpha composited", ("jpeg", 4): "CMYK converted to RGB",
+    ("jpeg", 1): "grayscale converted to RGB",
+    ("png", 1): "grayscale converted to RGB",
+    ("png", 2): "alpha composited",
+    ("png", 4): "alpha composited",
+    ("jpeg", 4): "CMYK converted to RGB",
 }
 _NEEDS_COPY = {("png", 2), ("png", 4)}  # the decoder would drop alpha: composite once, here
 
 
 def _file_version_key(path):
-    """A sha1 (still open to updates) naming one version of a file: its real path, size and mtime."""
+    """A sha1 (still open to updates) naming one version of a file: its real path, size and
+    mtime."""
     stat = os.stat(path)
     return hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
 
@@ -220,12 +264,15 @@ def prepared_copy(path, orientation=orientation_lib.UPRIGHT):
         os.makedirs(folder, exist_ok=True)
         with open(path, "rb") as f:
             pixels = decode.decode_image_bytes(f.read(), orientation=orientation)
-        files.atomic_write(copy, lambda temporary: tf.io.write_file(temporary, tf.io.encode_png(pixels)))
+        files.atomic_write(
+            copy, lambda temporary: tf.io.write_file(temporary, tf.io.encode_png(pixels))
+        )
     return copy
 
 
 def _usable_image(image_root, record, stats, max_image_pixels, exif):
-    """`(path, ImageInfo, orientation applied)` of a record's image, or None after counting why not."""
+    """`(path, ImageInfo, orientation applied)` of a record's image, or None after counting why
+    not."""
     path = resolve_inside(image_root, record.filename)
     reason = None
     if path is None:
@@ -236,7 +283,11 @@ def _usable_image(image_root, record, stats, max_image_pixels, exif):
         try:
             info = image_header.read_image_info(path)
         except image_header.ImageHeaderError as error:
-            reason = TRUNCATED if isinstance(error, image_header.CutOffHeaderError) else "not a readable image"
+            reason = (
+                TRUNCATED
+                if isinstance(error, image_header.CutOffHeaderError)
+                else "not a readable image"
+            )
         except OSError:
             reason = "not a readable image"
         else:
@@ -258,7 +309,9 @@ def _usable_image(image_root, record, stats, max_image_pixels, exif):
         stats.repair(conversion, file=record.filename)
     orientation = info.orientation if exif == "apply" else orientation_lib.UPRIGHT
     if info.orientation != orientation_lib.UPRIGHT:
-        stats.repair(TURNED_UPRIGHT if exif == "apply" else ORIENTATION_IGNORED, file=record.filename)
+        stats.repair(
+            TURNED_UPRIGHT if exif == "apply" else ORIENTATION_IGNORED, file=record.filename
+        )
     if _needs_copy(info, exif):
         try:
             path = prepared_copy(path, orientation)
@@ -272,7 +325,8 @@ def _usable_image(image_root, record, stats, max_image_pixels, exif):
 
 
 def _needs_copy(info, exif):
-    """Whether the training decoder needs a prepared copy: alpha to composite, or a turn to apply."""
+    """Whether the training decoder needs a prepared copy: alpha to composite, or a turn to
+    apply."""
     turned = exif == "apply" and info.orientation != orientation_lib.UPRIGHT
     return (info.format, info.channels) in _NEEDS_COPY or turned
 
@@ -281,7 +335,8 @@ def decodes(path):
     """Whether the training path's decoder reads `path` whole: what no header tells (a PNG chunk's
     checksum, a BMP depth or a JPEG process TF lacks, data damaged in the middle), found here rather
     than as a crash mid-epoch. Decoded once per file version: success leaves a marker in the cache
-    (named by the file's path, size and modification time), so a rerun costs nothing."""
+    (named by the file's path, size and modification time), so a rerun costs nothing.
+    """
     from pipelines import decode
 
     marker = os.path.join(files.cache_dir(), "decoded", _file_version_key(path).hexdigest())
@@ -323,14 +378,21 @@ class FileSource(Source):
 
     labels_file = "labels.txt"
 
-    def __init__(self, data_dir, policy, max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                 exif=orientation_lib.DEFAULT_EXIF):
+    def __init__(
+        self,
+        data_dir,
+        policy,
+        max_image_pixels=image_header.MAX_IMAGE_PIXELS,
+        exif=orientation_lib.DEFAULT_EXIF,
+    ):
         self.data_dir = os.path.abspath(data_dir)
         self.policy = policy
         self.max_image_pixels = image_header.check_pixel_limit(max_image_pixels)
         exif = exif or orientation_lib.DEFAULT_EXIF
         if exif not in orientation_lib.EXIF_MODES:
-            raise DatasetError(f"--exif={exif!r}: expected one of {', '.join(orientation_lib.EXIF_MODES)}")
+            raise DatasetError(
+                f"--exif={exif!r}: expected one of {', '.join(orientation_lib.EXIF_MODES)}"
+            )
         self.exif = exif
         self._class_names = None
         self._indices = {}
@@ -351,7 +413,9 @@ class FileSource(Source):
     @property
     def class_names(self):
         if self._class_names is None:
-            labels_file = os.path.join(self.data_dir, self.labels_file) if self.labels_file else None
+            labels_file = (
+                os.path.join(self.data_dir, self.labels_file) if self.labels_file else None
+            )
             if labels_file and os.path.isfile(labels_file):
                 self._class_names = read_class_names(labels_file)
             else:
@@ -364,23 +428,38 @@ class FileSource(Source):
             stats = IndexStats()
             records = list(self._records(split, stats))
             self._indices[split] = build_index(
-                records, self._image_root(split), self.class_names, self.policy, stats, self.max_image_pixels,
+                records,
+                self._image_root(split),
+                self.class_names,
+                self.policy,
+                stats,
+                self.max_image_pixels,
                 self.exif,
             )
             self.stats[split] = stats
             log_index(self.name, split, stats)
             if stats.kept == 0:
                 if stats.skipped or stats.repaired:
-                    first = f"; first: {stats.problems[0][0]}: {stats.problems[0][2]}" if stats.problems else ""
+                    first = (
+                        f"; first: {stats.problems[0][0]}: {stats.problems[0][2]}"
+                        if stats.problems
+                        else ""
+                    )
                     what = f"({stats.summary()}{first})"
-                    todo = (f"check that the split's list names examples whose annotations and images exist in "
-                            f"{self.data_dir} and are readable (the {self.name}[{split}] log line above counts "
-                            f"the reasons by kind)")
+                    todo = (
+                        f"check that the split's list names examples whose annotations and images exist in "
+                        f"{self.data_dir} and are readable (the {self.name}[{split}] log line above counts "
+                        f"the reasons by kind)"
+                    )
                 else:
                     what = f"({stats.summary()}): the split lists no example"
-                    todo = (f"check that its list or annotation file in {self.data_dir} names its examples, and "
-                            f"that {split!r} is the split you mean")
-                raise DatasetError(f"{self.data_dir} split {split!r}: no usable example {what}; {todo}.")
+                    todo = (
+                        f"check that its list or annotation file in {self.data_dir} names its examples, and "
+                        f"that {split!r} is the split you mean"
+                    )
+                raise DatasetError(
+                    f"{self.data_dir} split {split!r}: no usable example {what}; {todo}."
+                )
         return self._indices[split]
 
     def num_examples(self, split):
@@ -394,7 +473,8 @@ class FileSource(Source):
         return tf.data.Dataset.from_tensor_slices(self.index(split))
 
     def identity(self, split):
-        """The folder, the policy, and a digest of every kept example: path, target, file size and mtime."""
+        """The folder, the policy, and a digest of every kept example: path, target, file size and
+        mtime."""
         index = self.index(split)
         stats = [os.stat(path) for path in index[IMAGE_PATH]]
         files = {
@@ -403,6 +483,9 @@ class FileSource(Source):
             "file_mtimes": np.array([s.st_mtime_ns for s in stats], np.int64),
         }
         return {
-            **super().identity(split), "data_dir": self.data_dir, "policy": self.policy, "exif": self.exif,
+            **super().identity(split),
+            "data_dir": self.data_dir,
+            "policy": self.policy,
+            "exif": self.exif,
             "examples_digest": digest_of_arrays(files),
         }

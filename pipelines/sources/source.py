@@ -18,9 +18,9 @@ repaired and skipped, so a user sees at once how much of their data is used.
 """
 
 import abc
-import hashlib
 import collections
 import dataclasses
+import hashlib
 import logging
 
 import numpy as np
@@ -162,7 +162,11 @@ class Source(abc.ABC):
         A work dir keeps the identity of the data it was trained on and resumes
         only when it is unchanged (`localizer.training.workdir`).
         """
-        return {"source": self.name, "classes": list(self.class_names), "examples": self.num_examples(split)}
+        return {
+            "source": self.name,
+            "classes": list(self.class_names),
+            "examples": self.num_examples(split),
+        }
 
     @property
     def num_classes(self):
@@ -203,7 +207,10 @@ def stratified_indices(labels, count, seed):
     """
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in rng.permutation(np.unique(labels))]
+    queues = [
+        list(rng.permutation(np.flatnonzero(labels == c)))
+        for c in rng.permutation(np.unique(labels))
+    ]
     chosen = []
     while len(chosen) < count and any(queues):
         for queue in queues:

@@ -31,14 +31,16 @@ OBJECT_MASK = "object_mask"
 def _shape_mask(shape_id, u, v):
     """Inside-mask of each shape on coordinates u, v in [-1, 1] across its box."""
     r2 = u * u + v * v
-    masks = tf.stack([
-        r2 <= 1.0,  # ellipse
-        (tf.abs(u) <= 1.0) & (tf.abs(v) <= 1.0),  # rectangle
-        (v <= 1.0) & (tf.abs(u) <= (v + 1.0) / 2.0),  # triangle, apex up
-        tf.abs(u) + tf.abs(v) <= 1.0,  # diamond
-        ((tf.abs(u) <= 0.33) | (tf.abs(v) <= 0.33)) & (tf.abs(u) <= 1.0) & (tf.abs(v) <= 1.0),
-        (r2 <= 1.0) & (r2 >= 0.3),  # ring
-    ])
+    masks = tf.stack(
+        [
+            r2 <= 1.0,  # ellipse
+            (tf.abs(u) <= 1.0) & (tf.abs(v) <= 1.0),  # rectangle
+            (v <= 1.0) & (tf.abs(u) <= (v + 1.0) / 2.0),  # triangle, apex up
+            tf.abs(u) + tf.abs(v) <= 1.0,  # diamond
+            ((tf.abs(u) <= 0.33) | (tf.abs(v) <= 0.33)) & (tf.abs(u) <= 1.0) & (tf.abs(v) <= 1.0),
+            (r2 <= 1.0) & (r2 >= 0.3),  # ring
+        ]
+    )
     return tf.gather(masks, shape_id)
 
 
@@ -82,9 +84,7 @@ def render_example(seed, image_size_range=(160, 288), with_mask=False):
         s = tf.random.experimental.stateless_split(seeds[7 + i], 3)
         centre = tf.random.stateless_uniform([2], s[0]) * tf.stack([h, w])
         angle = tf.random.stateless_uniform([], s[1], 0.0, math.pi)
-        distance = tf.abs(
-            tf.cos(angle) * (yy - centre[0]) - tf.sin(angle) * (xx - centre[1])
-        )
+        distance = tf.abs(tf.cos(angle) * (yy - centre[0]) - tf.sin(angle) * (xx - centre[1]))
         bar = tf.cast(distance < 2.5, tf.float32)[..., None]
         colour = tf.random.stateless_uniform([3], s[2])
         background = background * (1 - bar) + colour * bar
@@ -111,12 +111,14 @@ def render_example(seed, image_size_range=(160, 288), with_mask=False):
     # Measure the box on the mask actually drawn (pixel edges), so it is tight.
     rows = tf.where(tf.reduce_any(mask[..., 0] > 0, axis=1))[:, 0]
     cols = tf.where(tf.reduce_any(mask[..., 0] > 0, axis=0))[:, 0]
-    box = tf.stack([
-        tf.cast(tf.reduce_min(rows), tf.float32) / h,
-        tf.cast(tf.reduce_min(cols), tf.float32) / w,
-        tf.cast(tf.reduce_max(rows) + 1, tf.float32) / h,
-        tf.cast(tf.reduce_max(cols) + 1, tf.float32) / w,
-    ])
+    box = tf.stack(
+        [
+            tf.cast(tf.reduce_min(rows), tf.float32) / h,
+            tf.cast(tf.reduce_min(cols), tf.float32) / w,
+            tf.cast(tf.reduce_max(rows) + 1, tf.float32) / h,
+            tf.cast(tf.reduce_max(cols) + 1, tf.float32) / w,
+        ]
+    )
     image = tf.saturate_cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
     example = {IMAGE: image, LABEL: label, BOX: box}
     if with_mask:
@@ -151,7 +153,11 @@ class SyntheticSource(Source):
         return self.sizes[split]
 
     def identity(self, split):
-        return {**super().identity(split), "seed": self.seed, "image_size_range": list(self.image_size_range)}
+        return {
+            **super().identity(split),
+            "seed": self.seed,
+            "image_size_range": list(self.image_size_range),
+        }
 
     def _check_split(self, split):
         if split not in _SPLIT_OFFSETS:

@@ -25,8 +25,18 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines.sources.source import (
-    BOX, ID, IMAGE, LABEL, POLICIES, DatasetError, ImageObjects, IndexStats, Source, choose_target,
-    digest_of_arrays, log_index,
+    BOX,
+    ID,
+    IMAGE,
+    LABEL,
+    POLICIES,
+    DatasetError,
+    ImageObjects,
+    IndexStats,
+    Source,
+    choose_target,
+    digest_of_arrays,
+    log_index,
 )
 
 PREFIX = "tfds:"
@@ -43,7 +53,8 @@ SPLIT_ALIASES = {"val": "validation"}
 class FeaturePaths:
     """Where a TFDS dataset keeps what a source needs.
 
-    objects: the `Sequence` feature holding the boxes (None: `bbox` is top-level, one box per image).
+    objects: the `Sequence` feature holding the boxes (None: `bbox` is top-level, one box per
+    image).
     label_in_objects: whether the label is per object (`objects/label`) or per image (`label`).
     """
 
@@ -58,10 +69,13 @@ class FeaturePaths:
 
 
 def find_features(features, dataset):
-    """`FeaturePaths` of a TFDS `FeaturesDict`; DatasetError (one line) when it lacks boxes or labels."""
+    """`FeaturePaths` of a TFDS `FeaturesDict`; DatasetError (one line) when it lacks boxes or
+    labels."""
     images = tuple(k for k, f in features.items() if isinstance(f, tfds.features.Image))
     if not images:
-        raise DatasetError(f"TFDS dataset {dataset} has no Image feature (features: {sorted(features)})")
+        raise DatasetError(
+            f"TFDS dataset {dataset} has no Image feature (features: {sorted(features)})"
+        )
     image = "image" if "image" in images else images[0]
 
     def box_keys(feature_dict):
@@ -69,8 +83,13 @@ def find_features(features, dataset):
 
     objects, inner = None, features
     if not box_keys(features):
-        sequences = [k for k, f in features.items() if isinstance(f, tfds.features.Sequence)
-                     and isinstance(f.feature, tfds.features.FeaturesDict) and box_keys(f.feature)]
+        sequences = [
+            k
+            for k, f in features.items()
+            if isinstance(f, tfds.features.Sequence)
+            and isinstance(f.feature, tfds.features.FeaturesDict)
+            and box_keys(f.feature)
+        ]
         if not sequences:
             raise DatasetError(
                 f"TFDS dataset {dataset} has no BBoxFeature at the top level or in a Sequence of objects "
@@ -79,32 +98,45 @@ def find_features(features, dataset):
         objects = "objects" if "objects" in sequences else sequences[0]
         inner = features[objects].feature
     bbox = "bbox" if "bbox" in box_keys(inner) else box_keys(inner)[0]
-    if objects is not None and "label" in inner and isinstance(inner["label"], tfds.features.ClassLabel):
+    if (
+        objects is not None
+        and "label" in inner
+        and isinstance(inner["label"], tfds.features.ClassLabel)
+    ):
         label, label_in_objects, label_feature = "label", True, inner["label"]
     elif "label" in features and isinstance(features["label"], tfds.features.ClassLabel):
         label, label_in_objects, label_feature = "label", False, features["label"]
     else:
         where = f"{objects}/label or label" if objects else "label"
-        raise DatasetError(f"TFDS dataset {dataset} has no ClassLabel {where}; the class of a box is read there")
+        raise DatasetError(
+            f"TFDS dataset {dataset} has no ClassLabel {where}; the class of a box is read there"
+        )
     flags = tuple(k for k in NOT_A_TARGET_FLAGS if objects is not None and k in inner)
-    return FeaturePaths(image, images, objects, bbox, label, label_in_objects, flags, tuple(label_feature.names))
+    return FeaturePaths(
+        image, images, objects, bbox, label, label_in_objects, flags, tuple(label_feature.names)
+    )
 
 
 def split_name(spec):
     """`(name, version or None)` of `<name>[:<version>]` (the part after `tfds:`)."""
     name, _, version = spec.partition(":")
     if not name or (version == "" and spec.endswith(":")):
-        raise ValueError(f"--dataset=tfds:{spec}: expected tfds:<name>[:<version>], e.g. tfds:coco/2017:1.1.0")
+        raise ValueError(
+            f"--dataset=tfds:{spec}: expected tfds:<name>[:<version>], e.g. tfds:coco/2017:1.1.0"
+        )
     return name, version or None
 
 
 def open_builder(name, version, data_dir):
-    """The TFDS builder of `name` (at `version`); DatasetError (one line) when TFDS does not know it."""
+    """The TFDS builder of `name` (at `version`); DatasetError (one line) when TFDS does not know
+    it."""
     full = f"{name}:{version}" if version else name
     try:
         return tfds.builder(full, data_dir=data_dir)
     except Exception as error:  # noqa: BLE001 - TFDS raises several types; all are this one user error
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         raise DatasetError(
             f"cannot open TFDS dataset {full} (data dir {data_dir or '~/tensorflow_datasets'}): {first_line}; "
             "check the name and version in the TFDS catalog"
@@ -198,7 +230,8 @@ class TfdsSource(Source):
         return self._indexes[key]
 
     def _annotations(self, example):
-        """The boxes, labels, not-a-target flags and file name of one TFDS example (inside `map`)."""
+        """The boxes, labels, not-a-target flags and file name of one TFDS example (inside
+        `map`)."""
         paths = self.features
         objects = example[paths.objects] if paths.objects else example
         boxes = tf.reshape(tf.cast(objects[paths.bbox], tf.float32), [-1, 4])
@@ -208,9 +241,13 @@ class TfdsSource(Source):
             labels = tf.fill(tf.shape(boxes)[:1], tf.cast(example[paths.label], tf.int64))
         selected = {"bbox": boxes, "label": labels}
         # Checked on the element, not the features: mock or older data may lack a flag.
-        present = [tf.reshape(tf.cast(objects[f], tf.bool), [-1]) for f in paths.flags if f in objects]
+        present = [
+            tf.reshape(tf.cast(objects[f], tf.bool), [-1]) for f in paths.flags if f in objects
+        ]
         if present:
-            selected["not_a_target"] = tf.reduce_any(tf.stack(present), axis=0) if len(present) > 1 else present[0]
+            selected["not_a_target"] = (
+                tf.reduce_any(tf.stack(present), axis=0) if len(present) > 1 else present[0]
+            )
         if FILENAME in example:
             selected["id"] = example[FILENAME]
         return selected
@@ -235,7 +272,9 @@ class TfdsSource(Source):
             labels.append(label)
             boxes.append(box)
             raw_id = example.get("id")
-            ids.append(bytes(raw_id) if raw_id is not None else self._fallback_id(split, position).encode())
+            ids.append(
+                bytes(raw_id) if raw_id is not None else self._fallback_id(split, position).encode()
+            )
         log_index(self.name, f"{split}, policy={self.policy}", stats)
         return {
             "keep": np.asarray(keep, bool),
@@ -258,7 +297,9 @@ class TfdsSource(Source):
         index = self._index(split)
         targets = {key: index[key] for key in ("keep", "label", "box", "id")}
         return {
-            **super().identity(split), "tfds": f"{self.builder.info.full_name}", "policy": self.policy,
+            **super().identity(split),
+            "tfds": f"{self.builder.info.full_name}",
+            "policy": self.policy,
             "examples_digest": digest_of_arrays(targets),
         }
 
@@ -270,7 +311,9 @@ class TfdsSource(Source):
         index = self._index(split)
         split = self._check_split(split)
         kept = int(index["keep"].sum())
-        targets = tf.data.Dataset.from_tensor_slices((index["keep"], index["label"], index["box"], index["id"]))
+        targets = tf.data.Dataset.from_tensor_slices(
+            (index["keep"], index["label"], index["box"], index["id"])
+        )
         has_ids = index["has_ids"]
         image_key = self.features.image
         name = self.name
@@ -280,7 +323,9 @@ class TfdsSource(Source):
             if has_ids:
                 # The index was built on the same read order; make a change loud.
                 check = tf.debugging.assert_equal(
-                    example[FILENAME], expected_id, message=f"{name}: TFDS read order differs from the index order",
+                    example[FILENAME],
+                    expected_id,
+                    message=f"{name}: TFDS read order differs from the index order",
                 )
                 with tf.control_dependencies([check]):
                     expected_id = tf.identity(expected_id)

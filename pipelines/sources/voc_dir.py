@@ -87,8 +87,9 @@ class VocDirSource(file_index.FileSource):
 
     name = "voc_dir"
 
-    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                 exif=None):
+    def __init__(
+        self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS, exif=None
+    ):
         if not data_dir:
             raise DatasetError("voc_dir needs --data_dir: a folder in Pascal VOC layout.")
         super().__init__(data_dir, policy, max_image_pixels, exif)
@@ -121,11 +122,15 @@ class VocDirSource(file_index.FileSource):
             )
             raise DatasetError(f"{split_file} not found; splits here: {available}.")
         try:
-            with open(split_file, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first id
+            with open(
+                split_file, encoding="utf-8-sig"
+            ) as f:  # a byte-order mark is not part of the first id
                 # VOCdevkit's per-class files have "<id> <flag>"; the id comes first.
                 return [line.split()[0] for line in f if line.strip()]
         except UnicodeDecodeError as error:
-            raise DatasetError(f"{split_file}: not UTF-8 text ({error.reason}); save it as UTF-8.") from None
+            raise DatasetError(
+                f"{split_file}: not UTF-8 text ({error.reason}); save it as UTF-8."
+            ) from None
 
     def _records(self, split, stats):
         for example_id in self.split_ids(split):

@@ -116,8 +116,9 @@ class VocTfdsSource(TfdsSource):
 
     name = "voc"
 
-    def __init__(self, data_dir=None, year="2007", policy="largest", manual_dir=None,
-                 download=True):
+    def __init__(
+        self, data_dir=None, year="2007", policy="largest", manual_dir=None, download=True
+    ):
         year = str(year)
         if year not in YEARS:
             raise ValueError(f"voc year must be one of {YEARS}; got {year!r}.")
@@ -145,12 +146,16 @@ class VocTfdsSource(TfdsSource):
             url_infos = type(self.builder).url_infos or {}
         except Exception:  # noqa: BLE001 - only used to enrich messages
             url_infos = {}
-        by_name = {info.filename or url.rsplit("/", 1)[-1]: (url, info) for url, info in url_infos.items()}
+        by_name = {
+            info.filename or url.rsplit("/", 1)[-1]: (url, info) for url, info in url_infos.items()
+        }
         return {name: by_name.get(name, (None, None)) for name in ARCHIVES[self.year]}
 
     def _missing_archives(self):
         folder = self.effective_manual_dir
-        return [name for name in ARCHIVES[self.year] if not os.path.isfile(os.path.join(folder, name))]
+        return [
+            name for name in ARCHIVES[self.year] if not os.path.isfile(os.path.join(folder, name))
+        ]
 
     def _instructions(self, reason):
         archives = self._archive_urls()
@@ -190,25 +195,32 @@ class VocTfdsSource(TfdsSource):
         if missing:
             folder = self.effective_manual_dir
             if not self.download:
-                raise DatasetError(self._instructions(
-                    f"downloading is off (download=False) and {', '.join(missing)} "
-                    f"{'is' if len(missing) == 1 else 'are'} not in {folder}."
-                ))
+                raise DatasetError(
+                    self._instructions(
+                        f"downloading is off (download=False) and {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not in {folder}."
+                    )
+                )
             if self.manual_dir:
-                raise DatasetError(self._instructions(
-                    f"the manual dir {folder} lacks {', '.join(missing)}."
-                ))
+                raise DatasetError(
+                    self._instructions(f"the manual dir {folder} lacks {', '.join(missing)}.")
+                )
             urls = [url for url, _ in self._archive_urls().values() if url]
             if urls and not _host_reachable(urls[0]):
-                raise DatasetError(self._instructions(
-                    f"the download host of {urls[0]} cannot be reached (no internet?)."
-                ))
+                raise DatasetError(
+                    self._instructions(
+                        f"the download host of {urls[0]} cannot be reached (no internet?)."
+                    )
+                )
         config = tfds.download.DownloadConfig(
             manual_dir=self.manual_dir,  # None: TFDS's <data_dir>/downloads/manual.
             try_download_gcs=False,
         )
-        logging.info("Preparing TFDS voc/%s in %s (once; takes minutes).",
-                     self.year, self.builder.data_dir_root)
+        logging.info(
+            "Preparing TFDS voc/%s in %s (once; takes minutes).",
+            self.year,
+            self.builder.data_dir_root,
+        )
         try:
             self.builder.download_and_prepare(download_config=config)
         except Exception as error:  # noqa: BLE001 - every failure gets the instructions

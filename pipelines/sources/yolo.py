@@ -51,7 +51,8 @@ OUTSIDE = "image path outside the dataset folder"
 """Reasons counted in `IndexStats` (the index log line and data_issues.tsv)."""
 
 LIST_SUFFIX = ".txt"
-"""A split entry naming such a file is a list of image paths (Ultralytics' autosplit, CVAT), not a folder."""
+"""A split entry naming such a file is a list of image paths (Ultralytics' autosplit, CVAT), not a
+folder."""
 
 
 class PolygonLabelError(ValueError):
@@ -59,28 +60,45 @@ class PolygonLabelError(ValueError):
 
 
 def class_names_from_yaml(config, path):
-    """The class names of a parsed data.yaml: `names` as a list, or an `index: name` map over 0..N-1."""
+    """The class names of a parsed data.yaml: `names` as a list, or an `index: name` map over
+    0..N-1."""
     names = config.get("names")
     if isinstance(names, data_yaml.RawBlock):
-        raise DatasetError(f"{path}: 'names' lines are indented unevenly; indent every class the same "
-                           "(a list of '- name' lines, or 'index: name' lines)")
+        raise DatasetError(
+            f"{path}: 'names' lines are indented unevenly; indent every class the same "
+            "(a list of '- name' lines, or 'index: name' lines)"
+        )
     if isinstance(names, dict):
         try:
             by_index = {int(key): value for key, value in names.items()}
         except (TypeError, ValueError):
-            raise DatasetError(f"{path}: names keys must be class indices 0..N-1; got {sorted(names)}") from None
+            raise DatasetError(
+                f"{path}: names keys must be class indices 0..N-1; got {sorted(names)}"
+            ) from None
         if sorted(by_index) != list(range(len(by_index))):
-            raise DatasetError(f"{path}: names indices must be 0..{len(by_index) - 1}; got {sorted(by_index)}")
+            raise DatasetError(
+                f"{path}: names indices must be 0..{len(by_index) - 1}; got {sorted(by_index)}"
+            )
         names = [by_index[i] for i in range(len(by_index))]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
-        raise DatasetError(f"{path}: 'names' must list the class names (a list, or index: name lines)")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        raise DatasetError(
+            f"{path}: 'names' must list the class names (a list, or index: name lines)"
+        )
     names = [n.strip() for n in names]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise DatasetError(f"{path}: class names repeat: {', '.join(repeated)}; give each class one name")
+        raise DatasetError(
+            f"{path}: class names repeat: {', '.join(repeated)}; give each class one name"
+        )
     declared = config.get("nc")
     if declared is not None and str(declared).strip() != str(len(names)):
-        raise DatasetError(f"{path}: nc={declared} but names lists {len(names)} classes; make them agree")
+        raise DatasetError(
+            f"{path}: nc={declared} but names lists {len(names)} classes; make them agree"
+        )
     return names
 
 
@@ -90,7 +108,9 @@ def parse_label_line(line, where):
     The index is not checked against the class list: the caller counts unknown classes.
     """
     values = line.split()
-    if len(values) >= 7 and len(values) % 2 == 1:  # Ultralytics' own test: more than 6 values is a polygon
+    if (
+        len(values) >= 7 and len(values) % 2 == 1
+    ):  # Ultralytics' own test: more than 6 values is a polygon
         raise PolygonLabelError(f"{where}: {len(values) // 2} points: a {POLYGON_LABEL}")
     if len(values) != 5:
         raise ValueError(f"{where}: expected 5 values (class cx cy w h), got {len(values)}")
@@ -103,14 +123,21 @@ def parse_label_line(line, where):
     index, *box = numbers
     if index != int(index) or index < 0:
         raise ValueError(f"{where}: class={values[0]!r} is not a class index")
-    outside = [f"{n}={t}" for n, t, v in zip(("cx", "cy", "w", "h"), values[1:], box) if not 0.0 <= v <= 1.0]
+    outside = [
+        f"{n}={t}"
+        for n, t, v in zip(("cx", "cy", "w", "h"), values[1:], box)
+        if not 0.0 <= v <= 1.0
+    ]
     if outside:
-        raise ValueError(f"{where}: {', '.join(outside)} outside [0, 1] (YOLO boxes are normalized)")
+        raise ValueError(
+            f"{where}: {', '.join(outside)} outside [0, 1] (YOLO boxes are normalized)"
+        )
     return int(index), tuple(box)
 
 
 def label_path(image_relative):
-    """The label file of an image path (relative): the last `images` folder becomes `labels`, `.txt`."""
+    """The label file of an image path (relative): the last `images` folder becomes `labels`,
+    `.txt`."""
     parts = os.path.normpath(image_relative).split(os.sep)
     folders = parts[:-1]
     if "images" in folders:
@@ -120,7 +147,8 @@ def label_path(image_relative):
 
 
 def list_images(folder):
-    """Image files under `folder`, recursively (symlinked folders not followed), as sorted relative paths."""
+    """Image files under `folder`, recursively (symlinked folders not followed), as sorted relative
+    paths."""
     found = []
     for current, dirs, names in os.walk(folder):
         dirs.sort()
@@ -141,18 +169,23 @@ class YoloSource(file_index.FileSource):
     name = "yolo"
     labels_file = None  # data.yaml's names are the classes
 
-    def __init__(self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS,
-                 exif=None):
+    def __init__(
+        self, data_dir, policy="largest", max_image_pixels=image_header.MAX_IMAGE_PIXELS, exif=None
+    ):
         yaml_path = os.path.join(data_dir, DATA_YAML) if data_dir else None
         if not yaml_path or not os.path.isfile(yaml_path):
-            raise DatasetError(f"yolo needs --data_dir: a folder holding {DATA_YAML}; got {data_dir!r}")
+            raise DatasetError(
+                f"yolo needs --data_dir: a folder holding {DATA_YAML}; got {data_dir!r}"
+            )
         super().__init__(data_dir, policy, max_image_pixels, exif)
         self.yaml_path = os.path.join(self.data_dir, DATA_YAML)
         try:
             with open(self.yaml_path, encoding="utf-8-sig") as f:
                 text = f.read()
         except UnicodeDecodeError as error:
-            raise DatasetError(f"{self.yaml_path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
+            raise DatasetError(
+                f"{self.yaml_path}: not UTF-8 text ({error.reason}); save it as UTF-8"
+            ) from None
         self.config = data_yaml.parse_data_yaml(text, self.yaml_path)
         self.root = self._dataset_root()
 
@@ -161,11 +194,20 @@ class YoloSource(file_index.FileSource):
         if not isinstance(path, str):
             return self.data_dir
         root = file_index.resolve_inside(self.data_dir, path) if not os.path.isabs(path) else None
-        if root is None and os.path.isabs(path) and os.path.realpath(path) == os.path.realpath(self.data_dir):
+        if (
+            root is None
+            and os.path.isabs(path)
+            and os.path.realpath(path) == os.path.realpath(self.data_dir)
+        ):
             root = self.data_dir
         if root is None or not os.path.isdir(root):
-            logging.warning("%s: path=%s is not a folder inside %s; split folders are read relative to %s",
-                            self.yaml_path, path, self.data_dir, self.data_dir)
+            logging.warning(
+                "%s: path=%s is not a folder inside %s; split folders are read relative to %s",
+                self.yaml_path,
+                path,
+                self.data_dir,
+                self.data_dir,
+            )
             return self.data_dir
         return root
 
@@ -176,14 +218,19 @@ class YoloSource(file_index.FileSource):
         return self.root
 
     def split_entries(self, split):
-        """Absolute image folders and image-list files of `split`, each inside data_dir; DatasetError naming the
-        entry otherwise."""
+        """Absolute image folders and image-list files of `split`, each inside data_dir;
+        DatasetError naming the
+        entry otherwise.
+        """
         key = SPLIT_ALIASES.get(split, split)
         entry = self.config.get(key)
         if entry is None:
             listed = [k for k in SPLIT_KEYS if self.config.get(k)]
             raise DatasetError(f"{self.yaml_path}: no {key!r} entry; splits here: {listed}")
-        return [self._split_entry(key, relative) for relative in (entry if isinstance(entry, list) else [entry])]
+        return [
+            self._split_entry(key, relative)
+            for relative in (entry if isinstance(entry, list) else [entry])
+        ]
 
     def _split_entry(self, key, relative):
         if not isinstance(relative, str) or not relative:
@@ -192,9 +239,15 @@ class YoloSource(file_index.FileSource):
         # Ultralytics' own fallbacks: relative to `path`, then without a leading "../"
         # (Roboflow writes "../train/images" beside data.yaml); always inside data_dir.
         tries = [relative] + ([relative[3:]] if relative.startswith("../") else [])
-        candidates = (self._inside(os.path.join(base, t)) for base in dict.fromkeys((self.root, self.data_dir))
-                      for t in tries)
-        found = next((c for c in candidates if c and (os.path.isfile(c) if is_list else os.path.isdir(c))), None)
+        candidates = (
+            self._inside(os.path.join(base, t))
+            for base in dict.fromkeys((self.root, self.data_dir))
+            for t in tries
+        )
+        found = next(
+            (c for c in candidates if c and (os.path.isfile(c) if is_list else os.path.isdir(c))),
+            None,
+        )
         if found is None:
             what = "an image list file" if is_list else "a folder"
             raise DatasetError(
@@ -205,8 +258,11 @@ class YoloSource(file_index.FileSource):
         return found
 
     def _inside(self, path):
-        """`path` (absolute, or relative to the working folder) resolved, when it lies inside data_dir; else None."""
-        return file_index.resolve_inside(self.data_dir, os.path.relpath(os.path.abspath(path), self.data_dir))
+        """`path` (absolute, or relative to the working folder) resolved, when it lies inside
+        data_dir; else None."""
+        return file_index.resolve_inside(
+            self.data_dir, os.path.relpath(os.path.abspath(path), self.data_dir)
+        )
 
     def listed_images(self, list_file, stats):
         """Image paths of a split list, resolved inside data_dir, in the list's order, each once.
@@ -219,8 +275,10 @@ class YoloSource(file_index.FileSource):
             with open(list_file, encoding="utf-8-sig") as f:
                 lines = [line.strip() for line in f.read().splitlines()]
         except (OSError, UnicodeDecodeError) as error:
-            raise DatasetError(f"{list_file}: cannot be read as a list of image paths ({error}); save it as "
-                               "UTF-8 text, one image path a line") from None
+            raise DatasetError(
+                f"{list_file}: cannot be read as a list of image paths ({error}); save it as "
+                "UTF-8 text, one image path a line"
+            ) from None
         found = []
         for line in dict.fromkeys(line for line in lines if line):
             if line.startswith("./"):
@@ -236,8 +294,10 @@ class YoloSource(file_index.FileSource):
         return found
 
     def _split_images(self, split, stats):
-        """`(image path, example id)` of every image of `split`: a folder's, listed recursively (the id is the
-        path under the folder), or a list's (the id is the path under the folder its images share)."""
+        """`(image path, example id)` of every image of `split`: a folder's, listed recursively (the
+        id is the
+        path under the folder), or a list's (the id is the path under the folder its images share).
+        """
         for entry in self.split_entries(split):
             if os.path.isdir(entry):
                 for relative in list_images(entry):
@@ -254,7 +314,9 @@ class YoloSource(file_index.FileSource):
         root = os.path.realpath(self.root)  # split entries and listed images are resolved paths
         for path, example_id in self._split_images(split, stats):
             filename = os.path.relpath(path, root)
-            if not os.path.exists(path):  # a listed image that is not there: build_index counts it as missing
+            if not os.path.exists(
+                path
+            ):  # a listed image that is not there: build_index counts it as missing
                 records.append(file_index.AnnotatedImage(example_id, filename, []))
                 continue
             objects = self._read_labels(filename, names, stats)
@@ -263,7 +325,8 @@ class YoloSource(file_index.FileSource):
         return records
 
     def _read_labels(self, filename, names, stats):
-        """`PixelObject`s of an image's label file, or None (counted) when the image has none to read."""
+        """`PixelObject`s of an image's label file, or None (counted) when the image has none to
+        read."""
         path = file_index.resolve_inside(self.root, label_path(filename))
         if path is None:
             stats.skip("label path outside the dataset folder", file=filename)
@@ -297,5 +360,7 @@ class YoloSource(file_index.FileSource):
             if index >= len(names):
                 stats.repair(file_index.UNKNOWN_CLASS, file=f"{where}: class {index}")
                 continue
-            objects.append(file_index.PixelObject(names[index], box, box_format=box_lib.RELATIVE_CENTER_XYWH))
+            objects.append(
+                file_index.PixelObject(names[index], box, box_format=box_lib.RELATIVE_CENTER_XYWH)
+            )
         return objects
