@@ -14,6 +14,4 @@ from localizer.training.config import default_config
 
 
 def get_config():
-    return replace(
-        default_config(), frozen_epochs=12, feature_passes=2, fine_tune_epochs=0
-    )
+    return replace(default_config(), frozen_epochs=12, feature_passes=2, fine_tune_epochs=0)

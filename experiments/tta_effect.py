@@ -5,7 +5,7 @@ refinement) on realmix.
 
 Evaluates the same model with each mode (boxes compared in the original
 images) and, for a model with a box-quality head, the refinement with each
-rule of merging the two looks (`localizer.inference.views.REFINE_RULES`);
+rule of merging the two looks (`localizer.ops.views.REFINE_RULES`);
 writes experiments/results/tta_effect.json (tta_effect_<split>.json for
 another split) plus a table.
 """
@@ -16,7 +16,7 @@ import time
 
 from absl import app, flags
 
-from localizer.inference.views import TTA_MODES
+from localizer.ops.views import TTA_MODES
 
 FLAGS = flags.FLAGS
 KEYS = ("mean_iou", "macro_mean_iou", "localization_accuracy", "classification_accuracy")
@@ -29,8 +29,9 @@ def main(argv):
     from experiments import results
     from experiments.common import REALMIX_DIR
     from localizer import provenance
-    from localizer.inference import evaluation, views
+    from localizer.inference import evaluation
     from localizer.inference.predictor import Predictor
+    from localizer.ops import views
 
     predictor = Predictor(FLAGS.model)
     source = pipelines.get_source("voc_dir", data_dir=FLAGS.data_dir or REALMIX_DIR)

@@ -1,7 +1,7 @@
 """localizer: single-object localization (one class label, one box per image).
 
 Boxes are normalized [ymin, xmin, ymax, xmax] everywhere inside; see
-`localizer.boxes.BOX_FORMAT`.
+`pipelines.boxes.BOX_FORMAT`.
 """
 
 __version__ = "0.1.0"

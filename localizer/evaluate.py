@@ -25,11 +25,11 @@ import os
 
 from absl import flags
 
-from localizer import cli, files
-from localizer.inference import evaluation, report, views
+from localizer.inference import evaluation, report
 from localizer.inference.predictor import TFLITE_SUFFIX, Predictor
+from localizer.ops import views
 from localizer.serving import signatures
-from pipelines import cli as dataset_cli
+from pipelines import cli, dataset_flags, files
 
 FLAGS = flags.FLAGS
 
@@ -44,7 +44,7 @@ def main(argv):
     report.check_report_dir(report_dir, FLAGS.data_dir)
     files.check_writable_folder(report_dir, "report dir")
     predictor = Predictor(FLAGS.model)
-    source = dataset_cli.source_from_flags(FLAGS)
+    source = dataset_flags.source_from_flags(FLAGS)
     summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
         predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size, refine=FLAGS.refine
     )
@@ -88,7 +88,7 @@ def default_report_dir(model, split):
 
 
 def define_flags():
-    dataset_cli.define_dataset_flags(default_split="val")
+    dataset_flags.define_dataset_flags(default_split="val")
     flags.DEFINE_string(
         "model",
         None,

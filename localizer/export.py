@@ -13,7 +13,6 @@ import typing
 import tensorflow as tf
 from absl import flags, logging
 
-from localizer import cli, files
 from localizer import model as model_lib
 from localizer.inference.predictor import load_keras_model
 from localizer.serving import calibration, export_lib, verify
@@ -28,7 +27,7 @@ from localizer.serving.signatures import (
 from localizer.serving.verify import ExportVerificationError
 from localizer.training import data as data_lib
 from localizer.training import workdir
-from pipelines import cli as dataset_cli
+from pipelines import cli, dataset_flags, files
 from pipelines.image_header import check_pixel_limit
 from pipelines.sources.source import DatasetError
 
@@ -144,7 +143,7 @@ def _data(max_image_pixels):
     cannot be read (moved, another machine) is left out with a note.
     """
     if any(FLAGS[name].present for name in DATA_FLAGS):
-        return _Data(dataset_cli.source_from_flags(FLAGS), FLAGS.split, FLAGS.split, named=True)
+        return _Data(dataset_flags.source_from_flags(FLAGS), FLAGS.split, FLAGS.split, named=True)
     data = workdir.recorded_data(FLAGS.model)
     if data is None:
         return None
@@ -206,7 +205,7 @@ def define_flags():
         "export_dir", "models/localizer", "Model base path; the version folder goes inside."
     )
     flags.DEFINE_integer("version", None, "Version number (default: the next free one).")
-    dataset_cli.define_dataset_flags(default_split="train")  # --tflite_int8's calibration data
+    dataset_flags.define_dataset_flags(default_split="train")  # --tflite_int8's calibration data
     flags.DEFINE_boolean(
         "tflite", False, "Also write assets.extra/localizer.tflite (predict_images, checked)."
     )

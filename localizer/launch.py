@@ -26,7 +26,7 @@ import time
 
 from absl import flags
 
-from localizer import cli
+from pipelines import cli
 
 FLAGS = flags.FLAGS
 

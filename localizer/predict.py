@@ -19,9 +19,9 @@ import sys
 
 from absl import flags
 
-from localizer import cli
-from localizer.inference import image_files, views
-from pipelines import cli as dataset_cli
+from localizer.inference import image_files
+from localizer.ops import views
+from pipelines import cli, dataset_flags
 
 FLAGS = flags.FLAGS
 
@@ -66,7 +66,7 @@ def define_flags():
         "Mark boxes whose predicted IoU (box_quality) is below this "
         'as unsure ("unsure": true, drawn dashed); needs a model with a box-quality head.',
     )
-    dataset_cli.define_pixel_limit_flag()
+    dataset_flags.define_pixel_limit_flag()
 
 
 if __name__ == "__main__":

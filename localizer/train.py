@@ -13,11 +13,10 @@ import sys
 
 from absl import flags
 
-from localizer import cli
 from localizer.training import config as config_lib
 from localizer.training import workdir as workdir_lib
 from localizer.training.trainer import train_and_evaluate
-from pipelines import cli as dataset_cli
+from pipelines import cli, dataset_flags
 from pipelines.image_header import check_pixel_limit
 
 FLAGS = flags.FLAGS
@@ -95,7 +94,7 @@ def main(argv):
 
 
 def define_flags():
-    dataset_cli.define_dataset_flags(with_split=False)
+    dataset_flags.define_dataset_flags(with_split=False)
     flags.DEFINE_string(
         "experiment", "", "Name of experiments/<name>.py (empty: the default recipe)."
     )

@@ -18,9 +18,9 @@ import dataclasses
 
 import tensorflow as tf
 
-from localizer import boxes as box_lib
+from pipelines import boxes as box_lib
+from pipelines.element import BOX, IMAGE
 from pipelines.render import ORIGINAL_SIZE, WINDOW, compose_window, resize, view_of, zoom_window
-from pipelines.sources.source import BOX, IMAGE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class AugmentConfig:
     saturation: float = 0.2
     hue: float = 0.02
     # Zoom view: instead of all of the above, the window the zoomed refinement
-    # (localizer.inference.views) would look through around a first box this
+    # (localizer.ops.views) would look through around a first box this
     # far off the truth (centre shift and log-size change, as fractions of the
     # box), so the head also learns the second look's views.
     zoom_view_prob: float = 0.0

@@ -1,74 +1,122 @@
-"""Dataset flags shared by the command-line entry points (train, evaluate, show).
+"""The one error contract of every command line (train, evaluate, predict, export, pipelines.show).
 
-Only `__main__` code calls these; library functions take a source object.
+A user mistake is one line on stderr, `error: <what>, <where>, <what to do>`,
+and exit code 2, never a traceback (`--debug` shows it); a bad file among many
+is that file's line and the others go on (exit 1, the command's own
+business); a multi-worker run whose peer is gone is one line and exit 3 (rerun
+every worker to resume); tracebacks are for bugs. Flag errors follow the same contract.
+
+    if __name__ == "__main__":
+        cli.run(main, define_flags)
 """
 
-from absl import flags
+import os
+import sys
+import traceback
 
-import pipelines
-from pipelines.image_header import MAX_IMAGE_PIXELS, check_pixel_limit
-from pipelines.orientation import DEFAULT_EXIF, EXIF_MODES
-from pipelines.sources.source import POLICIES
+from absl import app, flags
 
+from pipelines import files
+from pipelines.errors import EXIT_USER_ERROR, UserError
 
-def define_dataset_flags(default_split="train", with_split=True):
-    """Defines --dataset, --data_dir, --split (if `with_split`), --policy and per-source options."""
-    flags.DEFINE_string(
-        "dataset", pipelines.DEFAULT_DATASET, f"Dataset source: {pipelines.DATASET_CHOICES}."
-    )
-    flags.register_validator(
-        "dataset",
-        lambda name: pipelines.dataset_kind(name) is not None,
-        f"expected {pipelines.DATASET_CHOICES}",
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        None,
-        "voc, tfds:<name>: TFDS data dir; voc_dir: the VOC-format folder; csv: folder with <split>.csv; "
-        "coco: folder with annotations/instances_<split>.json; yolo: folder with data.yaml.",
-    )
-    if with_split:
-        flags.DEFINE_string("split", default_split, "Split to read.")
-    flags.DEFINE_enum(
-        "policy",
-        POLICIES[0],
-        list(POLICIES),
-        "Multi-object images: train on the largest object, or keep single-object images only.",
-    )
-    flags.DEFINE_string("voc_year", "2007", "voc: 2007 or 2012.")
-    flags.DEFINE_string(
-        "manual_dir", None, "voc: folder holding the official VOC tar files (no internet)."
-    )
-    flags.DEFINE_string(
-        "image_dir", None, "csv, coco: folder the annotations' file names are relative to."
-    )
-    flags.DEFINE_enum(
-        "exif",
-        DEFAULT_EXIF,
-        list(EXIF_MODES),
-        "voc_dir, csv, coco, yolo: apply each photo's EXIF orientation (the frame viewers and "
-        "labelling tools show), or ignore it for datasets annotated on the stored pixels.",
-    )
-    define_pixel_limit_flag()
+EXIT_SOME_FILES_FAILED = 1
 
 
-def define_pixel_limit_flag():
-    flags.DEFINE_integer(
-        "max_image_pixels",
-        MAX_IMAGE_PIXELS,
-        "Images whose header announces more pixels are refused before decoding (0: no limit).",
+def _user_errors():
+    """Exception types that mean "the input or the command line is wrong", not "the code is
+    wrong"."""
+    import tensorflow as tf
+
+    return (
+        UserError,
+        ValueError,
+        OSError,
+        tf.errors.InvalidArgumentError,
+        tf.errors.NotFoundError,
     )
 
 
-def source_from_flags(flag_values):
-    """Builds the dataset source named by the flags defined above."""
-    return pipelines.source_with_options(
-        flag_values.dataset,
-        flag_values.data_dir,
-        policy=flag_values.policy,
-        voc_year=flag_values.voc_year,
-        manual_dir=flag_values.manual_dir,
-        image_dir=flag_values.image_dir,
-        max_image_pixels=check_pixel_limit(flag_values.max_image_pixels),
-        exif=flag_values.exif,
-    )
+def error_line(error):
+    """`error: ...` on one line, whatever the exception's message looks like."""
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+        message = f"{message}: {error.filename}"
+    if files.is_disk_full(error) and not isinstance(error, files.DiskFullError):
+        # The writers that know their file raise DiskFullError; this one's path is unknown (or just
+        # named).
+        message = f"{message}; free space on that disk (df -h) and run the command again"
+    first = " ".join(message.strip().split())
+    return f"error: {first[:2000]}"
+
+
+def report(error):
+    print(error_line(error), file=sys.stderr)
+    if _debug():
+        traceback.print_exception(error, file=sys.stderr)
+
+
+def _debug():
+    return "debug" in flags.FLAGS and flags.FLAGS["debug"].present and flags.FLAGS.debug
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(error_line(UserError(f"{error}; see --helpshort")), file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+OWN_PACKAGES = ("localizer", "pipelines")
+"""Packages whose flags a command takes; absl's own and TensorFlow's stay in --helpfull."""
+
+
+def adopt_own_flags(flag_values=flags.FLAGS):
+    """Makes every flag our packages defined a key flag of the main module.
+
+    absl's --help and --helpshort list only the main module's key flags: the
+    dataset flags (`pipelines.dataset_flags`) and --debug (here) would be missing from
+    the help that every error line points to.
+    """
+    main_module = sys.argv[0]  # the name absl files the main module's flags under
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module.split(".")[0] in OWN_PACKAGES:
+            for flag in module_flags:
+                flag_values.register_key_flag_for_module(main_module, flag)
+
+
+def run(main, define_flags):
+    """Defines the flags (and --debug), then runs `main` under the error contract."""
+    define_flags()
+    flags.DEFINE_boolean("debug", False, "Show the traceback of an error.")
+    adopt_own_flags()
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except UserError as error:
+            _leave(error, error.exit_code)
+        except _user_errors() as error:
+            _leave(error, EXIT_USER_ERROR)
+        except Exception as error:
+            # A full disk is no bug, whichever library's error says so.
+            if not files.is_disk_full(error):
+                raise
+            _leave(error, EXIT_USER_ERROR)
+
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _leave(error, code):
+    report(error)
+    # TF's C++ threads (tf.data, the summary writer, collectives) can crash or hang on
+    # the way out after an error such as a full disk or a lost peer: leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def require_positive(value, flag):
+    if value is None or value < 1:
+        raise UserError(f"--{flag}={value} must be at least 1")
+    return value

@@ -6,10 +6,10 @@ keys); each works eagerly and inside `Dataset.map` with the same result.
 
 import tensorflow as tf
 
-from localizer import boxes as box_lib
+from pipelines import boxes as box_lib
 from pipelines import orientation as orientation_lib
+from pipelines.element import BOX, IMAGE, IMAGE_PATH
 from pipelines.render import ORIGINAL_SIZE, PAD_VALUE
-from pipelines.sources.source import BOX, IMAGE, IMAGE_PATH
 
 
 def decode_image_bytes(data, orientation=None):

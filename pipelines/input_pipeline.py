@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from pipelines import augment as augment_ops
 from pipelines import decode, render
-from pipelines.sources.source import BOX, ID, IMAGE, LABEL
+from pipelines.element import BOX, ID, IMAGE, LABEL
 
 MEMORY_CACHE_MAX_EXAMPLES = 5000
 """`cache="auto"` keeps decoded images in memory up to this many examples."""

@@ -1,6 +1,6 @@
 """Views and rendering: every geometric op only moves a window over the original image.
 
-Geometry has one exact mapping, `localizer.boxes.reframe`: cropping, zooming
+Geometry has one exact mapping, `pipelines.boxes.reframe`: cropping, zooming
 out, translating and letterboxing are all "make this window the new image".
 They only compose a view window; `render` then samples the pixels once at the
 model's resolution and the box is mapped by the same window, so pixels and box
@@ -10,8 +10,8 @@ cannot disagree, and the cost does not grow with the photo's size.
 
 import tensorflow as tf
 
-from localizer import boxes as box_lib
-from pipelines.sources.source import BOX, IMAGE
+from pipelines import boxes as box_lib
+from pipelines.element import BOX, IMAGE
 
 PAD_VALUE = 127
 """Fill for padded pixels (letterbox, zoom-out): mid-grey, about zero after any
@@ -184,7 +184,7 @@ def to_original_frame(boxes, window):
 
     `window` is the input's `WINDOW` feature (or `resize_image`'s window); the
     result is normalized to the original image and clipped to it by the one
-    rule for boxes that leave it, `localizer.boxes.clip_to_image`: a box in
+    rule for boxes that leave it, `pipelines.boxes.clip_to_image`: a box in
     the letterbox padding becomes a `MIN_BOX_SIZE` box at the image's edge,
     never a zero-area one. Evaluation, predict, the serving graph and the
     export's eager reference all map boxes back here.
@@ -193,7 +193,7 @@ def to_original_frame(boxes, window):
     return box_lib.clip_to_image(box_lib.reframe(boxes, box_lib.invert_window(window)))
 
 
-# The zoomed second look's window: localizer.inference.views renders it at test time,
+# The zoomed second look's window: localizer.ops.views renders it at test time,
 # and the zoom-view augmentation (pipelines.augment) trains on the same windows.
 ZOOM_CONTEXT = 2.0
 """Refinement window side, as a multiple of the first box's longer side."""

@@ -20,10 +20,14 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from localizer import boxes as box_lib  # noqa: E402
-from localizer import cli, files  # noqa: E402
-from pipelines import cli as dataset_cli  # noqa: E402
-from pipelines import input_pipeline, render  # noqa: E402
+from pipelines import boxes as box_lib  # noqa: E402
+from pipelines import (  # noqa: E402  # noqa: E402
+    cli,
+    dataset_flags,  # noqa: E402
+    files,
+    input_pipeline,
+    render,
+)
 from pipelines.sources.source import BOX, IMAGE, LABEL, stratified_indices  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -136,7 +140,7 @@ def main(argv):
             f"{render.MAX_IMAGE_SIZE} px and {MAX_EXAMPLES_SHOWN} examples"
         )
     check_output(FLAGS.out, FLAGS.data_dir)
-    source = dataset_cli.source_from_flags(FLAGS)
+    source = dataset_flags.source_from_flags(FLAGS)
     config = input_pipeline.PipelineConfig(
         image_size=FLAGS.image_size,
         resize_mode=FLAGS.resize_mode,
@@ -149,7 +153,7 @@ def main(argv):
 
 
 def define_flags():
-    dataset_cli.define_dataset_flags()
+    dataset_flags.define_dataset_flags()
     flags.DEFINE_string("out", "grid.png", "Output PNG (a new file, or an earlier preview).")
     flags.DEFINE_integer("num_examples", 16, "Examples to show.")
     flags.DEFINE_integer("image_size", 224, "Model input size.")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from localizer import boxes as box_lib
+from pipelines import boxes as box_lib
 
 
 def test_convention_is_normalized_yxyx():

@@ -509,7 +509,7 @@ KILL_TRAIN = (
 _KILL_AT = r"""
 import os, signal, sys
 from localizer.training import callbacks, feature_cache, stages, trainer
-from localizer import files
+from pipelines import files
 
 point = sys.argv[1]
 def die():
@@ -539,7 +539,8 @@ elif point == "final_save":  # final.keras written, the summary not yet
 elif point == "summary":  # summary written, backups not yet removed
     after(files, "write_json_atomically", lambda path, *a, **k: str(path).endswith("train_summary.json"))
 sys.argv = ["localizer.train", *sys.argv[2:]]
-from localizer import cli, train
+from localizer import train
+from pipelines import cli
 cli.run(train.main, train.define_flags)
 """
 
@@ -552,7 +553,8 @@ def disk_full(*args, **kwargs):
 
 callbacks.write_history = disk_full  # the metrics, after the first epoch
 sys.argv = ["localizer.train", *sys.argv[1:]]
-from localizer import cli, train
+from localizer import train
+from pipelines import cli
 cli.run(train.main, train.define_flags)
 """
 

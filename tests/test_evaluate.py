@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from localizer import boxes as box_lib
 from localizer import model as model_lib
-from localizer.inference import evaluation, image_files, report, views
+from localizer.inference import evaluation, image_files, report
 from localizer.inference.predictor import Predictor
+from localizer.ops import views
+from pipelines import boxes as box_lib
 from pipelines import input_pipeline, render
 from tests import fixtures
 

@@ -21,12 +21,13 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from localizer import boxes as box_lib
 from localizer import model as model_lib
-from localizer.inference import evaluation, views
+from localizer.inference import evaluation
 from localizer.inference.predictor import ModelFileError, Predictor
 from localizer.model.config import POOLED
+from localizer.ops import views
 from localizer.serving import calibration, export_lib, graph, signatures, tflite, verify, versions
+from pipelines import boxes as box_lib
 from pipelines import decode, render
 from tests import fixtures
 
@@ -801,7 +802,7 @@ def test_a_truncated_tflite_file_is_refused_not_a_crash(int8_export, tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# Boxes that leave the image: one rule (localizer.boxes.clip_to_image) for every path
+# Boxes that leave the image: one rule (pipelines.boxes.clip_to_image) for every path
 # ----------------------------------------------------------------------------
 
 M = box_lib.MIN_BOX_SIZE
@@ -940,7 +941,8 @@ _EXPORT_WITH_A_FAULT = r"""
 import errno, sys
 import numpy as np
 import tensorflow as tf
-from localizer import cli, export
+from localizer import export
+from pipelines import cli
 from localizer.serving import export_lib, verify
 
 fault, *sys.argv[1:] = sys.argv[1:]

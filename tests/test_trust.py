@@ -442,8 +442,7 @@ def test_file_caches_are_per_split_and_per_data(tmp_path):
 
 
 def test_outputs_never_go_inside_the_dataset(tmp_path):
-    from localizer import cli
-    from pipelines import show
+    from pipelines import cli, show
 
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
@@ -587,7 +586,7 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path):
-    from localizer import cli, files
+    from pipelines import cli, files
 
     path = tmp_path / "metrics.json"
     path.write_text("old")
@@ -617,9 +616,9 @@ def test_training_on_a_full_disk_names_the_path_and_says_to_free_space(
 ):
     """Whichever training writer meets the full disk: the file (or the work dir) named, and how to
     resume."""
-    from localizer import files
     from localizer.training import data as data_lib
     from localizer.training import trainer
+    from pipelines import files
     from tests.test_train import tiny_config
 
     workdir = str(tmp_path / "work")
@@ -681,7 +680,7 @@ def test_a_file_given_three_times_is_predicted_and_drawn_once(
 
 
 def test_an_output_folder_that_is_a_file_is_named_so(tmp_path):
-    from localizer import files
+    from pipelines import files
 
     blocker = tmp_path / "drawn"
     blocker.write_text("the user's notes")

@@ -15,10 +15,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from localizer import boxes as box_lib
-from localizer.inference import views
 from localizer.model import metrics as metrics_lib
 from localizer.model.outputs import BOX_QUALITY
+from localizer.ops import views
+from pipelines import boxes as box_lib
 from pipelines import input_pipeline, render
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL
 

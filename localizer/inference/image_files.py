@@ -16,10 +16,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from localizer import boxes as box_lib
-from localizer import files
 from localizer.inference.predictor import Predictor
-from pipelines import decode, image_header
+from pipelines import boxes as box_lib
+from pipelines import decode, files, image_header
 
 DRAWING_SUFFIX = ".pred.png"
 DRAWING_MARK = "localizer predict"

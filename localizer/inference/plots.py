@@ -6,8 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from localizer import boxes as box_lib  # noqa: E402
 from localizer.model import metrics  # noqa: E402
+from pipelines import boxes as box_lib  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.9)
 

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from localizer import model as model_lib
-from localizer.inference import views
+from localizer.ops import views
 from localizer.serving import signatures
 
 

@@ -3,7 +3,6 @@
 import json
 import os
 
-from localizer import files
 from localizer.model.metrics import (
     AUROC_SUFFIX,
     ERROR_KINDS,
@@ -12,6 +11,7 @@ from localizer.model.metrics import (
     RISK_COVERAGE_SUFFIX,
     SPEARMAN_SUFFIX,
 )
+from pipelines import files
 
 REPORT_FILES = {
     "metrics": "metrics.json",

@@ -19,9 +19,10 @@ import keras
 
 from localizer.model import efficientnet_lite_weights
 from localizer.model.layers import ImagePreprocessing, PackFineFeatures
+from pipelines.errors import UserError
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserError):
     """Pretrained weights could not be loaded (typically: no internet)."""
 
 

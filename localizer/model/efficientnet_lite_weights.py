@@ -19,9 +19,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from localizer import files
 from localizer.model.efficientnet_lite import build_efficientnet_lite, variant_params
 from localizer.model.torch_weights import load_state_dict
+from pipelines import files
 
 
 class WeightsUnavailableError(FileNotFoundError):

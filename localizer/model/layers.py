@@ -5,7 +5,7 @@ files load with `safe_mode=True`).
 import keras
 from keras import ops
 
-from localizer.boxes import MIN_BOX_SIZE, grid_centres
+from pipelines.boxes import MIN_BOX_SIZE, grid_centres
 
 _PACKAGE = "localizer"
 

@@ -5,7 +5,7 @@ The training objective is the multi-task loss of single-object localization
     Loss = alpha * softmax_loss + (1 - alpha) * box_loss
 
 expressed with Keras' per-output `loss` and `loss_weights` (see
-`combined_loss_weights`). Boxes are `localizer.boxes.BOX_FORMAT`: normalized
+`combined_loss_weights`). Boxes are `pipelines.boxes.BOX_FORMAT`: normalized
 `[ymin, xmin, ymax, xmax]`.
 
 The pure functions return one value per example (`[B]`, or a scalar for an
@@ -19,8 +19,8 @@ inputs (mixed precision hands float16/bfloat16 outputs to the losses).
 import keras
 from keras import ops
 
-from localizer import boxes as box_lib
 from localizer.model.outputs import BOX, CLASS_BOXES, CLASS_LOGITS
+from pipelines import boxes as box_lib
 
 BOX_OUTPUTS = (BOX, CLASS_BOXES)
 """Outputs a box loss can be attached to: class-agnostic `[B, 4]`, per-class `[B, C, 4]`."""
@@ -102,7 +102,7 @@ def box_regression_loss(kind, true_boxes, pred_boxes, smooth_l1_beta=SMOOTH_L1_B
       * `"smooth_l1"`: sum over the 4 coordinates of smooth-L1 with
         `smooth_l1_beta` (`0.5 d^2 / beta` if `|d| < beta`, else `|d| - beta / 2`);
       * `"giou"`, `"diou"`, `"ciou"`: `1 - ` that IoU variant from
-        `localizer.boxes` (GIoU loss lies in [0, 2]; above 1 for disjoint boxes).
+        `pipelines.boxes` (GIoU loss lies in [0, 2]; above 1 for disjoint boxes).
 
     Args:
       kind: one of `BOX_LOSSES`.

@@ -1,7 +1,7 @@
 """Localization metrics: streaming Keras metrics and a numpy summary.
 
-Boxes are `localizer.boxes.BOX_FORMAT` (normalized `[ymin, xmin, ymax, xmax]`)
-and every IoU here is `localizer.boxes.iou`, so the streaming metrics seen
+Boxes are `pipelines.boxes.BOX_FORMAT` (normalized `[ymin, xmin, ymax, xmax]`)
+and every IoU here is `pipelines.boxes.iou`, so the streaming metrics seen
 during training and the `summarize` report written by evaluate agree exactly.
 
 Streaming metrics (all subclass `keras.metrics.Mean`: a `total` and a `count`
@@ -25,8 +25,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from localizer import boxes as box_lib
 from localizer.model import losses as loss_lib
+from pipelines import boxes as box_lib
 
 LOC_IOU_THRESHOLD = 0.5
 """ILSVRC localization criterion: a box counts as found when IoU >= 0.5."""
@@ -141,7 +141,7 @@ class LocalizationAccuracy(_MeanOfValues):
 
 
 def iou_numpy(boxes1, boxes2):
-    """`localizer.boxes.iou` of aligned BOX_FORMAT boxes `[N, 4]` as a float64 numpy `[N]`."""
+    """`pipelines.boxes.iou` of aligned BOX_FORMAT boxes `[N, 4]` as a float64 numpy `[N]`."""
     boxes1 = np.asarray(boxes1, np.float32).reshape(-1, 4)
     boxes2 = np.asarray(boxes2, np.float32).reshape(-1, 4)
     if len(boxes1) == 0:

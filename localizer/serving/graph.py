@@ -8,15 +8,15 @@
 
 Inside serving_default: the header's pixel count is checked before decoding,
 then the same computation as evaluation and `predict`
-(`localizer.inference.views.look_at_views`, and with refinement
+(`localizer.ops.views.look_at_views`, and with refinement
 `zoomed_look`).
 """
 
 import tensorflow as tf
 
 from localizer import model as model_lib
-from localizer.inference import views
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
+from localizer.ops import views
 from localizer.serving.signatures import (
     BYTES_INPUT,
     CLASS_ID,
@@ -111,7 +111,7 @@ class LocalizerServing(tf.Module):
         return {**outputs, PROBABILITIES: tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1)}
 
     def _run_for_views(self, images):
-        """The model as `localizer.inference.views` runs it: `(box, probabilities, None, box quality
+        """The model as `localizer.ops.views` runs it: `(box, probabilities, None, box quality
         or None)`."""
         outputs = self._run_model(images)
         return (

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from localizer import model as model_lib
-from localizer.inference import views
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
+from localizer.ops import views
 from localizer.serving import calibration
 from localizer.serving.signatures import (
     BYTES_INPUT,
@@ -96,7 +96,7 @@ SEED = 1
 def noise_images(image_size):
     """A landscape JPEG and a portrait PNG of noise: the edge case, where a trained model's box may
     land
-    in the letterbox padding (`localizer.boxes.clip_to_image` then decides it).
+    in the letterbox padding (`pipelines.boxes.clip_to_image` then decides it).
     """
     rng = np.random.default_rng(0)
     landscape = rng.integers(

@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from localizer import files
 from localizer.model import BOX, CLASS_BOXES, CLASS_LOGITS
 from localizer.model import metrics as metrics_lib
+from pipelines import files
 
 HISTORY_JSONL = "metrics.jsonl"
 HISTORY_CSV = "metrics.csv"

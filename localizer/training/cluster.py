@@ -23,12 +23,22 @@ import tempfile
 
 import tensorflow as tf
 
+from pipelines.errors import UserError
+
+EXIT_WORKER_LOST = 3
+"""The exit code of a command whose peer worker is gone (`WorkerLostError`)."""
+
 TF_CONFIG = "TF_CONFIG"
 _TASK_TYPES = ("chief", "worker")  # the tasks that train; "evaluator" and "ps" do not
 
 
-class WorkerLostError(RuntimeError):
-    """A worker of a multi-worker run stopped (killed, crashed or refused the run)."""
+class WorkerLostError(UserError):
+    """A worker of a multi-worker run stopped (killed, crashed or refused the run).
+
+    Not a bug of this process: one line, and its own exit code (rerun every worker to resume).
+    """
+
+    exit_code = EXIT_WORKER_LOST
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,8 +27,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from localizer import files, provenance
 from localizer import model as model_lib
+from localizer import provenance
 from localizer.training import callbacks as callbacks_lib
 from localizer.training import cluster, stages
 from localizer.training import config as config_lib
@@ -36,7 +36,7 @@ from localizer.training import data as data_lib
 from localizer.training import workdir as workdir_lib
 from localizer.training.strategy import make_strategy, set_precision
 from localizer.training.workdir import CONFIG_FILE, mark_stage_done, stage_done_marker
-from pipelines import input_pipeline
+from pipelines import files, input_pipeline
 from pipelines.image_header import MAX_IMAGE_PIXELS
 from pipelines.sources.source import digest_of_arrays
 

@@ -13,7 +13,8 @@ import os
 import re
 import time
 
-from localizer import files, provenance
+from localizer import provenance
+from pipelines import files
 
 CONFIG_FILE = "config.json"
 """A run's resolved config, written by the trainer beside its models."""

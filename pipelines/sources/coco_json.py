@@ -26,7 +26,7 @@ import math
 import os
 import re
 
-from localizer import boxes as box_lib
+from pipelines import boxes as box_lib
 from pipelines import image_header
 from pipelines.sources import file_index
 from pipelines.sources.source import DatasetError

@@ -18,9 +18,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from localizer import boxes as box_lib
-from localizer import files
-from pipelines import image_header
+from pipelines import boxes as box_lib
+from pipelines import files, image_header
 from pipelines import orientation as orientation_lib
 from pipelines.sources.source import (
     BOX,

@@ -6,7 +6,7 @@ A source turns some on-disk (or generated) dataset into a `tf.data.Dataset` of
   - `IMAGE`: uint8 `[H, W, 3]` pixels, or `tf.string` encoded JPEG/PNG bytes;
     or instead `IMAGE_PATH`: a `tf.string` file path (read by `pipelines.decode.decode`),
   - `LABEL`: int32 class index into `source.class_names`,
-  - `BOX`: float32 `[4]` box in `localizer.boxes.BOX_FORMAT` (normalized yxyx),
+  - `BOX`: float32 `[4]` box in `pipelines.boxes.BOX_FORMAT` (normalized yxyx),
   - `ID`: `tf.string` naming the example (file name or synthetic index).
 
 `pipelines.decode.decode` turns all three image forms into uint8 RGB, so the rest
@@ -25,13 +25,9 @@ import logging
 
 import numpy as np
 
-from localizer import boxes as box_lib
-
-IMAGE = "image"
-IMAGE_PATH = "image_path"
-LABEL = "label"
-BOX = "box"
-ID = "id"
+from pipelines import boxes as box_lib
+from pipelines.element import BOX, ID, IMAGE, IMAGE_PATH, LABEL  # noqa: F401 (the source's API)
+from pipelines.errors import UserError
 
 POLICIES = ("largest", "single")
 """Single-target policies for multi-object images.
@@ -41,7 +37,7 @@ single: keep only images with exactly one non-difficult object.
 """
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset cannot be read as asked; the message names the file or field."""
 
 
@@ -93,7 +89,7 @@ class ImageObjects:
 def choose_target(objects, policy, stats=None, file=None):
     """Picks the one object an image is trained on, or None to skip the image.
 
-    Boxes are first repaired (`localizer.boxes.sanitize`); degenerate ones and
+    Boxes are first repaired (`pipelines.boxes.sanitize`); degenerate ones and
     difficult ones are never chosen.
 
     Args:

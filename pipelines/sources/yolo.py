@@ -37,7 +37,7 @@ values, a value that is not a number or lies outside [0, 1], is ignored
 import logging
 import os
 
-from localizer import boxes as box_lib
+from pipelines import boxes as box_lib
 from pipelines import image_header
 from pipelines.sources import data_yaml, file_index
 from pipelines.sources.source import DatasetError

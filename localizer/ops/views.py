@@ -37,7 +37,7 @@ Boxes everywhere are BOX_FORMAT (normalized yxyx).
 
 import tensorflow as tf
 
-from localizer import boxes as box_lib
+from pipelines import boxes as box_lib
 from pipelines import render
 
 TTA_MODES = ("none", "flip", "multicrop")

@@ -1,0 +1,5 @@
+"""Computation that inference and serving share, below both (like Model Garden's `ops/`).
+
+views.py        the test-time views of an image and how their predictions merge: the same
+                graph in evaluation, `predict`, the serving signatures and the export's checks
+"""
