@@ -695,7 +695,8 @@ def test_an_output_folder_that_is_a_file_is_named_so(tmp_path):
 
 def test_reports_on_exports_go_to_the_reports_area_not_into_the_export(tmp_path, monkeypatch):
     """TF Serving watches the export's base path: evaluate's default report dir stays out of it."""
-    from localizer import evaluate, files
+    from localizer import evaluate
+    from pipelines import files
 
     monkeypatch.chdir(tmp_path)
     version_dir = _export_with_metadata(tmp_path / "models" / "localizer", json.dumps(METADATA))
