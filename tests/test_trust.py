@@ -385,15 +385,49 @@ def test_overwrite_never_moves_a_folder_that_is_not_a_run(tmp_path):
             workdir_lib.check_not_inside(str(workdir), None, str(photos))
 
 
-def test_other_code_is_another_run(tmp_path, monkeypatch):
+def test_other_code_resumes_the_same_run(tmp_path, monkeypatch):
+    """A comment edit or another commit changes the source, not the run: it resumes, and the
+    resume line names both code versions."""
     workdir = str(tmp_path / "run")
-    workdir_lib.claim(workdir, _fingerprint())
+    started = _fingerprint()
+    workdir_lib.claim(workdir, started)
     from localizer import provenance
 
-    edited = {**provenance.code_version(), "source_digest": "0" * 16}
+    edited = {**provenance.code_version(), "source_digest": "0" * 16, "commit": "f" * 40}
     monkeypatch.setattr(provenance, "code_version", lambda: edited)
-    with pytest.raises(workdir_lib.WorkdirMismatch, match="code.source_digest"):
-        workdir_lib.claim(workdir, _fingerprint())
+    now = _fingerprint()
+    assert workdir_lib.claim(workdir, now) is True
+    assert workdir_lib.read_fingerprint(workdir)["code"] == started["code"]  # the run's own
+    assert "code ffffffffffff" in workdir_lib.code_line(started, now)
+    assert "it was started by code" in workdir_lib.code_line(started, now)
+
+
+def test_a_model_of_another_structure_is_another_run(tmp_path):
+    import keras
+
+    def model(units):
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(units)(inputs))
+
+    workdir = str(tmp_path / "run")
+    config = config_lib.to_dict(config_lib.default_config())
+    data = {"train": {"source": "synthetic", "examples": 8}}
+    workdir_lib.claim(workdir, workdir_lib.fingerprint(config, data, model(3)))
+    assert workdir_lib.claim(workdir, workdir_lib.fingerprint(config, data, model(3))) is True
+    with pytest.raises(workdir_lib.WorkdirMismatch, match="model.digest"):
+        workdir_lib.claim(workdir, workdir_lib.fingerprint(config, data, model(5)))
+
+
+def test_a_run_recorded_before_model_structures_resumes(tmp_path):
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    workdir = str(tmp_path / "run")
+    config = config_lib.to_dict(config_lib.default_config())
+    data = {"train": {"source": "synthetic", "examples": 8}}
+    workdir_lib.claim(workdir, workdir_lib.fingerprint(config, data))  # no "model" recorded
+    assert workdir_lib.claim(workdir, workdir_lib.fingerprint(config, data, model)) is True
 
 
 def test_a_refused_run_leaves_the_work_dir_free(tmp_path):

@@ -118,7 +118,7 @@ def _train_and_evaluate(config, workdir, command, overwrite, max_image_pixels):
         strategy,
         role,
         workdir,
-        workdir_lib.fingerprint(config_lib.to_dict(config), identity),
+        workdir_lib.fingerprint(config_lib.to_dict(config), identity, model),
         overwrite,
     )
     if finished is not None:
@@ -150,9 +150,10 @@ def _claim_on_chief(strategy, role, workdir, fingerprint, overwrite):
         verdict = 1 if finished is not None else 0
         if resumed:
             logging.info(
-                "%s the run in %s (same config, data and code).",
+                "%s the run in %s (same config, data and model; %s).",
                 "Found complete" if finished else "Resuming",
                 workdir,
+                workdir_lib.code_line(workdir_lib.read_fingerprint(workdir) or {}, fingerprint),
             )
     (verdict,) = cluster.agree(strategy, [verdict])
     if verdict == refused:  # the chief's own error line says why, and what to do

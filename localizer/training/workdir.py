@@ -1,7 +1,8 @@
 """The work dir: whose it is, whether it can be written, and the markers of finished stages.
 
 A run writes a fingerprint of what determines its result (the resolved
-config, the data's identity, the code version) before anything else. A later
+config, the data's identity, the model's structure) before anything else, with the
+code version beside it (printed on resume, never compared). A later
 run in the same work dir resumes only when its fingerprint is the same; else
 it stops before touching anything and names the fields that differ.
 `overwrite=True` moves the old run aside (never deletes it).
@@ -9,6 +10,7 @@ it stops before touching anything and names the fields that differ.
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -54,17 +56,71 @@ DIGEST_LENGTH = 6
 """Hex digits of a data folder's path digest in default work dir names."""
 
 
-def fingerprint(config_dict, data_identity):
-    """What determines a run's result: config (runtime-only fields aside), data identity, code
-    version."""
+def fingerprint(config_dict, data_identity, model=None):
+    """What determines a run's result: config (runtime-only fields aside), data identity, and the
+    model's structure (`model_structure`), plus the code version, recorded but never compared.
+
+    Source bytes are not part of it: a comment edit, a refactoring or a commit elsewhere must
+    not orphan a run. What would make its weights mean something else (a layer or shape that
+    changed) shows in the model's structure.
+    """
     code = provenance.code_version()
-    return {
+    found = {
         "config": {k: v for k, v in config_dict.items() if k not in RUNTIME_ONLY_FIELDS},
         "data": data_identity,
-        # The source itself rather than the commit: an edited, uncommitted tree is other code,
-        # and a commit that touches no code (docs, experiments) is the same code.
-        "code": {"version": code["version"], "source_digest": code["source_digest"]},
+        RECORDED_ONLY: {key: code[key] for key in ("commit", "dirty", "version", "source_digest")},
     }
+    if model is not None:
+        found["model"] = model_structure(model)
+    return found
+
+
+RECORDED_ONLY = "code"
+"""The fingerprint's part that is printed on resume, never a reason to refuse one."""
+
+
+def model_structure(model):
+    """A digest of the model's layers (their classes, in order) and weights (shapes, dtypes).
+
+    Names are left out: Keras numbers unnamed layers by how many were built before in the
+    process, which says nothing about the model.
+    """
+    layers = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
+    weights = [(tuple(weight.shape), str(weight.dtype)) for weight in model.weights]
+    text = json.dumps({"layers": layers, "weights": weights})
+    return {
+        "parameters": int(sum(math.prod(shape) for shape, _ in weights)),
+        "digest": hashlib.sha256(text.encode()).hexdigest()[:16],
+    }
+
+
+def compared(fingerprint_dict):
+    """The parts of a fingerprint that must match for a resume."""
+    return {k: v for k, v in fingerprint_dict.items() if k != RECORDED_ONLY}
+
+
+def _comparable(new, old):
+    """`compared(new)`, without the model's structure when `old` was written before it was
+    recorded (such a run resumes on its config and data)."""
+    new = compared(new)
+    return new if "model" in old else {k: v for k, v in new.items() if k != "model"}
+
+
+def read_fingerprint(workdir):
+    """The fingerprint a run wrote in `workdir`, or None."""
+    return _read(os.path.join(workdir, FINGERPRINT))
+
+
+def code_line(old, new):
+    """`started by code X; this is code Y` for the resume log line."""
+
+    def name(code):
+        code = code or {}
+        commit = (code.get("commit") or "")[:12] or f"version {code.get('version')}"
+        return commit + (" (edited)" if code.get("dirty") else "")
+
+    before, now = name(old.get(RECORDED_ONLY)), name(new.get(RECORDED_ONLY))
+    return f"code {now}" + ("" if before == now else f"; it was started by code {before}")
 
 
 def differences(old, new, prefix=""):
@@ -102,7 +158,7 @@ def claim(workdir, new_fingerprint, overwrite=False):
     """
     path = os.path.join(workdir, FINGERPRINT)
     old = _read(path)
-    if old is not None and not list(differences(old, new_fingerprint)):
+    if old is not None and not list(differences(compared(old), _comparable(new_fingerprint, old))):
         return True
     occupied = old is not None or _holds_other_files(workdir)
     if occupied and old is None and not _looks_like_a_run(workdir):
@@ -115,7 +171,7 @@ def claim(workdir, new_fingerprint, overwrite=False):
         if old is None:
             what = f"a run from before work dirs had a {FINGERPRINT}"
         else:
-            fields = list(differences(old, new_fingerprint))
+            fields = list(differences(compared(old), _comparable(new_fingerprint, old)))
             shown = ", ".join(fields[:6]) + (
                 f" and {len(fields) - 6} more" if len(fields) > 6 else ""
             )
