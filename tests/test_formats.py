@@ -290,7 +290,8 @@ def test_yolo_label_path_and_line_rules():
         ("names:\n  0: a\n  2: b", r"indices must be 0..1"),
         ("nc: 3\nnames: [a, b]", "nc=3 but names lists 2"),
         ("nc: 2", "'names' must list"),
-        ("names:\n    0: a\n  1: b", "indented unevenly"),
+        ("names:\n    0: a\n  1: b", r"data.yaml line 4: not valid YAML"),
+        ("names: [[a], b]", "'names' must list"),
     ],
 )
 def test_yolo_bad_names(tmp_path, names, fragment):
@@ -324,8 +325,8 @@ extra:
 """
 
 
-def test_data_yaml_reads_the_subset_ultralytics_writes():
-    parsed = data_yaml.parse_data_yaml(ULTRALYTICS_YAML, "data.yaml")
+def test_data_yaml_reads_what_ultralytics_writes_values_as_text():
+    parsed = data_yaml.load(ULTRALYTICS_YAML, "data.yaml")
     assert (
         parsed["path"] == "coco8"
         and parsed["train"] == "images/train"
@@ -333,29 +334,36 @@ def test_data_yaml_reads_the_subset_ultralytics_writes():
     )
     assert parsed["test"] is None
     assert parsed["names"] == {"0": "person", "1": "traffic light", "2": "hair # drier"}
-    assert parsed["download"] == "from pathlib import Path\nurl: not a key"
+    assert parsed["download"] == "from pathlib import Path\nurl: not a key\n"
     assert parsed["extra"] == ["a", "b"]  # PyYAML's unindented block list
-    assert data_yaml.parse_data_yaml("names: ['a, b', c]\nval: [x, y]", "d")["names"] == [
-        "a, b",
-        "c",
-    ]
-    assert data_yaml.parse_data_yaml("names: {0: a, 1: b}", "d")["names"] == {"0": "a", "1": "b"}
-    assert data_yaml.parse_data_yaml("names:\n  - a\n  - b  # c\n", "d")["names"] == ["a", "b"]
+    assert data_yaml.load("names: ['a, b', c]\nval: [x, y]", "d")["names"] == ["a, b", "c"]
+    assert data_yaml.load("names: {0: a, 1: b}", "d")["names"] == {"0": "a", "1": "b"}
+    assert data_yaml.load("names:\n  - a\n  - b  # c\n", "d")["names"] == ["a", "b"]
+    # Plain values stay the text they read as (YAML 1.1 would give False, True, 1.0 and a date).
+    assert data_yaml.load("names: [no, yes, 1.0]\nnc: 3\nval: 2024-01-01", "d") == {
+        "names": ["no", "yes", "1.0"],
+        "nc": "3",
+        "val": "2024-01-01",
+    }
+    assert data_yaml.load("", "d") == {} and data_yaml.load("test: ~", "d") == {"test": None}
 
 
 @pytest.mark.parametrize(
     "text,fragment",
     [
-        ("names:\n\t- a", "line 2: indented with a tab"),
-        ("just text", "line 1: 'just text' is not 'key: value'"),
-        ("  train: x", "line 1: indented line outside a block"),
-        ("train: 'x", "unterminated quoted value"),
-        ("train: &anchor x", "unsupported value"),
+        ("names:\n\t- a", r"^data.yaml line 2: not valid YAML \(.*found character '\\t'"),
+        ("just text", r"^data.yaml: not a YAML mapping of 'key: value' lines"),
+        ("- train", r"^data.yaml: not a YAML mapping"),
+        ("train: 'x", r"^data.yaml line 1: not valid YAML \(while scanning a quoted scalar"),
+        ("a: 1\n---\nb: 2", r"^data.yaml line 2: .*expected a single document"),
+        ("x: [a\ny: b", r"^data.yaml line 2: not valid YAML"),
+        ("names: {[a]: b}", r"^data.yaml line 1: not valid YAML \(.*unhashable key"),
     ],
 )
-def test_data_yaml_errors_name_the_line(text, fragment):
-    with pytest.raises(DatasetError, match=fragment):
-        data_yaml.parse_data_yaml(text, "data.yaml")
+def test_data_yaml_errors_are_one_line_naming_the_file_and_line(text, fragment):
+    with pytest.raises(DatasetError, match=fragment) as raised:
+        data_yaml.load(text, "data.yaml")
+    assert "\n" not in str(raised.value)
 
 
 # --- the same data as VOC, COCO and YOLO
@@ -446,7 +454,7 @@ def test_same_data_evaluates_the_same_in_every_format(same_data, tmp_path):
     predictor = Predictor(path)
     results = {}
     for kind, root in same_data.items():
-        summary, _, _, ious, labels, predicted, _ = evaluation.evaluate(
+        result = evaluation.evaluate(
             predictor,
             pipelines.get_source(kind, data_dir=root),
             "train",
@@ -454,7 +462,7 @@ def test_same_data_evaluates_the_same_in_every_format(same_data, tmp_path):
             batch_size=4,
             refine=False,
         )
-        results[kind] = (summary, ious, labels, predicted)
+        results[kind] = (result.summary, result.ious, result.labels, result.predicted)
     reference = results.pop("voc_dir")
     assert reference[0]["num_examples"] == 4
     for kind, (summary, ious, labels, predicted) in results.items():

@@ -63,17 +63,12 @@ def class_names_from_yaml(config, path):
     """The class names of a parsed data.yaml: `names` as a list, or an `index: name` map over
     0..N-1."""
     names = config.get("names")
-    if isinstance(names, data_yaml.RawBlock):
-        raise DatasetError(
-            f"{path}: 'names' lines are indented unevenly; indent every class the same "
-            "(a list of '- name' lines, or 'index: name' lines)"
-        )
     if isinstance(names, dict):
         try:
             by_index = {int(key): value for key, value in names.items()}
         except (TypeError, ValueError):
             raise DatasetError(
-                f"{path}: names keys must be class indices 0..N-1; got {sorted(names)}"
+                f"{path}: names keys must be class indices 0..N-1; got {sorted(map(str, names))}"
             ) from None
         if sorted(by_index) != list(range(len(by_index))):
             raise DatasetError(
@@ -186,7 +181,7 @@ class YoloSource(file_index.FileSource):
             raise DatasetError(
                 f"{self.yaml_path}: not UTF-8 text ({error.reason}); save it as UTF-8"
             ) from None
-        self.config = data_yaml.parse_data_yaml(text, self.yaml_path)
+        self.config = data_yaml.load(text, self.yaml_path)
         self.root = self._dataset_root()
 
     def _dataset_root(self):
