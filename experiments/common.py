@@ -1,4 +1,8 @@
-"""Shared pieces of the experiment configs."""
+"""Shared pieces of the experiment configs: the realmix data and the recipes the sweeps start from.
+
+A config here is today's: it names what an experiment changes, never what a default used to be.
+What a past run ran is its record's own config (`experiments/results/runs/<name>.json`).
+"""
 
 import os
 
@@ -23,37 +27,9 @@ def replace(config, **changes):
     return replace_fields(config, changes)
 
 
-BEFORE_BOX_QUALITY = {"model.box_quality": False}
-"""The recorded experiments ran before the box-quality head (issue 14): pinned off so that
-their configs still reproduce their records; an experiment drops the pin when it is rerun with
-it."""
-
-
-BEFORE_BETTER_BOXES = {"fine_tune_fraction": 0.4, "fine_tune_epochs": 20}
-"""The default's fine-tuning before issue 14's better-boxes candidates were measured: pinned for the
-runs recorded with it (and the candidates, each one change against it)."""
-
-
 def default_recipe(**changes):
     """Today's default recipe on realmix, with `changes` applied."""
     return replace(TrainConfig(data=realmix_data()), **changes)
-
-
-def realmix(**changes):
-    """The default recipe on realmix as the recorded runs had it (without the box-quality head,
-    `BEFORE_BOX_QUALITY`; `BEFORE_BETTER_BOXES`), with `changes` applied.
-    """
-    return replace(
-        TrainConfig(data=realmix_data()), **{**BEFORE_BOX_QUALITY, **BEFORE_BETTER_BOXES, **changes}
-    )
-
-
-def candidate(**changes):
-    """Issue 14's better-boxes candidates: one change each against the default they were measured
-    against
-    (the box-quality head on, `BEFORE_BETTER_BOXES`).
-    """
-    return realmix(**{"model.box_quality": True, **changes})
 
 
 CONV_RECIPE = {
@@ -63,26 +39,20 @@ CONV_RECIPE = {
     "pipeline.augment.crop_area_range": (0.25, 1.0),
     "best_metric": "localization_accuracy",
 }
-"""The first ladder's recipe (the default before the dense head): flatten +
-dense box head on stride-32 features, crops down to 25% of the image, top 30%
-of the backbone fine-tuned, best epoch by localization accuracy. Pinned here so
-those rows mean what was run."""
+"""The first ladder's recipe (before the dense head): flatten + dense box head on stride-32
+features, crops down to 25% of the image, top 30% of the backbone fine-tuned, best epoch by
+localization accuracy."""
 
 
-def realmix_conv(**changes):
-    """`CONV_RECIPE` on realmix, with `changes` applied."""
-    return realmix(**{**CONV_RECIPE, **changes})
+def conv_recipe(**changes):
+    """The default recipe on realmix with `CONV_RECIPE`, with `changes` applied."""
+    return default_recipe(**{**CONV_RECIPE, **changes})
 
 
-def frozen_reference(**changes):
-    """The reference of the one-change-at-a-time comparisons (experiments `frozen_*`).
-
-    `realmix_aug_features`: the heads on 5 passes of frozen EfficientNet-Lite0
-    features (1 plain + 4 augmented), 30 epochs, `CONV_RECIPE` (conv-attached
-    class-agnostic box head on stride-32 features), GIoU, alpha 0.5, 224 px. Cheap (~3 min on 2
-    cores), so each
-    choice is compared at the same budget.
-    """
-    return realmix_conv(
-        **{"frozen_epochs": 30, "feature_passes": 5, "fine_tune_epochs": 0, **changes}
-    )
+def variant(variants, arg, path):
+    """`variants[arg]`: one variant's changes of a sweep file (big_vision's `get_config(arg)`), or a
+    ValueError naming the file's variants."""
+    if arg not in variants:
+        name = os.path.relpath(path, REPO_ROOT)
+        raise ValueError(f"no variant {arg!r} in {name}: one of {', '.join(variants)}")
+    return variants[arg]

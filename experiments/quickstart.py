@@ -6,7 +6,7 @@ a few minutes on 2 CPU cores.
     make train
     python -m localizer.train --experiment=quickstart --workdir=work/quickstart
 
-Result: see experiments/RESULTS.md.
+Result: experiments/RESULTS.md, row "quickstart".
 """
 
 from experiments.common import replace

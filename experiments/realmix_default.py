@@ -3,7 +3,7 @@
 Centre-weighted box head on a stride-16 + stride-32 feature pyramid of
 EfficientNet-Lite0 (ImageNet, offline) and the box-quality head; heads on
 frozen feature passes, then the whole backbone fine-tuned (BatchNorm frozen)
-for 40 epochs (issue 14: `boxes_fine_tune_all` and `boxes_long_schedule`
+for 40 epochs (`boxes_fine_tune_all` and `boxes_long_schedule`
 together); every number is a `TrainConfig` default. Evaluated with the zoomed refinement
 (`--refine`, the default).
 

@@ -1,19 +1,22 @@
 """Records training runs and regenerates experiments/RESULTS.md from them.
 
-    python -m experiments.results record work/realmix_finetune [--name=realmix_finetune]
-    python -m experiments.results            # rewrite experiments/RESULTS.md
-    python -m experiments.results check      # records today's configs no longer reproduce
+    python -m experiments.results write      # rewrite experiments/RESULTS.md (also: no argument)
+    python -m experiments.results record work/NAME [--name=NAME]   # record a run, then write
+    python -m experiments.results check      # records that would not rerun as they ran
 
-A record is the run's train_summary.json plus its config.json, saved as
-experiments/results/runs/<name>.json (small, committed). The table shows what
-was actually run: the best epoch's validation figures, time, memory, date,
-machine and the command.
+A record (experiments/results/runs/<name>.json, small, committed) is a frozen fact: the run's
+commit, its whole resolved config (the work dir's config.json), the command that reruns it from
+the record (`python -m localizer.train --config=experiments/results/runs/<name>.json`), the
+experiment that defined it and the summary of its best epoch. Nothing here compares a record with
+today's experiment files or defaults: a changed default changes tomorrow's runs, never a record.
+RESULTS.md is generated from the records alone and shows what was actually run.
 """
 
-import ast
 import glob
 import json
 import os
+import re
+import shlex
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,7 +87,8 @@ GROUPS = (
         ),
     ),
     (
-        "Better boxes (issue 14): one change at a time against the default before them (boxes_* rows; realmix_default is the new default)",
+        "Better boxes: one change at a time against the default before them (boxes_* rows; "
+        "realmix_default is the new default)",
         (
             "boxes_reference",
             "boxes_fine_tune_all",
@@ -99,27 +103,23 @@ GROUPS = (
 )
 
 
-UNVERSIONED_RECORDS = ("backbone_lite2", "realmix_dense16_320")
-"""Records written before records named their code (commit unknown); their configs still match
-today's.
-Rerun them (`python -m experiments.run --all`) and take them off this list."""
-
-RUN_BY = {"boxes_reference": "realmix_default"}
-"""Records made by another experiment of the same config (its command says so): boxes_reference is
-the
-run of realmix_default at 7f33655, when that was the default the candidates were measured
-against."""
-
 BENCH_HOSTILE = os.path.join(HERE, "results", "bench_hostile.json")
 BENCH_DISTRIBUTED = os.path.join(HERE, "results", "bench_distributed.json")
 
 RUNTIME_FIELDS = ("class_names", "replicas", "resolved_precision", "code")
-"""Keys of a work dir's config.json that describe the run, not the recipe (compared separately)."""
+"""Keys of a work dir's config.json that describe the run, not the recipe (the record's "runtime"
+and "code")."""
 
 
-def record(workdir, name=None):
-    """Copies a work dir's summary and config into a run record: what ran, with which code and
-    command."""
+def record(workdir, name=None, experiment=None, what=None):
+    """Writes a run record from a work dir: a frozen fact that reruns as it was.
+
+    The record holds the commit and code that ran, the resolved config as the work dir's
+    config.json has it (`localizer.training.config.to_dict`), the command that reruns it from the
+    record itself (`python -m localizer.train --config=<the record>`), the command it ran with,
+    which experiment defined it (`experiment`: "experiments/frozen.py:alpha_025") and what it
+    changed (`what`: one line for the results table), and the summary of its best epoch.
+    """
     name = name or os.path.basename(os.path.normpath(workdir))
     with open(os.path.join(workdir, "train_summary.json")) as f:
         summary = json.load(f)
@@ -128,24 +128,38 @@ def record(workdir, name=None):
     summary.pop("last", None)
     for key in ("workdir", "best_model", "final_model", "metrics_history"):
         summary.pop(key, None)
-    experiment = name if os.path.exists(os.path.join(HERE, f"{name}.py")) else None
-    command = summary.pop("command", None) or (
-        f"python -m localizer.train --experiment={experiment} --workdir=work/{name}"
-        if experiment
-        else None
-    )
-    os.makedirs(RUNS, exist_ok=True)
+    ran = summary.pop("command", None)
+    code = dict(summary.pop("code", None) or config.get("code") or {})
     path = os.path.join(RUNS, f"{name}.json")
     body = {
         "name": name,
-        "command": command,
-        "code": summary.pop("code", None),
+        "what": what or name,
+        "experiment": experiment,
+        "commit": code.pop("commit", None),
+        "code": code,
+        "command": rerun_command(name),
+        "ran": ran,
+        "config": portable_config({k: v for k, v in config.items() if k not in RUNTIME_FIELDS}),
+        "config_source": "the work dir's config.json",
+        "runtime": {k: config[k] for k in ("replicas", "resolved_precision") if k in config},
         "summary": summary,
-        "config": portable_config(config),
     }
+    os.makedirs(RUNS, exist_ok=True)
     with open(path, "w") as f:
         json.dump(body, f, indent=2, sort_keys=True)
+        f.write("\n")
     return path
+
+
+def rerun_command(name):
+    """The argv that reruns record `name` as it ran: training from the record's own config."""
+    return [
+        "python",
+        "-m",
+        "localizer.train",
+        f"--config=experiments/results/runs/{name}.json",
+        f"--workdir=work/{name}",
+    ]
 
 
 def portable_config(config):
@@ -158,75 +172,11 @@ def portable_config(config):
     return config
 
 
-def config_mismatches(run):
-    """`[(field path, recorded, today's)]` between a record and today's `get_config()` of its
-    experiment.
-
-    Today's config is resolved as the run resolved it (its classes and
-    replica count), so a difference is a change of recipe: a default that
-    moved, a field added since (recorded as `<absent>`), or a value changed.
-    """
-    from localizer.model import LEGACY_ATTACH_NAMES
+def record_config(run):
+    """The `TrainConfig` a record ran with, as `--config=<record>` rebuilds it."""
     from localizer.training import config as config_lib
 
-    recorded = portable_config(run["config"])
-    model = recorded.get("model") or {}
-    if model.get("attach") in LEGACY_ATTACH_NAMES:
-        model["attach"] = LEGACY_ATTACH_NAMES[model["attach"]]
-    config = config_lib.load_experiment(run["name"]).resolve(
-        recorded["class_names"], recorded.get("replicas", 1)
-    )
-    today = portable_config(config_lib.to_dict(config))
-    return [
-        (path, was, now)
-        for path, was, now in _differences(
-            today, {k: v for k, v in recorded.items() if k not in RUNTIME_FIELDS}
-        )
-        if not (was == ABSENT and path in ABSENT_MEANS and ABSENT_MEANS[path] == now)
-        and not (path in UNUSED_UNLESS and not _field(today, UNUSED_UNLESS[path]))
-    ]
-
-
-ABSENT = "<absent>"
-
-ABSENT_MEANS = {
-    "model.box_quality": False,
-    "ema_momentum": 0.0,
-    "pipeline.augment.zoom_view_prob": 0.0,
-    "data.exif": "apply",
-}
-"""Fields added since some records were made, with the value that did what those runs did (no such
-head,
-no weight averaging, no zoom views; realmix, the records' data, holds no photo with an EXIF
-orientation,
-so applying it changes nothing there)."""
-
-UNUSED_UNLESS = {
-    "box_quality_loss_weight": "model.box_quality",
-    "model.quality_units": "model.box_quality",
-    "pipeline.augment.zoom_view_jitter": "pipeline.augment.zoom_view_prob",
-    "fine_tune_fraction": "fine_tune_epochs",
-}
-"""Fields that change nothing while the flag they name is off: not compared then."""
-
-
-def _field(config, path):
-    for key in path.split("."):
-        config = config[key]
-    return config
-
-
-def _differences(today, recorded, prefix=""):
-    for key in sorted(set(today) | set(recorded)):
-        path = f"{prefix}{key}"
-        if key not in recorded:
-            yield path, ABSENT, today[key]
-        elif key not in today:
-            yield path, recorded[key], ABSENT
-        elif isinstance(today[key], dict) and isinstance(recorded[key], dict):
-            yield from _differences(today[key], recorded[key], path + ".")
-        elif today[key] != recorded[key]:
-            yield path, recorded[key], today[key]
+    return config_lib.from_dict(run["config"])
 
 
 def read_runs():
@@ -240,14 +190,18 @@ def read_runs():
 
 
 def check_records():
-    """Lines naming every record that today's experiment configs no longer reproduce."""
+    """Lines naming every record that does not rerun as it ran: no commit, a command that does not
+    train from the record itself, or a config that today's code cannot build."""
     lines = []
     for name, run in read_runs().items():
-        if not os.path.exists(os.path.join(HERE, f"{name}.py")):
-            lines.append(f"{name}: no experiments/{name}.py")
-            continue
-        for path, recorded, today in config_mismatches(run):
-            lines.append(f"{name}: {path} recorded {recorded!r}, today {today!r}")
+        if not run.get("commit"):
+            lines.append(f"{name}: names no commit")
+        if run.get("command") != rerun_command(name):
+            lines.append(f"{name}: its command is not {shlex.join(rerun_command(name))}")
+        try:
+            record_config(run).resolve(run["config"]["model"]["class_names"]).validate()
+        except (KeyError, TypeError, ValueError) as error:
+            lines.append(f"{name}: its config does not load: {error}")
     return lines
 
 
@@ -263,16 +217,6 @@ def _fmt(value):
     return "-" if value is None else f"{value:.3f}"
 
 
-def describe(name):
-    """The first line of experiments/<name>.py's docstring (read, not imported), or ""."""
-    path = os.path.join(HERE, f"{name}.py")
-    if not os.path.exists(path):
-        return ""
-    with open(path, encoding="utf-8") as f:
-        doc = ast.get_docstring(ast.parse(f.read())) or ""
-    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
-
-
 def table_rows(runs):
     yield (
         "| run | what | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
@@ -284,20 +228,22 @@ def table_rows(runs):
         best = s.get("best") or {}
         acc = best.get("iou_accuracy", {})
         yield (
-            f"| {run['name']} | {describe(run['name'])} | {_fmt(best.get('mean_iou'))} "
+            f"| {run['name']} | {run['what']} | {_fmt(best.get('mean_iou'))} "
             f"| {_fmt(best.get('macro_mean_iou'))} "
             f"| {_fmt(acc.get('0.5'))} | {_fmt(acc.get('0.75'))} | {_fmt(acc.get('0.9'))} "
             f"| {_fmt(best.get('localization_accuracy'))} | {_fmt(best.get('classification_accuracy'))} "
             f"| {s['train_seconds'] / 60:.1f} min | {s.get('peak_memory_mb', '-')} MB "
-            f"| {s.get('date', '-')}, {s.get('machine', '-')} | {_commit(run)} | `{run['command'] or '-'}` |"
+            f"| {s.get('date', '-')}, {s.get('machine', '-')} | {_commit(run)} "
+            f"| `{shlex.join(run['command'])}` |"
         )
 
 
 def _commit(run):
     code = run.get("code") or {}
-    if not code.get("commit"):
+    commit = run.get("commit") or code.get("commit")
+    if not commit:
         return "not recorded"
-    return code["commit"][:7] + ("+dirty" if code.get("dirty") else "")
+    return commit[:7] + ("+dirty" if code.get("dirty") else "")
 
 
 def hostile_section():
@@ -509,12 +455,9 @@ def int8_section():
     return lines
 
 
-def write_results():
-    runs = []
-    for path in glob.glob(os.path.join(RUNS, "*.json")):
-        with open(path) as f:
-            runs.append(json.load(f))
-    by_name = {run["name"]: run for run in runs}
+def results_markdown():
+    """RESULTS.md's text, from the run records, the benchmark JSONs and results/NOTES.md only."""
+    by_name = read_runs()
     named = {name for _, names in GROUPS for name in names}
     tables = []
     for title, names in GROUPS + (("Other runs", tuple(sorted(set(by_name) - named))),):
@@ -524,12 +467,14 @@ def write_results():
     lines = [
         "# Results",
         "",
-        "Generated by `python -m experiments.results` from the run records in "
-        "`experiments/results/runs/` (each written by `python -m experiments.run NAME` or "
-        "`python -m experiments.results record WORKDIR` after the run). Validation figures are the best "
-        "epoch's (by the run's `best_metric`: localization accuracy before the dense head, class-averaged "
-        "IoU since) on the `val` split, the model's plain output (no `--refine`: see the test-time table); "
-        "training used `train` only.",
+        "Generated by `python -m experiments.results write` from the run records in "
+        "`experiments/results/runs/` (each written by `python -m experiments.run NAME` after the "
+        "run) and the benchmarks' JSON files beside them; do not edit by hand. Each record holds "
+        "the commit, the whole resolved config and the command that reruns it as it ran (the "
+        "command column). Validation figures are the best epoch's (by the run's `best_metric`: "
+        "localization accuracy before the dense head, class-averaged IoU since) on the `val` "
+        "split, the model's plain output (no `--refine`: see the test-time table); training used "
+        "`train` only.",
         "",
         "## Training runs",
         "",
@@ -546,19 +491,47 @@ def write_results():
     if os.path.exists(notes_path):
         with open(notes_path) as f:
             lines += [f.read().strip(), ""]
-    with open(RESULTS_MD, "w") as f:
-        f.write("\n".join(lines))
-    return RESULTS_MD
+    return portable_text("\n".join(lines))
+
+
+def portable_text(text):
+    """`text` without the paths of the machine that ran: a work dir's path from its `work/`, a
+    temporary folder left out."""
+    text = re.sub(r"/tmp/tmp\w+/", "", text)
+    return re.sub(r"(?<![\w./])/[^\s`|:]*?/(work/[^\s`|:]+)", r"\1", text)
+
+
+def write_results(path=RESULTS_MD):
+    with open(path, "w") as f:
+        f.write(results_markdown())
+    return path
+
+
+USAGE = __doc__
 
 
 def main(argv):
     if len(argv) >= 2 and argv[1] == "check":
         problems = check_records()
-        print("\n".join(problems) or "Every record matches its experiment's config.")
+        print("\n".join(problems) or "Every record reruns from its own config and commit.")
         return 1 if problems else 0
     if len(argv) >= 3 and argv[1] == "record":
+        from experiments import names
+
         name = next((a.split("=", 1)[1] for a in argv[3:] if a.startswith("--name=")), None)
-        print(record(argv[2], name))
+        name = name or os.path.basename(os.path.normpath(argv[2]))
+        known = name in names.experiments()
+        print(
+            record(
+                argv[2],
+                name,
+                names.spec(name) if known else None,
+                names.describe(name) if known else None,
+            )
+        )
+    elif len(argv) >= 2 and argv[1] != "write":
+        print(USAGE)
+        return 2
     print(write_results())
     return 0
 

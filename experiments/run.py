@@ -1,55 +1,41 @@
 """Runs named experiments one after another, records each, regenerates RESULTS.md.
 
     python -m experiments.run frozen_fc_head frozen_per_class   # named ones
-    python -m experiments.run --all                             # every experiment not yet
-    reproduced
+    python -m experiments.run --all                             # every experiment not yet recorded
     python -m experiments.run --rerun realmix_default           # even if already run
 
-Each experiment trains in its own process (`python -m localizer.train
---experiment=NAME --workdir=work/NAME`), so its peak-memory figure is its own.
-An experiment whose work dir already holds a train_summary.json is only
-recorded again, not retrained, unless --rerun is given (which deletes the old
-work dir first: training would otherwise resume from its backups). `--all`
-takes every experiment whose record is missing, names no commit, or no longer
-matches today's config; it can be stopped and started again, in pieces. A
-failed run is reported and the next one still runs; the exit code says
-whether any failed.
+Names are `experiments.names`': a file's own (`quickstart`) or a sweep variant's
+(`frozen_alpha_025` = `experiments/frozen.py:alpha_025`). Each experiment trains
+in its own process (`python -m localizer.train --config=experiments/frozen.py:alpha_025
+--workdir=work/frozen_alpha_025`), so its peak-memory figure is its own. An
+experiment whose work dir already holds a train_summary.json is only recorded
+again, not retrained, unless --rerun is given (which deletes the old work dir
+first: training would otherwise resume from its backups). `--all` takes every
+experiment without a record (or whose record names no commit); it can be
+stopped and started again, in pieces. A record is never compared with today's
+config: to see what a changed default does, rerun with --rerun. A failed run
+is reported and the next one still runs; the exit code says whether any failed.
 """
 
-import glob
 import os
 import shutil
 import subprocess
 import sys
 
-from experiments import results
+from experiments import names, results
 
 WORK_ROOT = "work"
-NOT_EXPERIMENTS = {"__init__", "common", "results", "run", "tta_effect", "real_model_check"}
-"""Modules of experiments/ that are not experiments (benchmarks start with bench_)."""
 
 
 def experiment_names():
-    """Every experiments/<name>.py with a get_config()."""
-    return sorted(
-        name
-        for name in (
-            os.path.splitext(os.path.basename(p))[0]
-            for p in glob.glob(os.path.join(results.HERE, "*.py"))
-        )
-        if name not in NOT_EXPERIMENTS and not name.startswith("bench_")
-    )
+    """Every named experiment (`experiments.names`: files and sweep variants)."""
+    return sorted(names.experiments())
 
 
 def needs_run(name, runs):
-    """True when `name` has no record, a record without a commit, or one today's config does not
-    reproduce."""
+    """True when `name` has no record yet, or one that names no commit."""
     run = runs.get(name)
-    return (
-        run is None
-        or not (run.get("code") or {}).get("commit")
-        or bool(results.config_mismatches(run))
-    )
+    return run is None or not run.get("commit")
 
 
 def run_experiment(name, rerun=False):
@@ -63,14 +49,14 @@ def run_experiment(name, rerun=False):
             sys.executable,
             "-m",
             "localizer.train",
-            f"--experiment={name}",
+            f"--config={names.spec(name)}",
             f"--workdir={workdir}",
         ]
         print("$", " ".join(command), flush=True)
         if subprocess.call(command) != 0:
             print(f"experiment {name} failed; see the output above.", file=sys.stderr)
             return False
-    print(results.record(workdir, name), flush=True)
+    print(results.record(workdir, name, names.spec(name), names.describe(name)), flush=True)
     return True
 
 

@@ -1,21 +1,22 @@
 """Baseline: the recipe of the popular Keras localization tutorials, on realmix.
 
-Frozen ImageNet backbone, global-average-pooled features, dense heads, L2 box
-loss, no augmentation (EfficientNet-Lite0, 224 px).
+Frozen ImageNet backbone, global-average-pooled features, dense heads (no box-quality head), L2
+box loss, no augmentation (EfficientNet-Lite0, 224 px).
 
     python -m localizer.train --experiment=tutorial_baseline --workdir=work/tutorial_baseline
 
-Result: see experiments/RESULTS.md (row "tutorial_baseline").
+Result: experiments/RESULTS.md, row "tutorial_baseline".
 """
 
-from experiments.common import realmix_conv
+from experiments.common import conv_recipe
 from pipelines.augment import AugmentConfig
 
 
 def get_config():
-    return realmix_conv(
+    return conv_recipe(
         **{
             "model.attach": "pooled",
+            "model.box_quality": False,
             "box_loss": "l2",
             "pipeline.augment": AugmentConfig.off(),
             "cache_features": True,

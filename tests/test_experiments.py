@@ -1,12 +1,14 @@
-"""Every named experiment loads, validates, documents how to run it, and its run record still
-holds."""
+"""Every named experiment loads and says how to run it; every run record is a frozen fact that
+reruns as it ran; RESULTS.md is what the records generate. Nothing compares a record with today's
+defaults: changing one breaks no test here."""
 
 import dataclasses
-import json
+import os
+import re
 
 import pytest
 
-from experiments import results
+from experiments import names, results
 from experiments import run as run_lib
 from localizer import model as model_lib
 from localizer.training import config as config_lib
@@ -16,78 +18,120 @@ RUNS = results.read_runs()
 
 
 def test_there_are_experiments():
-    assert {"quickstart", "tutorial_baseline", "realmix_default"} <= set(NAMES)
+    assert {"quickstart", "tutorial_baseline", "realmix_default", "frozen_alpha_025"} <= set(NAMES)
+    assert names.spec("frozen_alpha_025") == "experiments/frozen.py:alpha_025"
+    assert names.spec("realmix_aug_features") == "experiments/frozen.py:reference"
+    assert names.spec("quickstart") == "experiments/quickstart.py"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_experiment_is_a_valid_config_with_its_command(name):
-    config = config_lib.load_experiment(name).validate()
+    config = names.get_config(name).validate()
     # The model part validates once the dataset has set the classes.
     dataclasses.replace(config.model, num_classes=3, class_names=()).validate()
     assert (config.model.attach, config.model.regression) in model_lib.HEAD_CONFIGURATIONS
-    module = __import__(f"experiments.{name}", fromlist=["get_config"])
-    assert f"--experiment={name}" in module.__doc__ or f"experiments.run {name}" in module.__doc__
+    stem = names.spec(name).split(":")[0]
+    doc = __import__(f"experiments.{os.path.basename(stem)[:-3]}", fromlist=["x"]).__doc__
+    assert "python -m experiments.run" in doc or "--config=" in doc or "--experiment=" in doc
+
+
+def test_a_sweep_names_its_variants():
+    with pytest.raises(ValueError, match="no variant 'alpha_0' in experiments/frozen.py: one of"):
+        __import__("experiments.frozen", fromlist=["x"]).get_config("alpha_0")
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_record_is_reproduced_by_todays_config(name):
-    """Changing a default that an experiment relies on must pin it there, or rerun the
-    experiment."""
-    assert name in NAMES, f"record {name} has no experiments/{name}.py"
-    assert results.config_mismatches(RUNS[name]) == []
-
-
-@pytest.mark.parametrize("name", sorted(RUNS))
-def test_record_names_its_code_and_command(name):
+def test_record_is_a_frozen_fact(name):
+    """Its commit, its whole resolved config (today's code builds and validates it) and the command
+    that reruns it from the record itself."""
     run = RUNS[name]
-    assert run["command"] and f"--experiment={results.RUN_BY.get(name, name)}" in run["command"]
-    if (
-        name in results.UNVERSIONED_RECORDS
-    ):  # written before records named their code; listed to be rerun
-        assert not (run.get("code") or {}).get("commit"), (
-            f"{name} names its commit now: take it off the list"
-        )
-        return
-    assert (run.get("code") or {}).get("commit"), (
-        f"{name}: rerun it (python -m experiments.run --rerun {name})"
-    )
-
-
-def test_a_changed_default_is_caught(monkeypatch):
-    run = json.loads(json.dumps(RUNS["realmix_default"]))
-    run["config"]["fine_tune_epochs"] += 1
-    assert results.config_mismatches(run) == [
-        (
-            "fine_tune_epochs",
-            run["config"]["fine_tune_epochs"],
-            run["config"]["fine_tune_epochs"] - 1,
-        )
+    assert run["name"] == name and run["what"]
+    assert len(run["commit"]) == 40
+    assert run["command"] == [
+        "python",
+        "-m",
+        "localizer.train",
+        f"--config=experiments/results/runs/{name}.json",
+        f"--workdir=work/{name}",
     ]
-    del run["config"]["model"]["dense_channels"]  # a field added after the run
-    assert ("model.dense_channels", "<absent>", 128) in results.config_mismatches(run)
-    # A field added since, at the value that does what the run did, is no change; at another it is
-    # (a row run before the box-quality head, which its experiment pins off).
-    pinned = json.loads(json.dumps(RUNS["realmix_spatial"]))
-    for field in ("box_quality", "box_quality_loss_weight"):
-        pinned["config"].pop(field, None)
-        pinned["config"]["model"].pop(field, None)
-    assert not [m for m in results.config_mismatches(pinned) if "box_quality" in m[0]]
-    monkeypatch.setattr(results, "ABSENT_MEANS", {"model.box_quality": True})
-    assert ("model.box_quality", "<absent>", False) in results.config_mismatches(pinned)
+    config = results.record_config(run)
+    assert list(config.model.class_names) == run["config"]["model"]["class_names"]
+    config.resolve(run["config"]["model"]["class_names"]).validate()
+    assert run["experiment"] == names.spec(name)  # the experiment that defines it today
+
+
+def test_every_record_reruns_as_it_ran():
+    assert results.check_records() == []
+
+
+def test_results_md_is_generated_from_the_records():
+    with open(results.RESULTS_MD) as f:
+        committed = f.read()
+    assert committed == results.results_markdown(), (
+        "RESULTS.md is generated: python -m experiments.results write"
+    )
+    assert "/tmp/" not in committed and "/work/" not in committed
+    assert not re.search(r"issues? \d", committed, re.IGNORECASE)  # no tracker numbers
+
+
+def test_a_changed_default_breaks_no_record(monkeypatch):
+    """Today's defaults move; the records and RESULTS.md do not."""
+    fields = {f.name: f for f in dataclasses.fields(config_lib.TrainConfig)}
+    changed = dataclasses.make_dataclass(
+        "TrainConfig",
+        [("fine_tune_epochs", int, dataclasses.field(default=7))],
+        bases=(config_lib.TrainConfig,),
+        frozen=True,
+    )
+    assert fields["fine_tune_epochs"].default != 7 and changed().fine_tune_epochs == 7
+    monkeypatch.setattr(config_lib, "TrainConfig", changed)
+    monkeypatch.setattr(config_lib, "default_config", changed)
+    with open(results.RESULTS_MD) as f:
+        assert f.read() == results.results_markdown()
+    assert results.check_records() == []
+    run = RUNS["realmix_default"]
+    assert results.record_config(run).fine_tune_epochs == run["config"]["fine_tune_epochs"] == 40
+
+
+def test_record_writes_a_rerunnable_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RUNS", str(tmp_path / "runs"))
+    workdir = tmp_path / "frozen_alpha_025"
+    workdir.mkdir()
+    config = {
+        **config_lib.to_dict(names.get_config("frozen_alpha_025").resolve(["a", "b"])),
+        "class_names": ["a", "b"],
+        "replicas": 1,
+        "resolved_precision": "float32",
+        "code": {"commit": "c" * 40, "dirty": False},
+    }
+    (workdir / "config.json").write_text(results.json.dumps(config))
+    (workdir / "train_summary.json").write_text(
+        results.json.dumps({"command": "python -m localizer.train x", "train_seconds": 60})
+    )
+    path = results.record(str(workdir), None, "experiments/frozen.py:alpha_025", "alpha 0.25")
+    run = results.json.loads(open(path).read())
+    assert run["commit"] == "c" * 40 and run["ran"] == "python -m localizer.train x"
+    assert run["command"][3] == "--config=experiments/results/runs/frozen_alpha_025.json"
+    ran = names.get_config("frozen_alpha_025").resolve(["a", "b"])
+    portable = dataclasses.replace(ran.data, data_dir="../shared/data/realmix")  # any machine's
+    assert results.record_config(run) == dataclasses.replace(ran, data=portable)
+    assert "class_names" not in run["config"] and run["runtime"]["replicas"] == 1
 
 
 def test_run_records_an_existing_run_without_retraining(tmp_path, monkeypatch):
     calls, recorded = [], []
     monkeypatch.setattr(run_lib.subprocess, "call", lambda command: calls.append(command) or 0)
     monkeypatch.setattr(
-        run_lib.results, "record", lambda workdir, name: recorded.append(name) or name
+        run_lib.results, "record", lambda workdir, name, *what: recorded.append(name) or name
     )
     monkeypatch.setattr(run_lib, "WORK_ROOT", str(tmp_path))
-    (tmp_path / "done").mkdir()
-    (tmp_path / "done" / "train_summary.json").write_text("{}")
-    assert run_lib.run_experiment("done") and calls == [] and recorded == ["done"]
-    assert run_lib.run_experiment("new") and "--experiment=new" in calls[0]
+    (tmp_path / "quickstart").mkdir()
+    (tmp_path / "quickstart" / "train_summary.json").write_text("{}")
+    assert run_lib.run_experiment("quickstart") and calls == [] and recorded == ["quickstart"]
+    assert run_lib.run_experiment("frozen_alpha_025")
+    assert "--config=experiments/frozen.py:alpha_025" in calls[0]
     # --rerun deletes the old work dir so the run starts fresh instead of resuming.
-    assert run_lib.run_experiment("done", rerun=True) and not (tmp_path / "done").exists()
+    assert run_lib.run_experiment("quickstart", rerun=True)
+    assert not (tmp_path / "quickstart").exists()
     monkeypatch.setattr(run_lib.subprocess, "call", lambda command: 1)
-    assert not run_lib.run_experiment("broken") and recorded[-1] != "broken"
+    assert not run_lib.run_experiment("frozen_loss_l2") and recorded[-1] != "frozen_loss_l2"
