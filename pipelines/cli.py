@@ -1,10 +1,16 @@
 """The one error contract of every command line (train, evaluate, predict, export, pipelines.show).
 
-A user mistake is one line on stderr, `error: <what>, <where>, <what to do>`,
-and exit code 2, never a traceback (`--debug` shows it); a bad file among many
-is that file's line and the others go on (exit 1, the command's own
-business); a multi-worker run whose peer is gone is one line and exit 3 (rerun
-every worker to resume); tracebacks are for bugs. Flag errors follow the same contract.
+Like absl's `app.UsageError`, but for every user mistake: an exception derived
+from `pipelines.errors.UserError` (a flag error, a missing or damaged file, a
+folder that cannot be written, a refused work dir, a full disk) is one line on
+stderr, `error: <what>, <where>, <what to do>`, and its `exit_code` (2; 3 for a
+multi-worker run whose peer is gone: rerun every worker to resume), never a
+traceback (`--debug` shows it). A bad file among many is that file's line and
+the others go on (exit 1, the command's own business). Anything else is a bug:
+it keeps its traceback and Python's exit code 1, whatever its type (a
+ValueError from Keras is no user mistake). A full disk reported by a library
+(an OSError or a TensorFlow error whose words say so) is an environment
+condition, not a bug: one line and exit 2 as well.
 
     if __name__ == "__main__":
         cli.run(main, define_flags)
@@ -17,23 +23,9 @@ import traceback
 from absl import app, flags
 
 from pipelines import files
-from pipelines.errors import EXIT_USER_ERROR, UserError
+from pipelines.errors import EXIT_USER_ERROR, FlagValueError, UserError
 
 EXIT_SOME_FILES_FAILED = 1
-
-
-def _user_errors():
-    """Exception types that mean "the input or the command line is wrong", not "the code is
-    wrong"."""
-    import tensorflow as tf
-
-    return (
-        UserError,
-        ValueError,
-        OSError,
-        tf.errors.InvalidArgumentError,
-        tf.errors.NotFoundError,
-    )
 
 
 def error_line(error):
@@ -96,10 +88,8 @@ def run(main, define_flags):
             return main(argv)
         except UserError as error:
             _leave(error, error.exit_code)
-        except _user_errors() as error:
-            _leave(error, EXIT_USER_ERROR)
         except Exception as error:
-            # A full disk is no bug, whichever library's error says so.
+            # A full disk is no bug, whichever library's error says so; anything else is one.
             if not files.is_disk_full(error):
                 raise
             _leave(error, EXIT_USER_ERROR)
@@ -118,5 +108,5 @@ def _leave(error, code):
 
 def require_positive(value, flag):
     if value is None or value < 1:
-        raise UserError(f"--{flag}={value} must be at least 1")
+        raise FlagValueError(f"--{flag}={value} must be at least 1")
     return value

@@ -19,3 +19,7 @@ class UserError(Exception):
     """
 
     exit_code = EXIT_USER_ERROR
+
+
+class FlagValueError(UserError, ValueError):
+    """A flag's value is outside what it may be; the message names the flag (`--name=value`)."""

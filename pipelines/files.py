@@ -8,6 +8,8 @@ import json
 import os
 import uuid
 
+from pipelines.errors import UserError
+
 CACHE_DIR_ENV = "LOCALIZER_CACHE_DIR"
 """Environment variable that moves the cache (converted weights, composited images)."""
 
@@ -29,10 +31,18 @@ PROBE_PREFIX = ".write-test-"
 """Name of the short-lived file `check_writable_folder` writes (a kill may leave one behind)."""
 
 
+class OutputFolderError(UserError, OSError, ValueError):
+    """An output folder the command refuses: a file, not writable, among its inputs, or holding
+    files it did not write; the message names it and says to choose another.
+
+    An OSError (it could not be written) and a ValueError (it was refused) for older callers.
+    """
+
+
 def check_not_a_file(path, what, todo="choose another folder"):
     """Refuses an output folder that is an existing file (makedirs would only say "File exists")."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise OSError(f"{what} {path} is a file, not a folder; {todo}")
+        raise OutputFolderError(f"{what} {path} is a file, not a folder; {todo}")
     return path
 
 
@@ -40,7 +50,7 @@ def check_writable_folder(path, what, probe_bytes=1, todo="choose another folder
     """Creates `path` if needed and proves it writable now (not after the long part); returns it.
 
     `probe_bytes` are written and removed (a larger probe also catches a nearly full disk).
-    Raises OSError naming the folder and what to do.
+    Raises OutputFolderError (an OSError) naming the folder and what to do.
     """
     check_not_a_file(path, what, todo)
     try:
@@ -52,7 +62,7 @@ def check_writable_folder(path, what, probe_bytes=1, todo="choose another folder
     except OSError as error:
         if is_disk_full(error):
             todo = f"free space there, or {todo}"
-        raise OSError(
+        raise OutputFolderError(
             f"{what} {path} is not writable ({error.strerror or error}); {todo}"
         ) from None
     return path
@@ -81,9 +91,12 @@ DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
 TensorFlow's."""
 
 
-class DiskFullError(OSError):
+class DiskFullError(UserError, OSError):
     """No space was left where a file was being written; the message names the file and what to
-    do."""
+    do.
+
+    Not a mistake of the user's, but theirs to fix (an environment condition): one line, like one.
+    """
 
     def __init__(
         self, path, todo="free space there, or write elsewhere, and run the command again"

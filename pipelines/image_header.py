@@ -24,6 +24,7 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 
 from pipelines import orientation as orientation_lib
+from pipelines.errors import FlagValueError, UserError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -63,7 +64,7 @@ JPEG_MIN_BITS_PER_BLOCK = 1
 _DEFLATE_MAX_RATIO = 1032
 
 
-class ImageHeaderError(ValueError):
+class ImageHeaderError(UserError, ValueError):
     """The file is not a JPEG/PNG/GIF/BMP/WebP image this reader understands, or is damaged."""
 
 
@@ -78,7 +79,7 @@ class ImageTooLargeError(ImageHeaderError):
 def check_pixel_limit(limit):
     """A `--max_image_pixels` value: 0 (off) or positive; negative is a mistake."""
     if limit is None or int(limit) < 0:
-        raise ValueError(
+        raise FlagValueError(
             f"--max_image_pixels={limit} must be 0 (no limit) or a positive pixel count"
         )
     return int(limit)

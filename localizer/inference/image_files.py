@@ -19,6 +19,7 @@ import tensorflow as tf
 from localizer.inference.predictor import Predictor
 from pipelines import boxes as box_lib
 from pipelines import decode, files, image_header
+from pipelines.errors import UserError
 
 DRAWING_SUFFIX = ".pred.png"
 DRAWING_MARK = "localizer predict"
@@ -40,11 +41,11 @@ UNSUPPORTED_EXTENSIONS = (
 skipped silently."""
 
 
-class DrawDirError(ValueError):
-    """The draw dir would put drawings among the inputs."""
+DrawDirError = files.OutputFolderError
+"""The draw dir would put drawings among the inputs, or over files predict did not write."""
 
 
-class NoImagesError(ValueError):
+class NoImagesError(UserError, ValueError):
     """No input names an image file: every one is a folder without any."""
 
 
@@ -197,7 +198,7 @@ def _broken_link(path):
     return f"broken link to {target}, which does not exist"
 
 
-class BoxQualityThresholdError(ValueError):
+class BoxQualityThresholdError(UserError, ValueError):
     """`--min_box_quality` for a model without a box-quality output."""
 
 

@@ -12,9 +12,10 @@ import tensorflow as tf
 from localizer import model as model_lib
 from localizer.ops import views
 from localizer.serving import signatures
+from pipelines.errors import UserError
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """The model path is missing, or is not a localizer `.keras` file or exported SavedModel."""
 
 

@@ -29,13 +29,13 @@ def check_report_dir(report_dir, data_dir=None):
     """Refuses a report dir that holds files the report would replace but did not write, or the
     dataset."""
     if data_dir and files.inside(report_dir, data_dir):
-        raise ValueError(
+        raise files.OutputFolderError(
             f"report dir {report_dir} is inside the dataset folder {data_dir}; "
             f"choose another --report_dir"
         )
     for path in report_paths(report_dir).values():
         if os.path.exists(path) and not _written_by_a_report(report_dir):
-            raise ValueError(
+            raise files.OutputFolderError(
                 f"report dir {report_dir} holds {os.path.basename(path)}, which is not from an earlier report; "
                 f"choose another --report_dir"
             )

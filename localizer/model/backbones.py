@@ -18,12 +18,8 @@ import typing
 import keras
 
 from localizer.model import efficientnet_lite_weights
+from localizer.model.efficientnet_lite_weights import WeightsUnavailableError
 from localizer.model.layers import ImagePreprocessing, PackFineFeatures
-from pipelines.errors import UserError
-
-
-class WeightsUnavailableError(UserError):
-    """Pretrained weights could not be loaded (typically: no internet)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,10 +159,12 @@ def build_backbone(name, image_size, weights="imagenet", feature_stride=32):
         inner = spec.build(input_shape, weights)
     except WeightsUnavailableError:
         raise
-    except efficientnet_lite_weights.WeightsUnavailableError as error:
-        raise WeightsUnavailableError(str(error)) from None
     except Exception as error:  # Keras raises plain Exception on a failed download
-        if weights is None:
+        # A file that is missing, unreadable or another model's (OSError, ValueError) is the user's;
+        # any other error (TypeError, KeyError, ...) is a bug and keeps its traceback.
+        if weights is None or not (
+            isinstance(error, (OSError, ValueError)) or type(error) is Exception
+        ):
             raise
         raise WeightsUnavailableError(
             f"Could not load {weights!r} weights for backbone {name!r} ({type(error).__name__}: "

@@ -22,10 +22,12 @@ from keras import layers
 from localizer.model.efficientnet_lite import build_efficientnet_lite, variant_params
 from localizer.model.torch_weights import load_state_dict
 from pipelines import files
+from pipelines.errors import UserError
 
 
-class WeightsUnavailableError(FileNotFoundError):
-    """ImageNet weights were requested but no ``.pth`` file can be found."""
+class WeightsUnavailableError(UserError):
+    """Pretrained weights were asked for and cannot be had (no ``.pth`` installed, no internet, a
+    backbone without any); the message says what to do."""
 
 
 # --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import os
 
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
+from pipelines.errors import UserError
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -45,7 +46,7 @@ REEXPORT = "export the model again (python -m localizer.export --model=<its .ker
 """What to do about an export whose metadata cannot be used."""
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """An export's `metadata.json` is missing, not JSON, or lacks a field; the message names the
     file."""
 

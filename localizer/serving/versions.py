@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 
+from pipelines.errors import UserError
+
 TEMPORARY_PREFIX = ".tmp-"
 
 
@@ -68,14 +70,19 @@ def check_version(version):
     return int(version)
 
 
+class VersionTakenError(UserError, FileExistsError):
+    """The `--version` asked for exists already in the export dir; the message names the next free
+    one."""
+
+
 def version_taken(export_dir, version):
-    """The FileExistsError for a `--version` whose folder `export_dir` holds already: what to do
-    instead."""
+    """The VersionTakenError (a FileExistsError) for a `--version` whose folder `export_dir` holds
+    already: what to do instead."""
     path = os.path.join(export_dir, str(version))
     following = max(existing_versions(export_dir), default=0) + 1
     while os.path.exists(os.path.join(export_dir, str(following))):  # as `publish` picks it
         following += 1
-    return FileExistsError(
+    return VersionTakenError(
         f"version {version} exists already: {path}; choose another --version, or leave it out "
         f"for the next free one ({following})"
     )

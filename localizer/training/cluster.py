@@ -32,6 +32,10 @@ TF_CONFIG = "TF_CONFIG"
 _TASK_TYPES = ("chief", "worker")  # the tasks that train; "evaluator" and "ps" do not
 
 
+class TFConfigError(UserError, ValueError):
+    """The TF_CONFIG environment variable is not a cluster this command can train in."""
+
+
 class WorkerLostError(UserError):
     """A worker of a multi-worker run stopped (killed, crashed or refused the run).
 
@@ -65,7 +69,7 @@ def parse_tf_config(text):
     """`(cluster {task type: [addresses]}, task type, task index)` of a TF_CONFIG value.
 
     Raises:
-      ValueError: one line naming what is wrong, when TF_CONFIG is not the
+      TFConfigError (a ValueError): one line naming what is wrong, when TF_CONFIG is not the
         JSON that Kubeflow's TFJob, Vertex AI and `localizer.launch` set.
     """
     try:
@@ -75,13 +79,15 @@ def parse_tf_config(text):
         if not isinstance(cluster, dict) or not all(isinstance(v, list) for v in cluster.values()):
             raise TypeError
     except (ValueError, KeyError, TypeError):
-        raise ValueError(
+        raise TFConfigError(
             f"{TF_CONFIG} is not valid: expected JSON like "
             '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}; '
             f"got {text[:200]!r}"
         ) from None
     if task_type not in cluster or not 0 <= index < len(cluster[task_type]):
-        raise ValueError(f"{TF_CONFIG}: task {task_type} {index} is not in its cluster {cluster}")
+        raise TFConfigError(
+            f"{TF_CONFIG}: task {task_type} {index} is not in its cluster {cluster}"
+        )
     return cluster, task_type, index
 
 
@@ -105,7 +111,7 @@ def role_from_tf_config(text):
 
 def _role(cluster, task_type, index):
     if task_type not in _TASK_TYPES:
-        raise ValueError(
+        raise TFConfigError(
             f"{TF_CONFIG}: task type {task_type!r} does not train; this command runs the "
             f"{' and '.join(_TASK_TYPES)} tasks"
         )

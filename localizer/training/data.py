@@ -12,6 +12,7 @@ from pipelines.image_header import MAX_IMAGE_PIXELS
 from pipelines.sources.source import (
     BOX,
     LABEL,
+    DatasetError,
     Subset,
     check_usable,
     stratified_indices,
@@ -66,7 +67,7 @@ def check_enough_for_a_batch(source, split, global_batch_size, replicas=1):
         per_replica = (
             f" ({replicas} replicas x {global_batch_size // replicas})" if replicas > 1 else ""
         )
-        raise ValueError(
+        raise DatasetError(
             f"split {split!r} of {source.name} has {count} usable examples, fewer than one training batch of "
             f"{global_batch_size}{per_replica}; lower --batch_size or add examples"
         )

@@ -37,6 +37,7 @@ from localizer.training import workdir as workdir_lib
 from localizer.training.strategy import make_strategy, set_precision
 from localizer.training.workdir import CONFIG_FILE, mark_stage_done, stage_done_marker
 from pipelines import files, input_pipeline
+from pipelines.errors import UserError
 from pipelines.image_header import MAX_IMAGE_PIXELS
 from pipelines.sources.source import digest_of_arrays
 
@@ -157,7 +158,7 @@ def _claim_on_chief(strategy, role, workdir, fingerprint, overwrite):
             )
     (verdict,) = cluster.agree(strategy, [verdict])
     if verdict == refused:  # the chief's own error line says why, and what to do
-        raise ValueError(f"the chief (worker 0) refused the work dir {workdir}; see its error")
+        raise UserError(f"the chief (worker 0) refused the work dir {workdir}; see its error")
     if verdict == 1:
         if role.is_chief:
             shutil.rmtree(os.path.join(workdir, "backup"), ignore_errors=True)

@@ -17,6 +17,7 @@ import time
 
 from localizer import provenance
 from pipelines import files
+from pipelines.errors import UserError
 
 CONFIG_FILE = "config.json"
 """A run's resolved config, written by the trainer beside its models."""
@@ -26,7 +27,7 @@ RUNTIME_ONLY_FIELDS = ("strategy", "jit_compile", "eval_every")
 """Config fields that say how a run executes, not what it trains: a resume may change them."""
 
 
-class WorkdirMismatch(ValueError):
+class WorkdirMismatch(UserError, ValueError):
     """The work dir holds another run (other config, data or code): refuse to resume it."""
 
 
