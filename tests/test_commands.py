@@ -387,6 +387,40 @@ def test_a_mistake_is_one_line_and_exit_2(world, name):
     _try(world, name)
 
 
+_RAISES = r"""
+import sys
+from absl import flags
+from pipelines import cli
+from pipelines.errors import UserError
+
+def main(argv):
+    if flags.FLAGS.what == "bug":
+        raise ValueError("Input 0 of layer 'dense' is incompatible with the layer: shape (None, 3)")
+    raise UserError("model m.keras not found; pass --model=<a .keras file>")
+
+cli.run(main, lambda: flags.DEFINE_string("what", "bug", "bug or mistake"))
+"""
+
+
+@pytest.mark.parametrize("what", ["bug", "mistake"])
+def test_a_bug_keeps_its_traceback_and_only_a_user_error_is_one_line(what):
+    """A ValueError from inside main (a Keras shape bug) is no user mistake: traceback, exit 1."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RAISES, f"--what={what}"],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if what == "mistake":
+        assert_user_error(result, "model m.keras not found")
+    else:
+        assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+        assert "Traceback" in result.stderr and "ValueError: Input 0 of layer" in result.stderr
+        assert not [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted({case[0] for case in CASES} - FAST_CASES))
 def test_every_listed_mistake_is_one_line_and_exit_2(world, name):
