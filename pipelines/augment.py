@@ -19,6 +19,7 @@ import dataclasses
 import tensorflow as tf
 
 from pipelines import boxes as box_lib
+from pipelines import fields
 from pipelines.element import BOX, IMAGE
 from pipelines.render import ORIGINAL_SIZE, WINDOW, compose_window, resize, view_of, zoom_window
 
@@ -27,30 +28,30 @@ from pipelines.render import ORIGINAL_SIZE, WINDOW, compose_window, resize, view
 class AugmentConfig:
     """Box-correct training augmentations. All ranges are symmetric or [low, high]."""
 
-    flip: bool = True
+    flip: bool = fields.field(True, fields.boolean())
     # Zoom out: place the image on a canvas up to this many times its size.
-    zoom_out_prob: float = 0.3
-    zoom_out_max: float = 1.6
+    zoom_out_prob: float = fields.field(0.3, fields.real(0.0, 1.0))
+    zoom_out_max: float = fields.field(1.6, fields.real(1.0, 10.0))
     # Zoom in: a random crop covering at least `min_object_covered` of the object.
     # Down to 8% of the image (~3.5x): small objects are also seen large, as
     # the zoomed refinement (localizer.inference) shows them.
-    crop_prob: float = 0.5
-    min_object_covered: float = 1.0
-    crop_area_range: tuple = (0.08, 1.0)
-    crop_aspect_ratio_range: tuple = (0.75, 1.33)
+    crop_prob: float = fields.field(0.5, fields.real(0.0, 1.0))
+    min_object_covered: float = fields.field(1.0, fields.real(0.0, 1.0))
+    crop_area_range: tuple = fields.field((0.08, 1.0), fields.positive_range(high=1))
+    crop_aspect_ratio_range: tuple = fields.field((0.75, 1.33), fields.positive_range())
     # Small translation, a fraction of the image size, never pushing the object out.
-    translate: float = 0.1
+    translate: float = fields.field(0.1, fields.real(0.0, 0.5))
     # Colour jitter at the model's resolution; hue is a fraction of a turn.
-    brightness: float = 0.15
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.02
+    brightness: float = fields.field(0.15, fields.real(0.0, 1.0))
+    contrast: float = fields.field(0.2, fields.real(0.0, 0.99))
+    saturation: float = fields.field(0.2, fields.real(0.0, 0.99))
+    hue: float = fields.field(0.02, fields.real(0.0, 0.5))
     # Zoom view: instead of all of the above, the window the zoomed refinement
     # (localizer.ops.views) would look through around a first box this
     # far off the truth (centre shift and log-size change, as fractions of the
     # box), so the head also learns the second look's views.
-    zoom_view_prob: float = 0.0
-    zoom_view_jitter: float = 0.15
+    zoom_view_prob: float = fields.field(0.0, fields.real(0.0, 1.0))
+    zoom_view_jitter: float = fields.field(0.15, fields.real(0.0, 0.5))
 
     @classmethod
     def off(cls):

@@ -19,11 +19,16 @@ import json
 import tensorflow as tf
 
 from pipelines import augment as augment_ops
-from pipelines import decode, render
+from pipelines import decode, fields, render
 from pipelines.element import BOX, ID, IMAGE, LABEL
 
 MEMORY_CACHE_MAX_EXAMPLES = 5000
 """`cache="auto"` keeps decoded images in memory up to this many examples."""
+
+MAX_BATCH_SIZE = 4096
+IMAGE_SIZE_MULTIPLE = 32
+"""Input sides are multiples of the backbones' largest stride, so every feature map has whole
+cells."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,16 +37,23 @@ class PipelineConfig:
 
     # The model's input contract. Training sets both from the model config
     # (`TrainConfig.input_pipeline()`), the only place they are chosen there.
-    image_size: int | None = None
-    resize_mode: str | None = None  # one of render.RESIZE_MODES
-    batch_size: int = 32
-    shuffle_buffer: int = 1024
+    image_size: int | None = fields.field(
+        None,
+        fields.integer(
+            IMAGE_SIZE_MULTIPLE, render.MAX_IMAGE_SIZE, multiple=IMAGE_SIZE_MULTIPLE, optional=True
+        ),
+    )
+    resize_mode: str | None = fields.field(None, fields.choice(render.RESIZE_MODES, optional=True))
+    batch_size: int = fields.field(
+        32, fields.integer(1, MAX_BATCH_SIZE), flag="Per-replica batch size."
+    )
+    shuffle_buffer: int = fields.field(1024, fields.integer(1, 10_000_000))
     # "auto" (memory when small), "memory", "none", or a file path prefix.
-    cache: str = "auto"
+    cache: str = fields.field("auto", fields.text())
     augment: augment_ops.AugmentConfig = dataclasses.field(
         default_factory=augment_ops.AugmentConfig
     )
-    seed: int | None = 0
+    seed: int | None = fields.field(0, fields.integer(0, 2**31 - 1, optional=True))
 
 
 class DropCounter:

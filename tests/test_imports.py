@@ -14,7 +14,14 @@ PACKAGES = ("pipelines", "localizer", "experiments")
 
 FLOORS = (
     # The ground floor: what every other module may use, importing nothing of the project above.
-    ("localizer", "pipelines.errors", "pipelines.element", "pipelines.files", "pipelines.boxes"),
+    (
+        "localizer",
+        "pipelines.errors",
+        "pipelines.element",
+        "pipelines.files",
+        "pipelines.boxes",
+        "pipelines.fields",
+    ),
     ("pipelines.cli",),
     # Image and box operations.
     ("pipelines.orientation", "pipelines.image_header", "pipelines.decode", "pipelines.render"),

@@ -390,10 +390,51 @@ def test_overrides_parse_by_type_and_name_bad_fields():
     )
     with pytest.raises(ValueError, match="no field"):
         config_lib.apply_overrides(config, ["model.nope=1"])
-    with pytest.raises(ValueError, match="not a valid int"):
+    with pytest.raises(ValueError, match="frozen_epochs='many' must be a whole number"):
         config_lib.apply_overrides(config, ["frozen_epochs=many"])
     round_trip = config_lib.from_dict(json.loads(config_lib.to_json(config)))
     assert round_trip == config
+
+
+def test_override_values_are_yaml_read_as_the_field_and_checked_by_its_rule():
+    config = config_lib.apply_overrides(
+        config_lib.default_config(),
+        [
+            "data.voc_year=2012",  # a text field keeps the text as written
+            "alpha=1",  # a whole number for a real field
+            "jit_compile=1",
+            "deterministic=yes",
+            "data.data_dir=/data/my folder",
+            "seed=null",
+            "model.weights=none",  # "none" is a weights value, not a cleared field
+            "pipeline.augment.crop_area_range=[0.1, 0.9]",
+            "pipeline.augment.crop_aspect_ratio_range=0.5,2",
+        ],
+    )
+    assert (config.data.voc_year, config.alpha, config.jit_compile, config.deterministic) == (
+        "2012",
+        1.0,
+        True,
+        True,
+    )
+    assert (config.data.data_dir, config.seed, config.model.weights) == (
+        "/data/my folder",
+        None,
+        "none",
+    )
+    augment = config.pipeline.augment
+    assert (augment.crop_area_range, augment.crop_aspect_ratio_range) == ((0.1, 0.9), (0.5, 2))
+    for override, message in (
+        ("alpha=2", "alpha=2.0 must be at most 1.0"),
+        ("model.image_size=100", "must be a multiple of 32"),
+        ("model.attach=ring", "must be one of"),
+        ("cache_features=2", "must be true or false"),
+        ("data.dataset=nope", "must be one of"),
+        ("pipeline.augment.crop_area_range=[0.5, 2]", "<= 1"),
+        ("alpha", "must look like field.path=value"),
+    ):
+        with pytest.raises(config_lib.ConfigError, match=message):
+            config_lib.apply_overrides(config_lib.default_config(), [override])
 
 
 class _WeightsAtEpochEnd(keras.callbacks.Callback):

@@ -3,6 +3,9 @@
 import dataclasses
 
 from localizer.model import backbones
+from pipelines import fields
+from pipelines.input_pipeline import IMAGE_SIZE_MULTIPLE
+from pipelines.render import MAX_IMAGE_SIZE, RESIZE_MODES
 
 FLATTENED = "flattened"
 """Box head on the flattened conv feature map (1x1 conv, flatten, dense): keeps *where*."""
@@ -43,44 +46,58 @@ class ModelConfig:
     set anywhere else).
     """
 
-    num_classes: int = 0  # set from the dataset
-    class_names: tuple = ()  # set from the dataset; stored in the model
-    resize_mode: str = "letterbox"  # one of pipelines.render.RESIZE_MODES; stored in the model
-    backbone: str = backbones.DEFAULT_BACKBONE
-    weights: str = "imagenet"  # "imagenet", "none", or a weights file
-    image_size: int = 224
+    num_classes: int = fields.field(
+        0, fields.integer(0, 100_000)
+    )  # set from the dataset (>= 2 to build)
+    class_names: tuple = fields.field(
+        (), fields.names()
+    )  # set from the dataset; stored in the model
+    resize_mode: str = fields.field("letterbox", fields.choice(RESIZE_MODES))  # stored in the model
+    backbone: str = fields.field(
+        backbones.DEFAULT_BACKBONE,
+        fields.choice(backbones.BACKBONES),
+        flag="Backbone name (see localizer.backbones.BACKBONES).",
+    )
+    weights: str = fields.field(
+        "imagenet", fields.text(), flag="imagenet, none, or a weights file."
+    )
+    image_size: int = fields.field(
+        224,
+        fields.integer(IMAGE_SIZE_MULTIPLE, MAX_IMAGE_SIZE, multiple=IMAGE_SIZE_MULTIPLE),
+        flag="Model input size.",
+    )
     # 16: the backbone's stride-16 map too (small objects); the dense head
     # fuses it with the upsampled stride-32 map and predicts on the finer grid.
-    feature_stride: int = 16
-    attach: str = CENTRE_WEIGHTED  # one of ATTACH_MODES
-    regression: str = "class_agnostic"
-    head_units: int = 256
-    conv_head_channels: int = 64
-    dense_channels: int = 128  # attach=CENTRE_WEIGHTED: width of its convolutions
-    dropout: float = 0.2
+    feature_stride: int = fields.field(16, fields.choice(backbones.FEATURE_STRIDES))
+    attach: str = fields.field(CENTRE_WEIGHTED, fields.choice(ATTACH_MODES))
+    regression: str = fields.field("class_agnostic", fields.choice(REGRESSION_MODES))
+    head_units: int = fields.field(256, fields.integer(1, 65_536))
+    conv_head_channels: int = fields.field(64, fields.integer(1, 65_536))
+    dense_channels: int = fields.field(128, fields.integer(1, 65_536))  # centre_weighted's width
+    dropout: float = fields.field(0.2, fields.real(0.0, 0.99))
     # A head that predicts the IoU of the model's own box (output "box_quality"):
     # a confidence in the box, which the class probability is not.
-    box_quality: bool = True
-    quality_units: int = 64
+    box_quality: bool = fields.field(True, fields.boolean())
+    quality_units: int = fields.field(64, fields.integer(1, 65_536))
 
     def __post_init__(self):
         # Frozen dataclass: normalize a legacy head name in place, once.
         object.__setattr__(self, "attach", LEGACY_ATTACH_NAMES.get(self.attach, self.attach))
 
     def validate(self):
+        """Every field's rule (`pipelines.fields`), then what a model to build needs of them
+        together."""
+        fields.check(self, prefix="model.")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2; got {self.num_classes}.")
+            raise fields.ConfigError(f"num_classes must be >= 2; got {self.num_classes}.")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes.")
-        if self.attach not in ATTACH_MODES:
-            raise ValueError(f"attach must be one of {ATTACH_MODES}; got {self.attach!r}.")
-        if self.regression not in REGRESSION_MODES:
-            raise ValueError(
-                f"regression must be one of {REGRESSION_MODES}; got {self.regression!r}."
+            raise fields.ConfigError(
+                f"{len(self.class_names)} class names for {self.num_classes} classes."
             )
         if self.attach == CENTRE_WEIGHTED and self.regression != "class_agnostic":
-            raise ValueError(
-                f"attach={CENTRE_WEIGHTED!r} predicts one class-agnostic box per cell; per-class regression "
-                f"is available with attach={FLATTENED!r}, {POOLED!r} or {ATTENTION_POOLED!r}."
+            raise fields.ConfigError(
+                f"attach={CENTRE_WEIGHTED!r} predicts one class-agnostic box per cell; per-class "
+                f"regression is available with attach={FLATTENED!r}, {POOLED!r} or "
+                f"{ATTENTION_POOLED!r}."
             )
         return self

@@ -1,20 +1,26 @@
 """Training configuration: one frozen dataclass tree, saved as JSON in the work dir.
 
-Configuration flows one way: an experiment file (`experiments/<name>.py`,
-`get_config()`) or `default_config()` -> `TrainConfig` -> functions that take
-it. Command lines override single fields with `--set path.to.field=value`
-(`apply_overrides`); library code never reads flags.
+Configuration flows one way: a config file (`experiments/<name>.py` with `get_config()`, or a
+JSON config or run record: `localizer.train --experiment/--config`) or `default_config()` ->
+`TrainConfig` -> functions that take it. Command lines override single fields with
+`--set path.to.field=value` (`apply_overrides`); library code never reads flags.
+
+Every field carries its rule (`pipelines.fields`); `TrainConfig.validate()` checks them all,
+then the rules between fields.
 """
 
 import dataclasses
-import importlib
 import json
 import typing
 
-from localizer.model import ModelConfig
+import yaml
+
+import pipelines
+from localizer.model import ModelConfig, losses
+from pipelines import fields
+from pipelines.fields import ConfigError
 from pipelines.input_pipeline import PipelineConfig
-from pipelines.orientation import DEFAULT_EXIF
-from pipelines.sources.source import DEFAULT_MAX_SKIPPED_FRACTION, POLICIES
+from pipelines.sources.source import DEFAULT_MAX_SKIPPED_FRACTION
 
 INPUT_CONTRACT = ("image_size", "resize_mode")
 """Set in `ModelConfig` only; the pipeline renders images with the model's values."""
@@ -22,26 +28,39 @@ INPUT_CONTRACT = ("image_size", "resize_mode")
 BEST_METRICS = ("localization_accuracy", "mean_iou", "macro_mean_iou", "classification_accuracy")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "auto", "mixed_float16", "mixed_bfloat16")
+MAX_EPOCHS = 10_000
+
+
+def _dataset_problem(name):
+    return (
+        None
+        if isinstance(name, str) and pipelines.dataset_kind(name)
+        else (f"must be {pipelines.DATASET_CHOICES}")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which dataset and splits (see `pipelines.DATASETS`)."""
+class DataConfig(pipelines.DatasetOptions):
+    """Which dataset and splits (see `pipelines.DATASETS`), and the dataset options
+    (`pipelines.DATASET_OPTIONS`: policy, voc_year, manual_dir, image_dir, exif)."""
 
-    dataset: str = "synthetic"
-    data_dir: str | None = None
-    train_split: str = "train"
-    val_split: str = "val"
-    policy: str = POLICIES[0]  # multi-object images, every source but synthetic (one of POLICIES)
-    voc_year: str = "2007"
-    manual_dir: str | None = None
-    image_dir: str | None = None
-    exif: str = (
-        DEFAULT_EXIF  # file sources: apply each photo's EXIF orientation, or ignore it (EXIF_MODES)
+    dataset: str = fields.field("synthetic", fields.check_with(_dataset_problem))
+    data_dir: str | None = fields.field(None, fields.text(optional=True))
+    train_split: str = fields.field("train", fields.text())
+    val_split: str = fields.field("val", fields.text())
+    max_examples: int | None = fields.field(  # cap per split, for quick runs
+        None, fields.integer(1, optional=True)
     )
-    max_examples: int | None = None  # cap per split, for quick runs
     # Fail before training when more than this share of a split is unusable.
-    max_skipped_fraction: float = DEFAULT_MAX_SKIPPED_FRACTION
+    max_skipped_fraction: float = fields.field(DEFAULT_MAX_SKIPPED_FRACTION, fields.real(0.0, 1.0))
+
+
+def _real(default, low, high):
+    return fields.field(default, fields.real(low, high))
+
+
+def _whole(default, low, high):
+    return fields.field(default, fields.integer(low, high))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,55 +71,60 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     # Loss = alpha * softmax cross-entropy + (1 - alpha) * box loss.
-    box_loss: str = "giou"
-    alpha: float = 0.5
-    label_smoothing: float = 0.1
+    box_loss: str = fields.field("giou", fields.choice(losses.BOX_LOSSES))
+    alpha: float = _real(0.5, 0.0, 1.0)
+    label_smoothing: float = _real(0.1, 0.0, 0.99)
     # attach="centre_weighted" only: weights of the per-cell losses, relative to the box loss.
-    cell_box_loss_weight: float = 1.0
-    centre_loss_weight: float = 0.2
+    cell_box_loss_weight: float = _real(1.0, 0.0, 100.0)
+    centre_loss_weight: float = _real(0.2, 0.0, 100.0)
     # model.box_quality only: weight of the box-quality loss, relative to the box loss.
-    box_quality_loss_weight: float = 1.0
+    box_quality_loss_weight: float = _real(1.0, 0.0, 100.0)
     # Stage 1: heads on a frozen backbone. With cache_features, the backbone
     # runs over the training set `feature_passes` times (the first pass plain,
     # the others augmented) and the heads train on those features.
-    frozen_epochs: int = 12
-    frozen_lr: float = 1e-3
-    cache_features: bool = True
-    feature_passes: int = 5
+    frozen_epochs: int = _whole(12, 0, MAX_EPOCHS)
+    frozen_lr: float = _real(1e-3, 1e-9, 10.0)
+    cache_features: bool = fields.field(True, fields.boolean())
+    feature_passes: int = _whole(5, 1, 100)
     # Stage 2: the backbone unfrozen (BatchNorm stays frozen), lower LR. All of it, for twice the
     # epochs of the recipe before: each alone gave better boxes on realmix (experiments/RESULTS.md).
-    fine_tune_epochs: int = 40
-    fine_tune_lr: float = 1e-4
-    fine_tune_fraction: float = 1.0
-    warmup_epochs: float = 1.0
-    weight_decay: float = 1e-4
+    fine_tune_epochs: int = _whole(40, 0, MAX_EPOCHS)
+    fine_tune_lr: float = _real(1e-4, 1e-9, 10.0)
+    fine_tune_fraction: float = _real(1.0, 0.0, 1.0)
+    warmup_epochs: float = _real(1.0, 0.0, MAX_EPOCHS)
+    weight_decay: float = _real(1e-4, 0.0, 1.0)
     # > 0: an exponential moving average of the weights (Polyak averaging, this momentum per
     # step) is what each epoch is validated with, and what best.keras and final.keras hold.
-    ema_momentum: float = 0.0
+    ema_momentum: float = _real(0.0, 0.0, 0.9999)
     # Evaluation, checkpoints and hardware.
-    eval_every: int = 1
+    eval_every: int = _whole(1, 1, MAX_EPOCHS)
     # Class-averaged mean IoU: the box quality of every class counts, whatever its share.
-    best_metric: str = "macro_mean_iou"
-    strategy: str = "auto"
-    precision: str = "float32"
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = False  # bit-exact repeats (tf op determinism); slower
+    best_metric: str = fields.field("macro_mean_iou", fields.choice(BEST_METRICS))
+    strategy: str = fields.field(
+        "auto", fields.choice(STRATEGIES), flag="tf.distribute strategy.", flag_enum=True
+    )
+    precision: str = fields.field(
+        "float32", fields.choice(PRECISIONS), flag="Keras dtype policy.", flag_enum=True
+    )
+    jit_compile: bool = fields.field(False, fields.boolean(), flag="XLA-compile the train step.")
+    seed: int | None = fields.field(
+        0, fields.integer(0, 2**31 - 1, optional=True), flag="Random seed."
+    )
+    deterministic: bool = fields.field(  # bit-exact repeats (tf op determinism); slower
+        False, fields.boolean()
+    )
 
     def validate(self):
-        """Every field's type and range (`localizer.training.validation`), then the rules between
-        fields."""
-        from localizer.training import validation  # here: it reads this module's constants
-
-        validation.check_fields(self)
+        """Every field's rule (`pipelines.fields`), then the rules between fields."""
+        fields.check(self)
         if self.frozen_epochs + self.fine_tune_epochs <= 0:
-            raise ValueError("Nothing to train: frozen_epochs + fine_tune_epochs must be > 0.")
+            raise ConfigError("Nothing to train: frozen_epochs + fine_tune_epochs must be > 0.")
         for name in INPUT_CONTRACT:
             value, model_value = getattr(self.pipeline, name), getattr(self.model, name)
             if value is not None and value != model_value:
-                raise ValueError(
-                    f"pipeline.{name}={value!r} contradicts model.{name}={model_value!r}: the model's input is "
-                    f"set once, as model.{name}; drop pipeline.{name}."
+                raise ConfigError(
+                    f"pipeline.{name}={value!r} contradicts model.{name}={model_value!r}: the "
+                    f"model's input is set once, as model.{name}; drop pipeline.{name}."
                 )
         return self
 
@@ -114,6 +138,9 @@ class TrainConfig:
     def resolve(self, class_names, replicas=1):
         """The config as a run uses it (and saves it): the dataset's classes in the model,
         the model's input contract in the pipeline, the global batch for `replicas`.
+
+        Idempotent for one replica: a resolved config resolves to itself. A config read back from
+        a multi-replica run's record holds the global batch; `from_record` divides it back.
         """
         model = dataclasses.replace(
             self.model, num_classes=len(class_names), class_names=tuple(class_names)
@@ -140,27 +167,6 @@ def default_config():
     return TrainConfig()
 
 
-def load_experiment(name):
-    """`experiments.<name>.get_config()`; the empty name gives `default_config()`."""
-    if not name:
-        return default_config()
-    missing = ValueError(
-        f"no experiment {name!r}: expected experiments/{name}.py with get_config(); "
-        f"see experiments/README.md for the names"
-    )
-    if not name.isidentifier():
-        raise missing
-    try:
-        module = importlib.import_module(f"experiments.{name}")
-    except ModuleNotFoundError as error:
-        if error.name not in (f"experiments.{name}", "experiments"):
-            raise
-        raise missing from None
-    if not callable(getattr(module, "get_config", None)):
-        raise missing
-    return module.get_config()
-
-
 def to_dict(config):
     return dataclasses.asdict(config)
 
@@ -170,7 +176,7 @@ def to_json(config):
 
 
 def from_dict(data, cls=TrainConfig):
-    """Rebuilds a (nested) config dataclass from `to_dict` output."""
+    """Rebuilds a (nested) config dataclass from `to_dict` output (other keys are ignored)."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for field in dataclasses.fields(cls):
@@ -185,81 +191,109 @@ def from_dict(data, cls=TrainConfig):
     return cls(**kwargs)
 
 
+def from_record(data, what="the JSON file"):
+    """The config a JSON file holds: `to_dict` output, a work dir's config.json, or a run record
+    (its "config").
+
+    A resolved config loads as it ran: the "replicas" that config.json and run records hold
+    divide the global batch back to the per-replica batch, so that resolving it again (with the
+    same classes and replicas) gives the same config.
+    """
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} holds no config: expected a config dict or a run record")
+    config = from_dict(data)
+    replicas = data.get("replicas", 1)
+    if isinstance(replicas, int) and replicas > 1:
+        batch = config.pipeline.batch_size // replicas
+        config = replace_fields(config, {"pipeline.batch_size": batch})
+    return config
+
+
 def replace_fields(config, changes):
     """`dataclasses.replace` for nested fields: `replace_fields(c, {"model.attach": "pooled"})`.
 
     Values are taken as they are; `apply_overrides` parses strings first.
     """
     for path, value in changes.items():
-        config = _replace_path(
-            config, path.split("."), lambda current, hint, value=value: value, path
-        )
+        config = _replace_path(config, path.split("."), lambda *_, value=value: value, path)
     return config
 
 
 def apply_overrides(config, overrides):
     """Applies `["model.image_size=160", "alpha=0.3", ...]` to a config.
 
-    Values are parsed by the field's type (bool accepts true/false/1/0; None
-    or "none" clears an optional field; tuples take comma-separated values).
+    A value is YAML (`yaml.safe_load`: `0.3`, `true`, `null`, `[0.08, 1.0]`, `pooled`), taken
+    as the field's type where that loses nothing: a text field takes the text as written
+    (`data.voc_year=2012`), a real field a whole number, a flag 1 or 0, a tuple a list or
+    comma-separated values; `none` clears an optional field. Then the field's rule
+    (`pipelines.fields`) checks it: a mistake is a `ConfigError` naming the override.
     """
     for override in overrides or ():
         path, sep, raw = override.partition("=")
         if not sep:
-            raise ValueError(f"Override {override!r} must look like field.path=value.")
-        raw = raw.strip()
-        parse = lambda current, hint, raw=raw, override=override: _parse(
-            raw, hint, current, override
-        )  # noqa: E731
-        config = _replace_path(config, path.strip().split("."), parse, override)
+            raise ConfigError(f"Override {override!r} must look like field.path=value.")
+        path, raw = path.strip(), raw.strip()
+
+        def parse(current, hint, field, raw=raw, path=path, override=override):
+            if dataclasses.is_dataclass(current):
+                first = sorted(f.name for f in dataclasses.fields(current))[0]
+                raise ConfigError(
+                    f"{override!r}: {path} is a group of fields; set one of them, "
+                    f"e.g. {path}.{first}=..."
+                )
+            value = _override_value(raw, current, hint)
+            problem = fields.problem(field, value)
+            if problem:
+                raise ConfigError(f"Override {override!r}: {path}={value!r} {problem}.")
+            return value
+
+        config = _replace_path(config, path.split("."), parse, override)
     return config
 
 
 def _replace_path(node, path, make_value, what):
-    """`node` with the field at `path` replaced by `make_value(current value, type hint)`."""
+    """`node` with the field at `path` replaced by `make_value(current value, type hint, field)`."""
     if not dataclasses.is_dataclass(node):
-        raise ValueError(f"{what!r}: {type(node).__name__} has no fields.")
-    names = {f.name for f in dataclasses.fields(node)}
-    if path[0] not in names:
-        raise ValueError(
-            f"{what!r}: {type(node).__name__} has no field {path[0]!r}; fields: {sorted(names)}."
+        raise ConfigError(f"{what!r}: {type(node).__name__} has no fields.")
+    by_name = {f.name: f for f in dataclasses.fields(node)}
+    if path[0] not in by_name:
+        raise ConfigError(
+            f"{what!r}: {type(node).__name__} has no field {path[0]!r}; fields: {sorted(by_name)}."
         )
-    hints = typing.get_type_hints(type(node))
+    hint = typing.get_type_hints(type(node))[path[0]]
     current = getattr(node, path[0])
     if len(path) > 1:
         value = _replace_path(current, path[1:], make_value, what)
     else:
-        value = make_value(current, hints[path[0]])
+        value = make_value(current, hint, by_name[path[0]])
     return dataclasses.replace(node, **{path[0]: value})
 
 
-def _parse(raw, hint, current, override):
-    if dataclasses.is_dataclass(current):
-        field = sorted(f.name for f in dataclasses.fields(current))[0]
-        raise ValueError(
-            f"{override!r}: {override.partition('=')[0]} is a group of fields; set one of them, "
-            f"e.g. {override.partition('=')[0]}.{field}=..."
-        )
-    if raw.lower() in ("none", "null") and (current is None or type(None) in typing.get_args(hint)):
-        return None
-    kind = (
-        type(current)
-        if current is not None
-        else next(a for a in typing.get_args(hint) if a is not type(None))
-    )
+def _override_value(raw, current, hint):
+    """`raw` read as YAML, then as the field's type where nothing is lost (`apply_overrides`)."""
+    kinds = [kind for kind in typing.get_args(hint) or (hint,) if kind is not type(None)]
+    kind = kinds[0] if len(kinds) == 1 else type(current)
+    if raw.lower() in ("none", "null") and len(kinds) < len(typing.get_args(hint) or (hint,)):
+        return None  # an optional field, cleared
+    value = _yaml(raw)
+    if kind is str:
+        return value if isinstance(value, str) else raw
+    if kind is float and type(value) is int:
+        return float(value)
+    if kind is bool and type(value) is int and value in (0, 1):
+        return bool(value)
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    if kind is tuple and isinstance(value, str) and "," in raw:
+        texts = bool(current) and isinstance(current[0], str)
+        return tuple(part.strip() if texts else _yaml(part.strip()) for part in raw.split(","))
+    return value
+
+
+def _yaml(raw):
     try:
-        if kind is bool:
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1")
-        if kind is tuple:
-            return (
-                tuple(type(current[0])(v) for v in raw.split(","))
-                if current
-                else tuple(raw.split(","))
-            )
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Override {override!r}: {raw!r} is not a valid {kind.__name__}."
-        ) from None
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw  # the field's rule says what is wrong with it

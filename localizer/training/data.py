@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 import pipelines
-from localizer.model import metrics
+from localizer.ops import statistics
 from pipelines.image_header import MAX_IMAGE_PIXELS
 from pipelines.sources.source import (
     BOX,
@@ -29,12 +29,8 @@ def build_source(data, max_image_pixels=MAX_IMAGE_PIXELS):
     source = pipelines.source_with_options(
         data.dataset,
         data.data_dir,
-        policy=data.policy,
-        voc_year=data.voc_year,
-        manual_dir=data.manual_dir,
-        image_dir=data.image_dir,
         max_image_pixels=max_image_pixels,
-        exif=data.exif,
+        **pipelines.options_of(data),
     )
     return Subset(source, data.max_examples) if data.max_examples else source
 
@@ -112,4 +108,4 @@ def constant_guess_baseline(labels, boxes, class_names):
     majority = np.bincount(labels, minlength=num_classes).argmax()
     logits = np.tile(np.eye(num_classes)[majority], (len(labels), 1))
     mean_box = np.tile(boxes.mean(axis=0), (len(labels), 1))
-    return metrics.summarize(boxes, labels, mean_box, logits, class_names)
+    return statistics.summarize(boxes, labels, mean_box, logits, class_names)
