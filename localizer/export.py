@@ -52,13 +52,16 @@ def main(argv):
     int8_images = None
     if FLAGS.tflite_int8:
         data = _calibration_data(model, data)
-        int8_images = calibration.calibration_and_check_images(
-            data.source,
-            data.calibration_split,
-            metadata["image_size"],
-            metadata["resize_mode"],
-            count=FLAGS.calibration_images,
-        )
+        try:
+            int8_images = calibration.calibration_and_check_images(
+                data.source,
+                data.calibration_split,
+                metadata["image_size"],
+                metadata["resize_mode"],
+                count=FLAGS.calibration_images,
+            )
+        except UNREADABLE_DATA as error:  # the data the user named, or the run recorded
+            raise cli.as_user_error(error) from error
     check_images = _check_images(data, metadata["image_size"])
     checks = []
     path = _export(model, max_image_pixels, int8_images, check_images, checks.append)
@@ -151,7 +154,7 @@ def _data(max_image_pixels):
         source = data_lib.build_source(data, max_image_pixels)
     except UNREADABLE_DATA as error:
         if FLAGS.tflite_int8:
-            raise
+            raise cli.as_user_error(error) from error
         return _without_data(data.dataset, error)
     return _Data(source, data.train_split, data.val_split, named=False)
 
@@ -194,7 +197,7 @@ def _check_images(data, image_size):
             return verify.dataset_check_images(data.source, data.check_split, image_size)
         except UNREADABLE_DATA as error:
             if data.named or FLAGS.tflite_int8:
-                raise
+                raise cli.as_user_error(error) from error
             _without_data(f"{data.source.name} {data.check_split}", error)
     return verify.generated_check_images(image_size)
 

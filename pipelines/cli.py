@@ -41,6 +41,19 @@ def error_line(error):
     return f"error: {first[:2000]}"
 
 
+def as_user_error(error):
+    """`error` as a UserError whose line is the one it would have had.
+
+    For an OSError or a TensorFlow error met reading files the user named (their data), converted
+    at the edge where the files are known to be theirs; elsewhere such an error is a bug.
+    """
+    if isinstance(error, UserError):
+        return error
+    converted = UserError(error_line(error).removeprefix("error: "))
+    converted.__cause__ = error
+    return converted
+
+
 def report(error):
     print(error_line(error), file=sys.stderr)
     if _debug():

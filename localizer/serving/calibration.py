@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import input_pipeline, render
-from pipelines.sources.source import ID, IMAGE
+from pipelines.sources.source import ID, IMAGE, DatasetError
 
 CALIBRATION_IMAGES = 200
 """Images calibrating the int8 ranges (a few hundred, as TFLite suggests; 200 is what the bench in
@@ -72,7 +72,7 @@ def calibration_and_check_images(
     refused."""
     total = split_size(source, split)
     if not total:
-        raise ValueError(
+        raise DatasetError(
             f"split {split!r} of {source.name} has no examples to calibrate int8 on; "
             f"pass the model's training data (--dataset, --data_dir, --split)"
         )

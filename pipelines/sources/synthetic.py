@@ -15,7 +15,7 @@ import math
 
 import tensorflow as tf
 
-from pipelines.sources.source import BOX, ID, IMAGE, LABEL, Source
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError, Source
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "cross", "ring")
 """Class names. Every shape touches all four sides of its box, so the box is tight."""
@@ -161,7 +161,7 @@ class SyntheticSource(Source):
 
     def _check_split(self, split):
         if split not in _SPLIT_OFFSETS:
-            raise ValueError(f"synthetic has splits {sorted(_SPLIT_OFFSETS)}; got {split!r}.")
+            raise DatasetError(f"synthetic has splits {sorted(_SPLIT_OFFSETS)}; got {split!r}.")
 
     def load(self, split):
         self._check_split(split)

@@ -121,7 +121,7 @@ def split_name(spec):
     """`(name, version or None)` of `<name>[:<version>]` (the part after `tfds:`)."""
     name, _, version = spec.partition(":")
     if not name or (version == "" and spec.endswith(":")):
-        raise ValueError(
+        raise DatasetError(
             f"--dataset=tfds:{spec}: expected tfds:<name>[:<version>], e.g. tfds:coco/2017:1.1.0"
         )
     return name, version or None

@@ -86,11 +86,11 @@ def canonical_split(split):
         name = SPLIT_ALIASES.get(name.strip(), name.strip())
         if "+" in name:  # `trainval` expands to two splits; no slicing on it.
             if bracket:
-                raise ValueError(f"Cannot slice {part!r}; slice train and validation separately.")
+                raise DatasetError(f"Cannot slice {part!r}; slice train and validation separately.")
             parts.append(name)
             continue
         if name not in SPLITS:
-            raise ValueError(
+            raise DatasetError(
                 f"voc has splits {list(SPLITS)} (and 'val' for 'validation'); got {split!r}."
             )
         parts.append(name + bracket + rest)
@@ -121,7 +121,7 @@ class VocTfdsSource(TfdsSource):
     ):
         year = str(year)
         if year not in YEARS:
-            raise ValueError(f"voc year must be one of {YEARS}; got {year!r}.")
+            raise DatasetError(f"voc year must be one of {YEARS}; got {year!r}.")
         super().__init__(f"voc/{year}", data_dir=data_dir, policy=policy)
         self.name = "voc"
         self.year = year
