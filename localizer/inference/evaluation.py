@@ -20,7 +20,7 @@ from localizer.model.outputs import BOX_QUALITY
 from localizer.ops import views
 from pipelines import boxes as box_lib
 from pipelines import input_pipeline, render
-from pipelines.sources.source import BOX, ID, IMAGE, LABEL
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError
 
 THUMBNAIL_SIDE = 256
 
@@ -105,7 +105,7 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     box-quality head, `BOX_QUALITY` to its `[N]` predicted IoUs.
     """
     if predictor.class_names != list(source.class_names):
-        raise ValueError(
+        raise DatasetError(
             f"The model's classes {predictor.class_names} differ from the dataset's {source.class_names}."
         )
     batches = evaluation_dataset(source, split, predictor, tta, batch_size)
