@@ -166,12 +166,12 @@ def truth(data_dir):
 
 def score(predictions, targets, class_names):
     """FIGURES of `{file name: (box, probabilities)}` against `targets` (`truth`)."""
-    from localizer.model import metrics
+    from localizer.ops import statistics
 
     names = sorted(targets)
     boxes = np.stack([predictions[n][0] for n in names])
     probabilities = np.stack([predictions[n][1] for n in names])
-    summary = metrics.summarize(
+    summary = statistics.summarize(
         np.stack([targets[n][1] for n in names]),
         np.array([targets[n][0] for n in names]),
         boxes,

@@ -1,4 +1,4 @@
-"""Evaluate a localizer on a dataset split: every figure of `localizer.model.metrics.summarize`.
+"""Evaluate a localizer on a dataset split: every figure of `localizer.ops.statistics.summarize`.
 
 Boxes are compared in the original image (the letterbox undone). Each
 confidence of `confidences` is ranked against the IoUs (AUROC, Spearman,
@@ -15,9 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from localizer.model import metrics as metrics_lib
 from localizer.model.outputs import BOX_QUALITY
-from localizer.ops import views
+from localizer.ops import statistics, views
 from pipelines import boxes as box_lib
 from pipelines import input_pipeline, render
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL, DatasetError
@@ -163,7 +162,7 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     confidences = {SCORE: probabilities.max(axis=-1)}
     if predictor.has_box_quality:
         confidences[BOX_QUALITY] = np.concatenate(qualities)
-    summary = metrics_lib.summarize(
+    summary = statistics.summarize(
         true_boxes,
         labels,
         pred_boxes,
@@ -172,7 +171,7 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
         class_boxes=np.concatenate(class_boxes) if class_boxes else None,
         confidences=confidences,
     )
-    summary["errors"] = metrics_lib.error_breakdown(
+    summary["errors"] = statistics.error_breakdown(
         true_boxes, labels, pred_boxes, probabilities.argmax(axis=-1)
     )
     summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})

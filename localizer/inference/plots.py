@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from localizer.model import metrics  # noqa: E402
+from localizer.ops import statistics  # noqa: E402
 from pipelines import boxes as box_lib  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.9)
@@ -120,7 +120,7 @@ def risk_coverage(ious, confidences, path):
         coverage = np.arange(1, len(ious) + 1) / len(ious)
         ranked = {"oracle (IoU itself)": ious, **confidences}
         for name, confidence in ranked.items():
-            kept = ious[metrics.confidence_order(confidence)]
+            kept = ious[statistics.confidence_order(confidence)]
             style = {"linestyle": ":", "color": "grey"} if name not in confidences else {}
             ax.plot(coverage, np.cumsum(kept) / np.arange(1, len(kept) + 1), label=name, **style)
         ax.axhline(

@@ -3,7 +3,7 @@
 import json
 import os
 
-from localizer.model.metrics import (
+from localizer.ops.statistics import (
     AUROC_SUFFIX,
     ERROR_KINDS,
     LOC_IOU_THRESHOLD,
@@ -144,7 +144,7 @@ def markdown_report(summary):
 
 
 def _error_lines(summary):
-    """What became of the images, by object size (`localizer.model.metrics.error_breakdown`)."""
+    """What became of the images, by object size (`localizer.ops.statistics.error_breakdown`)."""
     errors = summary.get("errors")
     if not errors:
         return []

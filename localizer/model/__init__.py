@@ -7,7 +7,8 @@
     layers.py       the custom Keras layers (no Lambda: models load with safe_mode)
     heads.py        the classification and box heads
     builder.py      build_model, its training views, freezing and metadata
-    losses.py, metrics.py   pure functions + thin Keras wrappers
+    losses.py, metrics.py   pure functions + thin Keras wrappers (the numpy evaluation
+                            statistics: localizer.ops.statistics)
 
 The names below are the package's public API (`from localizer import model`).
 """

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from localizer.model import BOX, CLASS_BOXES, CLASS_LOGITS
-from localizer.model import metrics as metrics_lib
+from localizer.ops import statistics
 from pipelines import files
 
 HISTORY_JSONL = "metrics.jsonl"
@@ -234,7 +234,7 @@ class IoUCallback(keras.callbacks.Callback):
       workdir: where history files, TensorBoard logs and `best.keras` go.
       export_model: the inference model to save as best (shares weights with
         the model being trained).
-      best_metric: key of `metrics.summarize` to maximize.
+      best_metric: key of `statistics.summarize` to maximize.
       every: evaluate every this many epochs (and always at the last).
       stage: a label written with each record ("frozen", "fine_tune").
       preview: optional `(positions, images uint8 [K, H, W, 3])` of validation
@@ -281,7 +281,7 @@ class IoUCallback(keras.callbacks.Callback):
         return max(values) if values else -np.inf
 
     def evaluate(self):
-        """Runs the model over the validation set; returns `metrics.summarize`'s dict."""
+        """Runs the model over the validation set; returns `statistics.summarize`'s dict."""
         # Plain calls of one traced function, not `predict`: on every worker of a
         # multi-worker run the whole validation set goes through the model
         # (Keras' `predict` fails under MultiWorkerMirroredStrategy), and
@@ -291,7 +291,7 @@ class IoUCallback(keras.callbacks.Callback):
         batches = [self._predict(inputs) for inputs in self.val_inputs]
         predictions = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
         self._predicted_boxes = predictions[BOX]
-        return metrics_lib.summarize(
+        return statistics.summarize(
             self.true_boxes,
             self.true_labels,
             predictions[BOX],
