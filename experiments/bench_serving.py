@@ -252,7 +252,7 @@ def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
             started = time.perf_counter()
             summary = evaluation.evaluate(
                 Predictor(path), val_source, "val", "none", 16, progress=False, refine=True
-            )[0]
+            ).summary
             result["evaluation"][name] = {
                 key: round(summary[key], 4)
                 for key in (

@@ -56,7 +56,7 @@ def main(argv):
         start = time.perf_counter()
         summary = evaluation.evaluate(
             predictor, source, FLAGS.split, mode, progress=False, refine=refine
-        )[0]
+        ).summary
         seconds = time.perf_counter() - start
         rows[name] = {k: summary[k] for k in KEYS + QUALITY_KEYS if k in summary}
         rows[name].update({f"iou_acc_{t}": v for t, v in summary["iou_accuracy"].items()})

@@ -45,21 +45,11 @@ def main(argv):
     files.check_writable_folder(report_dir, "report dir")
     predictor = Predictor(FLAGS.model)
     source = dataset_flags.source_from_flags(FLAGS)
-    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
+    result = evaluation.evaluate(
         predictor, source, FLAGS.split, FLAGS.tta, FLAGS.batch_size, refine=FLAGS.refine
     )
-    paths = report.write_report(
-        summary,
-        best,
-        worst,
-        ious,
-        labels,
-        predicted,
-        predictor.class_names,
-        report_dir,
-        confidences,
-    )
-    print(report.markdown_report(summary))
+    paths = report.write_report(result, predictor.class_names, report_dir)
+    print(report.markdown_report(result.summary))
     print(f"Report: {paths['report']}\nMetrics: {paths['metrics']}\nPlots: {report_dir}/*.png")
 
 

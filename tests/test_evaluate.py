@@ -45,14 +45,14 @@ def test_multicrop_merge_hand_made_case():
         ]
     )
     probabilities = tf.constant([[[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1]]])
-    box, merged, _ = views.merge_views(boxes, probabilities)
+    box, merged, _, _ = views.merge_views(boxes, probabilities)
     # Mean probabilities pick class 0 (0.65). The truncated box overlaps view 0
     # with IoU 0.25 < 0.5 and is left out; the others weigh 0.8, 0.6, 0.3.
     expected = (0.8 * boxes[0, 0] + 0.6 * boxes[0, 1] + 0.3 * boxes[0, 2]) / 1.7
     np.testing.assert_allclose(box[0], expected, atol=1e-6)
     np.testing.assert_allclose(merged[0], [0.65, 0.35], atol=1e-6)
     # Without the agreement test the truncated box would pull the result.
-    everything, _, _ = views.merge_views(boxes, probabilities, agreement_iou=0.0)
+    everything = views.merge_views(boxes, probabilities, agreement_iou=0.0).boxes
     assert not np.allclose(everything[0], expected, atol=1e-3)
 
 
@@ -67,7 +67,7 @@ def test_per_class_boxes_merge_per_class():
             ]
         ]
     )
-    _, _, merged = views.merge_views(boxes, probabilities, class_boxes)
+    merged = views.merge_views(boxes, probabilities, class_boxes).class_boxes
     # Class 1: views weigh 0.1 and 0.5 (both agree with view 0's class-1 box).
     np.testing.assert_allclose(
         merged[0, 1], [0.0, 0.0, (0.1 * 0.5 + 0.5 * 0.6) / 0.6, 0.5], atol=1e-6
@@ -119,20 +119,9 @@ def tiny_model_path(tmp_path):
 def test_evaluate_writes_every_key_and_plot(tmp_path, voc_folder, tiny_model_path, tta):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
-        predictor, source, "train", tta, batch_size=3
-    )
-    paths = report.write_report(
-        summary,
-        best,
-        worst,
-        ious,
-        labels,
-        predicted,
-        predictor.class_names,
-        str(tmp_path / "report"),
-        confidences,
-    )
+    result = evaluation.evaluate(predictor, source, "train", tta, batch_size=3)
+    paths = report.write_report(result, predictor.class_names, str(tmp_path / "report"))
+    best, worst, ious, confidences = result.best, result.worst, result.ious, result.confidences
     metrics = json.loads(open(paths["metrics"]).read())
     assert REQUIRED_KEYS <= set(metrics)
     assert metrics["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
@@ -263,33 +252,27 @@ REFINE_ZOOM = tf.constant(
 def test_refinement_without_qualities_keeps_the_first_box_when_the_looks_disagree():
     probabilities = tf.constant([[0.8, 0.2], [0.6, 0.4], [0.5, 0.5]])
     zoom_probabilities = tf.constant([[0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    first, zoom = (
+        views.Look(REFINE_FIRST, probabilities),
+        views.Look(REFINE_ZOOM, zoom_probabilities),
+    )
     for rule in views.REFINE_RULES:  # no qualities: agreement, whatever the rule
-        boxes, merged, quality = views.merge_refinement(
-            REFINE_FIRST, probabilities, REFINE_ZOOM, zoom_probabilities, rule=rule
-        )
+        boxes, merged, class_boxes, quality = views.merge_refinement(first, zoom, rule=rule)
         np.testing.assert_allclose(
             boxes, [REFINE_ZOOM[0], REFINE_FIRST[1], REFINE_FIRST[2]], atol=1e-6
         )
         np.testing.assert_allclose(merged, [[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]], atol=1e-6)
-        assert quality is None
+        assert quality is None and class_boxes is None
     with pytest.raises(ValueError, match="refinement rule"):
-        views.merge_refinement(
-            REFINE_FIRST, probabilities, REFINE_ZOOM, zoom_probabilities, rule="vote"
-        )
+        views.merge_refinement(first, zoom, rule="vote")
 
 
 def test_refinement_by_quality_blends_agreeing_looks_and_picks_the_better_rated_otherwise():
     probabilities = tf.fill([3, 2], 0.5)
     first_quality, zoom_quality = tf.constant([0.3, 0.4, 0.4]), tf.constant([0.9, 0.1, 0.8])
-    boxes, _, quality = views.merge_refinement(
-        REFINE_FIRST,
-        probabilities,
-        REFINE_ZOOM,
-        probabilities,
-        first_quality,
-        zoom_quality,
-        rule=views.BY_QUALITY,
-    )
+    first = views.Look(REFINE_FIRST, probabilities, quality=first_quality)
+    zoom = views.Look(REFINE_ZOOM, probabilities, quality=zoom_quality)
+    boxes, _, _, quality = views.merge_refinement(first, zoom, rule=views.BY_QUALITY)
     w = 0.9 / (0.9 + 0.3)  # agreeing: weighted by quality
     np.testing.assert_allclose(
         boxes,
@@ -299,15 +282,7 @@ def test_refinement_by_quality_blends_agreeing_looks_and_picks_the_better_rated_
     # Disagreeing looks: the better-rated box, with the lower of the two qualities.
     np.testing.assert_allclose(quality, [w * 0.9 + (1 - w) * 0.3, 0.1, 0.4], atol=1e-6)
     # The agreement rule with qualities: the kept look's quality.
-    boxes, _, quality = views.merge_refinement(
-        REFINE_FIRST,
-        probabilities,
-        REFINE_ZOOM,
-        probabilities,
-        first_quality,
-        zoom_quality,
-        rule=views.AGREEMENT,
-    )
+    boxes, _, _, quality = views.merge_refinement(first, zoom, rule=views.AGREEMENT)
     np.testing.assert_allclose(boxes, [REFINE_ZOOM[0], REFINE_FIRST[1], REFINE_FIRST[2]], atol=1e-6)
     np.testing.assert_allclose(quality, [0.9, 0.4, 0.4], atol=1e-6)
 
@@ -315,9 +290,8 @@ def test_refinement_by_quality_blends_agreeing_looks_and_picks_the_better_rated_
 def test_evaluate_with_refinement(voc_folder, tiny_model_path):
     predictor = Predictor(tiny_model_path)
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
-    summary, best, worst, ious, labels, predicted, confidences = evaluation.evaluate(
-        predictor, source, "train", "flip", batch_size=2, refine=True
-    )
+    result = evaluation.evaluate(predictor, source, "train", "flip", batch_size=2, refine=True)
+    summary, ious, confidences = result.summary, result.ious, result.confidences
     assert summary["num_examples"] == len(fixtures.VOC_EXAMPLES["train"])
     # Batched evaluation gives what the predictor gives image by image.
     one_by_one, qualities = [], []

@@ -740,7 +740,7 @@ def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, to
     source = pipelines.get_source("voc_dir", data_dir=voc)
     keras_summary = evaluation.evaluate(
         Predictor(model_path), source, "train", "flip", batch_size=2, refine=True
-    )[0]
+    ).summary
     summary = evaluation.evaluate(
         Predictor(os.path.join(version_dir, name)),
         source,
@@ -748,7 +748,7 @@ def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, to
         "flip",
         batch_size=2,
         refine=True,
-    )[0]
+    ).summary
     for key in ("mean_iou", "macro_mean_iou", "classification_accuracy"):
         assert summary[key] == pytest.approx(keras_summary[key], abs=tolerance), key
     # The box quality travels through the TFLite file too, and is ranked against the IoUs.
@@ -856,7 +856,7 @@ def test_view_0_counts_in_a_merge_whatever_its_box():
     """The views' merge compares each view with view 0; view 0 itself always counts (its IoU with
     itself is no test)."""
     point = tf.constant([[[0.5, 0.5, 0.5, 0.5]]])  # [B=1, V=1, 4]: zero area
-    box, _, _ = views.merge_views(point, tf.constant([[[0.7, 0.3]]]))
+    box = views.merge_views(point, tf.constant([[[0.7, 0.3]]])).boxes
     np.testing.assert_array_equal(box.numpy(), [[0.5, 0.5, 0.5, 0.5]])
     assert views.merge_view_qualities(
         point, tf.constant([[[0.7, 0.3]]]), tf.constant([[0.4]])

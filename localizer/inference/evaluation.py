@@ -8,6 +8,7 @@ predictions are accumulated as small arrays, and only the images of the
 current best and worst examples are kept, as thumbnails.
 """
 
+import dataclasses
 import heapq
 import sys
 
@@ -60,6 +61,27 @@ def _thumbnail(image):
     return tf.cast(tf.image.resize(image, size, antialias=True), tf.uint8).numpy()
 
 
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` found on a split; `report.write_report` writes it."""
+
+    summary: dict
+    """Every figure of `statistics.summarize`, the error breakdown, split, tta, refine and model."""
+    best: list
+    """The best examples by IoU, best first: records with a thumbnail (`EXAMPLES_SHOWN`)."""
+    worst: list
+    """The worst examples by IoU, in the same form, best first."""
+    ious: np.ndarray
+    """`[N]` IoU of each predicted box with the true box, original frame."""
+    labels: np.ndarray
+    """`[N]` true class ids."""
+    predicted: np.ndarray
+    """`[N]` predicted class ids."""
+    confidences: dict
+    """`{SCORE: [N] probability of the predicted class}`, and for a model with a box-quality head
+    `{BOX_QUALITY: [N] its predicted IoU}`."""
+
+
 def evaluation_dataset(source, split, predictor, tta, batch_size):
     """Batches of views, windows, mirrored flags, true label and box, id, decoded image and its
     size."""
@@ -98,10 +120,7 @@ def evaluation_dataset(source, split, predictor, tta, batch_size):
 def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True, refine=False):
     """Runs `predictor` over a split.
 
-    Returns `(metrics dict, best examples, worst examples, ious, labels,
-    predicted, confidences)`; `confidences` maps `SCORE` to the `[N]` class
-    probabilities of the predicted classes and, for a model with a
-    box-quality head, `BOX_QUALITY` to its `[N]` predicted IoUs.
+    Returns an `Evaluation`.
     """
     if predictor.class_names != list(source.class_names):
         raise DatasetError(
@@ -125,14 +144,13 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     run = tf.function(predictor.predict_views, reduce_retracing=True)
     run_refine = tf.function(predictor.refine, reduce_retracing=True)
     for batch in batches:
-        box, probs, per_class, quality = run(batch["inputs"], batch["windows"], batch["mirrored"])
+        look = run(views.Views(batch["inputs"], batch["windows"], batch["mirrored"]))
+        per_class = look.class_boxes
         if refine:
-            box, probs, quality = run_refine(
-                batch[IMAGE], batch[render.ORIGINAL_SIZE], box, probs, quality
-            )
-        if quality is not None:
-            qualities.append(quality.numpy())
-        box, probs = box.numpy(), probs.numpy()
+            look = run_refine(batch[IMAGE], batch[render.ORIGINAL_SIZE], look)
+        if look.quality is not None:
+            qualities.append(look.quality.numpy())
+        box, probs = look.boxes.numpy(), look.probabilities.numpy()
         ious = box_lib.iou(batch[BOX], box).numpy()
         for i, iou in enumerate(ious):
 
@@ -176,12 +194,12 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     )
     summary.update({"split": split, "tta": tta, "refine": refine, "model": predictor.path})
     best, worst = extremes.sorted()
-    return (
-        summary,
-        best,
-        worst,
-        np.concatenate(all_ious),
-        labels,
-        probabilities.argmax(axis=-1),
-        confidences,
+    return Evaluation(
+        summary=summary,
+        best=best,
+        worst=worst,
+        ious=np.concatenate(all_ious),
+        labels=labels,
+        predicted=probabilities.argmax(axis=-1),
+        confidences=confidences,
     )

@@ -4,6 +4,7 @@ ready to run on images."""
 import os
 import threading
 import zipfile
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -162,6 +163,17 @@ def tflite_signature_problem(input_shape, outputs, metadata):
     return None
 
 
+class Prediction(NamedTuple):
+    """One image's prediction (`Predictor.predict_image`), in its original frame."""
+
+    box: np.ndarray
+    """`[4]` BOX_FORMAT."""
+    probabilities: np.ndarray
+    """`[C]` class probabilities."""
+    quality: float | None
+    """The predicted IoU of the box, for a model with a box-quality head; else None."""
+
+
 class Predictor:
     """A trained localizer, from a `.keras` file, an exported SavedModel folder or its `.tflite`
     file.
@@ -236,8 +248,8 @@ class Predictor:
         return self.metadata["resize_mode"]
 
     def predict_inputs(self, images):
-        """`(boxes [N, 4], probabilities [N, C], class_boxes [N, C, 4] or None, box quality [N] or
-        None)`, input frame."""
+        """A `views.Look` at rendered inputs, input frame: boxes `[N, 4]`, probabilities `[N, C]`,
+        class boxes `[N, C, 4]` or None, box quality `[N]` or None."""
         outputs = self._run(tf.convert_to_tensor(images, tf.uint8))
         if signatures.PROBABILITIES in outputs:
             probabilities = outputs[signatures.PROBABILITIES]
@@ -247,41 +259,32 @@ class Predictor:
         quality = (
             tf.cast(outputs[model_lib.BOX_QUALITY], tf.float32) if self.has_box_quality else None
         )
-        return outputs[model_lib.BOX], probabilities, class_boxes, quality
+        return views.Look(outputs[model_lib.BOX], probabilities, class_boxes, quality)
 
-    def predict_views(self, inputs, windows, mirrored):
-        """Runs `[B, V, S, S, 3]` views; returns merged boxes (original frame), probabilities, class
-        boxes, quality."""
-        return views.look_at_views(self.predict_inputs, inputs, windows, mirrored)
+    def predict_views(self, rendered):
+        """Runs the `views.Views` of a batch (`[B, V, ...]`); returns them merged, a `views.Look` in
+        the original frame."""
+        return views.look_at_views(self.predict_inputs, rendered)
 
-    def refine(self, images, original_sizes, boxes, probabilities, quality=None):
-        """The second, zoomed look (see the module docstring) for a padded batch of decoded images.
+    def refine(self, images, original_sizes, first):
+        """The second, zoomed look (see the module docstring) for a padded batch of decoded images
+        and their `first` look (a `views.Look`).
 
-        Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in the original
-        frame.
+        Returns a `views.Look` without class boxes in the original frame.
         """
-        inputs, windows = views.render_zoom_views(
-            images, original_sizes, boxes, self.image_size, self.resize_mode
+        zoom_views = views.render_zoom_views(
+            images, original_sizes, first.boxes, self.image_size, self.resize_mode
         )
-        return views.zoomed_look(
-            self.predict_inputs, boxes, probabilities, inputs, windows, quality, self.refine_rule
-        )
+        return views.zoomed_look(self.predict_inputs, first, zoom_views, self.refine_rule)
 
     def predict_image(self, image, tta="none", refine=False):
-        """One decoded uint8 image `[H, W, 3]` -> (box [4], probabilities [C], box quality or None),
-        original frame."""
-        inputs, windows, mirrored = views.render_views(
-            image, self.image_size, self.resize_mode, tta
-        )
-        box, probabilities, _, quality = self.predict_views(
-            inputs[None], windows[None], mirrored[None]
-        )
+        """One decoded uint8 image `[H, W, 3]` -> its `Prediction`, original frame."""
+        rendered = views.render_views(image, self.image_size, self.resize_mode, tta)
+        look = self.predict_views(views.Views(*(t[None] for t in rendered)))
         if refine:
-            box, probabilities, quality = self.refine(
-                image[None], tf.shape(image)[None, :2], box, probabilities, quality
-            )
-        return (
-            box[0].numpy(),
-            probabilities[0].numpy(),
-            None if quality is None else float(quality[0]),
+            look = self.refine(image[None], tf.shape(image)[None, :2], look)
+        return Prediction(
+            look.boxes[0].numpy(),
+            look.probabilities[0].numpy(),
+            None if look.quality is None else float(look.quality[0]),
         )

@@ -56,14 +56,15 @@ def report_paths(report_dir):
     return {key: os.path.join(report_dir, name) for key, name in REPORT_FILES.items()}
 
 
-def write_report(
-    summary, best, worst, ious, labels, predicted, class_names, report_dir, confidences=None
-):
-    """Writes metrics.json, report.md and the plots (each atomically); returns the paths written.
+def write_report(evaluation, class_names, report_dir):
+    """Writes metrics.json, report.md and the plots (each atomically) of an
+    `evaluation.Evaluation`; returns the paths written.
 
-    `confidences` (`{name: [N]}`, as `evaluation.evaluate` returns them) are
-    drawn in the risk-coverage plot.
+    Its `confidences` (`{name: [N]}`) are drawn in the risk-coverage plot.
     """
+    summary, ious = evaluation.summary, evaluation.ious
+    labels, predicted = evaluation.labels, evaluation.predicted
+    best, worst, confidences = evaluation.best, evaluation.worst, evaluation.confidences
     os.makedirs(report_dir, exist_ok=True)
     paths = report_paths(report_dir)
     files.write_json_atomically(paths["metrics"], summary, indent=2)

@@ -23,8 +23,9 @@ are averaged. It pays where objects are small.
 
 `look_at_views` and `zoomed_look` are that computation, for any `run_model`
 (a Keras model, a SavedModel signature or the serving graph's own call):
-`images uint8 [N, S, S, 3] -> (boxes [N, 4] input frame, probabilities [N, C],
-class boxes [N, C, 4] or None, box quality [N] or None)`.
+`images uint8 [N, S, S, 3] -> Look` (boxes in the input frame). Their results are named:
+`Views` (rendered views), `ZoomViews` (the second look's) and `Look` (boxes, probabilities,
+per-class boxes and box quality, the last two None where the model has no such output).
 
 The box quality (the model's predicted IoU of its box, for models that have
 it) follows the box. Views merged into one box give the same weighted mean of
@@ -34,6 +35,8 @@ gives the kept look's quality, or the blend's weighted mean of the two, or
 
 Boxes everywhere are BOX_FORMAT (normalized yxyx).
 """
+
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -48,6 +51,44 @@ AGREEMENT_IOU = 0.5
 
 CROP_FRACTION = 0.7
 """Side of each multicrop crop, as a fraction of the image side."""
+
+
+class Views(NamedTuple):
+    """Rendered views of an image (`[V, ...]`) or of a batch of images (`[B, V, ...]`)."""
+
+    inputs: tf.Tensor
+    """uint8 `[..., V, S, S, 3]`: what the model sees."""
+    windows: tf.Tensor
+    """`[..., V, 4]`: the window of the original image each view shows (BOX_FORMAT)."""
+    mirrored: tf.Tensor
+    """bool `[..., V]`: whether the view is mirrored left-right."""
+
+
+class ZoomViews(NamedTuple):
+    """The refinement view of an image (`[S, S, 3]`, `[4]`) or of each image of a batch."""
+
+    inputs: tf.Tensor
+    """uint8 `[..., S, S, 3]`."""
+    windows: tf.Tensor
+    """`[..., 4]`: the window of the original image each shows (BOX_FORMAT)."""
+
+
+class Look(NamedTuple):
+    """What the model made of a batch of images: its boxes, class probabilities and, for models
+    with those outputs, per-class boxes and box quality (else None).
+
+    A model's raw look (`run_model`) is in its input frame; a merged look (`look_at_views`,
+    `zoomed_look`, `merge_views`, `merge_refinement`) in the original image's.
+    """
+
+    boxes: tf.Tensor
+    """`[B, 4]` BOX_FORMAT."""
+    probabilities: tf.Tensor
+    """`[B, C]` class probabilities."""
+    class_boxes: tf.Tensor | None = None
+    """`[B, C, 4]`: the box of every class (per-class heads), or None."""
+    quality: tf.Tensor | None = None
+    """`[B]`: the predicted IoU of the box (box-quality heads), or None."""
 
 
 def view_crops(mode):
@@ -69,8 +110,8 @@ def render_views(image, image_size, resize_mode, mode):
     """Renders the views of one decoded image.
 
     Returns:
-      `(inputs, windows, mirrored)`: uint8 `[V, S, S, 3]`, the `[V, 4]` windows
-      actually shown (original coordinates) and bool `[V]`.
+      `Views`: uint8 inputs `[V, S, S, 3]`, the `[V, 4]` windows actually shown (original
+      coordinates) and mirrored, bool `[V]`.
     """
     inputs, windows, mirrored = [], [], []
     for crop, flip in view_crops(mode):
@@ -80,7 +121,7 @@ def render_views(image, image_size, resize_mode, mode):
         inputs.append(tf.reverse(rendered, axis=[1]) if flip else rendered)
         windows.append(window)
         mirrored.append(flip)
-    return tf.stack(inputs), tf.stack(windows), tf.constant(mirrored)
+    return Views(tf.stack(inputs), tf.stack(windows), tf.constant(mirrored))
 
 
 def render_crop(image, crop, image_size, resize_mode):
@@ -93,14 +134,16 @@ def render_crop(image, crop, image_size, resize_mode):
 
 
 def render_zoom_view(image, box, image_size, resize_mode):
-    """The refinement view of one decoded image around its first `box`: `(uint8 [S, S, 3], window
-    [4])`."""
-    return render_crop(image, render.zoom_window(box, tf.shape(image)[:2]), image_size, resize_mode)
+    """The refinement view of one decoded image around its first `box`: `ZoomViews` (uint8
+    `[S, S, 3]`, window `[4]`)."""
+    return ZoomViews(
+        *render_crop(image, render.zoom_window(box, tf.shape(image)[:2]), image_size, resize_mode)
+    )
 
 
 def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
-    """The refinement view of each image of a padded batch: `(inputs [B, S, S, 3], windows [B,
-    4])`."""
+    """The refinement view of each image of a padded batch: `ZoomViews` (inputs `[B, S, S, 3]`,
+    windows `[B, 4]`)."""
 
     def one(args):
         image, original_size, box = args
@@ -111,7 +154,7 @@ def render_zoom_views(images, original_sizes, boxes, image_size, resize_mode):
     return tf.map_fn(
         one,
         (images, original_sizes, boxes),
-        fn_output_signature=(
+        fn_output_signature=ZoomViews(
             tf.TensorSpec([image_size, image_size, 3], tf.uint8),
             tf.TensorSpec([4], tf.float32),
         ),
@@ -132,28 +175,21 @@ REFINE_RULE = BY_QUALITY
 better than `AGREEMENT` on train and val (experiments/RESULTS.md, "Test-time augmentation")."""
 
 
-def merge_refinement(
-    first_boxes,
-    first_probabilities,
-    zoom_boxes,
-    zoom_probabilities,
-    first_quality=None,
-    zoom_quality=None,
-    rule=REFINE_RULE,
-    agreement_iou=AGREEMENT_IOU,
-):
-    """Merges the first and the zoomed look of `[B]` images by `rule`; the probabilities are
-    averaged.
+def merge_refinement(first, zoom, rule=REFINE_RULE, agreement_iou=AGREEMENT_IOU):
+    """Merges the `first` and the `zoom`ed look (`Look`s of `[B]` images, original frame) by
+    `rule`; the probabilities are averaged, class boxes are not merged.
 
-    Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)`;
-    without qualities the rule is `AGREEMENT`.
+    Returns a `Look` without class boxes (its quality None unless both looks have one; the rule is
+    then `AGREEMENT`).
     """
     if rule not in REFINE_RULES:
         raise ValueError(f"Unknown refinement rule {rule!r}; expected one of {REFINE_RULES}.")
-    probabilities = (first_probabilities + zoom_probabilities) / 2.0
+    first_boxes, zoom_boxes = first.boxes, zoom.boxes
+    first_quality, zoom_quality = first.quality, zoom.quality
+    probabilities = (first.probabilities + zoom.probabilities) / 2.0
     agrees = box_lib.iou(first_boxes, zoom_boxes) >= agreement_iou
     if first_quality is None or zoom_quality is None:
-        return tf.where(agrees[:, None], zoom_boxes, first_boxes), probabilities, None
+        return Look(tf.where(agrees[:, None], zoom_boxes, first_boxes), probabilities)
     first_quality, zoom_quality = (
         tf.cast(first_quality, tf.float32),
         tf.cast(zoom_quality, tf.float32),
@@ -167,7 +203,7 @@ def merge_refinement(
     quality = zoom_weight * zoom_quality + (1.0 - zoom_weight) * first_quality
     if rule == BY_QUALITY:
         quality = tf.where(agrees, quality, tf.minimum(first_quality, zoom_quality))
-    return boxes, probabilities, quality
+    return Look(boxes, probabilities, quality=quality)
 
 
 def views_to_original(boxes, windows, mirrored):
@@ -197,15 +233,16 @@ def merge_views(boxes, probabilities, class_boxes=None, agreement_iou=AGREEMENT_
       agreement_iou: overlap with view 0 needed to be merged (0 merges all).
 
     Returns:
-      `(boxes [B, 4], probabilities [B, C], class_boxes [B, C, 4] or None)`.
+      A `Look` without quality: boxes `[B, 4]`, probabilities `[B, C]`, class boxes
+      `[B, C, 4]` (None without `class_boxes`).
     """
     probabilities = tf.convert_to_tensor(probabilities, tf.float32)
     merged = tf.reduce_mean(probabilities, axis=1)
     box = _weighted_mean(boxes, _view_weights(boxes, probabilities, agreement_iou))
     if class_boxes is None:
-        return box, merged, None
+        return Look(box, merged)
     class_weights = _per_class_weights(probabilities, class_boxes, agreement_iou)
-    return box, merged, _weighted_mean(class_boxes, class_weights)
+    return Look(box, merged, _weighted_mean(class_boxes, class_weights))
 
 
 def merge_view_qualities(boxes, probabilities, quality, agreement_iou=AGREEMENT_IOU):
@@ -254,12 +291,13 @@ def _normalized(weights):
     return weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
 
 
-def look_at_views(run_model, inputs, windows, mirrored):
-    """Runs `[B, V, S, S, 3]` views.
+def look_at_views(run_model, views):
+    """Runs the `Views` of a batch (`[B, V, ...]`; `run_model`: images -> `Look` in the input
+    frame).
 
-    Returns `(boxes [B, 4] original frame, probabilities [B, C], class boxes
-    [B, C, 4] or None, box quality [B] or None)`, the views merged.
+    Returns the views merged, a `Look` in the original frame.
     """
+    inputs, windows, mirrored = views
     shape = tf.shape(inputs)
     flat = tf.reshape(inputs, tf.concat([[-1], shape[2:]], 0))
     boxes, probabilities, class_boxes, quality = run_model(flat)
@@ -270,20 +308,16 @@ def look_at_views(run_model, inputs, windows, mirrored):
         class_boxes = views_to_original(per_view(class_boxes), windows, mirrored)
     if quality is not None:
         quality = merge_view_qualities(boxes, probabilities, per_view(quality))
-    return (*merge_views(boxes, probabilities, class_boxes), quality)
+    return merge_views(boxes, probabilities, class_boxes)._replace(quality=quality)
 
 
-def zoomed_look(
-    run_model, boxes, probabilities, zoom_inputs, zoom_windows, quality=None, rule=REFINE_RULE
-):
-    """The second look: runs the zoomed views (`render_zoom_view`) and merges them with the first
-    (`rule`).
+def zoomed_look(run_model, first, zoom_views, rule=REFINE_RULE):
+    """The second look: runs the `ZoomViews` (`render_zoom_view`) and merges them with the `first`
+    look (a `Look`, original frame) by `rule`.
 
-    Returns `(boxes [B, 4], probabilities [B, C], box quality [B] or None)` in
-    the original frame; the quality is None when the first look's is.
+    Returns a `Look` without class boxes in the original frame; its quality is None when the
+    first look's is.
     """
-    zoom_boxes, zoom_probabilities, _, zoom_quality = run_model(zoom_inputs)
-    zoom_boxes = render.to_original_frame(zoom_boxes, zoom_windows)
-    return merge_refinement(
-        boxes, probabilities, zoom_boxes, zoom_probabilities, quality, zoom_quality, rule
-    )
+    zoom = run_model(zoom_views.inputs)
+    zoom = zoom._replace(boxes=render.to_original_frame(zoom.boxes, zoom_views.windows))
+    return merge_refinement(first, zoom, rule)

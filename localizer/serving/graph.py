@@ -111,14 +111,13 @@ class LocalizerServing(tf.Module):
         return {**outputs, PROBABILITIES: tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1)}
 
     def _run_for_views(self, images):
-        """The model as `localizer.ops.views` runs it: `(box, probabilities, None, box quality
-        or None)`."""
+        """The model as `localizer.ops.views` runs it: a `views.Look` (no class boxes; box quality
+        or None)."""
         outputs = self._run_model(images)
-        return (
+        return views.Look(
             outputs[BOX],
             tf.nn.softmax(outputs[CLASS_LOGITS], axis=-1),
-            None,
-            outputs.get(BOX_QUALITY),
+            quality=outputs.get(BOX_QUALITY),
         )
 
     def _decode(self, data):
@@ -159,31 +158,28 @@ class LocalizerServing(tf.Module):
 
     def _serve_bytes(self, image_bytes):
         size = self._image_size
-        inputs, windows, mirrored = tf.map_fn(
+        rendered = tf.map_fn(
             self._prepare,
             image_bytes,
-            fn_output_signature=(
+            fn_output_signature=views.Views(
                 tf.TensorSpec([1, size, size, 3], tf.uint8),
                 tf.TensorSpec([1, 4], tf.float32),
                 tf.TensorSpec([1], tf.bool),
             ),
         )
-        box, probabilities, _, quality = views.look_at_views(
-            self._run_for_views, inputs, windows, mirrored
-        )
+        look = views.look_at_views(self._run_for_views, rendered)
         if self._refine:
             # Decode again rather than carry variable-size images through map_fn.
-            zoom_inputs, zoom_windows = tf.map_fn(
+            zoom_views = tf.map_fn(
                 self._prepare_zoom,
-                (image_bytes, box),
-                fn_output_signature=(
+                (image_bytes, look.boxes),
+                fn_output_signature=views.ZoomViews(
                     tf.TensorSpec([size, size, 3], tf.uint8),
                     tf.TensorSpec([4], tf.float32),
                 ),
             )
-            box, probabilities, quality = views.zoomed_look(
-                self._run_for_views, box, probabilities, zoom_inputs, zoom_windows, quality
-            )
+            look = views.zoomed_look(self._run_for_views, look, zoom_views)
+        box, probabilities, quality = look.boxes, look.probabilities, look.quality
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         class_names = tf.constant(self._class_names, tf.string, name="class_names")
         outputs = {

@@ -59,14 +59,15 @@ def reference_predictions(model, image_bytes, refine=False):
         )
         zoom = model(tf.stack(zoom_images), training=False)
         zoom_box = render.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows))
-        box, probabilities, quality = views.merge_refinement(
-            box,
-            probabilities,
-            zoom_box,
-            tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
-            quality,
-            zoom.get(BOX_QUALITY),
+        refined = views.merge_refinement(
+            views.Look(box, probabilities, quality=quality),
+            views.Look(
+                zoom_box,
+                tf.nn.softmax(tf.cast(zoom[CLASS_LOGITS], tf.float32), axis=-1),
+                quality=zoom.get(BOX_QUALITY),
+            ),
         )
+        box, probabilities, quality = refined.boxes, refined.probabilities, refined.quality
     probabilities = probabilities.numpy()
     class_id = probabilities.argmax(axis=-1).astype(np.int32)
     expected = {
