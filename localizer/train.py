@@ -44,17 +44,22 @@ def shortcut_flags():
 
 
 def load_experiment(name):
-    """`experiments/<name>.py`'s `get_config()`; the empty name gives `default_config()`."""
+    """Experiment `name`'s config, as `experiments/names.py` resolves it (a file's
+    `get_config()`, or a variant of a sweep file); the empty name gives `default_config()`."""
     if not name:
         return config_lib.default_config()
     missing = ConfigError(
         f"no experiment {name!r}: expected experiments/{name}.py with get_config(); "
         f"see experiments/README.md for the names"
     )
-    path = os.path.join(EXPERIMENTS, f"{name}.py")
-    if not name.isidentifier() or not os.path.isfile(path):
+    if not name.isidentifier():
         raise missing
-    return _get_config(path, f"experiments.{name}", None, missing)
+    names = _load(os.path.join(EXPERIMENTS, "names.py"), "experiments.names")
+    try:
+        spec = names.spec(name)  # experiments/frozen.py:alpha_025
+    except ValueError:
+        raise missing from None
+    return load_config_file(os.path.join(os.path.dirname(EXPERIMENTS), spec))
 
 
 def load_config_file(spec):
@@ -80,12 +85,17 @@ def load_config_file(spec):
     )
 
 
-def _get_config(path, module_name, arg, missing):
-    """`get_config()` (or `get_config(arg)`) of the Python file at `path`, loaded by path."""
+def _load(path, module_name):
+    """The Python file at `path` as a module, loaded by path (no import edge to its package)."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    get_config = getattr(module, "get_config", None)
+    return module
+
+
+def _get_config(path, module_name, arg, missing):
+    """`get_config()` (or `get_config(arg)`) of the Python file at `path`."""
+    get_config = getattr(_load(path, module_name), "get_config", None)
     if not callable(get_config):
         raise missing
     config = get_config() if arg is None else get_config(arg)

@@ -5,23 +5,19 @@
 `get_source(name, data_dir=..., **options)` builds one with a clear error for
 unknown names. Every source yields the same element (see `pipelines.sources.source`).
 
-| `--dataset`    | source                         | `--data_dir`                         | options
-(`SOURCE_OPTIONS`)          |
-|----------------|--------------------------------|--------------------------------------|-------------------------------------|
-| synthetic      | sources.synthetic              | -                                    | -
-|
-| voc            | sources.voc_tfds (TFDS)        | TFDS data dir                        | policy,
-voc_year, manual_dir        |
-| tfds:NAME[:V]  | sources.tfds_source (TFDS)     | TFDS data dir (prepared; no download) | policy
-|
-| voc_dir        | sources.voc_dir                | VOC folder                           | policy,
-max_image_pixels, exif            |
-| csv            | sources.csv_source             | folder with <split>.csv              | policy,
-image_dir, max_image_pixels, exif |
-| coco           | sources.coco_json              | folder with annotations/             | policy,
-image_dir, max_image_pixels, exif |
-| yolo           | sources.yolo                   | folder with data.yaml                | policy,
-max_image_pixels, exif            |
+| `--dataset`   | source                     | `--data_dir`                          |
+|---------------|----------------------------|---------------------------------------|
+| synthetic     | sources.synthetic          | -                                     |
+| voc           | sources.voc_tfds (TFDS)    | TFDS data dir                         |
+| tfds:NAME[:V] | sources.tfds_source (TFDS) | TFDS data dir (prepared; no download) |
+| voc_dir       | sources.voc_dir            | VOC folder                            |
+| csv           | sources.csv_source         | folder with <split>.csv               |
+| coco          | sources.coco_json          | folder with annotations/              |
+| yolo          | sources.yolo               | folder with data.yaml                 |
+
+The other options (policy, voc_year, manual_dir, image_dir, max_image_pixels, exif) are declared
+once, in `DATASET_OPTIONS`, with the sources that take each (`SOURCE_OPTIONS` lists them per
+source).
 """
 
 import dataclasses

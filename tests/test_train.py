@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import keras
 import numpy as np
@@ -435,6 +436,84 @@ def test_override_values_are_yaml_read_as_the_field_and_checked_by_its_rule():
     ):
         with pytest.raises(config_lib.ConfigError, match=message):
             config_lib.apply_overrides(config_lib.default_config(), [override])
+
+
+class _Given:
+    """Flag values as `localizer.train.config_from_flags` reads them: only `given` are present."""
+
+    def __init__(self, **given):
+        self._given = {"experiment": "", "config": "", "set": [], **given}
+
+    def __getattr__(self, name):
+        return self._given.get(name)
+
+    def __getitem__(self, name):
+        return types.SimpleNamespace(present=name in self._given, value=self._given.get(name))
+
+
+def test_config_files_json_records_and_py_with_an_argument(tmp_path):
+    from localizer import train as train_command
+
+    # A resolved config (a work dir's config.json, a run record's "config") reruns as it ran.
+    for replicas in (1, 2):
+        ran = tiny_config().resolve(["cat", "dog"], replicas)
+        record = {"command": "x", "config": {**config_lib.to_dict(ran), "replicas": replicas}}
+        path = tmp_path / f"record{replicas}.json"
+        path.write_text(json.dumps(record))
+        loaded = train_command.load_config_file(str(path))
+        assert loaded.resolve(["cat", "dog"], replicas) == ran
+    assert ran.resolve(["cat", "dog"], 1) == ran.resolve(["cat", "dog"], 1).resolve(["cat", "dog"])
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text(
+        "from localizer.training import config\n"
+        "def get_config(arg='0'):\n"
+        "    return config.replace_fields(config.default_config(), {'seed': int(arg)})\n"
+    )
+    assert train_command.load_config_file(f"{sweep}:7").seed == 7
+    assert train_command.load_config_file(str(sweep)).seed == 0
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    for spec, message in (
+        (str(tmp_path / "empty.py"), "get_config"),
+        (str(tmp_path / "missing.json"), "no such file"),
+        (str(tmp_path / "sweep.txt"), "no such file"),
+    ):
+        with pytest.raises(config_lib.ConfigError, match=message):
+            train_command.load_config_file(spec)
+    with pytest.raises(config_lib.ConfigError, match="--config and --experiment"):
+        train_command.config_from_flags(_Given(config=str(sweep), experiment="quickstart"))
+
+
+def test_dataset_and_shortcut_flags_set_their_fields_then_set_overrides():
+    from localizer import train as train_command
+
+    assert {name for name, _, _ in train_command.shortcut_flags()} == {
+        "backbone",
+        "weights",
+        "image_size",
+        "batch_size",
+        "strategy",
+        "precision",
+        "jit_compile",
+        "seed",
+    }
+    config = train_command.config_from_flags(
+        _Given(
+            dataset="csv",
+            data_dir="",  # --data_dir= clears it
+            image_dir="/images",
+            image_size=64,
+            jit_compile=True,
+            set=["model.image_size=96"],
+        )
+    )
+    assert (config.data.dataset, config.data.data_dir, config.data.image_dir) == (
+        "csv",
+        None,
+        "/images",
+    )
+    assert (config.model.image_size, config.jit_compile) == (96, True)
+    with pytest.raises(config_lib.ConfigError, match="must be a multiple of 32"):
+        train_command.config_from_flags(_Given(image_size=100))
 
 
 class _WeightsAtEpochEnd(keras.callbacks.Callback):
