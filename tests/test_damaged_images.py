@@ -105,7 +105,7 @@ def test_predict_gives_each_damaged_file_its_line_and_goes_on(tmp_path):
 
 def test_index_skips_damaged_files_and_keeps_the_rest(tmp_path, monkeypatch):
     import pipelines
-    from pipelines.sources import file_index
+    from pipelines.sources import image_check
     from pipelines.sources.voc_dir import voc_xml
 
     monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path / "cache"))
@@ -129,7 +129,9 @@ def test_index_skips_damaged_files_and_keeps_the_rest(tmp_path, monkeypatch):
     source = pipelines.get_source("voc_dir", data_dir=str(root))
     stats = source.index_stats("train")
     assert stats.kept == 1
-    assert stats.skipped[file_index.TRUNCATED] == 2  # the PNG and the WebP cut inside their headers
+    assert (
+        stats.skipped[image_check.TRUNCATED] == 2
+    )  # the PNG and the WebP cut inside their headers
     assert sum(stats.skipped.values()) == 3  # and the lying JPEG
     assert any("too little image data" in reason for reason in stats.skipped)
 
@@ -194,7 +196,7 @@ def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_pred
     """
     import pipelines
     from localizer.inference import image_files
-    from pipelines.sources import file_index
+    from pipelines.sources import image_check
     from pipelines.sources.voc_dir import voc_xml
 
     monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path / "cache"))
@@ -220,7 +222,7 @@ def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_pred
     (root / "ImageSets" / "Main" / "train.txt").write_text("good\nonebit\nflipped\n")
     (root / "labels.txt").write_text("cat\ndog\n")
     stats = pipelines.get_source("voc_dir", data_dir=str(root)).index_stats("train")
-    assert (stats.kept, stats.skipped[file_index.UNDECODABLE]) == (1, 2)
+    assert (stats.kept, stats.skipped[image_check.UNDECODABLE]) == (1, 2)
     assert len(os.listdir(tmp_path / "cache" / "decoded")) == 1  # the good file, remembered
     with pytest.raises(
         image_header.ImageHeaderError, match="decoder cannot read its BMP data"

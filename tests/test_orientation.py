@@ -156,7 +156,7 @@ def tagged_voc_folder(root, orientations, box=UPRIGHT_BOX):
 def test_index_measures_and_decodes_tagged_photos_upright(tmp_path, monkeypatch):
     import pipelines
     from pipelines import input_pipeline
-    from pipelines.sources import file_index
+    from pipelines.sources import file_index, image_check
     from pipelines.sources.source import BOX, IMAGE
 
     monkeypatch.setenv("LOCALIZER_CACHE_DIR", str(tmp_path / "cache"))
@@ -176,7 +176,7 @@ def test_index_measures_and_decodes_tagged_photos_upright(tmp_path, monkeypatch)
             example[IMAGE].numpy(), orientation_lib.transpose(stored, orientation).numpy()
         )
     stats = source.index_stats("train")
-    assert stats.repaired[file_index.TURNED_UPRIGHT] == 7  # every tag but 1 (upright)
+    assert stats.repaired[image_check.TURNED_UPRIGHT] == 7  # every tag but 1 (upright)
     assert file_index.FITS_STORED_FRAME_ONLY not in stats.repaired
 
     ignoring = pipelines.get_source("voc_dir", data_dir=root, exif="ignore")
@@ -184,7 +184,7 @@ def test_index_measures_and_decodes_tagged_photos_upright(tmp_path, monkeypatch)
         example[IMAGE].shape[:2] for example in input_pipeline.decoded(ignoring, "train")
     ]
     assert stored_frame == [(48, 64)] * 4 + [(64, 48)] * 4
-    assert ignoring.index_stats("train").repaired[file_index.ORIENTATION_IGNORED] == 7
+    assert ignoring.index_stats("train").repaired[image_check.ORIENTATION_IGNORED] == 7
 
 
 def test_boxes_drawn_on_the_stored_pixels_are_named(tmp_path, monkeypatch):

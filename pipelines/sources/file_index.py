@@ -2,25 +2,24 @@
 
 Each reads its annotations into `AnnotatedImage` records (boxes in the file's
 own format, class names), then `build_index` turns them into arrays of source
-elements: it resolves each image path inside the dataset root, reads the image
-size and EXIF orientation from the file header, converts the boxes to
-BOX_FORMAT against the size a person sees (the only place a file format's
-boxes are converted), and picks the one target with `choose_target`. Whatever cannot be used is
-skipped and counted by
-reason; nothing here decodes pixels, so indexing 10k images takes seconds.
+elements: it resolves each image path inside the dataset root, checks the image
+(`image_check.usable_image`: its header's size and EXIF orientation, a cached decode),
+converts the boxes to BOX_FORMAT against the size a person sees (the only place a
+file format's boxes are converted), and picks the one target with `choose_target`.
+Whatever cannot be used is skipped and counted by reason.
 """
 
 import abc
 import dataclasses
-import hashlib
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from pipelines import boxes as box_lib
-from pipelines import files, image_header
+from pipelines import image_header
 from pipelines import orientation as orientation_lib
+from pipelines.sources import image_check
 from pipelines.sources.source import (
     BOX,
     ID,
@@ -37,10 +36,6 @@ from pipelines.sources.source import (
 
 UNKNOWN_CLASS = "object of unknown class ignored"
 UNUSABLE_OBJECT = "unusable object ignored"
-TRUNCATED = "truncated image file"
-UNDECODABLE = "image data the decoder cannot read (damaged inside, or a variant it lacks)"
-TURNED_UPRIGHT = "stored rotated or mirrored: turned upright by its EXIF orientation"
-ORIENTATION_IGNORED = "EXIF orientation ignored (--exif=ignore): read as stored"
 FITS_STORED_FRAME_ONLY = (
     "box fits only the stored, unrotated frame: annotated on raw pixels? "
     "--exif=ignore reads the photos as stored"
@@ -141,7 +136,8 @@ def build_index(
         raise ValueError(f"exif={exif!r}: expected one of {orientation_lib.EXIF_MODES}")
     found = []  # (record, path, height, width, known objects)
     for record in records:
-        image = _usable_image(image_root, record, stats, max_image_pixels, exif)
+        path = resolve_inside(image_root, record.filename)
+        image = image_check.usable_image(path, record.filename, stats, max_image_pixels, exif)
         if image is None:
             continue
         path, info, orientation = image
@@ -223,135 +219,6 @@ def _fit_stored_frame_only(objects, info, upright_size):
         (boxes >= -_OUTSIDE_TOLERANCE) & (boxes <= 1 + _OUTSIDE_TOLERANCE)
     )  # noqa: E731
     return bool(inside(stored) and not inside(upright))
-
-
-_CONVERSIONS = {
-    ("jpeg", 1): "grayscale converted to RGB",
-    ("png", 1): "grayscale converted to RGB",
-    ("png", 2): "alpha composited",
-    ("png", 4): "alpha composited",
-    ("jpeg", 4): "CMYK converted to RGB",
-}
-_NEEDS_COPY = {("png", 2), ("png", 4)}  # the decoder would drop alpha: composite once, here
-
-
-def _file_version_key(path):
-    """A sha1 (still open to updates) naming one version of a file: its real path, size and
-    mtime."""
-    stat = os.stat(path)
-    return hashlib.sha1(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-
-
-def prepared_copy(path, orientation=orientation_lib.UPRIGHT):
-    """A PNG of `path` with alpha composited over the padding grey and turned by `orientation`, made
-    once and cached.
-
-    The training decoder stays branch-free (see `decode.decode_indexed_image`);
-    the copy holds exactly the pixels `decode.decode_image_bytes` gives
-    serving and predict (lossless). It lives under $LOCALIZER_CACHE_DIR
-    (default ~/.cache/localizer)/composited, named by the source file's path,
-    size and modification time and the orientation.
-    """
-    from pipelines import decode
-
-    key = _file_version_key(path)
-    if orientation != orientation_lib.UPRIGHT:
-        key.update(f"|orientation={orientation}".encode())
-    folder = os.path.join(files.cache_dir(), "composited")
-    copy = os.path.join(folder, f"{key.hexdigest()}.png")
-    if not os.path.exists(copy):
-        os.makedirs(folder, exist_ok=True)
-        with open(path, "rb") as f:
-            pixels = decode.decode_image_bytes(f.read(), orientation=orientation)
-        files.atomic_write(
-            copy, lambda temporary: tf.io.write_file(temporary, tf.io.encode_png(pixels))
-        )
-    return copy
-
-
-def _usable_image(image_root, record, stats, max_image_pixels, exif):
-    """`(path, ImageInfo, orientation applied)` of a record's image, or None after counting why
-    not."""
-    path = resolve_inside(image_root, record.filename)
-    reason = None
-    if path is None:
-        reason = "image path outside the dataset folder"
-    elif not os.path.isfile(path):
-        reason = "missing image file"
-    else:
-        try:
-            info = image_header.read_image_info(path)
-        except image_header.ImageHeaderError as error:
-            reason = (
-                TRUNCATED
-                if isinstance(error, image_header.CutOffHeaderError)
-                else "not a readable image"
-            )
-        except OSError:
-            reason = "not a readable image"
-        else:
-            if not info.complete:
-                reason = TRUNCATED
-            elif max_image_pixels and info.decoded_pixels > max_image_pixels:
-                reason = "image over the pixel limit (decompression bomb?)"
-            elif info.too_little_data:
-                reason = "too little image data for the size its header announces (truncated or lying header)"
-            elif min(info.height, info.width) < image_header.MIN_IMAGE_SIDE:
-                reason = f"image smaller than {image_header.MIN_IMAGE_SIDE} px"
-    if reason is None and not _needs_copy(info, exif) and not decodes(path):
-        reason = UNDECODABLE  # (a prepared copy is decoded while it is made)
-    if reason:
-        stats.skip(reason, file=record.filename)
-        return None
-    conversion = _CONVERSIONS.get((info.format, info.channels))
-    if conversion:
-        stats.repair(conversion, file=record.filename)
-    orientation = info.orientation if exif == "apply" else orientation_lib.UPRIGHT
-    if info.orientation != orientation_lib.UPRIGHT:
-        stats.repair(
-            TURNED_UPRIGHT if exif == "apply" else ORIENTATION_IGNORED, file=record.filename
-        )
-    if _needs_copy(info, exif):
-        try:
-            path = prepared_copy(path, orientation)
-        except OSError:
-            stats.skip("not a readable image", file=record.filename)
-            return None
-        except tf.errors.OpError:
-            stats.skip(UNDECODABLE, file=record.filename)
-            return None
-    return path, info, orientation
-
-
-def _needs_copy(info, exif):
-    """Whether the training decoder needs a prepared copy: alpha to composite, or a turn to
-    apply."""
-    turned = exif == "apply" and info.orientation != orientation_lib.UPRIGHT
-    return (info.format, info.channels) in _NEEDS_COPY or turned
-
-
-def decodes(path):
-    """Whether the training path's decoder reads `path` whole: what no header tells (a PNG chunk's
-    checksum, a BMP depth or a JPEG process TF lacks, data damaged in the middle), found here rather
-    than as a crash mid-epoch. Decoded once per file version: success leaves a marker in the cache
-    (named by the file's path, size and modification time), so a rerun costs nothing.
-    """
-    from pipelines import decode
-
-    marker = os.path.join(files.cache_dir(), "decoded", _file_version_key(path).hexdigest())
-    if os.path.exists(marker):
-        return True
-    try:
-        with open(path, "rb") as f:
-            decode.decode_indexed_image(f.read())
-    except tf.errors.OpError:
-        return False
-    try:
-        os.makedirs(os.path.dirname(marker), exist_ok=True)
-        open(marker, "wb").close()
-    except OSError:
-        pass  # a read-only cache only costs the decode again next time
-    return True
 
 
 def parse_coordinate(text, field, where):
