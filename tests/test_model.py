@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from localizer import model as model_lib
-from localizer.model import backbones
+from localizer.model import backbones, box_layers
 from localizer.model import layers as layers_lib
-from localizer.model.layers import BoxFromLogits, ImagePreprocessing, SelectClassBox
+from localizer.model.box_layers import BoxFromLogits, SelectClassBox
+from localizer.model.layers import ImagePreprocessing
 from tests import roundtrip
 
 TINY = dict(num_classes=3, backbone="tiny", weights="none", image_size=32)
@@ -177,7 +178,7 @@ def test_unknown_names_are_clear():
 
 
 def test_attention_box_pooling_hand_cases():
-    from localizer.model.layers import AttentionBoxPooling
+    from localizer.model.box_layers import AttentionBoxPooling
 
     zeros = np.zeros((1, 2, 2, 1), "float32")
     # Uniform attention over a 2x2 grid, sigmoid(0) = 0.5 everywhere:
@@ -264,7 +265,7 @@ def test_dense_head_refuses_per_class_regression():
 
 
 def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training():
-    from localizer.model.layers import CentreWeightedBox
+    from localizer.model.box_layers import CentreWeightedBox
 
     # Two peaks: cell (0, 0) slightly higher than cell (3, 3), each with its own box.
     logits = np.full((1, 4, 4, 1), -10.0, "float32")
@@ -277,8 +278,8 @@ def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training()
         layer([logits, boxes], training=False)[0], [0.0, 0.0, 0.3, 0.3], atol=1e-4
     )
     # Far cells are filled with a value near the peak (int8 can hold it), not -1e9.
-    kept = np.asarray(layers_lib._keep_near_peak(logits, 1))
-    assert kept.min() == 5.0 - layers_lib.FAR_FROM_PEAK and kept[0, 3, 3, 0] == kept.min()
+    kept = np.asarray(box_layers._keep_near_peak(logits, 1))
+    assert kept.min() == 5.0 - box_layers.FAR_FROM_PEAK and kept[0, 3, 3, 0] == kept.min()
     # Training averages both peaks: a box between the two objects.
     between = np.asarray(layer([logits, boxes], training=True)[0])
     assert 0.3 < between[0] < 0.4 and 0.6 < between[2] < 0.7
@@ -287,10 +288,10 @@ def test_dense_box_votes_near_the_peak_at_inference_and_everywhere_in_training()
 
 LAYERS = [
     layers_lib.ImagePreprocessing("torch"),
-    layers_lib.BoxFromLogits(),
+    box_layers.BoxFromLogits(),
     layers_lib.ModelMetadata(["cat", "dog"], "stretch", 64),
     layers_lib.LabelledLogits(["cat", "dog"], "letterbox", 32),  # the former name of ModelMetadata
-    layers_lib.CellBoxes(),
+    box_layers.CellBoxes(),
     layers_lib.UnpackFineFeatures(7),
     layers_lib.StopGradient(),
     layers_lib.Squeeze(),
@@ -328,9 +329,9 @@ def test_vote_agreement_and_looked_at_features_by_hand():
         [[[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.1, 0.5]]]], "float32"
     )  # [1, 1, 2, 4]
     logits = np.array([[[[np.log(3.0)], [0.0]]]], "float32")
-    peak, spread = np.asarray(layers_lib.VoteAgreement()([logits, cell_boxes]))[0]
+    peak, spread = np.asarray(box_layers.VoteAgreement()([logits, cell_boxes]))[0]
     # Weighted mean ymax 0.4: variance 3/4 * 0.1^2 + 1/4 * 0.3^2 = 0.03.
     assert peak == pytest.approx(0.75) and spread == pytest.approx(0.03, abs=1e-6)
     features = np.array([[[[4.0, 0.0], [0.0, 8.0]]]], "float32")  # [1, 1, 2, 2]
-    looked_at = np.asarray(layers_lib.CentreWeightedFeatures()([logits, features]))
+    looked_at = np.asarray(box_layers.CentreWeightedFeatures()([logits, features]))
     np.testing.assert_allclose(looked_at, [[3.0, 2.0]], atol=1e-6)

@@ -5,6 +5,7 @@
     backbones.py    the registry of pretrained backbones (+ efficientnet_lite*.py,
                     torch_weights.py: EfficientNet-Lite with real ImageNet weights)
     layers.py       the custom Keras layers (no Lambda: models load with safe_mode)
+    box_layers.py   the box head's geometry layers (cell boxes, attention and centre pooling)
     heads.py        the classification and box heads
     builder.py      build_model, its training views, freezing and metadata
     losses.py, metrics.py   pure functions + thin Keras wrappers (the numpy evaluation

@@ -4,20 +4,17 @@
 
 import keras
 
-from localizer.model.config import ATTENTION_POOLED, CENTRE_WEIGHTED, FLATTENED
-from localizer.model.layers import (
+from localizer.model.box_layers import (
     AttentionBoxPooling,
     BoxFromLogits,
     CellBoxes,
     CentreWeightedBox,
     CentreWeightedFeatures,
-    ModelMetadata,
     SelectClassBox,
-    Squeeze,
-    StopGradient,
-    UnpackFineFeatures,
     VoteAgreement,
 )
+from localizer.model.config import ATTENTION_POOLED, CENTRE_WEIGHTED, FLATTENED
+from localizer.model.layers import ModelMetadata, Squeeze, StopGradient, UnpackFineFeatures
 from localizer.model.outputs import (
     BOX,
     BOX_QUALITY,
