@@ -4,7 +4,7 @@
 #   make train [DATASET=synthetic|voc|voc_dir|csv] [DATA_DIR=...] [EXPERIMENT=...]
 #   make evaluate [MODEL=work/quickstart/best.keras]
 #   make export MODEL=... EXPORT_DIR=models/localizer [EXPORT_FLAGS="--tflite --tflite_int8"]
-#   make test | test-slow | coverage | bench | real-check | clean
+#   make test (lint + fast tests) | lint | format | test-slow | coverage | bench | real-check | clean
 #
 # TF=cpu (default) installs the `tensorflow-cpu` wheel and no CUDA packages;
 # TF=gpu installs `tensorflow[and-cuda]` for machines with an NVIDIA GPU.
@@ -34,7 +34,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install train evaluate export test test-slow coverage bench real-check clean
+.PHONY: install train evaluate export test lint format test-slow coverage bench real-check clean
 
 install: $(STAMP)
 
@@ -57,8 +57,17 @@ evaluate: $(STAMP)
 export: $(STAMP)
 	$(PY) -m localizer.export --model="$(MODEL)" --export_dir="$(EXPORT_DIR)" $(EXPORT_FLAGS)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff's rules and format (pyproject.toml); `make format` applies the formatter and the safe fixes.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
