@@ -33,6 +33,11 @@ def define_dataset_flags(default_split="train", with_split=True):
         _define(option)
 
 
+def define_pixel_limit_flag():
+    """--max_image_pixels alone (for commands that read image files without a dataset)."""
+    _define(pipelines.OPTIONS["max_image_pixels"])
+
+
 def _define(option):
     """The flag of a dataset option (`pipelines.DATASET_OPTIONS`)."""
     if option.enum:
