@@ -124,7 +124,7 @@ TRAIN = (
 # (name, command arguments with {placeholders}, fragment of the error line)
 CASES = [
     ("train_unknown_set", TRAIN + ("--set=model.nope=1",), "no field 'nope'"),
-    ("train_ill_typed_set", TRAIN + ("--set=frozen_epochs=many",), "not a valid int"),
+    ("train_ill_typed_set", TRAIN + ("--set=frozen_epochs=many",), "must be a whole number"),
     ("train_negative_epochs", TRAIN + ("--set=frozen_epochs=-1",), "frozen_epochs=-1"),
     ("train_batch_size_0", TRAIN + ("--batch_size=0",), "pipeline.batch_size=0"),
     ("train_image_size_0", TRAIN + ("--image_size=0",), "model.image_size=0"),
@@ -542,7 +542,7 @@ KILL_TRAIN = (
 
 _KILL_AT = r"""
 import os, signal, sys
-from localizer.training import callbacks, feature_cache, stages, trainer
+from localizer.training import backups, feature_cache, stages, trainer
 from pipelines import files
 
 point = sys.argv[1]
@@ -567,9 +567,9 @@ elif point == "stage_boundary":  # marker written, fine-tuning not started
     after(trainer, "mark_stage_done")
 elif point == "fine_tune_epoch":  # mid-stage: after the first fine-tuning epoch's backup
     saves = []
-    after(callbacks.AtomicBackupAndRestore, "_save_model", lambda self: saves.append(1) or len(saves) == 3)
+    after(backups.AtomicBackupAndRestore, "_save_model", lambda self: saves.append(1) or len(saves) == 3)
 elif point == "final_save":  # final.keras written, the summary not yet
-    after(callbacks, "save_model_atomically", lambda model, path: path.endswith("final.keras"))
+    after(backups, "save_model_atomically", lambda model, path: path.endswith("final.keras"))
 elif point == "summary":  # summary written, backups not yet removed
     after(files, "write_json_atomically", lambda path, *a, **k: str(path).endswith("train_summary.json"))
 sys.argv = ["localizer.train", *sys.argv[2:]]
@@ -580,12 +580,12 @@ cli.run(train.main, train.define_flags)
 
 _DISK_FULL = r"""
 import errno, sys
-from localizer.training import callbacks
+from localizer.training import history
 
 def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")  # as a write reports it: no file named
 
-callbacks.write_history = disk_full  # the metrics, after the first epoch
+history.write_history = disk_full  # the metrics, after the first epoch
 sys.argv = ["localizer.train", *sys.argv[1:]]
 from localizer import train
 from pipelines import cli
