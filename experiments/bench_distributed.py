@@ -44,7 +44,7 @@ def _step_times(args):
     import keras
 
     from localizer import model as model_lib
-    from localizer.training import cluster, objective, stages
+    from localizer.training import cluster, loop, objective, stages
     from localizer.training import config as config_lib
     from localizer.training.strategy import make_strategy
     from pipelines import input_pipeline
@@ -85,7 +85,13 @@ def _step_times(args):
     clock = StepClock()
     steps = args["warmup"] + args["steps"]
     stages.fit_epochs(
-        view, strategy, dataset_fn, config.pipeline.batch_size, steps, 1, 0, [clock], verbose=0
+        view,
+        strategy,
+        dataset_fn,
+        config.pipeline.batch_size,
+        loop.Epochs(steps_per_epoch=steps, epochs=1),
+        [clock],
+        verbose=0,
     )
     durations = [
         b - a for a, b in zip(clock.ends[args["warmup"] - 1 :], clock.ends[args["warmup"] :])

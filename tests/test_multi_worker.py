@@ -320,7 +320,9 @@ def test_the_loop_trains_like_fit_on_one_process():
         objective.compile_model(view, config, 1e-2, 4, 2)
         strategy = tf.distribute.get_strategy()
         if use_loop:
-            history = loop.fit_across_workers(view, strategy, dataset_fn, 8, 4, 2, 0, [], verbose=0)
+            history = loop.fit_across_workers(
+                view, strategy, dataset_fn, 8, loop.Epochs(4, 2, 0), [], verbose=0
+            )
         else:
             history = view.fit(
                 dataset_fn(8).repeat(), steps_per_epoch=4, epochs=2, shuffle=False, verbose=0

@@ -17,9 +17,8 @@ import tensorflow as tf
 import pipelines
 from localizer import model as model_lib
 from localizer.model import losses
-from localizer.training import callbacks as callbacks_lib
 from localizer.training import config as config_lib
-from localizer.training import objective
+from localizer.training import iou_callback, objective, weight_average
 from localizer.training import trainer as train
 from pipelines import input_pipeline
 
@@ -205,7 +204,7 @@ def test_prediction_grid_draws_true_green_and_predicted_red():
     images = np.zeros((4, 20, 20, 3), np.uint8)
     true = np.array([[0.1, 0.1, 0.5, 0.5]] * 4, np.float32)
     predicted = np.array([[0.5, 0.5, 0.9, 0.9]] * 4, np.float32)
-    grid = callbacks_lib.prediction_grid(images, true, predicted, columns=3).numpy()[0]
+    grid = iou_callback.prediction_grid(images, true, predicted, columns=3).numpy()[0]
     assert grid.shape == (40, 60, 3)  # 2 rows of 3, the sixth tile empty
     tile = grid[:20, :20]
     assert np.allclose(tile[1, 5], [0, 1, 0]) and np.allclose(
@@ -338,13 +337,13 @@ def test_resumes_after_sigkill_from_last_completed_epoch(tmp_path):
 
 
 def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
-    from localizer.training import callbacks
+    from localizer.training import backups
 
     model = model_lib.build_model(
         model_lib.ModelConfig(num_classes=3, backbone="tiny", weights="none", image_size=32)
     )
     path = str(tmp_path / "best.keras")
-    callbacks.save_model_atomically(model, path)
+    backups.save_model_atomically(model, path)
     before = open(path, "rb").read()
 
     class Killed(Exception):
@@ -358,7 +357,7 @@ def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
     original_save = model.save
     model.save = save_then_die
     with pytest.raises(Killed):
-        callbacks.save_model_atomically(model, path)
+        backups.save_model_atomically(model, path)
     model.save = original_save
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["best.keras"]  # no temporary left behind
@@ -561,9 +560,9 @@ def test_validating_with_the_average_leaves_training_on_the_trained_weights():
     model = _ema_fit(
         initial,
         [
-            callbacks_lib.ValidateWithAverage(),
+            weight_average.ValidateWithAverage(),
             validated,
-            callbacks_lib.RestoreTrainedWeights(),
+            weight_average.RestoreTrainedWeights(),
             after,
         ],
     )

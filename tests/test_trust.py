@@ -16,7 +16,7 @@ from localizer.inference import image_files, report
 from localizer.inference.predictor import ModelFileError, Predictor
 from localizer.training import config as config_lib
 from localizer.training import workdir as workdir_lib
-from localizer.training.callbacks import read_history, write_history
+from localizer.training.history import read_history, write_history
 from pipelines import fields, image_header
 from pipelines.sources.source import DatasetError
 from tests import fixtures

@@ -15,6 +15,8 @@ through `distribute_datasets_from_function`), so a global batch is the
 per-replica batch times the replicas and `steps_per_epoch` counts global steps.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -32,20 +34,23 @@ _PEER_FAILURES = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Epochs:
+    """Which epochs a fit runs, counted as `Model.fit` counts them: `steps_per_epoch` global steps
+    each, from `initial_epoch` (the epochs before it are done) up to `epochs` (exclusive)."""
+
+    steps_per_epoch: int
+    epochs: int
+    initial_epoch: int = 0
+
+
 def fit_across_workers(
-    train_model,
-    strategy,
-    dataset_fn,
-    global_batch_size,
-    steps_per_epoch,
-    epochs,
-    initial_epoch,
-    callbacks,
-    verbose,
+    train_model, strategy, dataset_fn, global_batch_size, schedule, callbacks, verbose
 ):
     """Trains `train_model` (compiled in `strategy.scope()`) like `Model.fit(...)` would.
 
     Args:
+      schedule: `Epochs`: the epochs to run and their steps.
       dataset_fn: `per_replica_batch_size -> tf.data.Dataset` of `(inputs, targets)`
         batches of this worker's shard; repeated here.
       callbacks: Keras callbacks; a backup callback with a `resumed_epoch`
@@ -60,15 +65,7 @@ def fit_across_workers(
         )
     try:
         return _fit(
-            train_model,
-            strategy,
-            dataset_fn,
-            global_batch_size,
-            steps_per_epoch,
-            epochs,
-            initial_epoch,
-            callbacks,
-            verbose,
+            train_model, strategy, dataset_fn, global_batch_size, schedule, callbacks, verbose
         )
     except _PEER_FAILURES as error:
         raise cluster.WorkerLostError(
@@ -78,17 +75,8 @@ def fit_across_workers(
         ) from error
 
 
-def _fit(
-    train_model,
-    strategy,
-    dataset_fn,
-    global_batch_size,
-    steps_per_epoch,
-    epochs,
-    initial_epoch,
-    callbacks,
-    verbose,
-):
+def _fit(train_model, strategy, dataset_fn, global_batch_size, schedule, callbacks, verbose):
+    steps_per_epoch, epochs = schedule.steps_per_epoch, schedule.epochs
     distributed = strategy.distribute_datasets_from_function(
         lambda context: dataset_fn(context.get_per_replica_batch_size(global_batch_size)).repeat()
     )
@@ -107,7 +95,9 @@ def _fit(
     train_model.stop_training = False
     callback_list.on_train_begin()
     # The chief restored its backup in on_train_begin; every worker resumes from there.
-    resumed = max([initial_epoch] + [getattr(c, "resumed_epoch", 0) or 0 for c in callbacks])
+    resumed = max(
+        [schedule.initial_epoch] + [getattr(c, "resumed_epoch", 0) or 0 for c in callbacks]
+    )
     initial_epoch = int(cluster.agree(strategy, [resumed])[0])
     cluster.share_variables(strategy, train_model.variables + list(train_model.optimizer.variables))
     logs = {}

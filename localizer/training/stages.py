@@ -4,21 +4,21 @@ cached features; (2) the top of the backbone fine-tuned, BatchNorm frozen.
 Each stage is a `Model.fit` with resumable backups, TensorBoard and the IoU
 callback, or under MultiWorkerMirroredStrategy the same compiled model and
 callbacks driven by `localizer.training.loop`; `StageInputs` holds what both
-read. Across workers, what the chief restores from the work dir (a finished
+read, a `Stage` what one fits. Across workers, what the chief restores from the work dir (a finished
 stage, a backup) reaches the others through `localizer.training.cluster`.
 """
 
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from localizer import model as model_lib
-from localizer.training import callbacks as callbacks_lib
-from localizer.training import cluster, feature_cache, loop
+from localizer.training import backups, cluster, feature_cache, iou_callback, loop, weight_average
 from localizer.training import config as config_lib
 from localizer.training.objective import compile_model, training_targets
 from pipelines import input_pipeline
@@ -27,105 +27,38 @@ from pipelines.sources.source import BOX, LABEL, Source
 FROZEN, FINE_TUNE = "frozen", "fine_tune"
 
 
-def _fit_stage(
-    stage,
-    train_model,
-    export_model,
-    dataset_fn,
-    val_inputs,
-    val_targets,
-    config,
-    class_names,
-    workdir,
-    strategy,
-    peak_lr,
-    steps_per_epoch,
-    initial_epoch,
-    epochs,
-    preview=None,
-):
-    """One stage: compile, then fit with resumable backups and the IoU callback.
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """What one training stage fits: its `name` ("frozen", "fine_tune"), the view of the model it
+    trains, its training batches (`dataset_fn(batch_size)`: this worker's shard under several
+    workers), the validation inputs in the view's input form, its peak learning rate and epochs."""
 
-    `dataset_fn(batch_size)`: the training batches (this worker's shard under
-    several workers); `config.pipeline.batch_size` is the global batch.
-    """
-    with strategy.scope():
-        compile_model(train_model, config, peak_lr, steps_per_epoch, epochs - initial_epoch)
-    iou_callback = callbacks_lib.IoUCallback(
-        val_inputs,
-        val_targets[0],
-        val_targets[1],
-        class_names,
-        workdir,
-        export_model,
-        best_metric=config.best_metric,
-        every=config.eval_every,
-        stage=stage,
-        total_epochs=epochs,
-        preview=preview,
-    )
-    # The epoch's validation row and best.keras are written before its backup: a kill
-    # in between redoes the epoch (its row is replaced), never skips its row.
-    validated = [iou_callback]
-    if config.ema_momentum > 0:
-        validated = [
-            callbacks_lib.ValidateWithAverage(),
-            iou_callback,
-            callbacks_lib.RestoreTrainedWeights(),
-        ]
-    callbacks = [
-        *validated,
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage)),
-        callbacks_lib.AtomicBackupAndRestore(backup_dir(workdir, stage)),
-    ]
-    fit_epochs(
-        train_model,
-        strategy,
-        dataset_fn,
-        config.pipeline.batch_size,
-        steps_per_epoch,
-        epochs,
-        initial_epoch,
-        callbacks,
-    )
-    return iou_callback
+    name: str
+    train_model: keras.Model
+    dataset_fn: Callable[[int], tf.data.Dataset]
+    val_inputs: tf.data.Dataset
+    peak_lr: float
+    epochs: loop.Epochs
 
 
-def fit_epochs(
-    train_model,
-    strategy,
-    dataset_fn,
-    global_batch,
-    steps_per_epoch,
-    epochs,
-    initial_epoch,
-    callbacks,
-    verbose=None,
-):
-    """Trains a compiled model: `Model.fit`, or across workers `localizer.training.loop`."""
+def fit_epochs(train_model, strategy, dataset_fn, global_batch, schedule, callbacks, verbose=None):
+    """Trains a compiled model over the `loop.Epochs` of `schedule`: `Model.fit`, or across workers
+    `localizer.training.loop`."""
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     if cluster.is_multi_worker(strategy):
         # Outside the strategy's scope: what only the chief does (restore a backup, save a
         # model) may create throwaway variables, which inside the scope would start a
         # broadcast that the other workers never join.
         return loop.fit_across_workers(
-            train_model,
-            strategy,
-            dataset_fn,
-            global_batch,
-            steps_per_epoch,
-            epochs,
-            initial_epoch,
-            callbacks,
-            verbose,
+            train_model, strategy, dataset_fn, global_batch, schedule, callbacks, verbose
         )
     with strategy.scope():
         return train_model.fit(
             dataset_fn(global_batch).repeat(),
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=schedule.steps_per_epoch,
             shuffle=False,  # the datasets shuffle themselves, seeded
-            epochs=epochs,
-            initial_epoch=initial_epoch,
+            epochs=schedule.epochs,
+            initial_epoch=schedule.initial_epoch,
             callbacks=callbacks,
             verbose=verbose,
         )
@@ -164,34 +97,54 @@ class StageInputs:
             shard=self.role.shard,
         ).map(self.to_targets)
 
-    def fit(
-        self,
-        stage,
-        train_model,
-        dataset_fn,
-        val_inputs,
-        peak_lr,
-        steps_per_epoch,
-        initial_epoch,
-        epochs,
-    ):
-        return _fit_stage(
-            stage,
-            train_model,
-            self.model,
-            dataset_fn,
-            val_inputs,
-            self.val_targets,
-            self.config,
+    def fit(self, stage):
+        """One `Stage`: compile, then fit with resumable backups and the IoU callback; returns the
+        IoU callback. `config.pipeline.batch_size` is the global batch."""
+        config, workdir, schedule = self.config, self.workdir, stage.epochs
+        with self.strategy.scope():
+            compile_model(
+                stage.train_model,
+                config,
+                stage.peak_lr,
+                schedule.steps_per_epoch,
+                schedule.epochs - schedule.initial_epoch,
+            )
+        validation = iou_callback.IoUCallback(
+            stage.val_inputs,
+            self.val_targets[0],
+            self.val_targets[1],
             self.source.class_names,
-            self.workdir,
-            self.strategy,
-            peak_lr,
-            steps_per_epoch,
-            initial_epoch,
-            epochs,
+            workdir,
+            self.model,
+            best_metric=config.best_metric,
+            every=config.eval_every,
+            stage=stage.name,
+            total_epochs=schedule.epochs,
             preview=self.preview,
         )
+        # The epoch's validation row and best.keras are written before its backup: a kill
+        # in between redoes the epoch (its row is replaced), never skips its row.
+        validated = [validation]
+        if config.ema_momentum > 0:
+            validated = [
+                weight_average.ValidateWithAverage(),
+                validation,
+                weight_average.RestoreTrainedWeights(),
+            ]
+        callbacks = [
+            *validated,
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard", stage.name)),
+            backups.AtomicBackupAndRestore(backup_dir(workdir, stage.name)),
+        ]
+        fit_epochs(
+            stage.train_model,
+            self.strategy,
+            stage.dataset_fn,
+            config.pipeline.batch_size,
+            schedule,
+            callbacks,
+        )
+        return validation
 
 
 def backup_dir(workdir, stage):
@@ -203,7 +156,7 @@ def frozen_stage(run):
     config = run.config
     with run.strategy.scope():
         model_lib.freeze_backbone(run.model)
-    done, weights = callbacks_lib.completed_epochs(backup_dir(run.workdir, FROZEN))
+    done, weights = backups.completed_epochs(backup_dir(run.workdir, FROZEN))
     (done,) = cluster.agree(run.strategy, [done])  # the chief's backup decides for every worker
     if done >= config.frozen_epochs:
         # Killed after the stage's last epoch, before its completion marker: its weights are in the
@@ -226,14 +179,14 @@ def frozen_stage(run):
         with run.strategy.scope():
             train_model = model_lib.training_view(run.model)
         run.fit(
-            FROZEN,
-            train_model,
-            run.training_images,
-            run.val_ds.map(lambda images, _: images),
-            config.frozen_lr,
-            run.steps_per_epoch,
-            0,
-            config.frozen_epochs,
+            Stage(
+                FROZEN,
+                train_model,
+                run.training_images,
+                run.val_ds.map(lambda images, _: images),
+                config.frozen_lr,
+                loop.Epochs(run.steps_per_epoch, config.frozen_epochs),
+            )
         )
         return
     backbone = run.model.get_layer("backbone")
@@ -260,14 +213,14 @@ def frozen_stage(run):
     with run.strategy.scope():
         train_model = model_lib.features_training_view(run.model)
     run.fit(
-        FROZEN,
-        train_model,
-        cached_features,
-        val_inputs,
-        config.frozen_lr,
-        run.steps_per_epoch * config.feature_passes,
-        0,
-        config.frozen_epochs,
+        Stage(
+            FROZEN,
+            train_model,
+            cached_features,
+            val_inputs,
+            config.frozen_lr,
+            loop.Epochs(run.steps_per_epoch * config.feature_passes, config.frozen_epochs),
+        )
     )
 
 
@@ -279,12 +232,16 @@ def fine_tune_stage(run):
         logging.info("Fine-tuning the top %d backbone layers (BatchNorm frozen).", unfrozen)
         train_model = model_lib.training_view(run.model)
     run.fit(
-        FINE_TUNE,
-        train_model,
-        run.training_images,
-        run.val_ds.map(lambda images, _: images),
-        config.fine_tune_lr,
-        run.steps_per_epoch,
-        config.frozen_epochs,
-        config.frozen_epochs + config.fine_tune_epochs,
+        Stage(
+            FINE_TUNE,
+            train_model,
+            run.training_images,
+            run.val_ds.map(lambda images, _: images),
+            config.fine_tune_lr,
+            loop.Epochs(
+                steps_per_epoch=run.steps_per_epoch,
+                epochs=config.frozen_epochs + config.fine_tune_epochs,
+                initial_epoch=config.frozen_epochs,
+            ),
+        )
     )

@@ -29,10 +29,10 @@ from absl import logging
 
 from localizer import model as model_lib
 from localizer import provenance
-from localizer.training import callbacks as callbacks_lib
-from localizer.training import cluster, stages
+from localizer.training import backups, cluster, iou_callback, stages
 from localizer.training import config as config_lib
 from localizer.training import data as data_lib
+from localizer.training import history as history_lib
 from localizer.training import workdir as workdir_lib
 from localizer.training.strategy import make_strategy, set_precision
 from localizer.training.workdir import CONFIG_FILE, mark_stage_done, stage_done_marker
@@ -208,7 +208,7 @@ def _train(config, workdir, strategy, role, source, model, issues, precision, st
         steps_per_epoch=max(1, source.num_examples(config.data.train_split) // pipeline.batch_size),
         role=role,
         preview=data_lib.preview_examples(
-            val_ds, val_targets[0], callbacks_lib.PREVIEW_IMAGES, config.seed or 0
+            val_ds, val_targets[0], iou_callback.PREVIEW_IMAGES, config.seed or 0
         ),
     )
     frozen_marker = stage_done_marker(workdir, stages.FROZEN)
@@ -223,7 +223,7 @@ def _train(config, workdir, strategy, role, source, model, issues, precision, st
         mark_stage_done(model, workdir, stages.FROZEN)
     if config.fine_tune_epochs:
         stages.fine_tune_stage(run)
-    callbacks_lib.save_model_atomically(model, os.path.join(workdir, FINAL_MODEL))
+    backups.save_model_atomically(model, os.path.join(workdir, FINAL_MODEL))
     summary = _summary(run, time.time() - start, replicas)
     summary.update(
         {
@@ -259,14 +259,14 @@ def _read_json(path):
 
 def _summary(run, seconds, replicas):
     workdir = os.path.abspath(run.workdir)
-    history = callbacks_lib.read_history(workdir)
+    history = history_lib.read_history(workdir)
     metric = run.config.best_metric
     best = max(history, key=lambda r: r.get(metric) or -1) if history else None
     return {
         "workdir": workdir,
-        "best_model": os.path.join(workdir, callbacks_lib.BEST_MODEL),
+        "best_model": os.path.join(workdir, iou_callback.BEST_MODEL),
         "final_model": os.path.join(workdir, FINAL_MODEL),
-        "metrics_history": os.path.join(workdir, callbacks_lib.HISTORY_JSONL),
+        "metrics_history": os.path.join(workdir, history_lib.HISTORY_JSONL),
         "train_seconds": round(seconds, 1),
         # ru_maxrss is in KiB on Linux.
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
