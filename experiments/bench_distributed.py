@@ -94,7 +94,10 @@ def _step_times(args):
         verbose=0,
     )
     durations = [
-        b - a for a, b in zip(clock.ends[args["warmup"] - 1 :], clock.ends[args["warmup"] :])
+        b - a
+        for a, b in zip(
+            clock.ends[args["warmup"] - 1 :], clock.ends[args["warmup"] :], strict=False
+        )
     ]
     return {
         "role": str(role),
@@ -136,7 +139,7 @@ def _run_setup(name, workers, threads, args):
             )
         )
     outputs = [p.communicate(timeout=3600) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_out, err) in zip(processes, outputs, strict=True):
         if process.returncode != 0:
             raise RuntimeError(f"{name}: a process failed ({process.returncode}):\n{err[-3000:]}")
     results = [

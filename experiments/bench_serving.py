@@ -182,7 +182,10 @@ def summarize(raw, data, batch_sizes, runs, calls):
         baseline_runs = raw[batch_size][TENSOR_BASELINE]["throughput_runs"]
         for name, row in rows.items():
             ratios = [
-                a / b for a, b in zip(raw[batch_size][name]["throughput_runs"], baseline_runs)
+                a / b
+                for a, b in zip(
+                    raw[batch_size][name]["throughput_runs"], baseline_runs, strict=True
+                )
             ]
             row["ratio_to_keras_direct_call"] = round(statistics.median(ratios), 3)
             row["ratio_to_keras_direct_call_runs"] = [round(r, 3) for r in ratios]

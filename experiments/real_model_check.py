@@ -160,7 +160,7 @@ def truth(data_dir):
     ids = index[ID]
     return {
         f"{example_id}.jpg": (int(label), np.asarray(box))
-        for example_id, label, box in zip(ids, index[LABEL], index[BOX])
+        for example_id, label, box in zip(ids, index[LABEL], index[BOX], strict=True)
     }
 
 

@@ -132,8 +132,8 @@ def jpeg_orientation(data):
 
 
 def jpeg_layout(data):
-    """`(exif_start, scan_start)` of JPEG bytes, in graph ops: where the first EXIF APP1 segment
-    (`FF E1 .. "Exif\\0\\0"`) and the first start of scan (`FF DA`) begin, each -1 when absent.
+    r"""`(exif_start, scan_start)` of JPEG bytes, in graph ops: where the first EXIF APP1 segment
+    (`FF E1 .. "Exif\0\0"`) and the first start of scan (`FF DA`) begin, each -1 when absent.
 
     Walks the segments from the start of image, skipping fill bytes,
     reading a few bytes at each (never the whole file), for at most

@@ -208,6 +208,8 @@ def zoom_window(box, original_size, context=ZOOM_CONTEXT, min_fraction=MIN_ZOOM_
     Args:
       box: BOX_FORMAT `[4]` in the original image.
       original_size: `[2]` (height, width) in pixels.
+      context: the window's side as a multiple of the box's longer side.
+      min_fraction: the smallest side, as a fraction of the image's longer side.
 
     Returns:
       BOX_FORMAT `[4]`: the window, in original image coordinates.

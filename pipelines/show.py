@@ -76,7 +76,7 @@ def preview_grid(source, split, config, num_examples, out_path, columns=4):
     rows = -(-num_examples // columns)
     fig, axes = plt.subplots(rows, 2 * columns, figsize=(4 * columns, 2.2 * rows), squeeze=False)
     names = source.class_names
-    pairs = itertools.islice(zip(raw, augmented), num_examples)
+    pairs = itertools.islice(zip(raw, augmented, strict=True), num_examples)
     for i, (plain, aug) in enumerate(pairs):
         r, c = divmod(i, columns)
         draw_example(axes[r][c], plain[IMAGE].numpy(), plain[BOX], names[int(plain[LABEL])])

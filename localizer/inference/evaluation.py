@@ -9,6 +9,7 @@ current best and worst examples are kept, as thumbnails.
 """
 
 import dataclasses
+import functools
 import heapq
 import sys
 
@@ -59,6 +60,20 @@ def _thumbnail(image):
         return image
     size = [max(1, round(height * scale)), max(1, round(width * scale))]
     return tf.cast(tf.image.resize(image, size, antialias=True), tf.uint8).numpy()
+
+
+def _example_record(batch, i, ious, probs, box):
+    """Example `i` of a batch for the best and worst pages (built only for those)."""
+    height, width = batch[render.ORIGINAL_SIZE][i].numpy()
+    return {
+        "id": batch[ID][i].numpy().decode(),
+        "iou": float(ious[i]),
+        "label": int(batch[LABEL][i]),
+        "predicted": int(probs[i].argmax()),
+        "true_box": batch[BOX][i].numpy(),
+        "box": box[i],
+        "image": _thumbnail(batch[IMAGE][i, :height, :width].numpy()),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,19 +168,7 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
         box, probs = look.boxes.numpy(), look.probabilities.numpy()
         ious = box_lib.iou(batch[BOX], box).numpy()
         for i, iou in enumerate(ious):
-
-            def record(i=i):
-                height, width = batch[render.ORIGINAL_SIZE][i].numpy()
-                return {
-                    "id": batch[ID][i].numpy().decode(),
-                    "iou": float(ious[i]),
-                    "label": int(batch[LABEL][i]),
-                    "predicted": int(probs[i].argmax()),
-                    "true_box": batch[BOX][i].numpy(),
-                    "box": box[i],
-                    "image": _thumbnail(batch[IMAGE][i, :height, :width].numpy()),
-                }
-
+            record = functools.partial(_example_record, batch, i, ious, probs, box)
             extremes.offer(float(iou), record)
         all_ious.append(ious)
         labels.append(batch[LABEL].numpy())

@@ -50,9 +50,8 @@ class NoImagesError(UserError, ValueError):
 
 
 def printable(text):
-    """`text` with its line breaks and other unprintable characters escaped as in a Python string
-    literal
-    (`new\\nline.jpg`), everything else as it is: a file name, whole, on one line.
+    r"""`text` with its line breaks and other unprintable characters escaped as in a Python string
+    literal (`new\nline.jpg`), everything else as it is: a file name, whole, on one line.
     """
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 

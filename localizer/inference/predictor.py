@@ -229,9 +229,9 @@ class Predictor:
             outputs = tf.numpy_function(
                 run_numpy, [images], [tf.float32] * len(shapes), stateful=True
             )
-            for output, shape in zip(outputs, shapes.values()):
+            for output, shape in zip(outputs, shapes.values(), strict=True):
                 output.set_shape([None, *shape])
-            return dict(zip(shapes, outputs))
+            return dict(zip(shapes, outputs, strict=True))
 
         self._run = run
 

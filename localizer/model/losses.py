@@ -261,7 +261,10 @@ def centre_target(true_boxes, height, width, sigma_fraction=CENTRE_SIGMA_FRACTIO
 
     Args:
       true_boxes: BOX_FORMAT `[B, 4]`.
-      height, width: grid size.
+      height: the grid's rows.
+      width: the grid's columns.
+      sigma_fraction: the Gaussian's standard deviation along each axis, as a fraction of the
+        box's extent along it (at least half a cell).
 
     Returns:
       float32 `[B, height, width]`, summing to 1 over the cells of each example.

@@ -45,7 +45,9 @@ def reference_predictions(model, image_bytes, refine=False):
     metadata = model_lib.model_metadata(model)
     size, mode = metadata["image_size"], metadata["resize_mode"]
     decoded = [decode.decode_image_bytes(tf.constant(data)) for data in image_bytes]
-    images, windows = zip(*(render.resize_image(image, size, mode) for image in decoded))
+    images, windows = zip(
+        *(render.resize_image(image, size, mode) for image in decoded), strict=True
+    )
     outputs = model(tf.stack(images), training=False)
     probabilities = tf.nn.softmax(tf.cast(outputs[CLASS_LOGITS], tf.float32), axis=-1)
     box = render.to_original_frame(tf.cast(outputs[BOX], tf.float32), tf.stack(windows))
@@ -54,8 +56,9 @@ def reference_predictions(model, image_bytes, refine=False):
         zoom_images, zoom_windows = zip(
             *(
                 views.render_zoom_view(image, first_box, size, mode)
-                for image, first_box in zip(decoded, box)
-            )
+                for image, first_box in zip(decoded, box, strict=True)
+            ),
+            strict=True,
         )
         zoom = model(tf.stack(zoom_images), training=False)
         zoom_box = render.to_original_frame(tf.cast(zoom[BOX], tf.float32), tf.stack(zoom_windows))

@@ -5,10 +5,10 @@
 """
 
 import json
-import logging
 import os
 
 import keras
+from absl import logging
 
 from pipelines import files
 

@@ -167,7 +167,7 @@ def _from_replica_zero(tensors):
             tf.distribute.ReduceOp.SUM,
             [tf.where(first, tensors[i], tf.zeros_like(tensors[i])) for i in positions],
         )
-        for i, value in zip(positions, reduced):
+        for i, value in zip(positions, reduced, strict=True):
             result[i] = value
     return result
 
@@ -207,5 +207,5 @@ def share_variables(strategy, variables):
     if not _spans_workers(strategy) or not variables:
         return
     values = _broadcast_function(strategy)([v.value for v in variables])
-    for variable, value in zip(variables, values):
+    for variable, value in zip(variables, values, strict=True):
         variable.assign(strategy.experimental_local_results(value)[0])

@@ -57,4 +57,4 @@ def extract_training_features(backbone, source, split, pipeline, passes, shard=N
     augmented = input_pipeline.make_dataset(source, split, pipeline, training=True, shard=shard)
     for i in range(1, passes):
         parts.append(extract_features(backbone, augmented, f"augmented train pass {i}"))
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))

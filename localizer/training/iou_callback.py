@@ -11,12 +11,12 @@ image per evaluation: those images with the true box (green) and the
 predicted box (red), as the TF Object Detection API does.
 """
 
-import logging
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from localizer.model import BOX, CLASS_BOXES, CLASS_LOGITS
 from localizer.ops import statistics

@@ -50,11 +50,16 @@ def fit_across_workers(
     """Trains `train_model` (compiled in `strategy.scope()`) like `Model.fit(...)` would.
 
     Args:
-      schedule: `Epochs`: the epochs to run and their steps.
+      train_model: the Keras model to train, compiled in `strategy.scope()`.
+      strategy: the `tf.distribute` strategy the model was built in.
       dataset_fn: `per_replica_batch_size -> tf.data.Dataset` of `(inputs, targets)`
         batches of this worker's shard; repeated here.
+      global_batch_size: examples per step across all replicas; each replica's batch is
+        this divided by `strategy.num_replicas_in_sync`.
+      schedule: `Epochs`: the epochs to run and their steps.
       callbacks: Keras callbacks; a backup callback with a `resumed_epoch`
         attribute (`AtomicBackupAndRestore`) decides, on the chief, where to resume.
+      verbose: Keras' verbosity for the progress bar (0 silent, 1 bar, 2 a line per epoch).
 
     Raises:
       cluster.WorkerLostError: a collective failed because another worker stopped.
@@ -145,7 +150,9 @@ def _train_step(train_model, strategy):
             loss = train_model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             scaled = train_model.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, train_model.trainable_weights)
-        train_model.optimizer.apply_gradients(zip(gradients, train_model.trainable_weights))
+        train_model.optimizer.apply_gradients(
+            zip(gradients, train_model.trainable_weights, strict=True)
+        )
         metrics = train_model.compute_metrics(x, y, y_pred)
         return loss, {k: v for k, v in metrics.items() if k != "loss"}
 

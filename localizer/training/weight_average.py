@@ -12,7 +12,7 @@ def _ema_pairs(optimizer):
         raise ValueError(
             "ema_momentum > 0 needs the optimizer's moving averages (AdamW(use_ema=True)), built."
         )
-    return list(zip(optimizer._trainable_variables, averages))
+    return list(zip(optimizer._trainable_variables, averages, strict=True))
 
 
 def _swap_with_average(optimizer):

@@ -21,10 +21,11 @@ image is ignored. A file that is not JSON, or not COCO, is a `DatasetError`.
 
 import glob
 import json
-import logging
 import math
 import os
 import re
+
+from absl import logging
 
 from pipelines import boxes as box_lib
 from pipelines import image_header
@@ -112,7 +113,7 @@ def parse_bbox(bbox, where):
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         raise ValueError(f"{where}: bbox {bbox!r} is not [x, y, width, height]")
     values = []
-    for name, value in zip(("x", "y", "width", "height"), bbox):
+    for name, value in zip(("x", "y", "width", "height"), bbox, strict=True):
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))

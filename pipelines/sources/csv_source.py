@@ -15,8 +15,9 @@ import collections
 import csv
 import glob
 import io
-import logging
 import os
+
+from absl import logging
 
 from pipelines import image_header
 from pipelines.sources import file_index

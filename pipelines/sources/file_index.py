@@ -158,7 +158,7 @@ def build_index(
 
     columns = {IMAGE_PATH: [], LABEL: [], BOX: [], ID: []}
     start = 0
-    for (record, path, _, _, known), count in zip(found, counts):
+    for (record, path, _, _, known), count in zip(found, counts, strict=True):
         objects = ImageObjects(
             boxes=normalized[start : start + count],
             labels=np.array([class_index[o.class_name] for o in known], np.int32),

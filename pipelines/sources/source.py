@@ -21,9 +21,9 @@ import abc
 import collections
 import dataclasses
 import hashlib
-import logging
 
 import numpy as np
+from absl import logging
 
 from pipelines import boxes as box_lib
 from pipelines.element import BOX, ID, IMAGE, IMAGE_PATH, LABEL  # noqa: F401 (the source's API)

@@ -11,9 +11,10 @@ XML `<size>` fields, which are often wrong in real datasets.
 """
 
 import glob
-import logging
 import os
 import xml.etree.ElementTree as ET
+
+from absl import logging
 
 from pipelines import image_header
 from pipelines.sources import file_index

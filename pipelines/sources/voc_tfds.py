@@ -19,13 +19,13 @@ decodes them later. Each image is reduced to one target at index time by the
 `is_difficult` are never targets.
 """
 
-import logging
 import os
 import socket
 import threading
 import urllib.parse
 
 import tensorflow_datasets as tfds
+from absl import logging
 
 from pipelines.sources.source import DatasetError
 from pipelines.sources.tfds_source import TfdsSource

@@ -34,8 +34,9 @@ values, a value that is not a number or lies outside [0, 1], is ignored
 (counted); an unknown class index likewise.
 """
 
-import logging
 import os
+
+from absl import logging
 
 from pipelines import boxes as box_lib
 from pipelines import image_header
@@ -110,7 +111,7 @@ def parse_label_line(line, where):
     if len(values) != 5:
         raise ValueError(f"{where}: expected 5 values (class cx cy w h), got {len(values)}")
     numbers = []
-    for name, text in zip(("class", "cx", "cy", "w", "h"), values):
+    for name, text in zip(("class", "cx", "cy", "w", "h"), values, strict=True):
         try:
             numbers.append(file_index.parse_coordinate(text, name, where))
         except ValueError:
@@ -120,7 +121,7 @@ def parse_label_line(line, where):
         raise ValueError(f"{where}: class={values[0]!r} is not a class index")
     outside = [
         f"{n}={t}"
-        for n, t, v in zip(("cx", "cy", "w", "h"), values[1:], box)
+        for n, t, v in zip(("cx", "cy", "w", "h"), values[1:], box, strict=True)
         if not 0.0 <= v <= 1.0
     ]
     if outside:
