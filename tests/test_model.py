@@ -213,11 +213,47 @@ def test_model_carries_its_metadata_through_keras_files(tmp_path):
     )
     model = model_lib.build_model(config)
     loaded = roundtrip.assert_model_round_trips(model, _images(), str(tmp_path / "m.keras"))
+    expected = {"class_names": ["cat", "dog", "plate"], "resize_mode": "stretch", "image_size": 32}
+    # The model's own, in its config: not hidden in a head layer.
+    assert isinstance(loaded, model_lib.Localizer) and loaded.metadata == expected
+    assert model_lib.model_metadata(loaded) == expected
+    assert not hasattr(loaded.get_layer("heads").get_layer("class_logits"), "class_names")
+
+
+def test_a_model_saved_with_its_metadata_in_the_class_logits_layer_still_loads(
+    tmp_path, monkeypatch
+):
+    """Models saved before `Localizer` are plain functional models whose `class_logits` layer
+    (`layers.ModelMetadata`) holds the metadata: they load, with the same metadata and outputs."""
+    config = model_lib.ModelConfig(
+        class_names=("cat", "dog", "plate"), resize_mode="stretch", **TINY
+    )
+
+    def metadata_layer(dtype, name):  # what the heads built before
+        return layers_lib.ModelMetadata(
+            config.class_names, config.resize_mode, config.image_size, dtype=dtype, name=name
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.layers, "Identity", metadata_layer)
+        built = model_lib.build_model(config)
+    old = keras.Model(built.input, built.output, name="localizer")  # a plain Functional, as then
+    assert isinstance(old.get_layer("heads").get_layer("class_logits"), layers_lib.ModelMetadata)
+    path = str(tmp_path / "old.keras")
+    old.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    assert not isinstance(loaded, model_lib.Localizer)
     assert model_lib.model_metadata(loaded) == {
         "class_names": ["cat", "dog", "plate"],
         "resize_mode": "stretch",
         "image_size": 32,
     }
+    images = _images()
+    for name, value in old(images).items():
+        np.testing.assert_array_equal(loaded(images)[name], value)
+    from localizer.inference.predictor import Predictor
+
+    assert Predictor(path).class_names == ["cat", "dog", "plate"]
 
 
 def test_fine_features_pack_and_unpack_exactly():

@@ -15,6 +15,7 @@ The names below are the package's public API (`from localizer import model`).
 """
 
 from localizer.model.builder import (
+    Localizer,
     build_model,
     features_training_view,
     freeze_backbone,
@@ -64,6 +65,7 @@ __all__ = [
     "POOLED",
     "QUALITY_AND_BOX",
     "REGRESSION_MODES",
+    "Localizer",
     "ModelConfig",
     "build_heads",
     "build_model",

@@ -29,6 +29,8 @@ saved before it have none); the training views (`training_view`,
 over the same layers.
 """
 
+import json
+
 import keras
 
 from localizer.model import backbones
@@ -43,6 +45,48 @@ from localizer.model.outputs import (
     LOCALIZATION,
     QUALITY_AND_BOX,
 )
+
+
+@keras.saving.register_keras_serializable(package="localizer")
+class Localizer(keras.Model):
+    """The inference model: a functional graph that knows what it was trained for.
+
+    Its `metadata` (`class_names`: label i is `class_names[i]`; `resize_mode` and `image_size`:
+    how images were resized to the input) is part of the model's own config, so a `.keras` file
+    is self-describing: evaluate, predict and export read it with `model_metadata`. Models saved
+    before this class kept it in their `class_logits` layer (`layers.ModelMetadata`), where
+    `model_metadata` still finds it.
+    """
+
+    def __init__(self, *args, metadata=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A JSON string: immutable, and not wrapped by Keras' attribute tracking.
+        self._metadata_json = json.dumps(metadata_fields(metadata)) if metadata else None
+
+    @property
+    def metadata(self):
+        """`{"class_names", "resize_mode", "image_size"}`, or None when not given."""
+        return json.loads(self._metadata_json) if self._metadata_json else None
+
+    def get_config(self):
+        return {**super().get_config(), "metadata": self.metadata}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        metadata = config.pop("metadata", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model._metadata_json = json.dumps(metadata_fields(metadata)) if metadata else None
+        return model
+
+
+def metadata_fields(metadata):
+    """The metadata's three fields, typed: `{"class_names": [str], "resize_mode", "image_size"}`."""
+    return {
+        "class_names": [str(name) for name in metadata["class_names"]],
+        "resize_mode": str(metadata["resize_mode"]),
+        "image_size": int(metadata["image_size"]),
+    }
 
 
 def build_model(config):
@@ -62,22 +106,33 @@ def build_model(config):
     )
     image = keras.Input((config.image_size, config.image_size, 3), name="image")
     outputs = heads(backbone(image, training=False))
-    model = keras.Model(
+    names = tuple(config.class_names) or tuple(f"class_{i}" for i in range(config.num_classes))
+    return Localizer(
         image,
         {name: outputs[name] for name in INFERENCE_OUTPUTS if name in outputs},
         name="localizer",
+        metadata={
+            "class_names": names,
+            "resize_mode": config.resize_mode,
+            "image_size": config.image_size,
+        },
     )
-    return model
 
 
 def model_metadata(model):
-    """`{"class_names", "resize_mode", "image_size"}` stored in a localizer model."""
-    layer = model.get_layer("heads").get_layer(CLASS_LOGITS)  # a ModelMetadata layer
-    return {
-        "class_names": list(layer.class_names),
-        "resize_mode": layer.resize_mode,
-        "image_size": layer.image_size,
-    }
+    """`{"class_names", "resize_mode", "image_size"}` of a localizer model: a `Localizer`'s own,
+    or, in a model saved before it, what its `class_logits` layer (`ModelMetadata`) holds."""
+    metadata = getattr(model, "metadata", None)
+    if metadata is not None:
+        return metadata
+    layer = model.get_layer("heads").get_layer(CLASS_LOGITS)
+    return metadata_fields(
+        {
+            "class_names": layer.class_names,
+            "resize_mode": layer.resize_mode,
+            "image_size": layer.image_size,
+        }
+    )
 
 
 def _with_training_outputs(inputs, head_outputs):

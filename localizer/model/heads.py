@@ -14,7 +14,7 @@ from localizer.model.box_layers import (
     VoteAgreement,
 )
 from localizer.model.config import ATTENTION_POOLED, CENTRE_WEIGHTED, FLATTENED
-from localizer.model.layers import ModelMetadata, Squeeze, StopGradient, UnpackFineFeatures
+from localizer.model.layers import Squeeze, StopGradient, UnpackFineFeatures
 from localizer.model.outputs import (
     BOX,
     BOX_QUALITY,
@@ -82,10 +82,8 @@ def _class_and_box_heads(features, config, fine_channels):
     class_logits = keras.layers.Dense(config.num_classes, dtype="float32", name="class_dense")(
         dropped
     )
-    names = tuple(config.class_names) or tuple(f"class_{i}" for i in range(config.num_classes))
-    class_logits = ModelMetadata(
-        names, config.resize_mode, config.image_size, dtype="float32", name=CLASS_LOGITS
-    )(class_logits)
+    # The output's name; the model's metadata is the model's own (`builder.Localizer`).
+    class_logits = keras.layers.Identity(dtype="float32", name=CLASS_LOGITS)(class_logits)
 
     outputs = {CLASS_LOGITS: class_logits}
     if config.attach == ATTENTION_POOLED:

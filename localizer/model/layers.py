@@ -148,12 +148,12 @@ class UnpackFineFeatures(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ModelMetadata(keras.layers.Layer):
-    """The class-logits output layer, an identity, that holds the model's metadata.
+    """The class-logits output layer, an identity, that held the model's metadata in models saved
+    before `builder.Localizer` (which keeps it in the model's own config).
 
     `class_names` (label i is `class_names[i]`), `resize_mode` and
     `image_size` (how images were resized to the input) live in this layer's
-    config, so a `.keras` file or an export is self-describing: evaluate,
-    predict and export read them with `localizer.model.model_metadata`.
+    config; `localizer.model.model_metadata` reads them from such old `.keras` files.
     """
 
     def __init__(self, class_names=(), resize_mode="letterbox", image_size=224, **kwargs):
