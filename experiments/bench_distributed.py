@@ -190,9 +190,9 @@ def main(argv):
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "command": "python -m experiments.bench_distributed",
         "code": provenance.code_version(),
-        "model": f"{FLAGS.backbone} (weights {FLAGS.weights}), default fine-tuning stage, batch {FLAGS.batch_size} "
-        f"per process, synthetic images through the input pipeline; {FLAGS.steps} timed steps after "
-        f"{FLAGS.warmup}",
+        "model": f"{FLAGS.backbone} (weights {FLAGS.weights}), default fine-tuning stage, batch "
+        f"{FLAGS.batch_size} per process, synthetic images through the input pipeline; "
+        f"{FLAGS.steps} timed steps after {FLAGS.warmup}",
         "setups": measured,
         "scaling_efficiency": round(
             measured["two_workers_1_thread"]["images_per_s"] / (2 * single), 3

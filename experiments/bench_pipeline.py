@@ -127,7 +127,8 @@ def summarize(raw, data_dir, split):
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "data": f"{os.path.relpath(os.path.abspath(data_dir), REPO_ROOT)} [{split}], {raw['num_examples']} images",
+        "data": f"{os.path.relpath(os.path.abspath(data_dir), REPO_ROOT)} [{split}], "
+        f"{raw['num_examples']} images",
         "command": "python -m experiments.bench_pipeline",
         "images_per_s_median": {k: round(v, 1) for k, v in medians.items()},
         "ratio_to_python_loader": {k: round(v / base, 2) for k, v in medians.items()},

@@ -406,13 +406,14 @@ def serving_throughput():
         f"(load average {load} at start); {FLAGS.runs} runs, medians"
     )
     print(
-        "| batch | path | images/s | p50 ms | p99 ms | x keras_direct_call (same run) |\n|---|---|---|---|---|---|"
+        "| batch | path | images/s | p50 ms | p99 ms | x keras_direct_call (same run) "
+        "|\n|---|---|---|---|---|---|"
     )
     for batch_size, rows in summary["batches"].items():
         for name, row in rows.items():
             print(
-                f"| {batch_size} | {name} | {row['images_per_s_median']} | {row['latency_ms_p50']} | "
-                f"{row['latency_ms_p99']} | {row['ratio_to_keras_direct_call']} |"
+                f"| {batch_size} | {name} | {row['images_per_s_median']} | {row['latency_ms_p50']} "
+                f"| {row['latency_ms_p99']} | {row['ratio_to_keras_direct_call']} |"
             )
     print(f"Wrote {RESULTS}")
 

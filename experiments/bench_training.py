@@ -101,7 +101,8 @@ def main(argv):
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "command": "python -m experiments.bench_training",
-        "model": f"{model_config.backbone} {model_config.image_size}px, top {config.fine_tune_fraction:.0%} unfrozen, "
+        "model": f"{model_config.backbone} {model_config.image_size}px, top "
+        f"{config.fine_tune_fraction:.0%} unfrozen, "
         f"batch {FLAGS.batch_size}",
         "steps_per_s_median": {k: round(v, 3) for k, v in medians.items()},
         "images_per_s_median": {k: round(v * FLAGS.batch_size, 1) for k, v in medians.items()},

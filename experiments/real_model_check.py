@@ -277,8 +277,8 @@ def main(argv):
     data_dir = os.path.abspath(FLAGS.data_dir)
     if not os.path.isdir(os.path.join(data_dir, "JPEGImages")):
         sys.exit(
-            f"error: --data_dir={FLAGS.data_dir} is not a VOC-format folder (no JPEGImages/); pass one, "
-            f"e.g. a copy of realmix"
+            f"error: --data_dir={FLAGS.data_dir} is not a VOC-format folder (no JPEGImages/); pass "
+            "one, e.g. a copy of realmix"
         )
     started = time.time()
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="real_model_check-")
@@ -313,7 +313,8 @@ def main(argv):
     print(f"Figures: {FLAGS.out} ({record['seconds']} s)")
     for runtime, reference, figure, difference, budget in failed:
         print(
-            f"error: {runtime} vs {reference}: {figure} differs by {difference:.4f}, over its budget {budget}",
+            f"error: {runtime} vs {reference}: {figure} differs by {difference:.4f}, over its "
+            f"budget {budget}",
             file=sys.stderr,
         )
     sys.exit(1 if failed else 0)
@@ -340,7 +341,8 @@ def check(data_dir, workdir):
     box_change = max(float(np.max(np.abs(targets[n][1] - tagged_targets[n][1]))) for n in targets)
     if box_change > 1e-5:
         sys.exit(
-            f"error: the index reads the tagged copies' boxes {box_change:.2e} away from the originals'"
+            f"error: the index reads the tagged copies' boxes {box_change:.2e} away from the "
+            "originals'"
         )
     class_names = json.load(
         open(os.path.join(version_dir, "assets", "metadata.json"), encoding="utf-8")

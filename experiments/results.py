@@ -219,8 +219,8 @@ def _fmt(value):
 
 def table_rows(runs):
     yield (
-        "| run | what | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | class acc "
-        "| train time | peak mem | date, machine | commit | command |"
+        "| run | what | mean IoU | class-avg IoU | IoU>=0.5 | IoU>=0.75 | IoU>=0.9 | loc acc | "
+        "class acc | train time | peak mem | date, machine | commit | command |"
     )
     yield "|" + "---|" * 14
     for run in runs:
@@ -228,13 +228,13 @@ def table_rows(runs):
         best = s.get("best") or {}
         acc = best.get("iou_accuracy", {})
         yield (
-            f"| {run['name']} | {run['what']} | {_fmt(best.get('mean_iou'))} "
-            f"| {_fmt(best.get('macro_mean_iou'))} "
-            f"| {_fmt(acc.get('0.5'))} | {_fmt(acc.get('0.75'))} | {_fmt(acc.get('0.9'))} "
-            f"| {_fmt(best.get('localization_accuracy'))} | {_fmt(best.get('classification_accuracy'))} "
-            f"| {s['train_seconds'] / 60:.1f} min | {s.get('peak_memory_mb', '-')} MB "
-            f"| {s.get('date', '-')}, {s.get('machine', '-')} | {_commit(run)} "
-            f"| `{shlex.join(run['command'])}` |"
+            f"| {run['name']} | {run['what']} | {_fmt(best.get('mean_iou'))} | "
+            f"{_fmt(best.get('macro_mean_iou'))} | {_fmt(acc.get('0.5'))} | "
+            f"{_fmt(acc.get('0.75'))} | {_fmt(acc.get('0.9'))} | "
+            f"{_fmt(best.get('localization_accuracy'))} | "
+            f"{_fmt(best.get('classification_accuracy'))} | {s['train_seconds'] / 60:.1f} min | "
+            f"{s.get('peak_memory_mb', '-')} MB | {s.get('date', '-')}, {s.get('machine', '-')} | "
+            f"{_commit(run)} | `{shlex.join(run['command'])}` |"
         )
 
 
@@ -254,10 +254,12 @@ def hostile_section():
         "## Hostile inputs: peak memory",
         "",
         f"`{bench['command']}`; {bench['machine']}; {bench['date']}; commit "
-        f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each case in its own process (peak RSS of the child); "
-        "each image bomb is followed by a good image in the same `predict` call.",
+        f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each case in its own process (peak "
+        "RSS of the child); each image bomb is followed by a good image in the same `predict` "
+        "call.",
         "",
-        "| input | file size | peak RSS | exit code | good file still predicted | the bomb's line |",
+        "| input | file size | peak RSS | exit code | good file still predicted "
+        "| the bomb's line |",
         "|---|---|---|---|---|---|",
     ]
     for name, case in bench["cases"].items():
@@ -267,8 +269,8 @@ def hostile_section():
             else ("yes" if case["good_file_predicted"] else "no")
         )
         lines.append(
-            f"| {name} | {case['file_bytes']} B | {case['peak_rss_mb']} MB | {case['exit_code']} | {good} "
-            f"| {(case['bomb_line'] or '-').replace('|', '/')[:160]} |"
+            f"| {name} | {case['file_bytes']} B | {case['peak_rss_mb']} MB | {case['exit_code']} | "
+            f"{good} | {(case['bomb_line'] or '-').replace('|', '/')[:160]} |"
         )
     return lines + [""]
 
@@ -351,10 +353,11 @@ def _tta_table(tta):
     ]
     for mode, r in tta["modes"].items():
         lines.append(
-            f"| {mode} | {_fmt(r['mean_iou'])} | {_fmt(r['macro_mean_iou'])} | {_fmt(r['iou_acc_0.5'])} "
-            f"| {_fmt(r['iou_acc_0.75'])} | {_fmt(r['iou_acc_0.9'])} | {_fmt(r['localization_accuracy'])} "
-            f"| {_fmt(r['classification_accuracy'])} | {_fmt(r.get('box_quality_auroc'))} "
-            f"| {_fmt(r.get('box_quality_spearman'))} | {r['seconds']} |"
+            f"| {mode} | {_fmt(r['mean_iou'])} | {_fmt(r['macro_mean_iou'])} | "
+            f"{_fmt(r['iou_acc_0.5'])} | {_fmt(r['iou_acc_0.75'])} | {_fmt(r['iou_acc_0.9'])} | "
+            f"{_fmt(r['localization_accuracy'])} | {_fmt(r['classification_accuracy'])} | "
+            f"{_fmt(r.get('box_quality_auroc'))} | {_fmt(r.get('box_quality_spearman'))} | "
+            f"{r['seconds']} |"
         )
     return lines + [""]
 
@@ -366,11 +369,12 @@ def serving_section():
     lines = [
         "## Serving throughput",
         "",
-        f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}. The exported "
-        "`serving_default` from JPEG bytes against the same model on decoded, resized tensors, alternating "
-        "call by call in one process; medians of the runs.",
+        f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}. The "
+        "exported `serving_default` from JPEG bytes against the same model on decoded, resized "
+        "tensors, alternating call by call in one process; medians of the runs.",
         "",
-        "| batch | path | images/s | p50 ms | p99 ms | x Keras direct call (median of per-run ratios) |",
+        "| batch | path | images/s | p50 ms | p99 ms | x Keras direct call (median of per-run "
+        "ratios) |",
         "|---|---|---|---|---|---|",
     ]
     for batch, paths in bench["batches"].items():
@@ -390,10 +394,11 @@ def bench_distributed_section():
         "## Training across workers",
         "",
         f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}; commit "
-        f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each set-up in fresh processes; the chief's "
-        "median step time.",
+        f"{(bench.get('code') or {}).get('commit', '?')[:7]}. Each set-up in fresh processes; the "
+        "chief's median step time.",
         "",
-        "| set-up | processes | intra-op threads | global batch | steps/s | images/s | median step (s) |",
+        "| set-up | processes | intra-op threads | global batch | steps/s | images/s | median step "
+        "(s) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, s in bench["setups"].items():
@@ -406,10 +411,11 @@ def bench_distributed_section():
         f"- Scaling efficiency, two workers against twice one single-thread process: "
         f"**{bench['scaling_efficiency']}**; two workers against one process on all cores: "
         f"**{bench['speedup_over_one_process_all_cores']}x** the images/s.",
-        "- On one machine the two workers share its cores, caches and memory bandwidth, and each step "
-        "all-reduces every trainable gradient over loopback gRPC: this measures the multi-worker loop's "
-        "and the collectives' overhead. On a cluster each worker brings its own cores; what is left to "
-        "weigh is the all-reduce over the network against the step's compute.",
+        "- On one machine the two workers share its cores, caches and memory bandwidth, and each "
+        "step all-reduces every trainable gradient over loopback gRPC: this measures the "
+        "multi-worker loop's and the collectives' overhead. On a cluster each worker brings its "
+        "own cores; what is left to weigh is the all-reduce over the network against the step's "
+        "compute.",
         "",
     ]
     return lines
@@ -424,12 +430,14 @@ def int8_section():
         "## int8 TFLite: what full-integer quantization costs",
         "",
         f"`{bench['command']}`: the realmix_default model, exported with `--tflite --tflite_int8` "
-        f"({bench['calibration_images']} calibration images of {bench['calibration_split']}), evaluated on "
-        f"{bench['data']} with `--refine` by the same evaluation code; {bench['machine']}; {bench['date']}; "
-        f"commit {_commit(bench)}. Latency: `predict_images` at batch 1 on rendered images, XNNPACK on, the "
-        "paths taking turns call by call; medians of the runs, ratios within each run.",
+        f"({bench['calibration_images']} calibration images of {bench['calibration_split']}), "
+        f"evaluated on {bench['data']} with `--refine` by the same evaluation code; "
+        f"{bench['machine']}; {bench['date']}; commit {_commit(bench)}. Latency: `predict_images` "
+        "at batch 1 on rendered images, XNNPACK on, the paths taking turns call by call; medians "
+        "of the runs, ratios within each run.",
         "",
-        "| model | class-avg IoU | mean IoU | loc acc | class acc | batch-1 latency ms | x SavedModel | size MB |",
+        "| model | class-avg IoU | mean IoU | loc acc | class acc | batch-1 latency ms | x "
+        "SavedModel | size MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     rows = (
@@ -447,8 +455,8 @@ def int8_section():
     verdict = "within" if bench["int8_within_margin"] else "NOT within"
     lines += [
         "",
-        f"int8 loses {bench['int8_macro_iou_drop']:+.4f} class-averaged IoU against the float model "
-        f"({verdict} the 0.015 allowed); ops left in float in the int8 file: "
+        f"int8 loses {bench['int8_macro_iou_drop']:+.4f} class-averaged IoU against the float "
+        f"model ({verdict} the 0.015 allowed); ops left in float in the int8 file: "
         f"{', '.join(bench['float_ops_in_int8']) or 'none'}.",
         "",
     ]

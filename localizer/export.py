@@ -67,11 +67,12 @@ def main(argv):
     path = _export(model, max_image_pixels, int8_images, check_images, checks.append)
     print(f"Exported {FLAGS.model} -> {path}")
     print(
-        f"  {len(metadata['class_names'])} classes, {metadata['resize_mode']} to {metadata['image_size']} px"
+        f"  {len(metadata['class_names'])} classes, {metadata['resize_mode']} to "
+        f"{metadata['image_size']} px"
     )
     print(
-        f"  signatures: {SERVING_SIGNATURE} ({BYTES_INPUT}: string [B]), "
-        f"{IMAGES_SIGNATURE} ({IMAGES_INPUT}: uint8 [B, {metadata['image_size']}, {metadata['image_size']}, 3])"
+        f"  signatures: {SERVING_SIGNATURE} ({BYTES_INPUT}: string [B]), {IMAGES_SIGNATURE} "
+        f"({IMAGES_INPUT}: uint8 [B, {metadata['image_size']}, {metadata['image_size']}, 3])"
     )
     if FLAGS.tflite:
         print(f"  TFLite (predict_images only): {os.path.join(path, TFLITE_FILE)}")
@@ -162,8 +163,8 @@ def _data(max_image_pixels):
 def _without_data(what, error):
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
     print(
-        f"note: the run's data ({what}) cannot be read ({first}); the export is checked on generated images "
-        f"instead",
+        f"note: the run's data ({what}) cannot be read ({first}); the export is checked on "
+        "generated images instead",
         file=sys.stderr,
     )
     return None
@@ -173,16 +174,16 @@ def _calibration_data(model, data):
     """The data int8 calibrates on: the model's training data, with the model's classes."""
     if data is None:
         raise cli.UserError(
-            f"--tflite_int8 calibrates on the model's training data, and no work-dir "
-            f"{workdir.CONFIG_FILE} beside {FLAGS.model} names it; pass --dataset=... --data_dir=... "
-            f"(and --split, default train)"
+            "--tflite_int8 calibrates on the model's training data, and no work-dir "
+            f"{workdir.CONFIG_FILE} beside {FLAGS.model} names it; pass --dataset=... "
+            "--data_dir=... (and --split, default train)"
         )
     class_names = model_lib.model_metadata(model)["class_names"]
     if list(data.source.class_names) != class_names:
         raise cli.UserError(
-            f"the calibration dataset {data.source.name} has classes {list(data.source.class_names)}, "
-            f"the model {FLAGS.model} {class_names}; pass the dataset it was trained on (--dataset, "
-            f"--data_dir)"
+            f"the calibration dataset {data.source.name} has classes "
+            f"{list(data.source.class_names)}, the model {FLAGS.model} {class_names}; pass the "
+            "dataset it was trained on (--dataset, --data_dir)"
         )
     return data
 

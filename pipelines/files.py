@@ -104,7 +104,8 @@ class DiskFullError(UserError, OSError):
         folder = os.path.abspath(os.fspath(path))
         folder = folder if os.path.isdir(folder) else os.path.dirname(folder)
         super().__init__(
-            f"no space left on the device writing {path}; {todo} (df -h {folder} shows the space left)"
+            f"no space left on the device writing {path}; {todo} (df -h {folder} shows the space "
+            "left)"
         )
         self.path = os.fspath(path)
 

@@ -95,8 +95,9 @@ def check_image_file(path, max_pixels=MAX_IMAGE_PIXELS):
     if max_pixels and info.decoded_pixels > max_pixels:
         frames = f" x {info.frames} frames" if info.frames > 1 else ""
         raise ImageTooLargeError(
-            f"{path}: image header announces {info.width}x{info.height}{frames} = {info.decoded_pixels} pixels, "
-            f"over the limit of {max_pixels} (--max_image_pixels; 0 turns it off)"
+            f"{path}: image header announces {info.width}x{info.height}{frames} = "
+            f"{info.decoded_pixels} pixels, over the limit of {max_pixels} (--max_image_pixels; 0 "
+            "turns it off)"
         )
     return info
 
@@ -114,8 +115,9 @@ def check_decodable(path, max_pixels=MAX_IMAGE_PIXELS):
         )
     if info.too_little_data:
         raise ImageHeaderError(
-            f"{path}: its header announces {info.width}x{info.height} pixels but the file holds too little "
-            f"{info.format.upper()} data for them (truncated, or the header lies about its size)"
+            f"{path}: its header announces {info.width}x{info.height} pixels but the file holds "
+            f"too little {info.format.upper()} data for them (truncated, or the header lies about "
+            "its size)"
         )
     return info
 

@@ -112,7 +112,8 @@ def decoded(source, split, drop_counter=None):
 def _check_resolved(config):
     if config.image_size is None or config.resize_mode is None:
         raise ValueError(
-            "PipelineConfig needs image_size and resize_mode (training takes them from the model config)."
+            "PipelineConfig needs image_size and resize_mode (training takes them from the model "
+            "config)."
         )
 
 

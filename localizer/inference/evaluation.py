@@ -139,7 +139,8 @@ def evaluate(predictor, source, split, tta="none", batch_size=16, progress=True,
     """
     if predictor.class_names != list(source.class_names):
         raise DatasetError(
-            f"The model's classes {predictor.class_names} differ from the dataset's {source.class_names}."
+            f"The model's classes {predictor.class_names} differ from the dataset's "
+            f"{source.class_names}."
         )
     batches = evaluation_dataset(source, split, predictor, tta, batch_size)
     total = source.num_examples(split)

@@ -84,7 +84,8 @@ def _no_images(folders):
     return (
         f"{'folder' if len(folders) == 1 else 'folders'} {named} "
         f"{'holds' if len(folders) == 1 else 'hold'} no image file (predict looks for "
-        f"{' '.join(image_header.IMAGE_EXTENSIONS)} in any letter case; subfolders are not searched)"
+        f"{' '.join(image_header.IMAGE_EXTENSIONS)} in any letter case; subfolders are not "
+        "searched)"
     )
 
 
@@ -97,8 +98,8 @@ def check_draw_dir(draw_dir, inputs):
         folder = real if os.path.isdir(real) else os.path.dirname(real)
         if folder == target:
             raise DrawDirError(
-                f"--draw_dir={draw_dir} holds the input {path}; drawings must not go among the photos, "
-                f"choose another --draw_dir"
+                f"--draw_dir={draw_dir} holds the input {path}; drawings must not go among the "
+                "photos, choose another --draw_dir"
             )
     return draw_dir
 
@@ -157,7 +158,8 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
     """
     if path.lower().endswith(UNSUPPORTED_EXTENSIONS):
         raise image_header.ImageHeaderError(
-            f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, PNG or WebP"
+            f"{path}: {os.path.splitext(path)[1]} images are not supported; convert it to JPEG, "
+            "PNG or WebP"
         )
     if not os.path.isfile(path):  # a folder, a FIFO or a device would block or fail the decoder
         if os.path.islink(path) and not os.path.exists(path):
@@ -174,8 +176,8 @@ def read_image(path, max_image_pixels=image_header.MAX_IMAGE_PIXELS):
         return decode.decode_image_bytes(data, orientation=info.orientation)
     except tf.errors.InvalidArgumentError as error:
         raise image_header.ImageHeaderError(
-            f"{path}: the decoder cannot read its {info.format.upper()} data (damaged inside, or a variant it "
-            f"lacks: {_decoder_words(error)}); open and save it again as JPEG or PNG"
+            f"{path}: the decoder cannot read its {info.format.upper()} data (damaged inside, or a "
+            f"variant it lacks: {_decoder_words(error)}); open and save it again as JPEG or PNG"
         ) from None
 
 
@@ -326,7 +328,8 @@ def run(
         raise NoImagesError(f"{_no_images(empty)}; give image files, or a folder that holds them")
     if empty:
         print(
-            f"warning: {_no_images(empty)}; nothing predicted from {'it' if len(empty) == 1 else 'them'}",
+            f"warning: {_no_images(empty)}; nothing predicted from "
+            f"{'it' if len(empty) == 1 else 'them'}",
             file=sys.stderr,
         )
     predictor = Predictor(model_path)

@@ -21,8 +21,8 @@ class ModelFileError(UserError, ValueError):
 
 
 MODEL_HINT = (
-    "pass --model=<a .keras file from training, an export's version folder such as models/localizer/1, "
-    "or a .tflite file in its assets.extra/>"
+    "pass --model=<a .keras file from training, an export's version folder such as "
+    "models/localizer/1, or a .tflite file in its assets.extra/>"
 )
 TFLITE_SUFFIX = ".tflite"
 

@@ -36,8 +36,8 @@ def check_report_dir(report_dir, data_dir=None):
     for path in report_paths(report_dir).values():
         if os.path.exists(path) and not _written_by_a_report(report_dir):
             raise files.OutputFolderError(
-                f"report dir {report_dir} holds {os.path.basename(path)}, which is not from an earlier report; "
-                f"choose another --report_dir"
+                f"report dir {report_dir} holds {os.path.basename(path)}, which is not from an "
+                "earlier report; choose another --report_dir"
             )
 
 
@@ -108,9 +108,9 @@ def markdown_report(summary):
     lines = [
         f"# Evaluation: {summary['model']}",
         "",
-        f"Split `{summary['split']}`, {summary['num_examples']} images, test-time augmentation `{summary['tta']}`"
-        f"{', zoomed refinement' if summary.get('refine') else ''}. "
-        "Boxes compared in the original image.",
+        f"Split `{summary['split']}`, {summary['num_examples']} images, test-time augmentation "
+        f"`{summary['tta']}`{', zoomed refinement' if summary.get('refine') else ''}. Boxes "
+        "compared in the original image.",
         "",
         "| metric | value |",
         "|---|---|",

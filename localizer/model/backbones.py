@@ -169,7 +169,8 @@ def build_backbone(name, image_size, weights="imagenet", feature_stride=32):
         raise WeightsUnavailableError(
             f"Could not load {weights!r} weights for backbone {name!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}). Without internet use "
-            f"--backbone=efficientnet_lite0 (ImageNet weights offline), --weights=PATH, or --weights=none."
+            "--backbone=efficientnet_lite0 (ImageNet weights offline), --weights=PATH, or "
+            "--weights=none."
         ) from None
     if feature_stride == 16:
         fine = fine_feature_layer(inner)

@@ -127,13 +127,15 @@ class LocalizerServing(tf.Module):
             known = tf.debugging.assert_greater_equal(
                 pixels,
                 tf.constant(0, tf.int64),
-                message="Unsupported image: not a JPEG, PNG, GIF, BMP or WebP file (its header is not one of these)",
+                message="Unsupported image: not a JPEG, PNG, GIF, BMP or WebP file (its header is "
+                "not one of these)",
             )
             with tf.control_dependencies([known]):
                 small_enough = tf.debugging.assert_less_equal(
                     pixels,
                     tf.constant(self._max_image_pixels, tf.int64),
-                    message=f"Image too large: its header announces more than {self._max_image_pixels} pixels "
+                    message="Image too large: its header announces more than "
+                    f"{self._max_image_pixels} pixels "
                     f"(the export's max_image_pixels)",
                 )
             with tf.control_dependencies([small_enough]):
@@ -141,7 +143,8 @@ class LocalizerServing(tf.Module):
         enough_data = tf.debugging.assert_equal(
             jpeg_holds_its_pixels(data),
             True,
-            message="Truncated image: the JPEG holds too little data for the size its header announces",
+            message="Truncated image: the JPEG holds too little data for the size its header "
+            "announces",
         )
         with tf.control_dependencies([enough_data]):
             return decode.decode_image_bytes(tf.identity(data))

@@ -143,7 +143,10 @@ def _check_inputs(saved_model_dir, check_images, extra_images=None):
     return images, {key: value.numpy() for key, value in expected.items()}
 
 
-TFLITE_TODO = "nothing was published; export without --tflite, and report it with this line and --debug's output"
+TFLITE_TODO = (
+    "nothing was published; export without --tflite, and report it with this line and --debug's "
+    "output"
+)
 
 
 def export_tflite(saved_model_dir, output_path, check_images, atol=1e-4):
@@ -169,8 +172,9 @@ def export_tflite(saved_model_dir, output_path, check_images, atol=1e-4):
         error = float(per_image.max())
         if error > atol:
             raise ExportVerificationError(
-                f"the TFLite file's {key} differs from the SavedModel's by {error:.2e} (limit {atol:.0e}) on "
-                f"check image {check_images[int(per_image.argmax())].name}; {TFLITE_TODO}"
+                f"the TFLite file's {key} differs from the SavedModel's by {error:.2e} (limit "
+                f"{atol:.0e}) on check image {check_images[int(per_image.argmax())].name}; "
+                f"{TFLITE_TODO}"
             )
         figures.append(f"{key} {error:.1e}")
     return CheckFigures(

@@ -192,7 +192,10 @@ def _worst(differences):
     return float(per_image.max()), int(per_image.argmax())
 
 
-BUG = "nothing was published; this is a bug in the export: report it with this line and the output of --debug"
+BUG = (
+    "nothing was published; this is a bug in the export: report it with this line and the output "
+    "of --debug"
+)
 
 
 def verify_export(path, model, check_images, atol=None, refine=False):
@@ -231,8 +234,8 @@ def verify_export(path, model, check_images, atol=None, refine=False):
         error, worst = _worst(np.abs(served[key] - expected[key]))
         if error > atol:
             raise ExportVerificationError(
-                f"the exported serving_default's {key} differs from the Keras model's by {error:.2e} (limit "
-                f"{atol:.0e}) on check image {check_images[worst].name}; {BUG}"
+                f"the exported serving_default's {key} differs from the Keras model's by "
+                f"{error:.2e} (limit {atol:.0e}) on check image {check_images[worst].name}; {BUG}"
             )
         figures.append(f"{key} {error:.1e}")
     _check_predict_images(loaded, model, data[0], metadata, atol)
@@ -241,8 +244,8 @@ def verify_export(path, model, check_images, atol=None, refine=False):
     error, worst = _worst(np.abs(in_session[BOX] - served[BOX]))
     if error > atol:
         raise ExportVerificationError(
-            f"the export loaded in a TF1 session (as TF Serving does) gives a box {error:.2e} from the eager "
-            f"one (limit {atol:.0e}) on check image {check_images[worst].name}; {BUG}"
+            f"the export loaded in a TF1 session (as TF Serving does) gives a box {error:.2e} from "
+            f"the eager one (limit {atol:.0e}) on check image {check_images[worst].name}; {BUG}"
         )
     return CheckFigures(
         "serving_default against the Keras model",
@@ -266,8 +269,9 @@ def _check_classes(served, expected, class_names, check_images, atol):
     if len(differ):
         image = differ[0]
         raise ExportVerificationError(
-            f"the exported serving_default says {names[image].decode()!r} where the Keras model says "
-            f"{expected[CLASS_NAME][image].decode()!r} on check image {check_images[image].name}; {BUG}"
+            f"the exported serving_default says {names[image].decode()!r} where the Keras model "
+            f"says {expected[CLASS_NAME][image].decode()!r} on check image "
+            f"{check_images[image].name}; {BUG}"
         )
 
 

@@ -81,7 +81,8 @@ def parse_tf_config(text):
     except (ValueError, KeyError, TypeError):
         raise TFConfigError(
             f"{TF_CONFIG} is not valid: expected JSON like "
-            '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}; '
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", '
+            '"index": 0}}; '
             f"got {text[:200]!r}"
         ) from None
     if task_type not in cluster or not 0 <= index < len(cluster[task_type]):

@@ -64,8 +64,9 @@ def check_enough_for_a_batch(source, split, global_batch_size, replicas=1):
             f" ({replicas} replicas x {global_batch_size // replicas})" if replicas > 1 else ""
         )
         raise DatasetError(
-            f"split {split!r} of {source.name} has {count} usable examples, fewer than one training batch of "
-            f"{global_batch_size}{per_replica}; lower --batch_size or add examples"
+            f"split {split!r} of {source.name} has {count} usable examples, fewer than one "
+            f"training batch of {global_batch_size}{per_replica}; lower --batch_size or add "
+            "examples"
         )
 
 

@@ -166,10 +166,10 @@ class IoUCallback(keras.callbacks.Callback):
     def _line(self, epoch, s, improved):
         acc = s["iou_accuracy"]
         line = (
-            f"[{self.stage} epoch {epoch}] val: mean IoU {s['mean_iou']:.3f} (median {s['median_iou']:.3f}, "
-            f"class-avg {s['macro_mean_iou']:.3f}) | IoU>=0.5 {acc['0.5']:.3f} 0.75 {acc['0.75']:.3f} "
-            f"0.9 {acc['0.9']:.3f} | loc acc {s['localization_accuracy']:.3f} | "
-            f"class acc {s['classification_accuracy']:.3f}"
+            f"[{self.stage} epoch {epoch}] val: mean IoU {s['mean_iou']:.3f} (median "
+            f"{s['median_iou']:.3f}, class-avg {s['macro_mean_iou']:.3f}) | IoU>=0.5 "
+            f"{acc['0.5']:.3f} 0.75 {acc['0.75']:.3f} 0.9 {acc['0.9']:.3f} | loc acc "
+            f"{s['localization_accuracy']:.3f} | class acc {s['classification_accuracy']:.3f}"
         )
         if improved:
             line += f"  * best {self.best_metric}, saved {BEST_MODEL}"

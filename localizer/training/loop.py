@@ -75,8 +75,8 @@ def fit_across_workers(
     except _PEER_FAILURES as error:
         raise cluster.WorkerLostError(
             f"training across workers stopped: another worker is gone ({type(error).__name__}: "
-            f"{' '.join(str(error).split())[:300]}); rerun every worker with the same command to resume "
-            "after the last completed epoch"
+            f"{' '.join(str(error).split())[:300]}); rerun every worker with the same command to "
+            "resume after the last completed epoch"
         ) from error
 
 

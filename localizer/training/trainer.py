@@ -46,8 +46,8 @@ FINAL_MODEL = "final.keras"
 
 
 RESUME_TODO = (
-    "free space there (or choose another --workdir) and run the same command again: a run resumes after "
-    "its last completed epoch"
+    "free space there (or choose another --workdir) and run the same command again: a run resumes "
+    "after its last completed epoch"
 )
 """What to do about a full disk during training (every write is atomic, so nothing half-written is
 kept)."""

@@ -178,8 +178,8 @@ def claim(workdir, new_fingerprint, overwrite=False):
             )
             what = f"a run with other {shown}"
         raise WorkdirMismatch(
-            f"work dir {workdir} holds {what}; use another --workdir, or --overwrite to move the old run "
-            f"aside (it is kept as {workdir}.replaced-<time>)"
+            f"work dir {workdir} holds {what}; use another --workdir, or --overwrite to move the "
+            f"old run aside (it is kept as {workdir}.replaced-<time>)"
         )
     if occupied:
         moved = f"{os.path.normpath(workdir)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"

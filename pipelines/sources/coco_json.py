@@ -56,7 +56,8 @@ def read_coco_json(path):
         isinstance(document.get(key), list) for key in ("images", "annotations", "categories")
     ):
         raise DatasetError(
-            f"{path}: not a COCO instances file (needs the lists 'images', 'annotations' and 'categories')"
+            f"{path}: not a COCO instances file (needs the lists 'images', 'annotations' and "
+            "'categories')"
         )
     return document
 
@@ -212,7 +213,8 @@ class CocoSource(file_index.FileSource):
     ):
         if not data_dir or not os.path.isdir(os.path.join(data_dir, ANNOTATIONS_DIR)):
             raise DatasetError(
-                f"coco needs --data_dir: a folder with {ANNOTATIONS_DIR}/instances_<split>.json; got {data_dir!r}"
+                f"coco needs --data_dir: a folder with {ANNOTATIONS_DIR}/instances_<split>.json; "
+                f"got {data_dir!r}"
             )
         super().__init__(data_dir, policy, max_image_pixels, exif)
         self.image_dir = image_dir
@@ -234,7 +236,8 @@ class CocoSource(file_index.FileSource):
             elif path not in self._ignored_files:
                 self._ignored_files.add(path)
                 logging.warning(
-                    "%s: not an instances_<split>.json file (no split name, or not a file); ignored",
+                    "%s: not an instances_<split>.json file (no split name, or not a file); "
+                    "ignored",
                     path,
                 )
         return splits
@@ -282,7 +285,7 @@ class CocoSource(file_index.FileSource):
         names, _ = category_names(document["categories"], path)
         if names != self.class_names:
             raise DatasetError(
-                f"{path}: its categories differ from the other splits' ({names} vs {self.class_names}); "
-                "every split must list the same categories"
+                f"{path}: its categories differ from the other splits' ({names} vs "
+                f"{self.class_names}); every split must list the same categories"
             )
         return coco_records(document, path, stats)

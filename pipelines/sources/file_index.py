@@ -313,15 +313,15 @@ class FileSource(Source):
                     )
                     what = f"({stats.summary()}{first})"
                     todo = (
-                        f"check that the split's list names examples whose annotations and images exist in "
-                        f"{self.data_dir} and are readable (the {self.name}[{split}] log line above counts "
-                        f"the reasons by kind)"
+                        "check that the split's list names examples whose annotations and images "
+                        f"exist in {self.data_dir} and are readable (the {self.name}[{split}] log "
+                        "line above counts the reasons by kind)"
                     )
                 else:
                     what = f"({stats.summary()}): the split lists no example"
                     todo = (
-                        f"check that its list or annotation file in {self.data_dir} names its examples, and "
-                        f"that {split!r} is the split you mean"
+                        f"check that its list or annotation file in {self.data_dir} names its "
+                        f"examples, and that {split!r} is the split you mean"
                     )
                 raise DatasetError(
                     f"{self.data_dir} split {split!r}: no usable example {what}; {todo}."

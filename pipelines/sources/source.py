@@ -246,9 +246,9 @@ def check_usable(source, split, max_skipped_fraction=DEFAULT_MAX_SKIPPED_FRACTIO
         raise DatasetError(f"{source.name} split {split!r}: no usable example.")
     if stats is not None and stats.skipped_fraction > max_skipped_fraction:
         raise DatasetError(
-            f"{source.name} split {split!r}: {stats.skipped_fraction:.1%} of the examples are unusable "
-            f"(more than {max_skipped_fraction:.0%}): {stats.summary()}. Fix the data, or raise "
-            "--set=data.max_skipped_fraction=..."
+            f"{source.name} split {split!r}: {stats.skipped_fraction:.1%} of the examples are "
+            f"unusable (more than {max_skipped_fraction:.0%}): {stats.summary()}. Fix the data, or "
+            "raise --set=data.max_skipped_fraction=..."
         )
 
 

@@ -92,8 +92,8 @@ def find_features(features, dataset):
         ]
         if not sequences:
             raise DatasetError(
-                f"TFDS dataset {dataset} has no BBoxFeature at the top level or in a Sequence of objects "
-                f"(features: {sorted(features)}); use a detection dataset"
+                f"TFDS dataset {dataset} has no BBoxFeature at the top level or in a Sequence of "
+                f"objects (features: {sorted(features)}); use a detection dataset"
             )
         objects = "objects" if "objects" in sequences else sequences[0]
         inner = features[objects].feature
@@ -138,8 +138,8 @@ def open_builder(name, version, data_dir):
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         )
         raise DatasetError(
-            f"cannot open TFDS dataset {full} (data dir {data_dir or '~/tensorflow_datasets'}): {first_line}; "
-            "check the name and version in the TFDS catalog"
+            f"cannot open TFDS dataset {full} (data dir {data_dir or '~/tensorflow_datasets'}): "
+            f"{first_line}; check the name and version in the TFDS catalog"
         ) from None
 
 
@@ -178,9 +178,10 @@ class TfdsSource(Source):
         root = self.builder.data_dir_root
         name = self.builder.info.full_name.rsplit("/", 1)[0]
         raise DatasetError(
-            f"TFDS dataset {self.builder.info.full_name} is not prepared in {root} (this source never downloads); "
-            f"prepare it once, where there is internet, with `tfds build {name} --data_dir={root}` "
-            f"(manual-download datasets: put their files in {root}/downloads/manual first), then pass --data_dir={root}"
+            f"TFDS dataset {self.builder.info.full_name} is not prepared in {root} (this source "
+            f"never downloads); prepare it once, where there is internet, with `tfds build {name} "
+            f"--data_dir={root}` (manual-download datasets: put their files in "
+            f"{root}/downloads/manual first), then pass --data_dir={root}"
         )
 
     def _check_split(self, split):
@@ -216,9 +217,12 @@ class TfdsSource(Source):
             )
         except (ValueError, KeyError, AssertionError) as error:
             splits = sorted(self.builder.info.splits)
+            first_line = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
             raise DatasetError(
                 f"{self.builder.info.full_name} has no split {split!r} (splits: {splits}): "
-                f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+                f"{first_line}"
             ) from None
 
     def _index(self, split):

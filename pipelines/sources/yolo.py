@@ -247,9 +247,9 @@ class YoloSource(file_index.FileSource):
         if found is None:
             what = "an image list file" if is_list else "a folder"
             raise DatasetError(
-                f"{self.yaml_path}: {key}: {relative} is not {what} inside the dataset folder {self.data_dir}; "
-                "point it at an image folder or a .txt list of image paths there, relative to `path` or to "
-                "data.yaml's folder"
+                f"{self.yaml_path}: {key}: {relative} is not {what} inside the dataset folder "
+                f"{self.data_dir}; point it at an image folder or a .txt list of image paths "
+                "there, relative to `path` or to data.yaml's folder"
             )
         return found
 
