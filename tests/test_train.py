@@ -408,9 +408,12 @@ def test_override_values_are_yaml_read_as_the_field_and_checked_by_its_rule():
             "seed=null",
             "model.weights=none",  # "none" is a weights value, not a cleared field
             "pipeline.augment.crop_area_range=[0.1, 0.9]",
-            "pipeline.augment.crop_aspect_ratio_range=0.5,2",
+            "frozen_lr=3e-3",  # YAML 1.1 reads an exponent without a dot as text
+            "fine_tune_lr=1E-4",
+            "pipeline.augment.crop_aspect_ratio_range=[5e-1, 2]",
         ],
     )
+    assert (config.frozen_lr, config.fine_tune_lr) == (3e-3, 1e-4)
     assert (config.data.voc_year, config.alpha, config.jit_compile, config.deterministic) == (
         "2012",
         1.0,

@@ -282,14 +282,29 @@ def _override_value(raw, current, hint):
         return value if isinstance(value, str) else raw
     if kind is float and type(value) is int:
         return float(value)
+    if kind is float and isinstance(value, str):
+        return _float_or_text(value)  # YAML 1.1 reads 3e-3 (no dot) as text
     if kind is bool and type(value) is int and value in (0, 1):
         return bool(value)
+    texts = kind is tuple and bool(current) and isinstance(current[0], str)
     if kind is tuple and isinstance(value, list):
-        return tuple(value)
+        return tuple(item if texts else _float_or_text(item) for item in value)
     if kind is tuple and isinstance(value, str) and "," in raw:
-        texts = bool(current) and isinstance(current[0], str)
-        return tuple(part.strip() if texts else _yaml(part.strip()) for part in raw.split(","))
+        return tuple(
+            part.strip() if texts else _float_or_text(_yaml(part.strip()))
+            for part in raw.split(",")
+        )
     return value
+
+
+def _float_or_text(value):
+    """A number written in exponent form without a dot (`1e-4`), which YAML 1.1 leaves as text."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _yaml(raw):
