@@ -11,6 +11,7 @@ image per evaluation: those images with the true box (green) and the
 predicted box (red), as the TF Object Detection API does.
 """
 
+import dataclasses
 import os
 
 import keras
@@ -44,44 +45,57 @@ def prediction_grid(images, true_boxes, predicted_boxes, columns=3):
     return grid
 
 
+@dataclasses.dataclass(frozen=True)
+class ValidationSet:
+    """The examples every evaluation runs over, in one fixed order.
+
+    Attributes:
+      inputs: `tf.data.Dataset` of model inputs (images, or features for a
+        features-only training view), batched.
+      labels: int `[N]` labels of those examples.
+      boxes: `[N, 4]` BOX_FORMAT boxes.
+      class_names: the class names.
+      preview: optional `(positions, images uint8 [K, H, W, 3])` of validation
+        examples (model-input frame) drawn into TensorBoard after each evaluation.
+    """
+
+    inputs: object
+    labels: object
+    boxes: object
+    class_names: tuple
+    preview: tuple = None
+
+
 class IoUCallback(keras.callbacks.Callback):
     """Evaluates localization on the validation set and keeps the best model.
 
     Args:
-      val_inputs: `tf.data.Dataset` of model inputs (images, or features for a
-        features-only training view), batched, in a fixed order.
-      true_labels: int `[N]` labels of those examples, same order.
-      true_boxes: `[N, 4]` BOX_FORMAT boxes, same order.
-      class_names: list of class names.
+      validation: the `ValidationSet`.
       workdir: where history files, TensorBoard logs and `best.keras` go.
       export_model: the inference model to save as best (shares weights with
         the model being trained).
       best_metric: key of `statistics.summarize` to maximize.
       every: evaluate every this many epochs (and always at the last).
       stage: a label written with each record ("frozen", "fine_tune").
-      preview: optional `(positions, images uint8 [K, H, W, 3])` of validation
-        examples (model-input frame) drawn into TensorBoard after each evaluation.
+      total_epochs: the stage's last epoch (always evaluated).
     """
 
     def __init__(
         self,
-        val_inputs,
-        true_labels,
-        true_boxes,
-        class_names,
+        validation,
         workdir,
         export_model,
         best_metric="localization_accuracy",
         every=1,
         stage="",
         total_epochs=None,
-        preview=None,
     ):
         super().__init__()
-        self.val_inputs = val_inputs
-        self.true_labels = np.asarray(true_labels)
-        self.true_boxes = np.asarray(true_boxes, np.float32)
-        self.class_names = list(class_names)
+        self.val_inputs = validation.inputs
+        self.true_labels = np.asarray(validation.labels)
+        self.true_boxes = np.asarray(validation.boxes, np.float32)
+        self.class_names = list(validation.class_names)
+        preview = validation.preview
         self.workdir = workdir
         self.export_model = export_model
         self.best_metric = best_metric

@@ -109,18 +109,21 @@ class StageInputs:
                 schedule.steps_per_epoch,
                 schedule.epochs - schedule.initial_epoch,
             )
-        validation = iou_callback.IoUCallback(
+        validation_set = iou_callback.ValidationSet(
             stage.val_inputs,
-            self.val_targets[0],
-            self.val_targets[1],
-            self.source.class_names,
+            labels=self.val_targets[0],
+            boxes=self.val_targets[1],
+            class_names=tuple(self.source.class_names),
+            preview=self.preview,
+        )
+        validation = iou_callback.IoUCallback(
+            validation_set,
             workdir,
             self.model,
             best_metric=config.best_metric,
             every=config.eval_every,
             stage=stage.name,
             total_epochs=schedule.epochs,
-            preview=self.preview,
         )
         # The epoch's validation row and best.keras are written before its backup: a kill
         # in between redoes the epoch (its row is replaced), never skips its row.

@@ -16,6 +16,7 @@ Under MultiWorkerMirroredStrategy every worker runs this with the same
 config; only the chief writes the work dir (`localizer.training.cluster`).
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -124,10 +125,9 @@ def _train_and_evaluate(config, workdir, command, overwrite, max_image_pixels):
     )
     if finished is not None:
         return finished
+    setup = RunSetup(config, strategy, role, source, model, precision, issues)
     with cluster.own_workdir(role, workdir) as own:
-        summary = _train(
-            config, own, strategy, role, source, model, issues, precision, start, command
-        )
+        summary = _train(setup, own, start, command)
     if not role.is_chief:  # its files are gone with its temporary folder; the chief's are the run's
         summary.update(workdir=os.path.abspath(workdir), role=str(role))
     return summary
@@ -167,8 +167,24 @@ def _claim_on_chief(strategy, role, workdir, fingerprint, overwrite):
     return None
 
 
-def _train(config, workdir, strategy, role, source, model, issues, precision, start, command):
+@dataclasses.dataclass(frozen=True)
+class RunSetup:
+    """A run as set up before training: its resolved config, where it runs, its data (with the
+    index's issues) and the model built for it."""
+
+    config: config_lib.TrainConfig
+    strategy: tf.distribute.Strategy
+    role: cluster.Role
+    source: object
+    model: keras.Model
+    precision: str
+    issues: object
+
+
+def _train(setup, workdir, start, command):
     """Both stages into `workdir` (this process's own: the work dir on the chief)."""
+    config, strategy, role, source = setup.config, setup.strategy, setup.role, setup.source
+    model, precision, issues = setup.model, setup.precision, setup.issues
     class_names = source.class_names
     replicas = strategy.num_replicas_in_sync
     pipeline = config.pipeline
