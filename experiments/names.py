@@ -17,6 +17,7 @@ NOT_EXPERIMENTS = {
     "__init__",
     "common",
     "names",
+    "records",
     "results",
     "run",
     "tta_effect",

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 
-from experiments import names, results
+from experiments import names, records, results
 
 WORK_ROOT = "work"
 
@@ -56,7 +56,7 @@ def run_experiment(name, rerun=False):
         if subprocess.call(command) != 0:
             print(f"experiment {name} failed; see the output above.", file=sys.stderr)
             return False
-    print(results.record(workdir, name, names.spec(name), names.describe(name)), flush=True)
+    print(records.record(workdir, name, names.spec(name), names.describe(name)), flush=True)
     return True
 
 
@@ -64,7 +64,7 @@ def main(argv):
     names = [a for a in argv[1:] if not a.startswith("--")]
     rerun = "--rerun" in argv
     if "--all" in argv:
-        runs = results.read_runs()
+        runs = records.read_runs()
         names = [name for name in experiment_names() if needs_run(name, runs)]
         print("to run:", " ".join(names) or "nothing", flush=True)
     elif not names:

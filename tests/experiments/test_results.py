@@ -3,41 +3,14 @@ reruns as it ran; RESULTS.md is what the records generate. Nothing compares a re
 defaults: changing one breaks no test here."""
 
 import dataclasses
-import os
 import re
 
 import pytest
 
-from experiments import names, results
-from experiments import run as run_lib
-from localizer import model as model_lib
+from experiments import names, records, results
 from localizer.training import config as config_lib
 
-NAMES = run_lib.experiment_names()
-RUNS = results.read_runs()
-
-
-def test_there_are_experiments():
-    assert {"quickstart", "tutorial_baseline", "realmix_default", "frozen_alpha_025"} <= set(NAMES)
-    assert names.spec("frozen_alpha_025") == "experiments/frozen.py:alpha_025"
-    assert names.spec("realmix_aug_features") == "experiments/frozen.py:reference"
-    assert names.spec("quickstart") == "experiments/quickstart.py"
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_experiment_is_a_valid_config_with_its_command(name):
-    config = names.get_config(name).validate()
-    # The model part validates once the dataset has set the classes.
-    dataclasses.replace(config.model, num_classes=3, class_names=()).validate()
-    assert (config.model.attach, config.model.regression) in model_lib.HEAD_CONFIGURATIONS
-    stem = names.spec(name).split(":")[0]
-    doc = __import__(f"experiments.{os.path.basename(stem)[:-3]}", fromlist=["x"]).__doc__
-    assert "python -m experiments.run" in doc or "--config=" in doc or "--experiment=" in doc
-
-
-def test_a_sweep_names_its_variants():
-    with pytest.raises(ValueError, match="no variant 'alpha_0' in experiments/frozen.py: one of"):
-        __import__("experiments.frozen", fromlist=["x"]).get_config("alpha_0")
+RUNS = records.read_runs()
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -54,14 +27,14 @@ def test_record_is_a_frozen_fact(name):
         f"--config=experiments/results/runs/{name}.json",
         f"--workdir=work/{name}",
     ]
-    config = results.record_config(run)
+    config = records.record_config(run)
     assert list(config.model.class_names) == run["config"]["model"]["class_names"]
     config.resolve(run["config"]["model"]["class_names"]).validate()
     assert run["experiment"] == names.spec(name)  # the experiment that defines it today
 
 
 def test_every_record_reruns_as_it_ran():
-    assert results.check_records() == []
+    assert records.check_records() == []
 
 
 def test_results_md_is_generated_from_the_records():
@@ -88,13 +61,13 @@ def test_a_changed_default_breaks_no_record(monkeypatch):
     monkeypatch.setattr(config_lib, "default_config", changed)
     with open(results.RESULTS_MD) as f:
         assert f.read() == results.results_markdown()
-    assert results.check_records() == []
+    assert records.check_records() == []
     run = RUNS["realmix_default"]
-    assert results.record_config(run).fine_tune_epochs == run["config"]["fine_tune_epochs"] == 40
+    assert records.record_config(run).fine_tune_epochs == run["config"]["fine_tune_epochs"] == 40
 
 
 def test_record_writes_a_rerunnable_record(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(records, "RUNS", str(tmp_path / "runs"))
     workdir = tmp_path / "frozen_alpha_025"
     workdir.mkdir()
     config = {
@@ -108,30 +81,11 @@ def test_record_writes_a_rerunnable_record(tmp_path, monkeypatch):
     (workdir / "train_summary.json").write_text(
         results.json.dumps({"command": "python -m localizer.train x", "train_seconds": 60})
     )
-    path = results.record(str(workdir), None, "experiments/frozen.py:alpha_025", "alpha 0.25")
+    path = records.record(str(workdir), None, "experiments/frozen.py:alpha_025", "alpha 0.25")
     run = results.json.loads(open(path).read())
     assert run["commit"] == "c" * 40 and run["ran"] == "python -m localizer.train x"
     assert run["command"][3] == "--config=experiments/results/runs/frozen_alpha_025.json"
     ran = names.get_config("frozen_alpha_025").resolve(["a", "b"])
     portable = dataclasses.replace(ran.data, data_dir="../shared/data/realmix")  # any machine's
-    assert results.record_config(run) == dataclasses.replace(ran, data=portable)
+    assert records.record_config(run) == dataclasses.replace(ran, data=portable)
     assert "class_names" not in run["config"] and run["runtime"]["replicas"] == 1
-
-
-def test_run_records_an_existing_run_without_retraining(tmp_path, monkeypatch):
-    calls, recorded = [], []
-    monkeypatch.setattr(run_lib.subprocess, "call", lambda command: calls.append(command) or 0)
-    monkeypatch.setattr(
-        run_lib.results, "record", lambda workdir, name, *what: recorded.append(name) or name
-    )
-    monkeypatch.setattr(run_lib, "WORK_ROOT", str(tmp_path))
-    (tmp_path / "quickstart").mkdir()
-    (tmp_path / "quickstart" / "train_summary.json").write_text("{}")
-    assert run_lib.run_experiment("quickstart") and calls == [] and recorded == ["quickstart"]
-    assert run_lib.run_experiment("frozen_alpha_025")
-    assert "--config=experiments/frozen.py:alpha_025" in calls[0]
-    # --rerun deletes the old work dir so the run starts fresh instead of resuming.
-    assert run_lib.run_experiment("quickstart", rerun=True)
-    assert not (tmp_path / "quickstart").exists()
-    monkeypatch.setattr(run_lib.subprocess, "call", lambda command: 1)
-    assert not run_lib.run_experiment("frozen_loss_l2") and recorded[-1] != "frozen_loss_l2"
