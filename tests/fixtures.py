@@ -15,6 +15,7 @@ import tensorflow as tf
 from pipelines.sources.voc_dir import voc_xml
 
 CLASSES = ("cat", "dog", "plate")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "plate": (0, 0, 255)}
 
 
@@ -586,3 +587,82 @@ def make_faulty_yolo_folder(root):
     with open(os.path.join(root, "data.yaml"), "w") as f:
         f.write(data_yaml(["train"]))
     return root, expected
+
+
+# --- the tiny model ----------------------------------------------------------------------------
+
+#: Head layers whose weights `tiny_model(randomize=True)` draws, with the scale of each.
+RANDOMIZED = {"class_dense": 20.0, "box_cells": 1.0, "centre_logits": 1.0, "quality_dense": 1.0}
+
+
+def tiny_model(seed=0, randomize=False, **changes):
+    """The one tiny localizer of the tests: backbone "tiny", no weights, 32 px, `CLASSES`.
+
+    `changes` are `ModelConfig` fields (`image_size=64`, `resize_mode="stretch"`,
+    `attach="flattened"`, `box_quality=False`, ...). Seeded whole (the backbone's initial
+    weights too), so it is the same model whatever ran before.
+
+    Head layers are zero-initialized at the end, which would make every box the same (and every
+    box quality 0.5). `randomize` draws them instead, so outputs depend on the image: True draws
+    every layer of `RANDOMIZED` that the head has; a dict `{layer name: scale}` draws those, in
+    its order (one generator seeded by `seed`).
+    """
+    import keras
+
+    from localizer import model as model_lib
+
+    keras.utils.set_random_seed(seed)
+    config = dict(
+        num_classes=3, class_names=CLASSES, backbone="tiny", weights="none", image_size=32
+    )
+    model = model_lib.build_model(model_lib.ModelConfig(**{**config, **changes}))
+    if randomize is True:
+        randomize = dict(RANDOMIZED)
+        if not changes.get("box_quality", True):
+            del randomize["quality_dense"]
+    heads = model.get_layer("heads")
+    rng = np.random.default_rng(seed)
+    for name, scale in (randomize or {}).items():
+        layer = heads.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(0.0, scale, kernel.shape).astype("float32"), bias])
+    return model
+
+
+# --- a tiny training run -----------------------------------------------------------------------
+
+
+def tiny_config(**changes):
+    """A tiny, fast synthetic run: 32 px, tiny backbone, few examples."""
+    overrides = {
+        "model.backbone": "tiny",
+        "model.weights": "none",
+        "model.image_size": "32",
+        "model.head_units": "32",
+        "pipeline.batch_size": "16",
+        "data.max_examples": "64",
+        "frozen_epochs": "1",
+        "fine_tune_epochs": "1",
+        "fine_tune_fraction": "1.0",
+        "feature_passes": "1",
+    }
+    overrides.update(changes)
+    from localizer.training import config as config_lib
+
+    return config_lib.apply_overrides(
+        config_lib.default_config(), [f"{k}={v}" for k, v in overrides.items()]
+    )
+
+
+def summary_images(folder, tag):
+    import glob
+
+    """`(step, decoded image)` of every image summary `tag` in the event files under `folder`."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    encoded = tf.make_ndarray(value.tensor)[2]  # [width, height, png]
+                    found.append((event.step, tf.io.decode_png(encoded).numpy()))
+    return found

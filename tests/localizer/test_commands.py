@@ -15,10 +15,9 @@ import time
 
 import pytest
 
-from localizer import model as model_lib
 from tests import fixtures
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = fixtures.REPO_ROOT
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -56,15 +55,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     voc = fixtures.make_voc_folder(root / "voc")
     model = str(root / "tiny.keras")
-    model_lib.build_model(
-        model_lib.ModelConfig(
-            num_classes=3,
-            class_names=fixtures.CLASSES,
-            backbone="tiny",
-            weights="none",
-            image_size=32,
-        )
-    ).save(model)
+    fixtures.tiny_model().save(model)
     truncated = root / "truncated.keras"
     truncated.write_bytes(open(model, "rb").read()[:300])
     garbage = root / "garbage_export"
@@ -85,7 +76,11 @@ def world(tmp_path_factory):
     loose_tflite.write_bytes(b"TFL3")
     # An export whose metadata.json lacks image_size, and one holding another model's TFLite file (5
     # classes).
-    from tests.test_trust import METADATA, _export_with_metadata, foreign_tflite
+    from tests.localizer.inference.test_predictor import (
+        METADATA,
+        _export_with_metadata,
+        foreign_tflite,
+    )
 
     no_size = _export_with_metadata(
         root / "no_size", json.dumps({k: v for k, v in METADATA.items() if k != "image_size"})

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipelines import boxes as box_lib
+from pipelines import render
 
 
 def test_convention_is_normalized_yxyx():
@@ -92,3 +94,52 @@ def test_iou_family_hand_cases():
     assert box_lib.ciou(a, b).numpy() == pytest.approx(box_lib.diou(a, b).numpy(), abs=1e-6)
     for fn in (box_lib.giou, box_lib.diou, box_lib.ciou):
         assert fn(a, a).numpy() == pytest.approx(1.0, abs=1e-5)
+
+
+M = box_lib.MIN_BOX_SIZE
+
+
+# (box as predicted, mapped to the original image; what the rule makes of it)
+DEGENERATE_BOXES = [
+    ((0.2, 0.3, 0.6, 0.7), (0.2, 0.3, 0.6, 0.7)),  # inside: unchanged
+    ((-0.1, 0.2, 0.5, 1.3), (0.0, 0.2, 0.5, 1.0)),  # partly outside: clipped
+    (
+        (1.1, 0.3, 1.3, 0.6),
+        (1.0 - M, 0.3, 1.0, 0.6),
+    ),  # wholly in the bottom padding: a sliver at the edge
+    ((-0.3, 0.3, -0.1, 0.6), (0.0, 0.3, M, 0.6)),  # in the top padding
+    ((-0.2, -0.2, -0.1, -0.1), (0.0, 0.0, M, M)),  # off the top-left corner
+    ((0.5, 0.5, 0.5, 0.5), (0.5 - M / 2, 0.5 - M / 2, 0.5 + M / 2, 0.5 + M / 2)),  # a point
+    ((0.6, 0.2, 0.4, 0.3), (0.5 - M / 2, 0.2, 0.5 + M / 2, 0.3)),  # inverted in y
+    (
+        (0.3, 0.3, 0.3 + M, 0.4),
+        (0.3, 0.3, 0.3 + M, 0.4),
+    ),  # exactly the smallest: unchanged (continuous)
+]
+
+
+def test_clip_to_image_is_one_rule_eagerly_and_in_graphs():
+    given = np.array([box for box, _ in DEGENERATE_BOXES], np.float32)
+    wanted = np.array([box for _, box in DEGENERATE_BOXES], np.float32)
+    eager = box_lib.clip_to_image(given).numpy()
+    in_function = tf.function(box_lib.clip_to_image)(tf.constant(given)).numpy()
+    in_dataset = np.stack(
+        list(
+            tf.data.Dataset.from_tensor_slices(given).map(box_lib.clip_to_image).as_numpy_iterator()
+        )
+    )
+    for result in (eager, in_function, in_dataset):
+        np.testing.assert_allclose(result, wanted, atol=1e-6)
+    np.testing.assert_array_equal(in_function, eager)
+    np.testing.assert_array_equal(in_dataset, eager)
+    assert np.all(eager >= 0.0) and np.all(eager <= 1.0)
+    assert np.all(eager[:, 2:] - eager[:, :2] >= M * (1 - 1e-4))
+    # Every box so mapped is a box: it agrees with itself, so a one-view merge keeps it.
+    assert np.all(box_lib.iou(eager, eager).numpy() > 0.9)
+    # The mapping back to the photo takes that rule: a box in a landscape photo's letterbox padding.
+    window = render.resize_window(tf.constant([48.0, 90.0]), 32, "letterbox")
+    np.testing.assert_allclose(
+        render.to_original_frame(tf.constant([[0.8, 0.4, 0.9, 0.6]]), window)[0, ::2],
+        [1.0 - M, 1.0],
+        atol=1e-6,
+    )

@@ -13,7 +13,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from localizer.inference import image_files
 from pipelines import image_header
+from tests import fixtures
 
 PIXELS = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
@@ -77,10 +79,9 @@ def test_data_that_ends_early_or_lies_about_its_size_is_named(tmp_path):
 
 def test_predict_gives_each_damaged_file_its_line_and_goes_on(tmp_path):
     from localizer.inference import image_files
-    from tests.test_export import tiny_model
 
     model_path = str(tmp_path / "model.keras")
-    tiny_model().save(model_path)
+    fixtures.tiny_model(randomize=True).save(model_path)
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "a_good.jpg").write_bytes(_encoded("JPEG"))
@@ -229,3 +230,78 @@ def test_files_the_decoder_cannot_read_are_found_at_index_time_and_named_by_pred
     ) as raised:
         image_files.read_image(str(root / "JPEGImages" / "onebit.bmp"))
     assert "{{" not in str(raised.value) and "[Op:" not in str(raised.value)
+
+
+def test_pixel_limit_values():
+    assert image_header.check_pixel_limit(0) == 0
+    with pytest.raises(ValueError, match="max_image_pixels=-1"):
+        image_header.check_pixel_limit(-1)
+
+
+def test_webp_header_is_read(tmp_path):
+    from PIL import Image
+
+    for options, channels in (({}, 3), ({"lossless": True}, 3)):
+        path = tmp_path / "photo.webp"
+        Image.fromarray(np.zeros((21, 34, 3), np.uint8)).save(path, "WEBP", **options)
+        info = image_header.read_image_info(str(path))
+        assert (info.format, info.height, info.width, info.channels, info.complete) == (
+            "webp",
+            21,
+            34,
+            channels,
+            True,
+        )
+
+
+def test_gif_frames_count_not_only_its_canvas(tmp_path):
+    huge_frame = tmp_path / "frame.gif"
+    huge_frame.write_bytes(fixtures.gif_with_frames(canvas=(16, 16), frame=(20000, 20000)))
+    many = tmp_path / "many.gif"
+    many.write_bytes(fixtures.gif_with_frames(canvas=(2000, 2000), frame=(2000, 2000), frames=20))
+    info = image_header.read_image_info(str(many))
+    assert (info.frames, info.decoded_pixels) == (20, 20 * 2000 * 2000)
+    for path in (huge_frame, many):
+        with pytest.raises(image_header.ImageTooLargeError):
+            image_files.read_image(str(path))
+    import tensorflow as tf
+
+    from localizer.serving.graph import encoded_image_pixels
+
+    for path in (huge_frame, many):
+        assert (
+            encoded_image_pixels(tf.constant(path.read_bytes())).numpy()
+            == image_header.read_image_info(str(path)).decoded_pixels
+        )
+
+
+@pytest.mark.parametrize(
+    "ext,size", [(".jpg", (37, 53)), (".png", (5, 300)), (".gif", (9, 4)), (".bmp", (6, 7))]
+)
+def test_read_image_size(tmp_path, ext, size):
+    path = str(tmp_path / f"x{ext}")
+    pixels = np.zeros(size + (3,), np.uint8)
+    if ext == ".jpg":
+        data = tf.io.encode_jpeg(pixels, progressive=True).numpy()
+    elif ext == ".png":
+        data = tf.io.encode_png(pixels).numpy()
+    else:  # GIF and BMP as Pillow writes them (a header alone is not a readable image)
+        from PIL import Image
+
+        Image.fromarray(pixels).save(path)
+        data = None
+    if data is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    assert image_header.read_image_size(path) == size
+
+
+def test_read_image_size_rejects_non_images_and_truncation(tmp_path):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not an image")
+    with pytest.raises(image_header.ImageHeaderError, match="fake.jpg"):
+        image_header.read_image_size(str(fake))
+    truncated = tmp_path / "trunc.jpg"
+    truncated.write_bytes(tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy()[:30])
+    with pytest.raises(image_header.ImageHeaderError, match="truncated"):
+        image_header.read_image_size(str(truncated))

@@ -7,6 +7,7 @@ import tensorflow as tf
 import pipelines
 from pipelines import input_pipeline, render
 from pipelines.sources.source import BOX, ID, IMAGE, LABEL
+from tests import fixtures
 
 CONFIG = input_pipeline.PipelineConfig(
     image_size=32, resize_mode="letterbox", batch_size=4, shuffle_buffer=16, seed=3
@@ -108,3 +109,12 @@ def test_preview_writes_png(tmp_path, voc_folder):
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
     path = show.preview_grid(source, "train", CONFIG, 4, str(tmp_path / "grid.png"), columns=2)
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_file_caches_are_per_split_and_per_data(tmp_path):
+    from pipelines import input_pipeline
+
+    root = fixtures.make_voc_folder(tmp_path / "voc")
+    source = pipelines.get_source("voc_dir", data_dir=root)
+    train, val = (input_pipeline.cache_file("c", source, split) for split in ("train", "val"))
+    assert train != val and train.startswith("c.train.")

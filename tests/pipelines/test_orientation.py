@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 from pipelines import decode, image_header
 from pipelines import orientation as orientation_lib
+from tests import fixtures
 
 
 def tagged_jpeg(pixels, orientation, big_endian=False, extra_tags=True, quality=95):
@@ -205,10 +206,9 @@ def test_predict_reports_the_upright_frame(tmp_path):
 
     from localizer import predict  # noqa: F401  (the command's module imports cleanly)
     from localizer.inference import image_files
-    from tests.test_export import tiny_model
 
     model_path = str(tmp_path / "model.keras")
-    tiny_model().save(model_path)
+    fixtures.tiny_model(randomize=True).save(model_path)
     upright = np.asarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3)), np.uint8)
     (tmp_path / "upright.png").write_bytes(tf.io.encode_png(upright).numpy())
     for orientation in (3, 6, 8):
@@ -232,9 +232,8 @@ def test_predict_reports_the_upright_frame(tmp_path):
 def test_serving_turns_tagged_jpegs_upright_in_graph_and_tf1_session(tmp_path):
     from localizer.serving import export_lib, verify
     from localizer.serving.graph import LocalizerServing
-    from tests.test_export import tiny_model
 
-    model = tiny_model()
+    model = fixtures.tiny_model(randomize=True)
     upright = np.asarray(np.random.default_rng(2).integers(0, 256, (40, 70, 3)), np.uint8)
     plain = tagged_jpeg(upright, None, quality=100)
     stored = tf.io.decode_jpeg(

@@ -205,7 +205,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
     from localizer.model import metrics
-    from tests.test_metrics import compile_like_the_trainer, evaluation_set, identity_model
+    from tests.localizer.model.test_metrics import compile_like_the_trainer, evaluation_set, identity_model
 
     x, y = evaluation_set()
     (logits, pred_boxes), true_boxes = x, y["box"]
@@ -243,7 +243,7 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
 
 def test_metrics_and_losses_under_mirrored_strategy():
     """2 logical CPUs (configurable only before TF starts, hence the subprocess)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     proc = subprocess.run(

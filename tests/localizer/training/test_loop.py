@@ -2,8 +2,7 @@
 
 The fast suite runs two workers into one shared work dir; `make test-slow`
 adds a work dir per worker, the comparison with one process of the same
-global batch, and kill -9 of a worker mid-epoch followed by a resume.
-"""
+global batch, and kill -9 of a worker mid-epoch followed by a resume."""
 
 import glob
 import json
@@ -19,12 +18,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer import launch
 from localizer import model as model_lib
-from localizer.training import cluster, loop, objective
-from tests.test_train import _summary_images, tiny_config
+from localizer.training import loop, objective
+from tests import fixtures
+from tests.fixtures import summary_images, tiny_config
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = fixtures.REPO_ROOT
+
 
 # 2 + 2 epochs of the tiny backbone on 64 synthetic examples; per-replica batch 16.
 TRAIN_FLAGS = (
@@ -40,6 +40,8 @@ TRAIN_FLAGS = (
     "--set=fine_tune_fraction=1.0",
     "--set=feature_passes=1",
 )
+
+
 DIGEST = re.compile(r"^\[worker (\d+)\] Weights digest: ([0-9a-f]{16})$", re.M)
 
 
@@ -104,7 +106,7 @@ def test_two_workers_train_together_into_one_shared_work_dir(tmp_path):
         assert (workdir / name).exists(), name
     assert not (workdir / "backup").exists()
     # The chief's TensorBoard has one preview grid per evaluated epoch: 3 x 3 val images of 32 px.
-    grids = _summary_images(
+    grids = summary_images(
         workdir / "tensorboard" / "validation_full", "val_predictions/true_green_predicted_red"
     )
     assert [step for step, _ in grids] == [1, 2, 3, 4]
@@ -236,66 +238,6 @@ def test_a_bad_tf_config_is_one_line(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_roles_from_tf_config():
-    def role(cluster_spec, task_type, index):
-        return cluster.role_from_tf_config(
-            json.dumps({"cluster": cluster_spec, "task": {"type": task_type, "index": index}})
-        )
-
-    workers = {"worker": ["a:1", "b:1", "c:1"]}
-    assert role(workers, "worker", 0) == cluster.Role(3, 0) and role(workers, "worker", 0).is_chief
-    assert role(workers, "worker", 2) == cluster.Role(3, 2) and role(
-        workers, "worker", 2
-    ).shard == (3, 2)
-    with_chief = {"chief": ["a:1"], "worker": ["b:1", "c:1"], "ps": ["d:1"]}
-    assert role(with_chief, "chief", 0) == cluster.Role(3, 0)
-    assert (
-        role(with_chief, "worker", 0) == cluster.Role(3, 1)
-        and not role(with_chief, "worker", 0).is_chief
-    )
-    with pytest.raises(ValueError, match="does not train"):
-        role(with_chief, "ps", 0)
-    with pytest.raises(ValueError, match="not in its cluster"):
-        role(workers, "worker", 3)
-    assert cluster.training_tasks({}) == 1
-    assert (
-        cluster.training_tasks(
-            {
-                "TF_CONFIG": json.dumps(
-                    {"cluster": with_chief, "task": {"type": "chief", "index": 0}}
-                )
-            }
-        )
-        == 3
-    )
-    for bad in (
-        "not json",
-        "[]",
-        '{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
-    ):
-        with pytest.raises(ValueError, match="TF_CONFIG is not valid"):
-            cluster.parse_tf_config(bad)
-    assert cluster.Role().shard is None and str(cluster.Role(2, 1)) == "worker 1 of 2"
-
-
-def test_launcher_pieces():
-    configs = [json.loads(c) for c in launch.tf_configs(["h:1", "h:2"])]
-    assert [c["task"] for c in configs] == [
-        {"type": "worker", "index": 0},
-        {"type": "worker", "index": 1},
-    ]
-    assert all(c["cluster"] == {"worker": ["h:1", "h:2"]} for c in configs)
-    assert len(set(launch.free_ports(4))) == 4
-    assert launch.worker_args(["--workdir=w/run-{worker}", "--seed=1"], 1) == [
-        "--workdir=w/run-1",
-        "--seed=1",
-    ]
-    assert launch.worst_exit_code([0, 0]) == 0
-    assert launch.worst_exit_code([0, 3]) == 3
-    assert launch.worst_exit_code([3, -9]) == 137
-    assert launch.worst_exit_code([2, 2]) == 2
-
-
 def test_the_loop_trains_like_fit_on_one_process():
     """The multi-worker loop, run under the default strategy, gives fit's weights and logs."""
     config = tiny_config().resolve(["a", "b", "c"], 1)
@@ -333,39 +275,3 @@ def test_the_loop_trains_like_fit_on_one_process():
     for a, b in zip(fit_weights, loop_weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert not np.allclose(fit_loss[0], fit_loss[1])  # it did train
-
-
-@pytest.mark.slow
-def test_sigterm_to_the_launcher_stops_its_workers(tmp_path):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "localizer.launch",
-            "--workers=2",
-            "--",
-            *TRAIN_FLAGS,
-            f"--workdir={tmp_path}/run",
-            "--set=frozen_epochs=50",
-        ],
-        cwd=REPO_ROOT,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    started = set()
-    for line in process.stdout:  # both workers are training
-        match = re.match(r"\[worker (\d)\] .*Training on", line)
-        if match:
-            started.add(match.group(1))
-        if len(started) == 2:
-            break
-    workers = [_worker_pid(process.pid, index) for index in (0, 1)]
-    process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=60)
-    assert "[launch] interrupted; stopping the workers" in rest
-    assert process.returncode != 0
-    for pid in workers:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)

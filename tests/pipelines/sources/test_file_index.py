@@ -1,16 +1,12 @@
 """Fault injection: unusable examples are skipped and counted, fixable ones fixed,
-paths outside the dataset refused, good examples never dropped.
-"""
+paths outside the dataset refused, good examples never dropped."""
 
 import collections
-import os
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
 import pipelines
-from pipelines import decode, input_pipeline, render
+from pipelines import input_pipeline
 from pipelines.sources.source import ID, DatasetError, check_usable
 from tests import fixtures
 
@@ -87,17 +83,6 @@ def test_coco_and_yolo_count_their_own_faults(tmp_path):
     assert not any("orphan" in file for file, _, _ in stats.problems)
 
 
-def test_alpha_is_composited_and_gray_becomes_rgb():
-    rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[..., 0] = 255  # red, fully transparent
-    decoded = decode.decode_image_bytes(tf.io.encode_png(rgba)).numpy()
-    assert (decoded == render.PAD_VALUE).all()  # the background, not the hidden red
-    gray = decode.decode_image_bytes(tf.io.encode_png(np.full((2, 2, 1), 9, np.uint8))).numpy()
-    assert gray.shape == (2, 2, 3) and (gray == 9).all()
-    cmyk = decode.decode_image_bytes(fixtures._cmyk_jpeg(8, 8)).numpy()
-    assert cmyk.shape == (8, 8, 3) and cmyk[..., 0].mean() > 200 and cmyk[..., 1].mean() < 50
-
-
 def test_empty_split_and_too_many_skips_fail_early(tmp_path):
     root, _ = fixtures.make_faulty_voc_folder(tmp_path / "data")
     source = pipelines.get_source("voc_dir", data_dir=root)
@@ -106,40 +91,3 @@ def test_empty_split_and_too_many_skips_fail_early(tmp_path):
     with pytest.raises(DatasetError, match=r"unusable \(more than 5%\).*truncated image file"):
         check_usable(source, "train")
     check_usable(source, "train", max_skipped_fraction=1.0)
-
-
-@pytest.mark.slow
-def test_training_refuses_then_logs_the_faults(tmp_path):
-    from localizer.training import trainer as train
-    from tests.test_train import tiny_config
-
-    root, expected = fixtures.make_faulty_voc_folder(tmp_path / "data")
-    data = {
-        "data.dataset": "voc_dir",
-        "data.data_dir": root,
-        "data.train_split": "train",
-        "data.val_split": "train",
-        "data.max_examples": "none",
-        "model.image_size": "32",
-        "pipeline.batch_size": "4",
-    }
-    with pytest.raises(DatasetError, match="unusable"):
-        train.train_and_evaluate(tiny_config(**data), str(tmp_path / "refused"))
-    workdir = tmp_path / "run"
-    train.train_and_evaluate(
-        tiny_config(**data, **{"data.max_skipped_fraction": "1.0"}), str(workdir)
-    )
-    log = (workdir / "data_issues.tsv").read_text().splitlines()
-    assert log[0] == "split\tfile\taction\treason"
-    reasons = {line.split("\t")[3] for line in log[1:]}
-    assert "truncated image file" in reasons and "image path outside the dataset folder" in reasons
-
-
-def test_alpha_image_trains_on_the_same_pixels_serving_sees(tmp_path):
-    root, _ = fixtures.make_faulty_voc_folder(tmp_path / "data")
-    source = pipelines.get_source("voc_dir", data_dir=root)
-    element = next(e for e in source.load("train") if e[ID].numpy() == b"alpha")
-    trained_on = decode.decode(element)["image"].numpy()
-    with open(os.path.join(root, "JPEGImages", "alpha.png"), "rb") as f:
-        served = decode.decode_image_bytes(f.read()).numpy()
-    np.testing.assert_array_equal(trained_on, served)
