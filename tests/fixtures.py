@@ -311,7 +311,7 @@ def make_faulty_csv_folder(root):
         f.write(_jpeg(make_image(48, 64, [GOOD_BOX])))
     lines = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
     expected = {}
-    for name, (filename, content, objects, outcome) in faulty_cases(outside).items():
+    for _name, (filename, content, objects, outcome) in faulty_cases(outside).items():
         _write_case_image(images, filename, content)
         for class_name, (xmin, ymin, xmax, ymax) in objects:
             lines.append(f"{filename},64,48,{class_name},{xmin},{ymin},{xmax},{ymax}")
@@ -612,9 +612,13 @@ def tiny_model(seed=0, randomize=False, **changes):
     from localizer import model as model_lib
 
     keras.utils.set_random_seed(seed)
-    config = dict(
-        num_classes=3, class_names=CLASSES, backbone="tiny", weights="none", image_size=32
-    )
+    config = {
+        "num_classes": 3,
+        "class_names": CLASSES,
+        "backbone": "tiny",
+        "weights": "none",
+        "image_size": 32,
+    }
     model = model_lib.build_model(model_lib.ModelConfig(**{**config, **changes}))
     if randomize is True:
         randomize = dict(RANDOMIZED)

@@ -1,6 +1,7 @@
-"""Every named experiment loads and says how to run it; every run record is a frozen fact that
-reruns as it ran; RESULTS.md is what the records generate. Nothing compares a record with today's
-defaults: changing one breaks no test here."""
+"""Tests of experiments/results.py: every run record is a frozen fact that reruns as it ran;
+RESULTS.md is what the records generate. Nothing compares a record with today's defaults:
+changing one breaks no test here.
+"""
 
 import dataclasses
 import re

@@ -562,11 +562,17 @@ elif point == "stage_boundary":  # marker written, fine-tuning not started
     after(trainer, "mark_stage_done")
 elif point == "fine_tune_epoch":  # mid-stage: after the first fine-tuning epoch's backup
     saves = []
-    after(backups.AtomicBackupAndRestore, "_save_model", lambda self: saves.append(1) or len(saves) == 3)
+    after(
+        backups.AtomicBackupAndRestore, "_save_model",
+        lambda self: saves.append(1) or len(saves) == 3,
+    )
 elif point == "final_save":  # final.keras written, the summary not yet
     after(backups, "save_model_atomically", lambda model, path: path.endswith("final.keras"))
 elif point == "summary":  # summary written, backups not yet removed
-    after(files, "write_json_atomically", lambda path, *a, **k: str(path).endswith("train_summary.json"))
+    after(
+        files, "write_json_atomically",
+        lambda path, *a, **k: str(path).endswith("train_summary.json"),
+    )
 sys.argv = ["localizer.train", *sys.argv[2:]]
 from localizer import train
 from pipelines import cli

@@ -1,4 +1,6 @@
-"""Files cut off inside their header, cut off before their end, or whose header lies about the size:
+"""Tests of pipelines/image_header.py: sizes, formats and pixel limits read from headers.
+
+Files cut off inside their header, cut off before their end, or whose header lies about the size:
 each is that file's own error, named as such, and the files after it still run (predict, the index,
 serving).
 """

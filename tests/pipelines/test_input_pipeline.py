@@ -55,15 +55,15 @@ def test_same_seed_same_batches_different_seed_different():
         ]
 
     a, b, c = run(1), run(1), run(2)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         np.testing.assert_array_equal(x, y)
-    assert any(not np.array_equal(x, z) for x, z in zip(a, c))
+    assert any(not np.array_equal(x, z) for x, z in zip(a, c, strict=False))
 
 
 def test_epochs_reshuffle_and_redraw_augmentation():
     ds = input_pipeline.make_dataset(_synthetic(), "train", CONFIG, training=True)
     first, second = [b[0].numpy() for b in ds], [b[0].numpy() for b in ds]
-    assert not all(np.array_equal(x, y) for x, y in zip(first, second))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, second, strict=False))
 
 
 @pytest.mark.parametrize("cache", ["memory", "none"])
@@ -72,7 +72,7 @@ def test_cache_modes_give_all_examples(cache):
         image_size=32, resize_mode="letterbox", batch_size=4, cache=cache, seed=0
     )
     ds = input_pipeline.make_dataset(_synthetic(12), "train", config, training=True)
-    labels = sorted(int(l) for _, t in ds for l in t[LABEL])
+    labels = sorted(int(label) for _, t in ds for label in t[LABEL])
     expected = sorted(int(e[LABEL]) for e in _synthetic(12).load("train"))
     assert labels == expected
 

@@ -39,7 +39,7 @@ def tagged_jpeg(pixels, orientation, big_endian=False, extra_tags=True, quality=
 
 
 def _big_endian_exif(exif, orientation):
-    """ "Exif\\0\\0" + a big-endian ("MM") TIFF directory holding only the orientation."""
+    r"""`Exif\0\0` + a big-endian ("MM") TIFF directory holding only the orientation."""
     import struct
 
     entry = struct.pack(">HHIHH", orientation_lib.ORIENTATION_TAG, 3, 1, orientation, 0)
@@ -166,7 +166,7 @@ def test_index_measures_and_decodes_tagged_photos_upright(tmp_path, monkeypatch)
     expected_box = np.array([8 / 48, 10 / 64, 36 / 48, 40 / 64], np.float32)
     examples = list(input_pipeline.decoded(source, "train"))
     assert len(examples) == 8
-    for orientation, example in zip(orientation_lib.ORIENTATIONS, examples):
+    for orientation, example in zip(orientation_lib.ORIENTATIONS, examples, strict=False):
         np.testing.assert_allclose(example[BOX].numpy(), expected_box, atol=1e-6)
         stored = tf.io.decode_jpeg(
             (
@@ -226,9 +226,10 @@ def test_predict_reports_the_upright_frame(tmp_path):
         np.testing.assert_allclose(record["box"], records["upright.png"]["box"], atol=0.03)
 
 
-@pytest.mark.slow  # a SavedModel written and loaded twice (10 s); the graph reader and decode_image_bytes,
+# A SavedModel written and loaded twice (10 s); the graph reader and decode_image_bytes,
 # which serving_default decodes with, are tested fast above, and make real-check serves tagged
 # photos
+@pytest.mark.slow
 def test_serving_turns_tagged_jpegs_upright_in_graph_and_tf1_session(tmp_path):
     from localizer.serving import export_lib, verify
     from localizer.serving.graph import LocalizerServing

@@ -1,4 +1,4 @@
-"""Pipeline ops: eager == inside Dataset.map, and boxes stay right under augmentation."""
+"""Tests of pipelines/render.py: resize, letterbox and views, and boxes mapped back to pixels."""
 
 import numpy as np
 import pytest

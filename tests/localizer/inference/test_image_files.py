@@ -202,8 +202,9 @@ def test_predict_on_folders_without_image_files_says_so(tmp_path, tiny_model_pat
     with pytest.raises(image_files.NoImagesError) as error:
         image_files.run(tiny_model_path, [str(empty), str(also_empty)], out=out)
     assert str(error.value) == (
-        f"folders {empty}, {also_empty} hold no image file (predict looks for .jpg .jpeg .jpe .jfif .png .gif .bmp "
-        f".webp in any letter case; subfolders are not searched); give image files, or a folder that holds them"
+        f"folders {empty}, {also_empty} hold no image file (predict looks for .jpg .jpeg .jpe "
+        ".jfif .png .gif .bmp .webp in any letter case; subfolders are not searched); give image "
+        "files, or a folder that holds them"
     )
     assert out.getvalue() == ""
     photos = tmp_path / "photos"
@@ -216,8 +217,9 @@ def test_predict_on_folders_without_image_files_says_so(tmp_path, tiny_model_pat
         str(photos / "a.PNG")
     ]
     assert capsys.readouterr().err.splitlines() == [
-        f"warning: folder {empty} holds no image file (predict looks for .jpg .jpeg .jpe .jfif .png .gif .bmp .webp "
-        f"in any letter case; subfolders are not searched); nothing predicted from it"
+        f"warning: folder {empty} holds no image file (predict looks for .jpg .jpeg .jpe .jfif "
+        ".png .gif .bmp .webp in any letter case; subfolders are not searched); nothing predicted "
+        "from it"
     ]
 
 
@@ -247,8 +249,8 @@ def test_predict_cli_lines_errors_and_exit_code(tmp_path, voc_folder, per_class_
     )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 1
-    good = [l for l in lines if "error" not in l]
-    bad = {os.path.basename(l["file"]) for l in lines if "error" in l}
+    good = [record for record in lines if "error" not in record]
+    bad = {os.path.basename(record["file"]) for record in lines if "error" in record}
     assert len(good) == 6 and bad == {"broken.jpg", "missing.png"}
     record = good[0]
     assert record["class"] in fixtures.CLASSES and len(record["top5"]) == 3

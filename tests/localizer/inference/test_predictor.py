@@ -1,4 +1,6 @@
-"""Tests of localizer/inference/predictor.py: model files, exports and TFLite files it accepts or refuses."""
+"""Tests of localizer/inference/predictor.py: the model files, exports and TFLite files it accepts
+or refuses.
+"""
 
 import json
 

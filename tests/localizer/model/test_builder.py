@@ -9,7 +9,7 @@ from localizer.model import backbones
 from localizer.model import layers as layers_lib
 from tests import roundtrip
 
-TINY = dict(num_classes=3, backbone="tiny", weights="none", image_size=32)
+TINY = {"num_classes": 3, "backbone": "tiny", "weights": "none", "image_size": 32}
 
 
 CONFIGS = list(model_lib.HEAD_CONFIGURATIONS)
@@ -62,7 +62,7 @@ def test_box_quality_loss_trains_the_quality_head_alone(attach):
         outputs = view(_images(), training=True)
         loss = tf.reduce_mean(losses.box_quality_loss(true_boxes, outputs["quality_and_box"]))
     weights = view.trainable_weights
-    gradients = dict(zip((w.path for w in weights), tape.gradient(loss, weights)))
+    gradients = dict(zip((w.path for w in weights), tape.gradient(loss, weights), strict=False))
     quality = {path for path in gradients if path.startswith("quality_")}
     assert quality and all(gradients[path] is not None for path in quality)
     assert any(np.any(gradients[path].numpy() != 0) for path in quality)
@@ -93,7 +93,7 @@ def test_training_views_share_weights(attach, regression):
     features_view = model_lib.features_training_view(model)
     features = model.get_layer("backbone")(_images())
     np.testing.assert_allclose(features_view(features)["box"], outputs["box"], atol=1e-5)
-    assert set(w.path for w in features_view.weights) <= set(w.path for w in model.weights)
+    assert {w.path for w in features_view.weights} <= {w.path for w in model.weights}
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen():

@@ -254,7 +254,9 @@ def _torch_state_from_keras(model):
             continue
         prefix, values = enl.torch_prefix(layer.name), layer.get_weights()
         if isinstance(layer, keras.layers.BatchNormalization):
-            for suffix, value in zip(("weight", "bias", "running_mean", "running_var"), values):
+            for suffix, value in zip(
+                ("weight", "bias", "running_mean", "running_var"), values, strict=False
+            ):
                 state[f"{prefix}.{suffix}"] = value
             state[f"{prefix}.num_batches_tracked"] = np.array(0)
         elif isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -272,7 +274,7 @@ def test_state_dict_maps_by_name(small_model):
 
     fresh = build_efficientnet_lite("lite0", input_shape=(64, 64, 3))
     load_torch_state_dict(fresh, state)
-    for a, b in zip(fresh.get_weights(), small_model.get_weights()):
+    for a, b in zip(fresh.get_weights(), small_model.get_weights(), strict=False):
         np.testing.assert_array_equal(a, b)
 
     state["_blocks.16._bn0.weight"] = np.zeros(3, np.float32)
@@ -354,15 +356,18 @@ def test_cached_weights_load_into_any_configuration(cache_dir, monkeypatch):
     monkeypatch.setattr(enl, "_packaged_pth", lambda variant: pytest.fail("re-converted"))
     model = build_pretrained("lite0", "imagenet", input_shape=(96, 128, 3))
     for layer in model.layers:
-        for got, want in zip(layer.get_weights(), direct.get_layer(layer.name).get_weights()):
+        for got, want in zip(
+            layer.get_weights(), direct.get_layer(layer.name).get_weights(), strict=False
+        ):
             np.testing.assert_array_equal(got, want)
 
 
 # A literal numpy port of the PyTorch reference forward pass (NCHW, eval
 # mode, static TF-SAME padding as in Conv2dStaticSamePadding): an oracle that
 # shares no code with the Keras model.
-_REF_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-               (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]  # fmt: skip
+_REF_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
+               (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
+               (1, 3, 1, 6, 192, 320)]  # fmt: skip
 
 
 def _ref_round_filters(filters, width):
@@ -374,7 +379,7 @@ def _ref_round_filters(filters, width):
 def _ref_conv(x, weight, stride, size, depthwise=False):
     k = weight.shape[-1]
     out = [math.ceil(s / stride) for s in size]
-    pad = [max((o - 1) * stride + k - s, 0) for o, s in zip(out, size)]
+    pad = [max((o - 1) * stride + k - s, 0) for o, s in zip(out, size, strict=False)]
     x = np.pad(
         x, ((0, 0), (pad[0] // 2, pad[0] - pad[0] // 2), (pad[1] // 2, pad[1] - pad[1] // 2))
     )
@@ -398,7 +403,7 @@ def _reference_logits(sd, variant, image):
     x, size = _ref_conv(x, sd["_conv_stem.weight"], 2, [res, res])
     x = _ref_bn_relu6(x, sd, "_bn0")
     index = 0
-    for stage, (repeats, k, stride, expand, f_in, f_out) in enumerate(_REF_STAGES):
+    for stage, (repeats, _k, stride, expand, f_in, f_out) in enumerate(_REF_STAGES):
         f_in = 32 if stage == 0 else _ref_round_filters(f_in, width)
         f_out = _ref_round_filters(f_out, width)
         if 0 < stage < len(_REF_STAGES) - 1:

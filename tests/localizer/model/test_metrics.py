@@ -205,7 +205,9 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
     from localizer.model import metrics
-    from tests.localizer.model.test_metrics import compile_like_the_trainer, evaluation_set, identity_model
+    from tests.localizer.model.test_metrics import (
+        compile_like_the_trainer, evaluation_set, identity_model,
+    )
 
     x, y = evaluation_set()
     (logits, pred_boxes), true_boxes = x, y["box"]

@@ -1,4 +1,6 @@
-"""Inference views, box merging, and the evaluation report."""
+"""Tests of localizer/ops/views.py: the test-time views, how their boxes map back and merge
+(refinement, box quality).
+"""
 
 import numpy as np
 import pytest

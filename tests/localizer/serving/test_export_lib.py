@@ -163,7 +163,9 @@ def rest_predict(signature, body):
         if isinstance(v, bytes):
             return {"b64": base64.b64encode(v).decode()} if key.endswith("_bytes") else v.decode()
         return v.tolist()
-    predictions = [{k: value(k, v.numpy()[i]) for k, v in outputs.items()} for i in range(len(values))]
+    predictions = [
+        {k: value(k, v.numpy()[i]) for k, v in outputs.items()} for i in range(len(values))
+    ]
     return json.dumps({"predictions": predictions})
 
 version_dir, *paths = sys.argv[1:]
@@ -173,7 +175,9 @@ serve = loaded.signatures["serving_default"]
 direct = {k: v.numpy().tolist() for k, v in serve(image_bytes=tf.constant(encoded)).items()}
 direct["class_name"] = [n.decode() for n in direct["class_name"]]
 body = json.dumps({"instances": [{"b64": base64.b64encode(e).decode()} for e in encoded]})
-named = json.dumps({"instances": [{"image_bytes": {"b64": base64.b64encode(e).decode()}} for e in encoded]})
+named = json.dumps(
+    {"instances": [{"image_bytes": {"b64": base64.b64encode(e).decode()}} for e in encoded]}
+)
 
 # TF Serving's C++ loads SavedModels TF1-style (import the graph, restore the
 # variables, run the init op) and runs signatures by tensor name: the same here.
@@ -185,8 +189,12 @@ with tf.Graph().as_default(), tf.compat.v1.Session() as session:
 in_session = {k: v.tolist() for k, v in fetched.items()}
 in_session["class_name"] = [n.decode() for n in in_session["class_name"]]
 
-print("RESULT " + json.dumps({"direct": direct, "rest": json.loads(rest_predict(serve, body)),
-                              "rest_named": json.loads(rest_predict(serve, named)), "session": in_session}))
+print("RESULT " + json.dumps({
+    "direct": direct,
+    "rest": json.loads(rest_predict(serve, body)),
+    "rest_named": json.loads(rest_predict(serve, named)),
+    "session": in_session,
+}))
 """
 
 
@@ -595,9 +603,10 @@ def int8_export(tmp_path_factory):
     # The int8 check's figures against their budgets, on the held-out training images and the
     # export's own.
     assert re.search(
-        r"checked: int8 TFLite predict_images against the SavedModel on 10 images \(4 voc_dir train, "
-        r"2 noise, 4 int8 check sample of the calibration split\): median box difference [0-9.]+ \(at most 0.05\), same top class on \d+% \(at "
-        r"least 75%\), median box_quality difference [0-9.]+ \(at most 0.1\)",
+        r"checked: int8 TFLite predict_images against the SavedModel on 10 images \(4 voc_dir "
+        r"train, 2 noise, 4 int8 check sample of the calibration split\): median box difference "
+        r"[0-9.]+ \(at most 0.05\), same top class on \d+% \(at least 75%\), median box_quality "
+        r"difference [0-9.]+ \(at most 0.1\)",
         result.stdout,
     ), result.stdout
     assert "checked: TFLite predict_images against the SavedModel" in result.stdout
@@ -806,8 +815,10 @@ if fault == "verification":  # the Keras model's box on check image 1 differs fr
     verify.reference_predictions = shifted
 elif fault == "tf_disk_full":  # TensorFlow's writer reports ENOSPC as ResourceExhaustedError
     def save(module, path, **kwargs):
-        raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables.data-00000-of-00001."
-                                               f"tempstate123; No space left on device")
+        raise tf.errors.ResourceExhaustedError(
+            None, None,
+            f"{path}/variables/variables.data-00000-of-00001.tempstate123; No space left on device",
+        )
     export_lib.tf.saved_model.save = save
 elif fault == "python_disk_full":  # a Python write (metadata, TFLite file) reports the errno alone
     def dump(*args, **kwargs):
@@ -905,8 +916,8 @@ def test_a_taken_version_says_to_choose_another_or_leave_it_out(tmp_path):
         (export_dir / taken).mkdir(parents=True)
     (export_dir / "3").write_text("notes")  # not a version, but publishing would skip its name too
     expected = (
-        f"version 2 exists already: {export_dir}/2; choose another --version, or leave it out for the next "
-        f"free one (4)"
+        f"version 2 exists already: {export_dir}/2; choose another --version, or leave it out for "
+        f"the next free one (4)"
     )
     with pytest.raises(FileExistsError) as error:  # refused before the model is even looked at
         export_lib.export_saved_model(None, str(export_dir), version=2)

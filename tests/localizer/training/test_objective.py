@@ -60,11 +60,11 @@ def test_one_fit_step_per_configuration(synthetic_batch, attach, regression, box
     before = [w.numpy().copy() for w in heads]
     logs = view.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["quality_and_box_loss"])
-    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, heads))
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, heads, strict=False))
     # The box-quality head learns in the same step.
     assert any(
         not np.allclose(b, a.numpy())
-        for b, a in zip(before, heads)
+        for b, a in zip(before, heads, strict=False)
         if a.path.startswith("quality_")
     )
 

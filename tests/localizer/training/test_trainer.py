@@ -1,4 +1,6 @@
-"""Training: every configuration steps, the model learns, runs repeat, resume and distribute."""
+"""Tests of localizer/training/trainer.py: the model learns, runs repeat, resume and distribute,
+and training refuses bad data or a full disk with one clear line.
+"""
 
 import json
 import os
@@ -109,7 +111,7 @@ def test_same_seed_same_weights_in_separate_runs(tmp_path):
         )
         assert result.returncode == 0, result.stdout + result.stderr
         runs.append(_weights(str(tmp_path / name / "final.keras")))
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=False):
         np.testing.assert_array_equal(a, b)
 
 

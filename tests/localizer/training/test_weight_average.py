@@ -59,16 +59,16 @@ def test_validating_with_the_average_leaves_training_on_the_trained_weights():
     )
     for epoch in range(3):
         # Between the two callbacks the model holds the average of that moment ...
-        for seen, average in zip(validated.weights[epoch], plain.averages[epoch]):
+        for seen, average in zip(validated.weights[epoch], plain.averages[epoch], strict=False):
             np.testing.assert_allclose(seen, average, rtol=1e-5, atol=1e-6)
         if epoch < 2:  # ... and after them the trained weights, so training goes on unchanged.
-            for seen, trained in zip(after.weights[epoch], plain.weights[epoch]):
+            for seen, trained in zip(after.weights[epoch], plain.weights[epoch], strict=False):
                 np.testing.assert_allclose(seen, trained, rtol=1e-5, atol=1e-6)
     assert not np.allclose(
         plain.weights[0][0], plain.averages[0][0]
     )  # the test can tell them apart
     # After the last epoch the average stays, in the model as in the reference's finalize.
-    for final, expected in zip(model.get_weights(), reference.get_weights()):
+    for final, expected in zip(model.get_weights(), reference.get_weights(), strict=False):
         np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
-    for seen, average in zip(after.weights[2], plain.averages[2]):
+    for seen, average in zip(after.weights[2], plain.averages[2], strict=False):
         np.testing.assert_allclose(seen, average, rtol=1e-5, atol=1e-6)

@@ -1,5 +1,6 @@
-"""Trust at the edges: work dirs that know whose they are, outputs that never replace inputs,
-memory bounded before decoding, every config field validated, clear messages for bad files."""
+"""Tests of localizer/training/workdir.py: work dirs that know whose run they hold (what changes
+a result refuses, other code resumes), overwrite moves a run aside, default work dir names.
+"""
 
 import os
 

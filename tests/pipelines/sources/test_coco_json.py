@@ -15,7 +15,7 @@ from tests import fixtures
 def _check_against_fixture(source, split, examples, difficult_aware=True):
     elements = [decode.decode(e) for e in source.load(split)]
     assert [e[ID].numpy().decode() for e in elements] == [x[0] for x in examples]
-    for element, example in zip(elements, examples):
+    for element, example in zip(elements, examples, strict=False):
         label, box = fixtures.expected_target(example if difficult_aware else example[:4] + ((),))
         assert int(element[LABEL]) == label
         np.testing.assert_allclose(element[BOX], box, atol=1e-6)
@@ -56,7 +56,8 @@ def test_coco_split_with_a_year_and_image_dir(tmp_path):
         ('{"images": [', r"line 1 column 13: not valid JSON"),
         ('{"images": []}', "not a COCO instances file"),
         (
-            '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}',
+            '{"images": [], "annotations": [], '
+            '"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}',
             "category id 1 appears twice",
         ),
         ("[" * 100000 + "]" * 100000, "nested too deeply"),

@@ -38,7 +38,7 @@ def test_latin1_csv_and_repeated_labels_are_named(tmp_path):
     with open(os.path.join(root, "labels.txt"), "w") as f:
         f.write("cat\ndog\ncat\nplate\n")
     with pytest.raises(DatasetError, match="class names repeat: cat"):
-        pipelines.get_source("csv", data_dir=root).class_names
+        _ = pipelines.get_source("csv", data_dir=root).class_names
 
 
 def _elements(source, split):
@@ -47,7 +47,7 @@ def _elements(source, split):
 
 def _check_against_fixture(elements, examples, difficult_aware=True):
     assert len(elements) == len(examples)
-    for element, example in zip(elements, examples):
+    for element, example in zip(elements, examples, strict=False):
         if not difficult_aware:
             example = example[:4] + ((),)
         label, box = fixtures.expected_target(example)

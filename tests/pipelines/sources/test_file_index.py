@@ -1,5 +1,7 @@
-"""Fault injection: unusable examples are skipped and counted, fixable ones fixed,
-paths outside the dataset refused, good examples never dropped."""
+"""Tests of pipelines/sources/file_index.py and image_check.py, by fault injection: unusable
+examples are skipped and counted, fixable ones fixed, paths outside the dataset refused, good
+examples never dropped.
+"""
 
 import collections
 

@@ -18,14 +18,14 @@ def test_synthetic_is_deterministic_for_a_seed():
         return list(source.load("val"))
 
     a, b, c = first(5), first(5), first(6)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         np.testing.assert_array_equal(x[IMAGE], y[IMAGE])
         np.testing.assert_array_equal(x[BOX], y[BOX])
     # Another seed draws other objects: boxes (always [4]) and pixels differ.
     assert not np.allclose(np.stack([x[BOX] for x in a]), np.stack([x[BOX] for x in c]))
     assert any(
         x[IMAGE].shape != y[IMAGE].shape or not np.array_equal(x[IMAGE], y[IMAGE])
-        for x, y in zip(a, c)
+        for x, y in zip(a, c, strict=False)
     )
 
 

@@ -27,7 +27,7 @@ def test_blank_labels_file_and_unusable_splits_say_what_to_check(tmp_path):
         match=r"labels.txt: no class names \(the file is empty or blank\); write one "
         r"class name per line, or remove the file",
     ):
-        pipelines.get_source("voc_dir", data_dir=root).class_names
+        _ = pipelines.get_source("voc_dir", data_dir=root).class_names
     os.remove(labels)
     with open(os.path.join(root, "ImageSets", "Main", "empty.txt"), "w"):
         pass
@@ -45,9 +45,9 @@ def test_blank_labels_file_and_unusable_splits_say_what_to_check(tmp_path):
         source.num_examples("train")
     message = str(error.value)
     assert re.fullmatch(
-        rf"{re.escape(root)} split 'train': no usable example \(kept 0, skipped \d+ \(missing image "
-        rf"file\); first: \S+: missing image file\); check that the split's list names examples "
-        rf"whose annotations and images exist in {re.escape(root)} and are readable \(the "
+        rf"{re.escape(root)} split 'train': no usable example \(kept 0, skipped \d+ \(missing "
+        rf"image file\); first: \S+: missing image file\); check that the split's list names "
+        rf"examples whose annotations and images exist in {re.escape(root)} and are readable \(the "
         rf"voc_dir\[train\] log line above counts the reasons by kind\)\.",
         message,
     ), message
@@ -59,7 +59,7 @@ def _elements(source, split):
 
 def _check_against_fixture(elements, examples, difficult_aware=True):
     assert len(elements) == len(examples)
-    for element, example in zip(elements, examples):
+    for element, example in zip(elements, examples, strict=False):
         if not difficult_aware:
             example = example[:4] + ((),)
         label, box = fixtures.expected_target(example)

@@ -1,5 +1,6 @@
-"""COCO JSON and YOLO folders: reading, their errors, the data.yaml reader, and the same data
-written as VOC, COCO and YOLO giving the same examples."""
+"""Tests of pipelines/sources/yolo.py: YOLO folders (plain, Roboflow, split lists), their label
+rules and their errors.
+"""
 
 import os
 
@@ -16,7 +17,7 @@ from tests import fixtures
 def _check_against_fixture(source, split, examples, difficult_aware=True):
     elements = [decode.decode(e) for e in source.load(split)]
     assert [e[ID].numpy().decode() for e in elements] == [x[0] for x in examples]
-    for element, example in zip(elements, examples):
+    for element, example in zip(elements, examples, strict=False):
         label, box = fixtures.expected_target(example if difficult_aware else example[:4] + ((),))
         assert int(element[LABEL]) == label
         np.testing.assert_allclose(element[BOX], box, atol=1e-6)
@@ -40,7 +41,8 @@ def test_yolo_split_entries_stay_inside_the_data_dir(tmp_path):
     yaml = os.path.join(root, "data.yaml")
     with open(yaml, "w") as f:
         f.write(
-            f"path: {tmp_path}\ntrain: ../elsewhere/images\nval: {outside}\nnames: [cat, dog, plate]\n"
+            f"path: {tmp_path}\ntrain: ../elsewhere/images\nval: {outside}\n"
+            "names: [cat, dog, plate]\n"
         )
     source = pipelines.get_source("yolo", data_dir=root)  # `path` outside data_dir: ignored
     assert source.root == os.path.abspath(root)
@@ -62,7 +64,8 @@ def test_yolo_roboflow_layout(tmp_path):
     os.rename(os.path.join(root, "labels", "train"), os.path.join(root, "train", "labels"))
     with open(os.path.join(root, "data.yaml"), "w") as f:
         f.write(
-            "train: ../train/images\nval: ../valid/images\n\nnc: 3\nnames: ['cat', 'dog', 'plate']\n\n"
+            "train: ../train/images\nval: ../valid/images\n\n"
+            "nc: 3\nnames: ['cat', 'dog', 'plate']\n\n"
             "roboflow:\n  workspace: w\n  project: p\n  version: 1\n"
         )
     source = pipelines.get_source("yolo", data_dir=root)
@@ -171,4 +174,4 @@ def test_yolo_label_path_and_line_rules():
 def test_yolo_bad_names(tmp_path, names, fragment):
     (tmp_path / "data.yaml").write_text("train: .\n" + names + "\n")
     with pytest.raises(DatasetError, match=fragment):
-        pipelines.get_source("yolo", data_dir=str(tmp_path)).class_names
+        _ = pipelines.get_source("yolo", data_dir=str(tmp_path)).class_names
