@@ -150,7 +150,7 @@ def _history_epochs(workdir):
         return [json.loads(line)["epoch"] for line in f if line.strip()]
 
 
-@pytest.mark.slow  # the fast suite kills at a stage boundary (tests/test_commands.py)
+@pytest.mark.slow  # the fast suite kills at a stage boundary (tests/localizer/test_commands.py)
 def test_resumes_after_sigkill_from_last_completed_epoch(tmp_path):
     workdir = str(tmp_path / "run")
     args = ("--set=frozen_epochs=3", "--set=fine_tune_epochs=4", "--set=data.max_examples=256")
