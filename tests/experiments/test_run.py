@@ -7,7 +7,7 @@ def test_run_records_an_existing_run_without_retraining(tmp_path, monkeypatch):
     calls, recorded = [], []
     monkeypatch.setattr(run_lib.subprocess, "call", lambda command: calls.append(command) or 0)
     monkeypatch.setattr(
-        run_lib.results, "record", lambda workdir, name, *what: recorded.append(name) or name
+        run_lib.records, "record", lambda workdir, name, *what: recorded.append(name) or name
     )
     monkeypatch.setattr(run_lib, "WORK_ROOT", str(tmp_path))
     (tmp_path / "quickstart").mkdir()

@@ -11,40 +11,9 @@ import pytest
 
 from localizer import launch
 from tests import fixtures
+from tests.localizer.training.test_loop import TRAIN_FLAGS, _env, _worker_pid
 
 REPO_ROOT = fixtures.REPO_ROOT
-
-
-# 2 + 2 epochs of the tiny backbone on 64 synthetic examples; per-replica batch 16.
-TRAIN_FLAGS = (
-    "--dataset=synthetic",
-    "--backbone=tiny",
-    "--weights=none",
-    "--image_size=32",
-    "--batch_size=16",
-    "--set=model.head_units=32",
-    "--set=data.max_examples=64",
-    "--set=frozen_epochs=2",
-    "--set=fine_tune_epochs=2",
-    "--set=fine_tune_fraction=1.0",
-    "--set=feature_passes=1",
-)
-
-
-def _env(tmp_path):
-    temporary = (
-        tmp_path / "tmp"
-    )  # the workers' temporary folders land here: checked empty afterwards
-    temporary.mkdir(exist_ok=True)
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(temporary)}
-
-
-def _worker_pid(launcher_pid, index):
-    """The pid of worker `index` among the launcher's children (started in worker order)."""
-    children = subprocess.run(
-        ["pgrep", "-P", str(launcher_pid)], capture_output=True, text=True
-    ).stdout.split()
-    return sorted(int(pid) for pid in children)[index]
 
 
 def test_launcher_pieces():

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from localizer.inference import report
-from tests import fixtures
+from tests.localizer.inference.test_predictor import METADATA, _export_with_metadata
 
 
 def test_report_dir_with_foreign_files_is_refused(tmp_path):
@@ -29,21 +29,6 @@ def test_outputs_never_go_inside_the_dataset(tmp_path):
     with pytest.raises(cli.UserError, match="inside the dataset"):
         show.check_output(str(data / "images" / "grid.png"), str(data))
     show.check_output(str(tmp_path / "grid.png"), str(data))
-
-
-def _export_with_metadata(root, text):
-    """A version folder `<root>/1` holding only `assets/metadata.json` with `text` and
-    `assets.extra/`."""
-    from localizer.serving import signatures
-
-    version_dir = root / "1"
-    (version_dir / "assets").mkdir(parents=True)
-    (version_dir / signatures.ASSETS_EXTRA).mkdir()
-    (version_dir / "assets" / signatures.METADATA_ASSET).write_text(text)
-    return version_dir
-
-
-METADATA = {"class_names": list(fixtures.CLASSES), "resize_mode": "letterbox", "image_size": 32}
 
 
 def test_reports_on_exports_go_to_the_reports_area_not_into_the_export(tmp_path, monkeypatch):

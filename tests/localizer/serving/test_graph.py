@@ -4,56 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from localizer.model.config import POOLED
 from localizer.serving import graph, verify
 from pipelines import boxes as box_lib
 from tests import fixtures
-
-
-def sample_images():
-    """A landscape JPEG and a portrait PNG (different letterboxes), as encoded bytes."""
-    landscape = fixtures.make_image(48, 90, [("cat", (10, 5, 50, 40))], seed=1)
-    portrait = fixtures.make_image(70, 30, [("dog", (2, 30, 28, 66))], seed=2)
-    return [tf.io.encode_jpeg(landscape, quality=95).numpy(), tf.io.encode_png(portrait).numpy()]
-
-
-def check_against_reference(result, expected):
-    np.testing.assert_array_equal(np.asarray(result["class_id"]), expected["class_id"])
-    assert [_text(name) for name in result["class_name"]] == [
-        fixtures.CLASSES[i] for i in expected["class_id"]
-    ]
-    np.testing.assert_allclose(np.asarray(result["box"]), expected["box"], atol=1e-4)
-    np.testing.assert_allclose(
-        np.asarray(result["probabilities"]), expected["probabilities"], atol=1e-5
-    )
-    np.testing.assert_allclose(np.asarray(result["score"]), expected["score"], atol=1e-5)
-    assert ("box_quality" in result) == ("box_quality" in expected)
-    if "box_quality" in expected:
-        np.testing.assert_allclose(
-            np.asarray(result["box_quality"]), expected["box_quality"], atol=1e-5
-        )
-        assert np.ptp(expected["box_quality"]) > 1e-4  # qualities that depend on the image
-
-
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def padding_model(seed=0):
-    """A tiny model whose box sits low in its input frame whatever the image (the pooled head's
-    `box_raw`
-    bias: y from 0.78 to 0.89), so on a landscape photo, letterboxed above and below, it lies wholly
-    in
-    the padding: what a trained model did on the export's noise check image.
-    """
-    # class and quality drawn: outputs that depend on the image
-    model = fixtures.tiny_model(
-        seed, randomize={"class_dense": 1.0, "quality_dense": 1.0}, attach=POOLED
-    )
-    box_raw = model.get_layer("heads").get_layer("box_raw")
-    kernel, _ = box_raw.get_weights()
-    box_raw.set_weights([np.zeros_like(kernel), np.array([2.0, 0.0, -2.0, -1.0], np.float32)])
-    return model
+from tests.localizer.serving.test_export_lib import (
+    check_against_reference,
+    padding_model,
+    sample_images,
+)
 
 
 @pytest.mark.parametrize("refine", [False, True])
