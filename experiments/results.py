@@ -92,6 +92,7 @@ GROUPS = (
             "boxes_288",
             "realmix_default",
             "realmix_default_seed1",
+            "realmix_default_rerun",
         ),
     ),
 )
