@@ -432,7 +432,9 @@ def test_stretch_model_export(tmp_path):
 )
 def test_tflite_export_matches_predict_images(tmp_path):
     model = fixtures.tiny_model(randomize=True)
-    path = export_lib.export_saved_model(model, str(tmp_path), tflite=True, verify=False)
+    path = export_lib.export_saved_model(
+        model, str(tmp_path), tflite=True, checks=export_lib.ExportChecks(verify=False)
+    )
     content = open(os.path.join(path, signatures.TFLITE_FILE), "rb").read()
     images = tf.stack(
         [
@@ -455,19 +457,23 @@ def test_versions_are_numbered_and_never_overwritten(tmp_path):
     model = fixtures.tiny_model(randomize=True)
     export_dir = str(tmp_path / "models")
     assert export_lib.export_saved_model(model, export_dir) == os.path.join(export_dir, "1")
-    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(
-        export_dir, "2"
-    )
-    with pytest.raises(FileExistsError):
-        export_lib.export_saved_model(model, export_dir, version=2, verify=False)
     assert export_lib.export_saved_model(
-        model, export_dir, version=7, verify=False
+        model, export_dir, checks=export_lib.ExportChecks(verify=False)
+    ) == os.path.join(export_dir, "2")
+    with pytest.raises(FileExistsError):
+        export_lib.export_saved_model(
+            model, export_dir, version=2, checks=export_lib.ExportChecks(verify=False)
+        )
+    assert export_lib.export_saved_model(
+        model, export_dir, version=7, checks=export_lib.ExportChecks(verify=False)
     ) == os.path.join(export_dir, "7")
-    assert export_lib.export_saved_model(model, export_dir, verify=False) == os.path.join(
-        export_dir, "8"
-    )
+    assert export_lib.export_saved_model(
+        model, export_dir, checks=export_lib.ExportChecks(verify=False)
+    ) == os.path.join(export_dir, "8")
     with pytest.raises(ValueError):
-        export_lib.export_saved_model(model, export_dir, version=0, verify=False)
+        export_lib.export_saved_model(
+            model, export_dir, version=0, checks=export_lib.ExportChecks(verify=False)
+        )
     assert sorted(os.listdir(export_dir), key=int) == ["1", "2", "7", "8"]
 
 
@@ -498,7 +504,7 @@ def write_then_die(module, path):
     os.kill(os.getpid(), signal.SIGKILL)
 
 export_lib._write = write_then_die
-export_lib.export_saved_model(tiny_model(randomize=True), sys.argv[1], verify=False)
+export_lib.export_saved_model(tiny_model(randomize=True), sys.argv[1], checks=export_lib.ExportChecks(verify=False))
 """
 
 
@@ -520,7 +526,9 @@ def test_killed_export_leaves_no_version_and_next_export_cleans_up(tmp_path):
     assert versions.existing_versions(export_dir) == []
 
     path = export_lib.export_saved_model(
-        fixtures.tiny_model(randomize=True), export_dir, verify=False
+        fixtures.tiny_model(randomize=True),
+        export_dir,
+        checks=export_lib.ExportChecks(verify=False),
     )
     assert path == os.path.join(export_dir, "1")
     assert os.listdir(export_dir) == ["1"]
@@ -678,7 +686,7 @@ def test_int8_check_refuses_a_file_far_from_the_saved_model(tmp_path, monkeypatc
     other = export_lib.export_saved_model(
         fixtures.tiny_model(1, randomize=INT8_HEADS, image_size=64),
         str(tmp_path / "other"),
-        verify=False,
+        checks=export_lib.ExportChecks(verify=False),
     )
     convert = tflite.convert_int8
     monkeypatch.setattr(
@@ -688,7 +696,10 @@ def test_int8_check_refuses_a_file_far_from_the_saved_model(tmp_path, monkeypatc
         verify.ExportVerificationError, match="int8 model is far from the SavedModel"
     ):
         export_lib.export_saved_model(
-            INT8_MODEL(), str(tmp_path / "models"), verify=False, tflite_int8=(images, images)
+            INT8_MODEL(),
+            str(tmp_path / "models"),
+            checks=export_lib.ExportChecks(verify=False),
+            tflite_int8=(images, images),
         )
     assert not os.path.exists(tmp_path / "models" / "1")
 
@@ -787,7 +798,10 @@ def test_a_model_boxing_the_padding_exports_and_passes_its_own_check(tmp_path):
     """
     checks = []
     path = export_lib.export_saved_model(
-        padding_model(), str(tmp_path), refine=True, on_check=checks.append
+        padding_model(),
+        str(tmp_path),
+        refine=True,
+        checks=export_lib.ExportChecks(on_check=checks.append),
     )
     assert signatures.load_metadata(path)["refine"] is True
     assert [check.what for check in checks] == ["serving_default against the Keras model"]

@@ -96,6 +96,9 @@ def _check_trained_together(result, workdir, tmp_path, epochs=4):
     return digests["0"]
 
 
+# Two real worker processes (58 s on 2 cores): fast, the loop is checked against fit in one
+# process (test_the_loop_trains_like_fit_on_one_process), the launcher and TF_CONFIG roles by hand.
+@pytest.mark.slow
 def test_two_workers_train_together_into_one_shared_work_dir(tmp_path):
     workdir = tmp_path / "shared"
     result = _launch(tmp_path, f"--workdir={workdir}")

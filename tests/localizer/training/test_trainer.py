@@ -190,6 +190,9 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
         train.train_and_evaluate(tiny_config(), str(blocker / "work"))
 
 
+# A whole training run (35 s on 2 cores): fast, test_weight_average.py checks the EMA validation
+# callbacks and other trainer tests run train_and_evaluate.
+@pytest.mark.slow
 def test_training_with_weight_averaging_end_to_end(tmp_path):
     result = _run_cli(
         tmp_path / "w",
