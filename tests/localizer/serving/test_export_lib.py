@@ -504,7 +504,9 @@ def write_then_die(module, path):
     os.kill(os.getpid(), signal.SIGKILL)
 
 export_lib._write = write_then_die
-export_lib.export_saved_model(tiny_model(randomize=True), sys.argv[1], checks=export_lib.ExportChecks(verify=False))
+export_lib.export_saved_model(
+    tiny_model(randomize=True), sys.argv[1], checks=export_lib.ExportChecks(verify=False)
+)
 """
 
 
