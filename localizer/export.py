@@ -98,11 +98,10 @@ def _export(model, max_image_pixels, int8_images, check_images, on_check):
             FLAGS.export_dir,
             version=FLAGS.version,
             max_image_pixels=max_image_pixels,
-            tflite=FLAGS.tflite,
             refine=FLAGS.refine,
+            tflite=FLAGS.tflite,
             tflite_int8=int8_images,
-            check_images=check_images,
-            on_check=on_check,
+            checks=export_lib.ExportChecks(images=check_images, on_check=on_check),
         )
     except ExportVerificationError as error:
         raise cli.UserError(f"export of {FLAGS.model} failed its check: {error}") from error

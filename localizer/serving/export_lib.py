@@ -59,6 +59,7 @@ data is the run's own (the work dir's config.json beside --model) unless
 --dataset/--data_dir/--split name it.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -80,17 +81,34 @@ from localizer.serving.verify import generated_check_images, verify_export
 from pipelines.image_header import MAX_IMAGE_PIXELS
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportChecks:
+    """How an export checks itself before it is published (`export_saved_model`).
+
+    Attributes:
+      verify: load the written SavedModel back (with `tf.saved_model.load`
+        and with the TF1 session loader TF Serving's C++ uses) and check it
+        against the model on `images` before publishing it.
+      images: `[verify.CheckImage]`, encoded images like those the model is
+        for (`verify.dataset_check_images`); default: `verify.generated_check_images`.
+        The TFLite files are checked on them too.
+      on_check: called with each passed check's `verify.CheckFigures`.
+    """
+
+    verify: bool = True
+    images: object = None
+    on_check: object = None
+
+
 def export_saved_model(
     model,
     export_dir,
     version=None,
     max_image_pixels=MAX_IMAGE_PIXELS,
-    verify=True,
-    tflite=False,
     refine=False,
+    tflite=False,
     tflite_int8=None,
-    check_images=None,
-    on_check=None,
+    checks=None,
 ):
     """Exports `model` to `<export_dir>/<version>/`; returns that path.
 
@@ -100,24 +118,19 @@ def export_saved_model(
       version: positive integer; default: one more than the highest existing
         version (1 in an empty folder). An existing version is refused.
       max_image_pixels: see `pipelines.image_header.MAX_IMAGE_PIXELS` (0: off).
-      verify: load the written SavedModel back (with `tf.saved_model.load`
-        and with the TF1 session loader TF Serving's C++ uses) and check it
-        against `model` on `check_images` before publishing it.
+      refine: serving_default takes the second, zoomed look around the first
+        box (`localizer.ops.views`; ~2x the compute per image).
       tflite: also write `assets.extra/localizer.tflite` in the version
         folder: `predict_images` (uint8 model inputs) converted to TFLite,
         checked against the SavedModel. Decoding and resizing stay with the
         caller (TFLite has no image decoding ops).
-      refine: serving_default takes the second, zoomed look around the first
-        box (`localizer.inference`; ~2x the compute per image).
       tflite_int8: `(calibration images, check images)`, uint8 `[N, S, S, 3]`
         rendered from the training split (`localizer.serving.calibration`):
         also write `assets.extra/localizer_int8.tflite`, `predict_images`
         quantized to full integer on the first, checked against the
-        SavedModel on the second and `check_images` (`localizer.serving.tflite`).
-      check_images: `[verify.CheckImage]`, encoded images like those the
-        model is for (`verify.dataset_check_images`); default:
-        `verify.generated_check_images`.
-      on_check: called with each passed check's `verify.CheckFigures`.
+        SavedModel on the second and the check images (`localizer.serving.tflite`).
+      checks: `ExportChecks`: whether and on what the export checks itself (default: verify
+        on generated images).
 
     Raises:
       FileExistsError: `version` exists already.
@@ -132,16 +145,18 @@ def export_saved_model(
             raise versions.version_taken(export_dir, version)
 
     module = LocalizerServing(model, max_image_pixels, refine)
-    if check_images is None and (verify or tflite or tflite_int8 is not None):
+    checks = checks or ExportChecks()
+    check_images = checks.images
+    if check_images is None and (checks.verify or tflite or tflite_int8 is not None):
         check_images = generated_check_images(module.metadata()["image_size"])
-    report = on_check or (lambda figures: None)
+    report = checks.on_check or (lambda figures: None)
     temporary = os.path.join(
         export_dir, f"{versions.TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
     )
     versions.ACTIVE.add(temporary)
     try:
         _write(module, temporary)
-        if verify:
+        if checks.verify:
             report(verify_export(temporary, model, check_images, refine=refine))
         if tflite:
             report(export_tflite(temporary, os.path.join(temporary, TFLITE_FILE), check_images))
