@@ -88,7 +88,7 @@ def jpeg_orientation(data):
     image directory (IFD0) of its TIFF structure, in either byte order, for
     tag 0x0112. Damaged or cut-off EXIF data reads as upright. The same
     answer as Pillow's reading of the EXIF block (`of_exif`) on the files
-    `pipelines.image_header` reads (tests/test_orientation.py).
+    `pipelines.image_header` reads (tests/pipelines/test_orientation.py).
     """
     data = tf.convert_to_tensor(data, tf.string)
     exif_start, _ = jpeg_layout(data)

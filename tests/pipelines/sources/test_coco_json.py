@@ -124,7 +124,7 @@ def test_coco_stray_annotation_files_are_named_and_ignored(tmp_path, caplog):
     (tmp_path / "coco" / "annotations" / "instances_.json").write_text("")
     (tmp_path / "coco" / "annotations" / "instances_old.json").mkdir()
     source = pipelines.get_source("coco", data_dir=root)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="absl"):
         assert source.available_splits() == ["train", "val"]
         assert source.class_names == list(fixtures.CLASSES)
         assert source.num_examples("train") == 4

@@ -169,7 +169,8 @@ def _check_element(element):
 
 
 def test_random_mock_data_loads_valid_elements(online, caplog):
-    caplog.set_level(logging.INFO)
+    # The library logs through absl; a command run in this process may have set that logger's level.
+    caplog.set_level(logging.INFO, logger="absl")
     with tfds.testing.mock_data(num_examples=6, as_dataset_fn=_random_as_dataset(6)):
         source = voc_tfds.VocTfdsSource(data_dir="/nonexistent/tfds")
         assert source.name == "voc"
@@ -206,7 +207,8 @@ def test_random_mock_single_keeps_no_more_than_largest(online):
 
 @pytest.mark.parametrize("policy", ["largest", "single"])
 def test_hand_built_policy_wiring(online, caplog, policy):
-    caplog.set_level(logging.INFO)
+    # The library logs through absl; a command run in this process may have set that logger's level.
+    caplog.set_level(logging.INFO, logger="absl")
     with tfds.testing.mock_data(as_dataset_fn=_hand_built_as_dataset(HAND_BUILT)):
         source = voc_tfds.VocTfdsSource(policy=policy)
         elements = list(source.load("validation"))
