@@ -31,6 +31,8 @@ EXPORT_DIR ?= models/localizer
 # More flags of localizer.export, e.g. "--tflite --tflite_int8", --norefine, --version=N.
 EXPORT_FLAGS ?=
 PYTEST_ARGS ?=
+# Processes for the fast suite (pytest-xdist); 0 runs it in this process.
+TEST_WORKERS ?= 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -58,7 +60,7 @@ export: $(STAMP)
 	$(PY) -m localizer.export --model="$(MODEL)" --export_dir="$(EXPORT_DIR)" $(EXPORT_FLAGS)
 
 test: lint
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # ruff's rules and format (pyproject.toml); `make format` applies the formatter and the safe fixes.
 lint: $(STAMP)

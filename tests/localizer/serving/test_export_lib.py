@@ -430,6 +430,9 @@ def test_stretch_model_export(tmp_path):
     not hasattr(tf, "lite") or not hasattr(tf.lite, "Interpreter"),
     reason="this TensorFlow has no tf.lite (LiteRT moved out)",
 )
+# Slow: the fast suite checks the float TFLite file against the Keras model through evaluate
+# (test_evaluate_on_a_tflite_file_matches_the_keras_model, on the int8 fixture's export).
+@pytest.mark.slow
 def test_tflite_export_matches_predict_images(tmp_path):
     model = fixtures.tiny_model(randomize=True)
     path = export_lib.export_saved_model(
@@ -536,6 +539,9 @@ def test_killed_export_leaves_no_version_and_next_export_cleans_up(tmp_path):
     assert os.listdir(export_dir) == ["1"]
 
 
+# Slow: the refined serving graph against the eager reference stays fast in test_graph.py
+# (boxes in the padding, refine on and off); `make real-check` runs it on a real model.
+@pytest.mark.slow
 def test_refining_export_matches_the_evaluation_path(tmp_path):
     """serving_default with --refine gives what `localizer.evaluate --refine` computes."""
     import keras
@@ -732,6 +738,9 @@ def test_evaluate_on_a_tflite_file_matches_the_keras_model(int8_export, name, to
     )
 
 
+# Slow (a whole export of a second model); predict's handling of such a model stays fast
+# (test_image_files.py).
+@pytest.mark.slow
 def test_a_model_without_box_quality_exports_verifies_and_predicts_as_before(tmp_path):
     """Models saved before the box-quality head: no box_quality anywhere, everything else as it
     was."""
