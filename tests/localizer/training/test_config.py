@@ -7,6 +7,7 @@ import pytest
 
 from localizer.training import config as config_lib
 from pipelines import fields
+from tests import fixtures
 
 
 def test_every_config_field_has_a_rule():
@@ -68,26 +69,6 @@ def test_experiment_names_and_field_groups_give_clear_errors():
             train.load_experiment(name)
     with pytest.raises(ValueError, match="group of fields"):
         config_lib.apply_overrides(config_lib.default_config(), ["model=1"])
-
-
-def tiny_config(**changes):
-    """A tiny, fast synthetic run: 32 px, tiny backbone, few examples."""
-    overrides = {
-        "model.backbone": "tiny",
-        "model.weights": "none",
-        "model.image_size": "32",
-        "model.head_units": "32",
-        "pipeline.batch_size": "16",
-        "data.max_examples": "64",
-        "frozen_epochs": "1",
-        "fine_tune_epochs": "1",
-        "fine_tune_fraction": "1.0",
-        "feature_passes": "1",
-    }
-    overrides.update(changes)
-    return config_lib.apply_overrides(
-        config_lib.default_config(), [f"{k}={v}" for k, v in overrides.items()]
-    )
 
 
 def test_overrides_parse_by_type_and_name_bad_fields():
@@ -177,7 +158,7 @@ def test_config_files_json_records_and_py_with_an_argument(tmp_path):
 
     # A resolved config (a work dir's config.json, a run record's "config") reruns as it ran.
     for replicas in (1, 2):
-        ran = tiny_config().resolve(["cat", "dog"], replicas)
+        ran = fixtures.tiny_config().resolve(["cat", "dog"], replicas)
         record = {"command": "x", "config": {**config_lib.to_dict(ran), "replicas": replicas}}
         path = tmp_path / f"record{replicas}.json"
         path.write_text(json.dumps(record))
