@@ -12,14 +12,12 @@ import json
 import os
 import shlex
 
+from localizer.training.config import RUN_FACTS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, "results", "runs")
 REALMIX_RELATIVE = "../shared/data/realmix"
 """How records name the realmix folder (beside the project root), whatever the machine's path."""
-
-RUNTIME_FIELDS = ("class_names", "replicas", "resolved_precision", "code")
-"""Keys of a work dir's config.json that describe the run, not the recipe (the record's "runtime"
-and "code")."""
 
 
 def record(workdir, name=None, experiment=None, what=None):
@@ -50,7 +48,7 @@ def record(workdir, name=None, experiment=None, what=None):
         "code": code,
         "command": rerun_command(name),
         "ran": ran,
-        "config": portable_config({k: v for k, v in config.items() if k not in RUNTIME_FIELDS}),
+        "config": portable_config({k: v for k, v in config.items() if k not in RUN_FACTS}),
         "config_source": "the work dir's config.json",
         "runtime": {k: config[k] for k in ("replicas", "resolved_precision") if k in config},
         "summary": summary,

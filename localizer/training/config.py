@@ -191,6 +191,22 @@ def from_dict(data, cls=TrainConfig):
     return cls(**kwargs)
 
 
+RUN_FACTS = ("class_names", "replicas", "resolved_precision", "code")
+"""Keys a work dir's config.json holds beside the config: facts of the run, not fields."""
+
+
+def unknown_fields(data, cls=TrainConfig, prefix=""):
+    """Dotted paths of the keys in `data` (`to_dict`-shaped) that `cls` has no field for."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for key, value in data.items():
+        if key not in hints:
+            found.append(prefix + key)
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            found += unknown_fields(value, hints[key], f"{prefix}{key}.")
+    return found
+
+
 def from_record(data, what="the JSON file"):
     """The config a JSON file holds: `to_dict` output, a work dir's config.json, or a run record
     (its "config").
@@ -203,6 +219,12 @@ def from_record(data, what="the JSON file"):
         data = data["config"]
     if not isinstance(data, dict):
         raise ConfigError(f"{what} holds no config: expected a config dict or a run record")
+    unknown = sorted(unknown_fields({k: v for k, v in data.items() if k not in RUN_FACTS}))
+    if unknown:
+        raise ConfigError(
+            f"{what} names fields no config has: {', '.join(unknown[:8])}; check their spelling "
+            f"(a field removed since the file was written cannot be rerun as it was)"
+        )
     config = from_dict(data)
     replicas = data.get("replicas", 1)
     if isinstance(replicas, int) and replicas > 1:

@@ -174,7 +174,11 @@ def test_config_files_json_records_and_py_with_an_argument(tmp_path):
     assert train_command.load_config_file(f"{sweep}:7").seed == 7
     assert train_command.load_config_file(str(sweep)).seed == 0
     (tmp_path / "empty.py").write_text("x = 1\n")
+    typo = config_lib.to_dict(ran)
+    typo["model"]["atach"] = typo["model"].pop("attach")
+    (tmp_path / "typo.json").write_text(json.dumps({**typo, "alpah": 0.3}))
     for spec, message in (
+        (str(tmp_path / "typo.json"), "names fields no config has: alpah, model.atach"),
         (str(tmp_path / "empty.py"), "get_config"),
         (str(tmp_path / "missing.json"), "no such file"),
         (str(tmp_path / "sweep.txt"), "no such file"),
