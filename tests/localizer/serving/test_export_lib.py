@@ -895,7 +895,8 @@ def test_a_failed_check_is_one_line_naming_what_by_how_much_and_where(
     assert versions.existing_versions(str(export_dir)) == [] and os.listdir(export_dir) == []
 
 
-@pytest.mark.slow  # two whole exports (9 s each); training's full disk is tested fast (test_trainer.py)
+# Two whole exports (9 s each); training's full disk is tested fast (test_trainer.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["tf_disk_full", "python_disk_full"])
 def test_a_full_disk_during_export_is_one_line_naming_the_export_dir(
     random_tiny_model_path, tmp_path, fault
