@@ -95,16 +95,13 @@ def model_structure(model):
     }
 
 
-def compared(fingerprint_dict):
-    """The parts of a fingerprint that must match for a resume."""
-    return {k: v for k, v in fingerprint_dict.items() if k != RECORDED_ONLY}
-
-
-def _comparable(new, old):
-    """`compared(new)`, without the model's structure when `old` was written before it was
-    recorded (such a run resumes on its config and data)."""
-    new = compared(new)
-    return new if "model" in old else {k: v for k, v in new.items() if k != "model"}
+def changed_fields(old, new):
+    """Dotted paths where fingerprint `new` differs from the run's `old` in what must match for a
+    resume: never the code; the model's structure only when `old` recorded it (a run written
+    before it was recorded resumes on its config and data)."""
+    ignored = {RECORDED_ONLY} | (set() if "model" in old else {"model"})
+    kept = lambda found: {k: v for k, v in found.items() if k not in ignored}
+    return list(differences(kept(old), kept(new)))
 
 
 def read_fingerprint(workdir):
@@ -159,7 +156,8 @@ def claim(workdir, new_fingerprint, overwrite=False):
     """
     path = os.path.join(workdir, FINGERPRINT)
     old = _read(path)
-    if old is not None and not list(differences(compared(old), _comparable(new_fingerprint, old))):
+    changed = None if old is None else changed_fields(old, new_fingerprint)
+    if old is not None and not changed:
         return True
     occupied = old is not None or _holds_other_files(workdir)
     if occupied and old is None and not _looks_like_a_run(workdir):
@@ -172,9 +170,8 @@ def claim(workdir, new_fingerprint, overwrite=False):
         if old is None:
             what = f"a run from before work dirs had a {FINGERPRINT}"
         else:
-            fields = list(differences(compared(old), _comparable(new_fingerprint, old)))
-            shown = ", ".join(fields[:6]) + (
-                f" and {len(fields) - 6} more" if len(fields) > 6 else ""
+            shown = ", ".join(changed[:6]) + (
+                f" and {len(changed) - 6} more" if len(changed) > 6 else ""
             )
             what = f"a run with other {shown}"
         raise WorkdirMismatch(
