@@ -51,6 +51,21 @@ VOC_EXAMPLES = {
 }
 
 
+SUMMARY_KEYS = {
+    "num_examples",
+    "classification_accuracy",
+    "mean_iou",
+    "median_iou",
+    "macro_mean_iou",
+    "iou_accuracy",
+    "localization_accuracy",
+    "macro_localization_accuracy",
+    "top5_localization_error",
+    "per_class",
+}
+"""The keys `statistics.summarize` always gives (evaluate's metrics.json holds them too)."""
+
+
 def expected_target(example):
     """The (label, normalized yxyx box) the `largest` policy must choose."""
     _, height, width, objects, difficult = example
@@ -61,6 +76,25 @@ def expected_target(example):
     return CLASSES.index(name), np.array(
         [ymin / height, xmin / width, ymax / height, xmax / width], np.float32
     )
+
+
+def check_source_against_fixture(source, split, examples, difficult_aware=True, ids=False):
+    """Every decoded element of `source[split]` has the target `expected_target` gives its
+    example, measured on the decoded image (the box's pixels are the object's colour), in order;
+    `ids`: and the example's id. Without `difficult_aware` every object is a candidate (formats
+    with no difficult flag)."""
+    from pipelines import decode, render
+    from pipelines.element import BOX, ID, LABEL
+
+    elements = [decode.decode(e) for e in source.load(split)]
+    assert len(elements) == len(examples)
+    if ids:
+        assert [e[ID].numpy().decode() for e in elements] == [x[0] for x in examples]
+    for element, example in zip(elements, examples, strict=False):
+        label, box = expected_target(example if difficult_aware else example[:4] + ((),))
+        assert int(element[LABEL]) == label
+        np.testing.assert_allclose(element[BOX], box, atol=1e-6)
+        assert tuple(element[render.ORIGINAL_SIZE].numpy()) == example[1:3]
 
 
 def make_voc_folder(root, examples=None, labels_file=True):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from localizer.ops import statistics
+from tests import fixtures
 
 A = [0.0, 0.0, 0.4, 0.4]
 B = [0.2, 0.2, 0.6, 0.6]  # IoU(A, B) = 0.04 / 0.28 = 1/7
@@ -20,19 +21,6 @@ def strip(height):
 
 
 # --- summarize --------------------------------------------------------------
-
-SUMMARY_KEYS = {
-    "num_examples",
-    "classification_accuracy",
-    "mean_iou",
-    "median_iou",
-    "macro_mean_iou",
-    "iou_accuracy",
-    "localization_accuracy",
-    "macro_localization_accuracy",
-    "top5_localization_error",
-    "per_class",
-}
 
 
 def _onehot_logits(pred_classes, num_classes):
@@ -53,7 +41,7 @@ def six_examples():
 
 def test_summarize_six_examples_by_hand():
     s = statistics.summarize(*six_examples())
-    assert set(s) == SUMMARY_KEYS  # C = 3: no top5_accuracy
+    assert set(s) == fixtures.SUMMARY_KEYS  # C = 3: no top5_accuracy
     json.dumps(s)
     approx = lambda v: pytest.approx(v, abs=1e-6)  # noqa: E731
     assert s["num_examples"] == 6 and isinstance(s["num_examples"], int)
@@ -136,7 +124,7 @@ def test_summarize_seven_classes_top5():
     true_boxes = np.array([WHOLE] * 4, np.float32)
     pred_boxes = np.array([strip(h) for h in ious], np.float32)
     s = statistics.summarize(true_boxes, labels, pred_boxes, logits, names)
-    assert set(s) == SUMMARY_KEYS | {"top5_accuracy"}
+    assert set(s) == fixtures.SUMMARY_KEYS | {"top5_accuracy"}
     assert s["classification_accuracy"] == pytest.approx(1 / 4)
     assert s["top5_accuracy"] == pytest.approx(3 / 4)  # ranks 1, 5, 3
     assert s["localization_accuracy"] == pytest.approx(1 / 4)
@@ -157,7 +145,7 @@ def test_summarize_empty_set():
     s = statistics.summarize(
         np.zeros((0, 4)), np.zeros((0,), int), np.zeros((0, 4)), np.zeros((0, 7)), names
     )
-    assert set(s) == SUMMARY_KEYS | {"top5_accuracy"}
+    assert set(s) == fixtures.SUMMARY_KEYS | {"top5_accuracy"}
     assert s["num_examples"] == 0
     assert (
         s["mean_iou"] is None
@@ -248,7 +236,7 @@ def test_summarize_reports_each_confidence():
         names,
         confidences={"score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], "box_quality": ious},
     )
-    assert set(s) == SUMMARY_KEYS | {
+    assert set(s) == fixtures.SUMMARY_KEYS | {
         f"{name}_{key}"
         for name in ("score", "box_quality")
         for key in ("auroc", "spearman", "risk_coverage")

@@ -2,14 +2,10 @@
 
 import os
 
-import numpy as np
 import pytest
 
 import pipelines
-from pipelines import decode, render
 from pipelines.sources.source import (
-    BOX,
-    LABEL,
     DatasetError,
 )
 from tests import fixtures
@@ -41,28 +37,12 @@ def test_latin1_csv_and_repeated_labels_are_named(tmp_path):
         _ = pipelines.get_source("csv", data_dir=root).class_names
 
 
-def _elements(source, split):
-    return [decode.decode(e) for e in source.load(split)]
-
-
-def _check_against_fixture(elements, examples, difficult_aware=True):
-    assert len(elements) == len(examples)
-    for element, example in zip(elements, examples, strict=False):
-        if not difficult_aware:
-            example = example[:4] + ((),)
-        label, box = fixtures.expected_target(example)
-        assert int(element[LABEL]) == label
-        np.testing.assert_allclose(element[BOX], box, atol=1e-6)
-        # The box is measured on the decoded image: its pixels are the object's colour.
-        assert tuple(element[render.ORIGINAL_SIZE].numpy()) == example[1:3]
-
-
 def test_csv_source(csv_folder):
     source = pipelines.get_source("csv", data_dir=csv_folder)
     assert source.class_names == sorted(fixtures.CLASSES)
     for split, examples in fixtures.VOC_EXAMPLES.items():
         # CSV has no difficult flag: every object is a candidate.
-        _check_against_fixture(_elements(source, split), examples, difficult_aware=False)
+        fixtures.check_source_against_fixture(source, split, examples, difficult_aware=False)
 
 
 def test_csv_missing_columns_named(tmp_path):

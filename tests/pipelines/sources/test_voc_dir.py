@@ -3,15 +3,11 @@
 import os
 import re
 
-import numpy as np
 import pytest
 
 import pipelines
-from pipelines import decode, render
 from pipelines.sources.source import (
-    BOX,
     ID,
-    LABEL,
     DatasetError,
 )
 from tests import fixtures
@@ -53,27 +49,11 @@ def test_blank_labels_file_and_unusable_splits_say_what_to_check(tmp_path):
     ), message
 
 
-def _elements(source, split):
-    return [decode.decode(e) for e in source.load(split)]
-
-
-def _check_against_fixture(elements, examples, difficult_aware=True):
-    assert len(elements) == len(examples)
-    for element, example in zip(elements, examples, strict=False):
-        if not difficult_aware:
-            example = example[:4] + ((),)
-        label, box = fixtures.expected_target(example)
-        assert int(element[LABEL]) == label
-        np.testing.assert_allclose(element[BOX], box, atol=1e-6)
-        # The box is measured on the decoded image: its pixels are the object's colour.
-        assert tuple(element[render.ORIGINAL_SIZE].numpy()) == example[1:3]
-
-
 def test_voc_dir_reads_boxes_against_decoded_image(voc_folder):
     source = pipelines.get_source("voc_dir", data_dir=voc_folder)
     assert source.class_names == list(fixtures.CLASSES)
     for split, examples in fixtures.VOC_EXAMPLES.items():
-        _check_against_fixture(_elements(source, split), examples)
+        fixtures.check_source_against_fixture(source, split, examples)
         assert source.num_examples(split) == len(examples)
 
 

@@ -4,24 +4,12 @@ rules and their errors.
 
 import os
 
-import numpy as np
 import pytest
 
 import pipelines
-from pipelines import decode, render
 from pipelines.sources import yolo
-from pipelines.sources.source import BOX, ID, LABEL, DatasetError
+from pipelines.sources.source import DatasetError
 from tests import fixtures
-
-
-def _check_against_fixture(source, split, examples, difficult_aware=True):
-    elements = [decode.decode(e) for e in source.load(split)]
-    assert [e[ID].numpy().decode() for e in elements] == [x[0] for x in examples]
-    for element, example in zip(elements, examples, strict=False):
-        label, box = fixtures.expected_target(example if difficult_aware else example[:4] + ((),))
-        assert int(element[LABEL]) == label
-        np.testing.assert_allclose(element[BOX], box, atol=1e-6)
-        assert tuple(element[render.ORIGINAL_SIZE].numpy()) == example[1:3]
 
 
 def test_yolo_reads_normalized_centre_boxes(tmp_path):
@@ -29,8 +17,8 @@ def test_yolo_reads_normalized_centre_boxes(tmp_path):
     source = pipelines.get_source("yolo", data_dir=root)
     assert source.class_names == list(fixtures.CLASSES)
     for split, examples in fixtures.VOC_EXAMPLES.items():
-        _check_against_fixture(
-            source, split, examples, difficult_aware=False
+        fixtures.check_source_against_fixture(
+            source, split, examples, difficult_aware=False, ids=True
         )  # YOLO has no difficult flag
 
 
@@ -69,7 +57,9 @@ def test_yolo_roboflow_layout(tmp_path):
             "roboflow:\n  workspace: w\n  project: p\n  version: 1\n"
         )
     source = pipelines.get_source("yolo", data_dir=root)
-    _check_against_fixture(source, "train", examples["train"], difficult_aware=False)
+    fixtures.check_source_against_fixture(
+        source, "train", examples["train"], difficult_aware=False, ids=True
+    )
 
 
 def test_yolo_split_lists_of_image_paths(tmp_path):
@@ -98,13 +88,15 @@ def test_yolo_split_lists_of_image_paths(tmp_path):
         "path: .\ntrain: train.txt\nval: [lists/val.txt]\nnames: [cat, dog, plate]\n"
     )
     source = pipelines.get_source("yolo", data_dir=root)
-    _check_against_fixture(
-        source, "train", train, difficult_aware=False
+    fixtures.check_source_against_fixture(
+        source, "train", train, difficult_aware=False, ids=True
     )  # ids: paths under images/train
     stats = source.index_stats("train")
     assert stats.skipped == {"image path outside the dataset folder": 2, "missing image file": 1}
     assert any(file.endswith("train.txt: ../outside.png") for file, _, _ in stats.problems)
-    _check_against_fixture(source, "val", fixtures.VOC_EXAMPLES["val"], difficult_aware=False)
+    fixtures.check_source_against_fixture(
+        source, "val", fixtures.VOC_EXAMPLES["val"], difficult_aware=False, ids=True
+    )
     (tmp_path / "yolo" / "data.yaml").write_text("train: nowhere.txt\nnames: [cat, dog, plate]\n")
     with pytest.raises(
         DatasetError, match="train: nowhere.txt is not an image list file inside the dataset"
