@@ -670,6 +670,21 @@ def tiny_model(seed=0, randomize=False, **changes):
 # --- a tiny training run -----------------------------------------------------------------------
 
 
+def run_python(*args, env=None, timeout=300):
+    """`python *args` in the repository (a command's `-m` or a `-c` script), output captured."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=env or {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def tiny_config(**changes):
     """A tiny, fast synthetic run: 32 px, tiny backbone, few examples."""
     overrides = {

@@ -22,14 +22,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def run(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return fixtures.run_python("-m", *args, env=ENV, timeout=timeout)
 
 
 def assert_user_error(result, fragment):

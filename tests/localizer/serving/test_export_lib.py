@@ -103,21 +103,13 @@ def exported(tmp_path_factory):
     model = fixtures.tiny_model(randomize=True)
     model_path = in_a_work_dir(root, model, fixtures.make_voc_folder(root / "voc"))
     export_dir = str(root / "models" / "localizer")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "localizer.export",
-            f"--model={model_path}",
-            f"--export_dir={export_dir}",
-            "--version=7",
-            "--norefine",
-        ],  # compared below with the one-look reference
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = fixtures.run_python(
+        "-m",
+        "localizer.export",
+        f"--model={model_path}",
+        f"--export_dir={export_dir}",
+        "--version=7",
+        "--norefine",  # compared below with the one-look reference
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The two photos of the run's val split, and the two noise images, each checked with its figure.
@@ -206,14 +198,7 @@ def test_fresh_process_rest_body_and_tf1_session_match_keras(exported, tmp_path)
         paths.append(str(tmp_path / f"image{i}"))
         with open(paths[-1], "wb") as f:
             f.write(data)
-    result = subprocess.run(
-        [sys.executable, "-c", _CLIENT, version_dir, *paths],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = fixtures.run_python("-c", _CLIENT, version_dir, *paths)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     served = json.loads(line[len("RESULT ") :])
@@ -516,14 +501,7 @@ export_lib.export_saved_model(
 @pytest.mark.slow
 def test_killed_export_leaves_no_version_and_next_export_cleans_up(tmp_path):
     export_dir = str(tmp_path / "models")
-    result = subprocess.run(
-        [sys.executable, "-c", _KILLED_EXPORT, export_dir],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = fixtures.run_python("-c", _KILLED_EXPORT, export_dir)
     assert result.returncode == -signal.SIGKILL, result.stdout[-3000:] + result.stderr[-3000:]
     left = os.listdir(export_dir)
     assert len(left) == 1 and left[0].startswith(".tmp-"), left
@@ -595,24 +573,16 @@ def int8_export(tmp_path_factory):
     model_path = str(root / "model.keras")
     model.save(model_path)
     export_dir = str(root / "models")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "localizer.export",
-            f"--model={model_path}",
-            f"--export_dir={export_dir}",
-            "--tflite",
-            "--tflite_int8",
-            "--dataset=voc_dir",
-            f"--data_dir={voc}",
-            "--norefine",
-        ],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = fixtures.run_python(
+        "-m",
+        "localizer.export",
+        f"--model={model_path}",
+        f"--export_dir={export_dir}",
+        "--tflite",
+        "--tflite_int8",
+        "--dataset=voc_dir",
+        f"--data_dir={voc}",
+        "--norefine",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "TFLite int8" in result.stdout
@@ -854,14 +824,7 @@ cli.run(export.main, export.define_flags)
 
 
 def _export_with_fault(fault, *flags):
-    return subprocess.run(
-        [sys.executable, "-c", _EXPORT_WITH_A_FAULT, fault, *flags],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return fixtures.run_python("-c", _EXPORT_WITH_A_FAULT, fault, *flags)
 
 
 def _one_error_line(result):
@@ -915,19 +878,8 @@ def test_a_full_disk_during_export_is_one_line_naming_the_export_dir(
 def test_an_export_dir_that_is_a_file_is_one_line(random_tiny_model_path, tmp_path):
     taken = tmp_path / "models"
     taken.write_text("notes")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "localizer.export",
-            f"--model={random_tiny_model_path}",
-            f"--export_dir={taken}",
-        ],
-        cwd=REPO_ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = fixtures.run_python(
+        "-m", "localizer.export", f"--model={random_tiny_model_path}", f"--export_dir={taken}"
     )
     assert (
         _one_error_line(result)
