@@ -11,6 +11,7 @@ then the rules between fields.
 
 import dataclasses
 import json
+import re
 import typing
 
 import yaml
@@ -246,8 +247,8 @@ def replace_fields(config, changes):
 def apply_overrides(config, overrides):
     """Applies `["model.image_size=160", "alpha=0.3", ...]` to a config.
 
-    A value is YAML (`yaml.safe_load`: `0.3`, `true`, `null`, `[0.08, 1.0]`, `pooled`), taken
-    as the field's type where that loses nothing: a text field takes the text as written
+    A value is YAML (PyYAML's safe loader, which also reads `3e-3` as a number: `0.3`, `true`,
+    `null`, `[0.08, 1.0]`, `pooled`), taken as the field's type where that loses nothing: a text field takes the text as written
     (`data.voc_year=2012`), a real field a whole number, a flag 1 or 0, a tuple a list or
     comma-separated values; `none` clears an optional field. Then the field's rule
     (`pipelines.fields`) checks it: a mistake is a `ConfigError` naming the override.
@@ -304,33 +305,30 @@ def _override_value(raw, current, hint):
         return value if isinstance(value, str) else raw
     if kind is float and type(value) is int:
         return float(value)
-    if kind is float and isinstance(value, str):
-        return _float_or_text(value)  # YAML 1.1 reads 3e-3 (no dot) as text
     if kind is bool and type(value) is int and value in (0, 1):
         return bool(value)
-    texts = kind is tuple and bool(current) and isinstance(current[0], str)
     if kind is tuple and isinstance(value, list):
-        return tuple(item if texts else _float_or_text(item) for item in value)
+        return tuple(value)
     if kind is tuple and isinstance(value, str) and "," in raw:
-        return tuple(
-            part.strip() if texts else _float_or_text(_yaml(part.strip()))
-            for part in raw.split(",")
-        )
+        texts = bool(current) and isinstance(current[0], str)
+        return tuple(part.strip() if texts else _yaml(part.strip()) for part in raw.split(","))
     return value
 
 
-def _float_or_text(value):
-    """A number written in exponent form without a dot (`1e-4`), which YAML 1.1 leaves as text."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        return value
+class _OverrideLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `3e-3` (an exponent without a dot) as the number YAML 1.2
+    says it is; YAML 1.1's float pattern wants a dot and leaves it as text."""
+
+
+_OverrideLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _yaml(raw):
     try:
-        return yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_OverrideLoader)
     except yaml.YAMLError:
         return raw  # the field's rule says what is wrong with it
