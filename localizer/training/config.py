@@ -248,10 +248,10 @@ def apply_overrides(config, overrides):
     """Applies `["model.image_size=160", "alpha=0.3", ...]` to a config.
 
     A value is YAML (PyYAML's safe loader, which also reads `3e-3` as a number: `0.3`, `true`,
-    `null`, `[0.08, 1.0]`, `pooled`), taken as the field's type where that loses nothing: a text field takes the text as written
-    (`data.voc_year=2012`), a real field a whole number, a flag 1 or 0, a tuple a list or
-    comma-separated values; `none` clears an optional field. Then the field's rule
-    (`pipelines.fields`) checks it: a mistake is a `ConfigError` naming the override.
+    `null`, `[0.08, 1.0]`, `pooled`), taken as the field's type where that loses nothing: a text
+    field takes the text as written (`data.voc_year=2012`), a real field a whole number, a flag 1
+    or 0, a tuple a list or comma-separated values; `none` clears an optional field. Then the
+    field's rule (`pipelines.fields`) checks it: a mistake is a `ConfigError` naming the override.
     """
     for override in overrides or ():
         path, sep, raw = override.partition("=")
