@@ -187,6 +187,7 @@ class Predictor:
     def __init__(self, path, refine_rule=views.REFINE_RULE):
         self.path = path
         self.refine_rule = refine_rule  # how `refine` merges the two looks (views.REFINE_RULES)
+        self.keras_model = None  # the Keras model, when loaded from a .keras file
         if os.path.isdir(path):
             self._load_saved_model(path)
         elif path.endswith(TFLITE_SUFFIX):
@@ -194,8 +195,20 @@ class Predictor:
         else:
             self._load_keras(path)
 
+    @classmethod
+    def from_model(cls, model, name="<model in memory>", refine_rule=views.REFINE_RULE):
+        """A predictor over a localizer Keras model already in memory (a model being trained or
+        audited), named `name` in what it reports."""
+        predictor = cls.__new__(cls)
+        predictor.path, predictor.refine_rule = name, refine_rule
+        predictor._use_keras_model(model)
+        return predictor
+
     def _load_keras(self, path):
-        model = load_keras_model(path)
+        self._use_keras_model(load_keras_model(path))
+
+    def _use_keras_model(self, model):
+        self.keras_model = model
         self.metadata = model_lib.model_metadata(model)
         view = model_lib.prediction_view(model)  # adds class_boxes for per-class heads
         self._per_class = model_lib.CLASS_BOXES in view.output
