@@ -35,6 +35,12 @@ from pipelines.sources.source import (
 )
 
 UNKNOWN_CLASS = "object of unknown class ignored"
+
+ELEMENT_KEYS = (IMAGE_PATH, LABEL, BOX, ID)
+"""What a file source's elements hold."""
+ORIGINAL_PATH = "original_path"
+"""The index's column of the photos as the dataset holds them (IMAGE_PATH may be an upright copy
+in the cache): what a report or a corrections file names."""
 UNUSABLE_OBJECT = "unusable object ignored"
 FITS_STORED_FRAME_ONLY = (
     "box fits only the stored, unrotated frame: annotated on raw pixels? "
@@ -129,7 +135,8 @@ def build_index(
         and decoded turned by its EXIF orientation) or `ignore` (as stored).
 
     Returns:
-      dict of numpy arrays with keys IMAGE_PATH, LABEL, BOX, ID.
+      dict of numpy arrays with keys IMAGE_PATH, LABEL, BOX, ID (the source elements' keys,
+      `ELEMENT_KEYS`) and ORIGINAL_PATH.
     """
     class_index = {name: i for i, name in enumerate(class_names)}
     if exif not in orientation_lib.EXIF_MODES:
@@ -156,7 +163,7 @@ def build_index(
     sizes = np.repeat([(h, w) for _, _, h, w, _ in found], counts, axis=0).reshape(-1, 2)
     normalized = to_box_format(objects, sizes)
 
-    columns = {IMAGE_PATH: [], LABEL: [], BOX: [], ID: []}
+    columns = {IMAGE_PATH: [], LABEL: [], BOX: [], ID: [], ORIGINAL_PATH: []}
     start = 0
     for (record, path, _, _, known), count in zip(found, counts, strict=True):
         objects = ImageObjects(
@@ -172,11 +179,13 @@ def build_index(
         columns[LABEL].append(target[0])
         columns[BOX].append(target[1])
         columns[ID].append(record.example_id)
+        columns[ORIGINAL_PATH].append(resolve_inside(image_root, record.filename))
     return {
         IMAGE_PATH: np.array(columns[IMAGE_PATH], dtype=object).astype(str),
         LABEL: np.array(columns[LABEL], np.int32),
         BOX: np.array(columns[BOX], np.float32).reshape(-1, 4),
         ID: np.array(columns[ID], dtype=object).astype(str),
+        ORIGINAL_PATH: np.array(columns[ORIGINAL_PATH], dtype=object).astype(str),
     }
 
 
@@ -336,7 +345,13 @@ class FileSource(Source):
         return self.stats[split]
 
     def load(self, split):
-        return tf.data.Dataset.from_tensor_slices(self.index(split))
+        index = self.index(split)
+        return tf.data.Dataset.from_tensor_slices({key: index[key] for key in ELEMENT_KEYS})
+
+    def original_files(self, split):
+        """`{example id: the photo as the dataset holds it}` (training may read an upright copy)."""
+        index = self.index(split)
+        return dict(zip(index[ID], index[ORIGINAL_PATH], strict=True))
 
     def identity(self, split):
         """The folder, the policy, and a digest of every kept example: path, target, file size and
@@ -344,7 +359,7 @@ class FileSource(Source):
         index = self.index(split)
         stats = [os.stat(path) for path in index[IMAGE_PATH]]
         files = {
-            **index,
+            **{key: index[key] for key in ELEMENT_KEYS},
             "file_sizes": np.array([s.st_size for s in stats], np.int64),
             "file_mtimes": np.array([s.st_mtime_ns for s in stats], np.int64),
         }

@@ -152,6 +152,11 @@ class Source(abc.ABC):
         """The `IndexStats` of `split` (after indexing), or None for sources without an index."""
         return None
 
+    def original_files(self, split):
+        """`{example id: the photo's path as the dataset holds it}`, or None for sources without
+        files (generated data, TFDS)."""
+        return None
+
     def identity(self, split):
         """What `split`'s examples are, as a JSON-able dict: equal identities give equal examples.
 
@@ -190,6 +195,9 @@ class Subset(Source):
 
     def index_stats(self, split):
         return self.source.index_stats(split)
+
+    def original_files(self, split):
+        return self.source.original_files(split)
 
     def identity(self, split):
         return {**self.source.identity(split), "max_examples": self.max_examples}
