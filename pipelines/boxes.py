@@ -30,6 +30,9 @@ PIXEL_XYWH = "xywh"
 RELATIVE_CENTER_XYWH = "rel_center_xywh"
 """Normalized [x centre, y centre, width, height]: YOLO (Ultralytics) label files."""
 
+RELATIVE_XYWH = "rel_xywh"
+"""Normalized [x, y, width, height] of the top-left corner: Label Studio's regions (in percent)."""
+
 MIN_BOX_SIZE = 1e-3
 """Boxes thinner or shorter than this (normalized) are degenerate and dropped."""
 
