@@ -11,12 +11,13 @@ import tensorflow as tf
 from absl import logging
 
 from pipelines import augment, input_pipeline
-from pipelines.sources.source import BOX, LABEL
+from pipelines.sources.source import BOX, ID, LABEL
 
 
-def extract_features(backbone, dataset, description):
-    """Runs the frozen backbone once over `dataset`; returns features, labels, boxes."""
-    features, labels, boxes = [], [], []
+def extract_features(backbone, dataset, description, with_ids=False):
+    """Runs the frozen backbone once over `dataset`; returns features, labels, boxes (and with
+    `with_ids` the examples' ids, as text: the targets then hold ID)."""
+    features, labels, boxes, ids = [], [], [], []
     progress = keras.utils.Progbar(None, unit_name="batch", verbose=1 if sys.stdout.isatty() else 0)
     # Plain calls, not predict_on_batch: under a distribution strategy that runs
     # the whole batch on every replica. One traced function serves all batches.
@@ -25,9 +26,12 @@ def extract_features(backbone, dataset, description):
         features.append(run_backbone(images).numpy())
         labels.append(targets[LABEL].numpy())
         boxes.append(targets[BOX].numpy())
+        if with_ids:
+            ids += [example_id.decode() for example_id in targets[ID].numpy()]
         progress.add(1)
     logging.info("Computed %s features for %d examples.", description, sum(len(b) for b in labels))
-    return np.concatenate(features), np.concatenate(labels), np.concatenate(boxes)
+    arrays = (np.concatenate(features), np.concatenate(labels), np.concatenate(boxes))
+    return (*arrays, np.array(ids, dtype=object).astype(str)) if with_ids else arrays
 
 
 def _backbone_function(backbone):

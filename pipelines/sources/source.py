@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from pipelines import boxes as box_lib
@@ -201,6 +202,42 @@ class Subset(Source):
 
     def identity(self, split):
         return {**self.source.identity(split), "max_examples": self.max_examples}
+
+
+class Selected(Source):
+    """Only the named examples of each split of another source: `ids_by_split = {split: ids}`
+    (a split not named is whole); in the source's order."""
+
+    def __init__(self, source, ids_by_split):
+        self.source = source
+        self.ids_by_split = {split: [str(x) for x in ids] for split, ids in ids_by_split.items()}
+        self.name = source.name
+
+    @property
+    def class_names(self):
+        return self.source.class_names
+
+    def num_examples(self, split):
+        if split not in self.ids_by_split:
+            return self.source.num_examples(split)
+        return len(set(self.ids_by_split[split]))
+
+    def load(self, split):
+        examples = self.source.load(split)
+        if split not in self.ids_by_split:
+            return examples
+        wanted = tf.constant(sorted(set(self.ids_by_split[split])), tf.string)
+        return examples.filter(lambda element: tf.reduce_any(tf.equal(element[ID], wanted)))
+
+    def original_files(self, split):
+        return self.source.original_files(split)
+
+    def identity(self, split):
+        identity = self.source.identity(split)
+        if split in self.ids_by_split:
+            chosen = "\n".join(sorted(set(self.ids_by_split[split]))).encode()
+            identity = {**identity, "selected": hashlib.sha256(chosen).hexdigest()[:16]}
+        return identity
 
 
 def stratified_indices(labels, count, seed):

@@ -1,0 +1,261 @@
+"""What the audit writes: suspects.csv, report.html with thumbnails, and the corrections.
+
+suspects.csv      every example, most suspect first (`COLUMNS`); boxes in pixels xyxy of
+                  the upright photo (the frame labelling tools show)
+report.html       the first `REPORT_ROWS` rows, each with the photo, the given box (red) and
+                  the suggested one (green, dashed), and the evidence
+thumbnails/       the report's pictures
+corrections/      the suggested labels of the suspects in the dataset's own format
+                  (`CORRECTION_FORMATS`; `pipelines.sources.writers`), to review and copy in
+audit.json        the figures of the run (split, folds, counts by kind, time): also the mark
+                  that the folder is the audit's, whose files a new run may replace
+"""
+
+import csv
+import html
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from localizer.curation import suspects as suspects_lib
+from pipelines import boxes as box_lib
+from pipelines import files
+from pipelines.sources import writers
+
+SUSPECTS_FILE = "suspects.csv"
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "audit.json"
+THUMBNAILS = "thumbnails"
+CORRECTIONS = "corrections"
+REPORT_ROWS = 50
+THUMBNAIL_SIDE = 320
+
+CORRECTION_FORMATS = {"voc_dir": "voc", "voc": "voc", "coco": "coco", "yolo": "yolo"}
+"""The writer format of each dataset kind whose own format can be written; other datasets (csv,
+generated, TFDS) get a COCO file, which every labelling tool imports."""
+
+COLUMNS = (
+    "rank",
+    "id",
+    "kind",
+    "score",
+    "given_class",
+    "given_xmin",
+    "given_ymin",
+    "given_xmax",
+    "given_ymax",
+    "suggested_class",
+    "suggested_xmin",
+    "suggested_ymin",
+    "suggested_xmax",
+    "suggested_ymax",
+    "given_class_probability",
+    "iou_given_vs_model",
+    "box_quality",
+    "image_width",
+    "image_height",
+    "file",
+    "evidence",
+)
+
+
+class AuditDirError(files.OutputFolderError):
+    """The report dir holds files the audit did not write, or lies inside the dataset."""
+
+
+def check_report_dir(report_dir, data_dir=None):
+    """Refuses a report dir inside the dataset or holding files of its own; proves it writable."""
+    if data_dir and files.inside(report_dir, data_dir):
+        raise AuditDirError(
+            f"report dir {report_dir} is inside the dataset folder {data_dir}; the audit never "
+            "writes into the dataset: choose another --report_dir"
+        )
+    files.check_not_a_file(report_dir, "report dir", "choose another --report_dir")
+    if os.path.isdir(report_dir) and os.listdir(report_dir):
+        if not os.path.isfile(os.path.join(report_dir, SUMMARY_FILE)):
+            raise AuditDirError(
+                f"report dir {report_dir} holds files an audit did not write; choose a new or "
+                "empty --report_dir"
+            )
+    return files.check_writable_folder(report_dir, "report dir", todo="choose another --report_dir")
+
+
+def pixel_box(box, size):
+    """A BOX_FORMAT box as pixel [xmin, ymin, xmax, ymax] of an image of `size` (height, width)."""
+    height, width = (int(v) for v in size)
+    return [
+        round(float(v), 1)
+        for v in box_lib.from_internal(
+            np.asarray(box, np.float32), box_lib.PIXEL_XYXY, height, width
+        )
+    ]
+
+
+def rows(ranking, class_names, original_files):
+    """`suspects.csv`'s rows (dicts keyed by `COLUMNS`), in rank order."""
+    looks = ranking.looks
+    given_vs_model = suspects_lib._iou(looks.given_boxes, looks.boxes)
+    table = []
+    for i, example_id in enumerate(looks.ids):
+        size = looks.sizes[i]
+        given = pixel_box(looks.given_boxes[i], size)
+        suggested = pixel_box(ranking.suggested_boxes[i], size)
+        label = int(looks.labels[i])
+        table.append(
+            {
+                "rank": i + 1,
+                "id": example_id,
+                "kind": ranking.kinds[i],
+                "score": f"{ranking.scores[i]:.4f}",
+                "given_class": class_names[label],
+                **dict(zip(COLUMNS[5:9], given, strict=True)),
+                "suggested_class": class_names[int(ranking.suggested_labels[i])],
+                **dict(zip(COLUMNS[10:14], suggested, strict=True)),
+                "given_class_probability": f"{looks.probabilities[i, label]:.4f}",
+                "iou_given_vs_model": f"{given_vs_model[i]:.4f}",
+                "box_quality": "" if looks.quality is None else f"{looks.quality[i]:.4f}",
+                "image_width": int(size[1]),
+                "image_height": int(size[0]),
+                "file": (original_files or {}).get(example_id, ""),
+                "evidence": ranking.evidence[i],
+            }
+        )
+    return table
+
+
+def write_suspects_csv(path, table):
+    def write(temporary):
+        with open(temporary, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            writer.writeheader()
+            writer.writerows(table)
+
+    files.atomic_write(path, write)
+
+
+def thumbnail(image, given, suggested, kind):
+    """PNG bytes: the photo (uint8 `[H, W, 3]`) scaled to `THUMBNAIL_SIDE`, the given box in red,
+    the suggested one (when it differs) in green, dashed."""
+    picture = Image.fromarray(np.asarray(image))
+    scale = min(1.0, THUMBNAIL_SIDE / max(picture.size))
+    picture = picture.resize(
+        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+        Image.Resampling.LANCZOS,
+    )
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle([v * scale for v in given], outline=(230, 30, 30), width=3)
+    if kind != suspects_lib.NONE and suggested != given:
+        _dashed_rectangle(draw, [v * scale for v in suggested], (30, 200, 60))
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _dashed_rectangle(draw, box, colour, dash=8, width=3):
+    xmin, ymin, xmax, ymax = box
+    for (x0, y0), (x1, y1) in (
+        ((xmin, ymin), (xmax, ymin)),
+        ((xmax, ymin), (xmax, ymax)),
+        ((xmax, ymax), (xmin, ymax)),
+        ((xmin, ymax), (xmin, ymin)),
+    ):
+        length = max(abs(x1 - x0), abs(y1 - y0))
+        steps = max(1, int(length // dash))
+        for step in range(0, steps, 2):
+            a, b = step / steps, min(1.0, (step + 1) / steps)
+            draw.line(
+                [
+                    (x0 + (x1 - x0) * a, y0 + (y1 - y0) * a),
+                    (x0 + (x1 - x0) * b, y0 + (y1 - y0) * b),
+                ],
+                fill=colour,
+                width=width,
+            )
+
+
+def thumbnail_name(row):
+    return f"{row['rank']:04d}.png"
+
+
+def write_report(report_dir, table, images, title):
+    """report.html over the first `REPORT_ROWS` rows; `images`: `{id: uint8 [H, W, 3]}` of those
+    rows (upright)."""
+    os.makedirs(os.path.join(report_dir, THUMBNAILS), exist_ok=True)
+    lines = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif}td{vertical-align:top;padding:4px}"
+        "tr:nth-child(even){background:#f4f4f4}</style>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p>Red: the given box. Green, dashed: the suggested box. Every example is in "
+        f"<a href='{SUSPECTS_FILE}'>{SUSPECTS_FILE}</a>; the suggested labels of the suspects are "
+        f"in <code>{CORRECTIONS}/</code>.</p>",
+        "<table><tr><th>rank</th><th>photo</th><th>id, kind, score</th><th>given</th>"
+        "<th>suggested</th><th>evidence</th></tr>",
+    ]
+    for row in table[:REPORT_ROWS]:
+        name = thumbnail_name(row)
+        given = [row[c] for c in COLUMNS[5:9]]
+        suggested = [row[c] for c in COLUMNS[10:14]]
+        png = thumbnail(images[row["id"]], given, suggested, row["kind"])
+        files.atomic_write(
+            os.path.join(report_dir, THUMBNAILS, name),
+            lambda temporary, data=png: open(temporary, "wb").write(data),
+        )
+        lines.append(
+            f"<tr><td>{row['rank']}</td><td><img src='{THUMBNAILS}/{name}'></td>"
+            f"<td><b>{html.escape(row['id'])}</b><br>{row['kind']}<br>{row['score']}</td>"
+            f"<td>{html.escape(row['given_class'])}<br>{given}</td>"
+            f"<td>{html.escape(row['suggested_class'])}<br>{suggested}</td>"
+            f"<td>{html.escape(row['evidence'])}</td></tr>"
+        )
+    lines.append("</table>")
+    text = "\n".join(lines) + "\n"
+    files.atomic_write(
+        os.path.join(report_dir, REPORT_FILE),
+        lambda temporary: open(temporary, "w", encoding="utf-8").write(text),
+    )
+
+
+def correction_format(dataset_kind):
+    return CORRECTION_FORMATS.get(dataset_kind, "coco")
+
+
+def correction_labels(ranking, original_files):
+    """`writers.Label`s of the suspects: their suggested class and box, marked for review."""
+    looks = ranking.looks
+    labels = []
+    for i in range(ranking.suspects):
+        example_id = looks.ids[i]
+        labels.append(
+            writers.Label(
+                image_path=(original_files or {}).get(example_id, example_id),
+                height=int(looks.sizes[i][0]),
+                width=int(looks.sizes[i][1]),
+                label=int(ranking.suggested_labels[i]),
+                box=ranking.suggested_boxes[i],
+                score=float(looks.probabilities[i].max()),
+                box_quality=None if looks.quality is None else float(looks.quality[i]),
+                review=True,
+                id=example_id,
+            )
+        )
+    return labels
+
+
+def write_summary(report_dir, summary):
+    files.write_json_atomically(os.path.join(report_dir, SUMMARY_FILE), summary, indent=1)
+
+
+def counts_by_kind(ranking):
+    kinds, counts = np.unique(ranking.kinds, return_counts=True)
+    return {str(k): int(c) for k, c in zip(kinds, counts, strict=True)}
+
+
+def summary_json(ranking, **facts):
+    return json.loads(
+        json.dumps({**facts, "suspects": ranking.suspects, "kinds": counts_by_kind(ranking)})
+    )

@@ -1,0 +1,251 @@
+"""Honest predictions for every example of a split: k-fold on frozen backbone features.
+
+A model that trained on an example has learnt its label, wrong or not, so
+only a model that never saw it can judge it. The backbone is frozen, so its
+features are computed once (one plain pass over the split and
+`feature_passes - 1` augmented ones, as the frozen training stage does) and
+each of the `k` fold models trains only its heads on the features of the
+other folds: k models for little more than the price of one. Each fold model
+then looks at its held-out photos as `predict` does: the first look and the
+zoomed second look (`localizer.ops.views`), in the upright original frame.
+"""
+
+import dataclasses
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from localizer import model as model_lib
+from localizer.inference import evaluation
+from localizer.inference.predictor import Predictor
+from localizer.ops import views
+from localizer.training import feature_cache
+from localizer.training.objective import compile_model, training_targets
+from pipelines import augment, input_pipeline, render
+from pipelines.sources.source import BOX, ID, IMAGE, LABEL, Selected
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFeatures:
+    """Frozen backbone features of a split: one row per view of an example, the plain pass's rows
+    first (one per example, in source order), then the augmented passes' rows."""
+
+    features: np.ndarray
+    """`[R, ...]` the backbone's output."""
+    labels: np.ndarray
+    """`[R]` class ids."""
+    boxes: np.ndarray
+    """`[R, 4]` the box in the view's model-input frame (what the heads learn)."""
+    example: np.ndarray
+    """`[R]` the position of each row's example among the plain pass's rows."""
+    ids: np.ndarray
+    """`[N]` the examples' ids, in source order."""
+
+    @property
+    def embeddings(self):
+        """`[N, D]` L2-normalized, spatially averaged plain features: what near-duplicate photos
+        share."""
+        plain = self.features[: len(self.ids)]
+        pooled = plain.reshape(len(plain), -1, plain.shape[-1]).mean(axis=1)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+
+
+def split_features(backbone, source, split, pipeline, passes):
+    """`SplitFeatures` of `split`: one plain pass plus `passes - 1` augmented ones."""
+    plain = dataclasses.replace(pipeline, augment=augment.AugmentConfig.off())
+    ids, parts = None, []
+    for i in range(passes):
+        batches = input_pipeline.batched_examples(
+            source, split, plain if i == 0 else pipeline, training=i > 0
+        )
+        inputs = batches.map(lambda f: (f[IMAGE], {LABEL: f[LABEL], BOX: f[BOX], ID: f[ID]}))
+        features, labels, boxes, pass_ids = feature_cache.extract_features(
+            backbone, inputs, "plain" if i == 0 else f"augmented pass {i}", with_ids=True
+        )
+        if ids is None:
+            ids = pass_ids
+            if len(set(ids)) < len(ids):
+                raise ValueError(f"{source.name} split {split!r}: example ids repeat")
+            position = {example_id: i for i, example_id in enumerate(ids)}
+        parts.append((features, labels, boxes, np.array([position[x] for x in pass_ids])))
+    features, labels, boxes, example = (np.concatenate(a) for a in zip(*parts, strict=True))
+    return SplitFeatures(features, labels, boxes, example, ids)
+
+
+def assign_folds(labels, folds, seed):
+    """`[N]` fold of each example: every class spread evenly over the folds, in a seeded order."""
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(labels), np.int64)
+    offset = 0
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        # Each class starts where the last one ended, so small classes do not all fill fold 0.
+        assignment[members] = (offset + np.arange(len(members))) % folds
+        offset += len(members)
+    return assignment
+
+
+def training_rows(example, assignment, fold):
+    """`[R]` whether each row (of example `example[r]`) trains fold `fold`'s model: every view of
+    the examples held out in other folds, none of its own."""
+    return assignment[example] != fold
+
+
+def train_heads(config, features, labels, boxes, seed):
+    """A model (`config`: a resolved `TrainConfig`) whose heads trained on the given features for
+    `config.frozen_epochs` epochs, as the frozen stage trains them; its backbone as built."""
+    keras.utils.set_random_seed(seed)
+    model = model_lib.build_model(config.model)
+    model_lib.freeze_backbone(model)
+    train_model = model_lib.features_training_view(model)
+    batch_size = config.pipeline.batch_size
+    steps = max(1, len(labels) // batch_size)
+    compile_model(train_model, config, config.frozen_lr, steps, config.frozen_epochs)
+    batches = (
+        tf.data.Dataset.from_tensor_slices((features, {LABEL: labels, BOX: boxes}))
+        .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=len(labels) >= batch_size)
+        .map(training_targets(config.model))
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    train_model.fit(batches, steps_per_epoch=steps, epochs=config.frozen_epochs, verbose=0)
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class Looks:
+    """What a model made of each example, original frame (boxes in BOX_FORMAT), in the order of
+    `ids`."""
+
+    ids: np.ndarray
+    """`[N]` example ids."""
+    labels: np.ndarray
+    """`[N]` the given class."""
+    given_boxes: np.ndarray
+    """`[N, 4]` the given box."""
+    sizes: np.ndarray
+    """`[N, 2]` the upright image's height and width."""
+    first_boxes: np.ndarray
+    """`[N, 4]` the first look's box."""
+    zoom_boxes: np.ndarray
+    """`[N, 4]` the zoomed second look's own box (before it is merged with the first)."""
+    boxes: np.ndarray
+    """`[N, 4]` the prediction `predict` gives: the two looks merged."""
+    probabilities: np.ndarray
+    """`[N, C]` the merged class probabilities."""
+    quality: np.ndarray | None
+    """`[N]` the merged look's box quality (its predicted IoU), for models with the head."""
+
+    def take(self, order):
+        return Looks(
+            **{
+                field.name: None if value is None else value[order]
+                for field in dataclasses.fields(self)
+                for value in [getattr(self, field.name)]
+            }
+        )
+
+    @staticmethod
+    def concatenate(parts):
+        return Looks(
+            **{
+                field.name: None
+                if getattr(parts[0], field.name) is None
+                else np.concatenate([getattr(p, field.name) for p in parts])
+                for field in dataclasses.fields(Looks)
+            }
+        )
+
+
+def look_at_examples(predictor, source, split, batch_size=16):
+    """`Looks` of `predictor` at every example of `split`, as `predict --refine` looks at a photo
+    (no test-time augmentation)."""
+    run_first = tf.function(predictor.predict_views, reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def run_zoom(images, sizes, first):
+        zoom_views = views.render_zoom_views(
+            images, sizes, first.boxes, predictor.image_size, predictor.resize_mode
+        )
+        zoom = predictor.predict_inputs(zoom_views.inputs)
+        zoom = zoom._replace(boxes=render.to_original_frame(zoom.boxes, zoom_views.windows))
+        return zoom.boxes, views.merge_refinement(first, zoom, predictor.refine_rule)
+
+    parts = []
+    for batch in evaluation.evaluation_dataset(source, split, predictor, "none", batch_size):
+        first = run_first(views.Views(batch["inputs"], batch["windows"], batch["mirrored"]))
+        sizes = batch[render.ORIGINAL_SIZE]
+        zoom_boxes, merged = run_zoom(batch[IMAGE], sizes, first)
+        parts.append(
+            Looks(
+                ids=np.array([x.decode() for x in batch[ID].numpy()], dtype=object).astype(str),
+                labels=batch[LABEL].numpy(),
+                given_boxes=batch[BOX].numpy(),
+                sizes=sizes.numpy(),
+                first_boxes=first.boxes.numpy(),
+                zoom_boxes=zoom_boxes.numpy(),
+                boxes=merged.boxes.numpy(),
+                probabilities=merged.probabilities.numpy(),
+                quality=None if merged.quality is None else merged.quality.numpy(),
+            )
+        )
+    return Looks.concatenate(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutOfSample:
+    """Every example's `Looks` by the fold model that never trained on it, and its fold."""
+
+    looks: Looks
+    folds: np.ndarray
+    """`[N]` the fold each example was held out in."""
+    embeddings: np.ndarray
+    """`[N, D]` `SplitFeatures.embeddings`, in the order of `looks.ids`."""
+
+
+def out_of_sample(config, source, split, folds, progress=None):
+    """`OutOfSample` predictions for every example of `split` by `folds`-fold cross-fitting.
+
+    `config`: a resolved `TrainConfig` (the model, the frozen stage's epochs, learning rate and
+    feature passes, the pipeline). `progress(fold)`: called after each fold.
+    """
+    backbone = model_lib.build_model(config.model).get_layer("backbone")
+    features = split_features(
+        backbone, source, split, config.input_pipeline(), config.feature_passes
+    )
+    plain_labels = features.labels[: len(features.ids)]
+    assignment = assign_folds(plain_labels, folds, config.seed or 0)
+    parts = []
+    for fold in range(folds):
+        held_out = assignment == fold
+        rows = training_rows(features.example, assignment, fold)
+        model = train_heads(
+            config,
+            features.features[rows],
+            features.labels[rows],
+            features.boxes[rows],
+            seed=(config.seed or 0) + fold,
+        )
+        predictor = Predictor.from_model(model, name=f"fold {fold + 1} of {folds}")
+        fold_source = Selected(source, {split: features.ids[held_out]})
+        parts.append(look_at_examples(predictor, fold_source, split, config.pipeline.batch_size))
+        logging.info("Fold %d of %d: %d examples judged.", fold + 1, folds, int(held_out.sum()))
+        if progress:
+            progress(fold)
+        del model, predictor
+        keras.backend.clear_session(free_memory=True)
+    looks = Looks.concatenate(parts)
+    order = {example_id: i for i, example_id in enumerate(features.ids)}
+    looks = looks.take(np.argsort([order[x] for x in looks.ids], kind="stable"))
+    if len(looks.ids) != len(features.ids):
+        raise RuntimeError(f"{len(features.ids)} examples, {len(looks.ids)} judged")
+    return OutOfSample(looks, assignment, features.embeddings)
+
+
+def progress_bar(total, unit):
+    """A progress bar on a terminal, silent otherwise."""
+    return keras.utils.Progbar(total, unit_name=unit, verbose=1 if sys.stdout.isatty() else 0)

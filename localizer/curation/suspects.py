@@ -1,0 +1,180 @@
+"""Which labels are likely wrong: every example ranked by the evidence of out-of-sample looks.
+
+Two kinds of evidence, each a score in [0, 1], the larger one decides the
+example's place and kind:
+
+- the class: `1 - p(given class)` from a model that never saw the example
+  (the self-confidence of confident learning, Northcutt et al. 2021);
+- the box: how far the given box is from a box the model is sure of. The
+  box-quality head predicts the IoU of the model's box with the truth (`q`);
+  if the given box were the truth, its IoU with the model's box (`u`) would
+  come out near `q`. `q - u` is how much less it overlaps than the model
+  expects, and is large only where the model is sure (high `q`) and the
+  given box far from its box (low `u`). Where the two looks (first and
+  zoomed) disagree, the model is less sure than `q` says: their IoU scales
+  `q`. Models without box quality use the two looks' agreement alone.
+
+Near-duplicate photos (`NEAR_DUPLICATE_SIMILARITY` of their features) whose
+given classes differ are named as such: at least one of them is wrong.
+
+The kind of a box error comes from how the boxes lie (`box_kind`); an
+example whose larger score is under `SUSPECT_SCORE` has kind "none" (no
+correction is suggested for it).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from localizer.curation import out_of_sample
+from pipelines import boxes as box_lib
+
+WRONG_CLASS = "wrong_class"
+BOX_ELSEWHERE = "box_elsewhere"
+BOX_TOO_LOOSE = "box_too_loose"
+BOX_TOO_TIGHT = "box_too_tight"
+BOX_OFF = "box_off"
+DUPLICATE = "duplicate_other_class"
+NONE = "none"
+KINDS = (WRONG_CLASS, BOX_ELSEWHERE, BOX_TOO_LOOSE, BOX_TOO_TIGHT, BOX_OFF, DUPLICATE, NONE)
+
+SUSPECT_SCORE = 0.5
+"""Scores from here on are suspects, with a kind and a suggested label (the corrections file)."""
+ELSEWHERE_IOU = 0.1
+"""A given box overlapping the model's by at most this IoU is elsewhere."""
+NESTED_COVER = 0.8
+"""A box holding at least this share of the other's area holds it (too loose or too tight) ..."""
+NESTED_AREA_RATIO = 2.0
+"""... when it is at least this many times the other's area."""
+NEAR_DUPLICATE_SIMILARITY = 0.95
+"""Cosine similarity of two photos' pooled backbone features from which they are one photo."""
+DUPLICATE_SCORE = 0.75
+"""The score of a near-duplicate labelled with another class: one of the two is wrong, whatever
+the model thinks of each alone."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Every example, most suspect first: the `out_of_sample.Looks` reordered and, per example,
+    its kind, score, the evidence in words, and the suggested class and box."""
+
+    looks: out_of_sample.Looks
+    kinds: np.ndarray
+    scores: np.ndarray
+    evidence: list
+    suggested_labels: np.ndarray
+    suggested_boxes: np.ndarray
+    """`[N, 4]` BOX_FORMAT, original upright frame."""
+
+    @property
+    def suspects(self):
+        """How many rows, from the first, are suspects (kind other than "none")."""
+        return int(np.sum(self.kinds != NONE))
+
+
+def class_scores(looks):
+    """`[N]` 1 - the out-of-sample probability of the given class."""
+    return 1.0 - looks.probabilities[np.arange(len(looks.labels)), looks.labels]
+
+
+def box_scores(looks):
+    """`[N]` how much less the given box overlaps the model's than the model expects, in [0, 1]."""
+    given_vs_model = _iou(looks.given_boxes, looks.boxes)
+    looks_agree = _iou(looks.first_boxes, looks.zoom_boxes)
+    expected = looks_agree if looks.quality is None else looks.quality * looks_agree
+    return np.clip(expected - given_vs_model, 0.0, 1.0)
+
+
+def _iou(a, b):
+    return box_lib.iou(a.astype(np.float32), b.astype(np.float32)).numpy()
+
+
+def _area(boxes):
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def box_kind(given, model):
+    """How a given box that the model disagrees with lies against the model's box (`[4]` each)."""
+    given, model = given[None].astype(np.float32), model[None].astype(np.float32)
+    top_left = np.maximum(given[:, :2], model[:, :2])
+    bottom_right = np.minimum(given[:, 2:], model[:, 2:])
+    overlap = float(np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)[0])
+    given_area, model_area = float(_area(given)[0]), float(_area(model)[0])
+    if overlap >= NESTED_COVER * model_area and given_area >= NESTED_AREA_RATIO * model_area:
+        return BOX_TOO_LOOSE
+    if overlap >= NESTED_COVER * given_area and model_area >= NESTED_AREA_RATIO * given_area:
+        return BOX_TOO_TIGHT
+    if float(_iou(given, model)[0]) <= ELSEWHERE_IOU:
+        return BOX_ELSEWHERE
+    return BOX_OFF
+
+
+def near_duplicates(embeddings, labels, similarity=NEAR_DUPLICATE_SIMILARITY):
+    """`{example: [other examples]}`: near-duplicate photos given another class."""
+    found = {}
+    cosine = embeddings @ embeddings.T
+    np.fill_diagonal(cosine, -1.0)
+    for i, j in zip(*np.nonzero(np.triu(cosine >= similarity)), strict=True):
+        if labels[i] != labels[j]:
+            found.setdefault(int(i), []).append(int(j))
+            found.setdefault(int(j), []).append(int(i))
+    return found
+
+
+def rank(result, class_names):
+    """The `Ranking` of an `out_of_sample.OutOfSample`."""
+    looks = result.looks
+    by_class, by_box = class_scores(looks), box_scores(looks)
+    duplicates = near_duplicates(result.embeddings, looks.labels)
+    scores = np.maximum(by_class, by_box)
+    for i in duplicates:
+        scores[i] = max(scores[i], DUPLICATE_SCORE)
+    order = np.argsort(-scores, kind="stable")
+    kinds, evidence, labels, boxes = [], [], [], []
+    for i in order:
+        predicted = int(looks.probabilities[i].argmax())
+        kind = NONE
+        if scores[i] >= SUSPECT_SCORE:
+            if i in duplicates and scores[i] == DUPLICATE_SCORE > max(by_class[i], by_box[i]):
+                kind = DUPLICATE
+            elif by_class[i] >= by_box[i]:
+                kind = WRONG_CLASS
+            else:
+                kind = box_kind(looks.given_boxes[i], looks.boxes[i])
+        box_wrong = kind not in (NONE, WRONG_CLASS, DUPLICATE)
+        kinds.append(kind)
+        labels.append(predicted if kind != NONE else looks.labels[i])
+        boxes.append(looks.boxes[i] if box_wrong else looks.given_boxes[i])
+        evidence.append(
+            _evidence(
+                looks, i, predicted, class_names, [looks.ids[j] for j in duplicates.get(i, [])]
+            )
+        )
+    return Ranking(
+        looks=looks.take(order),
+        kinds=np.array(kinds),
+        scores=scores[order],
+        evidence=evidence,
+        suggested_labels=np.array(labels, np.int64),
+        suggested_boxes=np.array(boxes, np.float32).reshape(-1, 4),
+    )
+
+
+def _evidence(looks, i, predicted, class_names, duplicates):
+    """What the model said of example `i`, in words."""
+    given = int(looks.labels[i])
+    one = slice(i, i + 1)
+    parts = [f"p({class_names[given]})={looks.probabilities[i, given]:.2f}"]
+    if predicted != given:
+        parts.append(f"model: {class_names[predicted]} {looks.probabilities[i, predicted]:.2f}")
+    given_vs_model = float(_iou(looks.given_boxes[one], looks.boxes[one])[0])
+    parts.append(f"IoU(given, model box)={given_vs_model:.2f}")
+    if looks.quality is not None:
+        parts.append(f"model box quality={looks.quality[i]:.2f}")
+    looks_agree = float(_iou(looks.first_boxes[one], looks.zoom_boxes[one])[0])
+    parts.append(f"looks agree IoU={looks_agree:.2f}")
+    area_ratio = _area(looks.given_boxes[one])[0] / max(_area(looks.boxes[one])[0], 1e-9)
+    parts.append(f"area given/model={area_ratio:.2f}")
+    if duplicates:
+        parts.append(f"near-duplicate of {', '.join(duplicates)} (another class)")
+    return "; ".join(parts)

@@ -1,0 +1,112 @@
+"""The ranking of label suspects from out-of-sample looks (pure numpy)."""
+
+import numpy as np
+import pytest
+
+from localizer.curation import out_of_sample
+from localizer.curation import suspects as suspects_lib
+
+NAMES = ["cat", "dog", "plate"]
+CENTRE = [0.3, 0.3, 0.7, 0.7]
+
+
+def looks(given_boxes, boxes, probabilities, labels, quality=None, zoom_boxes=None):
+    count = len(labels)
+    boxes = np.array(boxes, np.float32)
+    return out_of_sample.Looks(
+        ids=np.array([f"img{i}" for i in range(count)]),
+        labels=np.array(labels),
+        given_boxes=np.array(given_boxes, np.float32),
+        sizes=np.full([count, 2], 100),
+        first_boxes=boxes,
+        zoom_boxes=boxes if zoom_boxes is None else np.array(zoom_boxes, np.float32),
+        boxes=boxes,
+        probabilities=np.array(probabilities, np.float32),
+        quality=None if quality is None else np.array(quality, np.float32),
+    )
+
+
+def result(looks_, embeddings=None):
+    count = len(looks_.ids)
+    if embeddings is None:
+        embeddings = np.eye(count, 8, dtype=np.float32)
+    return out_of_sample.OutOfSample(looks_, np.zeros(count, int), embeddings)
+
+
+def test_the_class_score_is_one_minus_the_given_class_probability():
+    scores = suspects_lib.class_scores(
+        looks([CENTRE] * 2, [CENTRE] * 2, [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]], [0, 0])
+    )
+    np.testing.assert_allclose(scores, [0.1, 0.9], atol=1e-6)
+
+
+def test_a_box_far_from_a_sure_model_box_scores_high_and_an_unsure_one_low():
+    elsewhere = [0.0, 0.0, 0.2, 0.2]
+    found = looks(
+        [elsewhere, elsewhere, CENTRE],
+        [CENTRE] * 3,
+        [[1.0, 0.0, 0.0]] * 3,
+        [0, 0, 0],
+        quality=[0.9, 0.2, 0.9],
+    )
+    scores = suspects_lib.box_scores(found)
+    assert scores[0] == pytest.approx(0.9)  # sure model, no overlap
+    assert scores[1] == pytest.approx(0.2)  # an unsure model says little
+    assert scores[2] == 0.0  # the given box is the model's
+
+
+def test_looks_that_disagree_lower_the_box_score():
+    elsewhere = [0.0, 0.0, 0.2, 0.2]
+    agree = looks([elsewhere], [CENTRE], [[1, 0, 0]], [0], quality=[0.9])
+    disagree = looks([elsewhere], [CENTRE], [[1, 0, 0]], [0], quality=[0.9], zoom_boxes=[elsewhere])
+    assert suspects_lib.box_scores(disagree)[0] < suspects_lib.box_scores(agree)[0]
+
+
+@pytest.mark.parametrize(
+    "given, model, kind",
+    [
+        ([0.0, 0.0, 0.95, 0.95], CENTRE, suspects_lib.BOX_TOO_LOOSE),
+        ([0.45, 0.45, 0.55, 0.55], CENTRE, suspects_lib.BOX_TOO_TIGHT),
+        ([0.0, 0.0, 0.2, 0.2], CENTRE, suspects_lib.BOX_ELSEWHERE),
+        ([0.4, 0.4, 0.9, 0.9], CENTRE, suspects_lib.BOX_OFF),
+    ],
+)
+def test_box_kinds_follow_how_the_boxes_lie(given, model, kind):
+    assert suspects_lib.box_kind(np.array(given), np.array(model)) == kind
+
+
+def test_the_ranking_puts_wrong_labels_first_with_kinds_and_suggestions():
+    clean = ([CENTRE, [1.0, 0.0, 0.0]], 0)
+    found = looks(
+        given_boxes=[CENTRE, CENTRE, [0.0, 0.0, 0.2, 0.2], CENTRE],
+        boxes=[CENTRE] * 4,
+        probabilities=[[0.95, 0.03, 0.02], [0.02, 0.96, 0.02], [0.9, 0.05, 0.05], clean[0][1]],
+        labels=[0, 0, 0, 0],
+        quality=[0.8, 0.8, 0.8, 0.8],
+    )
+    ranking = suspects_lib.rank(result(found), NAMES)
+    assert list(ranking.looks.ids[:2]) == ["img1", "img2"]
+    assert list(ranking.kinds[:2]) == [suspects_lib.WRONG_CLASS, suspects_lib.BOX_ELSEWHERE]
+    assert set(ranking.kinds[2:]) == {suspects_lib.NONE}
+    assert ranking.suspects == 2
+    assert list(ranking.suggested_labels[:2]) == [1, 0]
+    np.testing.assert_allclose(ranking.suggested_boxes[0], CENTRE)  # the class was wrong
+    np.testing.assert_allclose(ranking.suggested_boxes[1], CENTRE)  # the model's box
+    np.testing.assert_allclose(ranking.scores, sorted(ranking.scores, reverse=True))
+
+
+def test_near_duplicates_given_other_classes_are_suspects_both():
+    embeddings = np.eye(3, 8, dtype=np.float32)
+    embeddings[1] = embeddings[0]
+    found = looks(
+        [CENTRE] * 3, [CENTRE] * 3, [[0.6, 0.4, 0.0], [0.4, 0.6, 0.0], [1, 0, 0]], [0, 1, 0]
+    )
+    ranking = suspects_lib.rank(result(found, embeddings), NAMES)
+    assert set(ranking.looks.ids[:2]) == {"img0", "img1"}
+    assert list(ranking.kinds[:2]) == [suspects_lib.DUPLICATE] * 2
+    assert "near-duplicate of img1" in ranking.evidence[list(ranking.looks.ids).index("img0")]
+
+
+def test_near_duplicates_with_one_class_are_no_suspects():
+    embeddings = np.ones([2, 4], np.float32) / 2
+    assert suspects_lib.near_duplicates(embeddings, np.array([1, 1])) == {}
