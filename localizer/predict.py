@@ -12,6 +12,12 @@ supported image or announces more pixels than `--max_image_pixels` gets a line
 with its error; the others still run, and the exit code is 1. Drawings are
 `<name>.<ext>.pred.png` in `--draw_dir`, which must not hold the inputs.
 
+    python -m localizer.predict --model=M photos/ --annotations=labelstudio --out=preannotated
+
+also writes the predictions of every photo it could read as label files a labelling tool
+imports (voc, coco, yolo or labelstudio; `pipelines.sources.writers`), boxes upright, those
+under `--min_box_quality` marked for review where the format allows.
+
 Flags and `main` only: the work is `localizer.inference.image_files`.
 """
 
@@ -22,6 +28,7 @@ from absl import flags
 from localizer.inference import image_files
 from localizer.ops import views
 from pipelines import cli, dataset_flags
+from pipelines.sources import writers
 
 FLAGS = flags.FLAGS
 
@@ -40,6 +47,8 @@ def main(argv):
         refine=FLAGS.refine,
         max_image_pixels=FLAGS.max_image_pixels,
         min_box_quality=FLAGS.min_box_quality,
+        annotations=FLAGS.annotations,
+        out_dir=FLAGS.out,
     )
     sys.exit(cli.EXIT_SOME_FILES_FAILED if failures else 0)
 
@@ -65,6 +74,20 @@ def define_flags():
         None,
         "Mark boxes whose predicted IoU (box_quality) is below this "
         'as unsure ("unsure": true, drawn dashed); needs a model with a box-quality head.',
+    )
+    flags.DEFINE_enum(
+        "annotations",
+        None,
+        list(writers.FORMATS),
+        "Also write the predictions as label files a labelling tool imports (pre-annotations), "
+        "into --out: voc (LabelImg, CVAT), coco (CVAT, Roboflow), yolo (Ultralytics, CVAT, "
+        "Roboflow) or labelstudio (tasks with predictions); boxes under --min_box_quality are "
+        "marked for review where the format allows.",
+    )
+    flags.DEFINE_string(
+        "out",
+        None,
+        "The folder --annotations writes to: new, or one it wrote before (not among the photos).",
     )
     dataset_flags.define_pixel_limit_flag()
 

@@ -5,4 +5,5 @@ predictor.py    Predictor: a .keras file or an exported SavedModel, ready to run
 evaluation.py   a dataset split through a Predictor: every metric, streaming
 report.py, plots.py   metrics.json, report.md and the figures
 image_files.py  predictions for image files, as JSON lines, optionally drawn
+annotations.py  predict's predictions as label files for labelling tools (--annotations)
 """

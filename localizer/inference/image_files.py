@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from localizer.inference import annotations as annotations_lib
 from localizer.inference.predictor import Predictor
 from pipelines import boxes as box_lib
 from pipelines import decode, files, image_header
@@ -310,14 +311,20 @@ def run(
     refine=False,
     max_image_pixels=image_header.MAX_IMAGE_PIXELS,
     min_box_quality=None,
+    annotations=None,
+    out_dir=None,
 ):
     """Predicts every image; writes JSON lines to `out`; returns the number of failures.
 
-    Mistakes that concern the whole run (the model, the draw dir, inputs
-    that are only folders without image files) raise before any image is
-    read; a folder without image files among inputs that have some is a
-    `warning:` line on stderr.
+    Mistakes that concern the whole run (the model, the draw dir, the
+    annotations' out dir, inputs that are only folders without image files)
+    raise before any image is read; a folder without image files among inputs
+    that have some is a `warning:` line on stderr. With `annotations` (a
+    `pipelines.sources.writers.FORMATS` name) the predictions of every image
+    that could be read are written to `out_dir` as label files once all are
+    done, and a line on stderr says where.
     """
+    annotations_lib.check_flags(annotations, out_dir, draw_dir)
     image_header.check_pixel_limit(max_image_pixels)
     if draw_dir:
         check_draw_dir(draw_dir, paths)
@@ -338,7 +345,11 @@ def run(
     if draw_dir:
         check_drawings_are_ours(draw_dir, drawings.values())
         files.check_writable_folder(draw_dir, "draw dir")
-    failures = 0
+    if annotations:
+        # A file of a format predict does not read always fails: its stem takes no id.
+        readable = [path for path in listed if not path.lower().endswith(UNSUPPORTED_EXTENSIONS)]
+        annotations_lib.check_out_dir(annotations, out_dir, readable, predictor.class_names)
+    failures, labels = 0, []
     for path in listed:
         try:
             record, image = predict_file(
@@ -351,8 +362,15 @@ def run(
             continue
         if draw_dir:
             draw(image, record, os.path.join(draw_dir, drawings[path]))
+        if annotations:
+            labels.append(annotations_lib.label_of(record, predictor.class_names))
         out.write(json.dumps(record) + "\n")
         out.flush()
+    if annotations:
+        print(
+            annotations_lib.write(annotations, out_dir, labels, predictor.class_names),
+            file=sys.stderr,
+        )
     return failures
 
 

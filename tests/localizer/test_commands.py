@@ -291,6 +291,22 @@ CASES = [
         "min_box_quality=2.0 is not in [0, 1]",
     ),
     (
+        "predict_annotations_without_out",
+        ("localizer.predict", "--model={model}", "--annotations=coco", "{voc}/JPEGImages"),
+        "--annotations=coco needs --out=DIR",
+    ),
+    (
+        "predict_out_among_the_photos",
+        (
+            "localizer.predict",
+            "--model={model}",
+            "--annotations=yolo",
+            "--out={voc}/JPEGImages/labels",
+            "{voc}/JPEGImages",
+        ),
+        "the folder of the photo",
+    ),
+    (
         "predict_folder_without_images",
         ("localizer.predict", "--model={model}", "{voc}/Annotations"),
         "Annotations holds no image file (predict looks for .jpg",
