@@ -2,7 +2,8 @@
 
 `write_labels(fmt, out_dir, labels, class_names, split)` writes one `Label` (an image, its
 class, its box) per example, in the image's upright frame (EXIF orientation applied: the
-frame labelling tools show and this project's sources read):
+frame CVAT, Label Studio and Roboflow show and this project's sources read; LabelImg ignores
+the tag, so phone photos are turned upright for it first):
 
     voc          Annotations/<id>.xml, ImageSets/Main/<split>.txt, labels.txt, labelmap.txt
     coco         annotations/instances_<split>.json
