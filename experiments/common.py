@@ -56,3 +56,26 @@ def variant(variants, arg, path):
         name = os.path.relpath(path, REPO_ROOT)
         raise ValueError(f"no variant {arg!r} in {name}: one of {', '.join(variants)}")
     return variants[arg]
+
+
+def benchmark_facts(command):
+    """What a benchmark's JSON file holds beside its figures: the command, date, machine, code."""
+    import platform
+    import time
+
+    from localizer import provenance
+
+    return {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "code": provenance.code_version(),
+    }
+
+
+def write_benchmark(path, result):
+    """Writes a benchmark's JSON file (atomically) and says where."""
+    from pipelines import files
+
+    files.write_json_atomically(path, result, indent=1)
+    print(f"Wrote {path}")

@@ -20,13 +20,14 @@ of the photo cannot be grown by much), so the kinds keep their shares.
 
 runs the whole benchmark: inject, audit (`localizer.audit` on the copy),
 recall by kind within the first 10% of the suspects; figures to
-experiments/results/label_audit.json (`--record=NAME`).
+experiments/results/label_audit.json (`--record`, one entry per seed).
 """
 
 import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -34,6 +35,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from absl import app, flags
 
+from experiments import common
+from localizer.curation.audit_report import SUSPECTS_FILE
 from pipelines import boxes as box_lib
 from pipelines.sources import voc_dir
 
@@ -41,6 +44,7 @@ KINDS = ("wrong_class", "box_elsewhere", "box_grown")
 ELSEWHERE_MAX_IOU = 0.1
 GROWN_MIN_AREA = 0.7
 INJECTED_FILE = "injected.json"
+RECORD_FILE = "label_audit.json"
 """The list of what was made wrong, written beside the copy (not inside it)."""
 
 
@@ -178,19 +182,21 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from localizer import audit  # the command, as a user runs it
-
     injected = inject(FLAGS.data_dir, FLAGS.out, FLAGS.split, FLAGS.fraction, FLAGS.seed)
+    command = [
+        sys.executable,
+        "-m",
+        "localizer.audit",  # the command, as a user runs it
+        "--dataset=voc_dir",
+        f"--data_dir={FLAGS.out}",
+        f"--split={FLAGS.split}",
+        f"--report_dir={FLAGS.report_dir}",
+        f"--folds={FLAGS.folds}",
+    ]
     start = time.time()
-    audit.audit_dataset(
-        dataset="voc_dir",
-        data_dir=FLAGS.out,
-        split=FLAGS.split,
-        report_dir=FLAGS.report_dir,
-        folds=FLAGS.folds,
-    )
+    subprocess.run(command, check=True, cwd=common.REPO_ROOT)
     seconds = time.time() - start
-    recall = recall_at(os.path.join(FLAGS.report_dir, audit.SUSPECTS_FILE), injected)
+    recall = recall_at(os.path.join(FLAGS.report_dir, SUSPECTS_FILE), injected)
     result = {
         "seed": FLAGS.seed,
         "fraction": FLAGS.fraction,
@@ -201,10 +207,17 @@ def main(argv):
     }
     print(json.dumps(result, indent=1))
     if FLAGS.record:
-        from experiments import records
-
-        records.write_benchmark("label_audit", FLAGS.record, result)
-    sys.exit(0)
+        path = os.path.join(common.REPO_ROOT, "experiments", "results", RECORD_FILE)
+        recorded = json.load(open(path)) if os.path.exists(path) else {"runs": {}}
+        recorded["runs"][f"seed {FLAGS.seed}"] = {
+            **common.benchmark_facts(
+                "python -m experiments.label_noise --data_dir=../shared/data/realmix "
+                f"--seed={FLAGS.seed} --fraction={FLAGS.fraction} --folds={FLAGS.folds} "
+                "--out=NEW_FOLDER --report_dir=NEW_FOLDER --record"
+            ),
+            **result,
+        }
+        common.write_benchmark(path, recorded)
 
 
 if __name__ == "__main__":
@@ -215,5 +228,5 @@ if __name__ == "__main__":
     flags.DEFINE_float("fraction", 0.05, "The share of the split made wrong.")
     flags.DEFINE_integer("seed", 0, "Which examples, and how.")
     flags.DEFINE_integer("folds", 5, "The audit's folds.")
-    flags.DEFINE_string("record", None, "Record the figures under this name.")
+    flags.DEFINE_boolean("record", False, "Add the figures to experiments/results/.")
     app.run(main)

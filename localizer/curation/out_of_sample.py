@@ -166,7 +166,8 @@ def look_at_examples(predictor, source, split, batch_size=16):
     (no test-time augmentation)."""
     run_first = tf.function(predictor.predict_views, reduce_retracing=True)
 
-    @tf.function(reduce_retracing=True)
+    # No autograph: plain TF ops (autograph warns that it cannot convert this closure).
+    @tf.function(reduce_retracing=True, autograph=False)
     def run_zoom(images, sizes, first):
         zoom_views = views.render_zoom_views(
             images, sizes, first.boxes, predictor.image_size, predictor.resize_mode
