@@ -200,6 +200,7 @@ def main(argv):
     result = {
         "seed": FLAGS.seed,
         "fraction": FLAGS.fraction,
+        "examples": len(voc_dir.VocDirSource(FLAGS.out).split_ids(FLAGS.split)),
         "injected": {kind: sum(e["kind"] == kind for e in injected) for kind in KINDS},
         "recall_at_10_percent": recall,
         "seconds": round(seconds, 1),

@@ -22,6 +22,9 @@ NOT_EXPERIMENTS = {
     "run",
     "tta_effect",
     "real_model_check",
+    "label_noise",
+    "label_efficiency",
+    "near_duplicates",
 }
 """Modules of experiments/ that are not experiments (benchmarks start with bench_)."""
 

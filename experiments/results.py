@@ -283,6 +283,69 @@ def serving_section():
     return lines + [""]
 
 
+LABEL_AUDIT = os.path.join(HERE, "results", "label_audit.json")
+LABEL_EFFICIENCY = os.path.join(HERE, "results", "label_efficiency.json")
+
+
+def label_audit_section():
+    bench = _read_json(LABEL_AUDIT)
+    if bench is None:
+        return []
+    lines = [
+        "## Label audit: injected label errors found",
+        "",
+        "`python -m experiments.label_noise`: a share of realmix `train` made wrong (a third "
+        "each: class swapped, box moved elsewhere, box grown to most of the photo), then "
+        "`python -m localizer.audit` on the copy; recall is the share of the injected errors "
+        "within the first 10% of `suspects.csv`. Time: the whole audit command on this machine.",
+        "",
+        "| seed | injected | recall@10% all | wrong class | box elsewhere | box grown | audit time "
+        "| folds | date, machine | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in bench["runs"].items():
+        recall = run["recall_at_10_percent"]
+        lines.append(
+            f"| {name} | {sum(run['injected'].values())} of {run.get('examples', '?')} "
+            f"| {recall['all']:.3f} | {recall['wrong_class']:.3f} | {recall['box_elsewhere']:.3f} "
+            f"| {recall['box_grown']:.3f} | {run['seconds'] / 60:.1f} min | {run['folds']} "
+            f"| {run['date']}, {run['machine']} | {_commit(run)} |"
+        )
+    return lines + [""]
+
+
+def label_efficiency_section():
+    bench = _read_json(LABEL_EFFICIENCY)
+    if bench is None:
+        return []
+    strategies = list(next(iter(bench["seeds"].values())))
+    lines = [
+        "## What to label next: select vs random (simulation)",
+        "",
+        f"`{bench['command']}`; {bench['machine']}; {bench['date']}; commit {_commit(bench)}. "
+        f"realmix `train` is the pool: {bench['start']:.0%} labelled at first (seeded), then "
+        f"{bench['step']:.0%} more per step, chosen by `localizer.curation.selection` (the step's "
+        "model looks at each unlabelled photo, both looks) or at random; the heads retrain on the "
+        f"labelled photos' frozen features ({bench['feature_passes']} passes, "
+        f"{bench['frozen_epochs']} epochs) and are scored on `val` (class-averaged IoU of the "
+        "plain output). Mean over the seeds, each seed's value in brackets.",
+        "",
+        "![label efficiency](results/label_efficiency.png)",
+        "",
+        "| labelled | " + " | ".join(strategies) + " |",
+        "|---|" + "---|" * len(strategies),
+    ]
+    runs = list(bench["seeds"].values())
+    for step, row in enumerate(runs[0][strategies[0]]):
+        cells = []
+        for name in strategies:
+            values = [run[name][step]["macro_mean_iou"] for run in runs]
+            each = ", ".join(f"{v:.3f}" for v in values)
+            cells.append(f"{sum(values) / len(values):.3f} ({each})")
+        lines.append(f"| {row['fraction']:.0%} ({row['labelled']}) | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def bench_distributed_section():
     bench = _read_json(BENCH_DISTRIBUTED)
     if bench is None:
@@ -391,6 +454,8 @@ def results_markdown():
         *serving_section(),
         *int8_section(),
         *hostile_section(),
+        *label_audit_section(),
+        *label_efficiency_section(),
     ]
     notes_path = os.path.join(HERE, "results", "NOTES.md")
     if os.path.exists(notes_path):
