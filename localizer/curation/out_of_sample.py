@@ -112,7 +112,9 @@ def train_heads(config, features, labels, boxes, seed):
         .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
-    train_model.fit(batches, steps_per_epoch=steps, epochs=config.frozen_epochs, verbose=0)
+    train_model.fit(
+        batches, steps_per_epoch=steps, epochs=config.frozen_epochs, shuffle=False, verbose=0
+    )
     return model
 
 
@@ -139,6 +141,12 @@ class Looks:
     """`[N, C]` the merged class probabilities."""
     quality: np.ndarray | None
     """`[N]` the merged look's box quality (its predicted IoU), for models with the head."""
+    check_boxes: np.ndarray
+    """`[N, 4]` the box the model finds in a zoomed look around the *given* box (the view the
+    second look takes around its own box): a right given box is found again there, even where
+    the first look missed it; a box on background or around most of the photo is not."""
+    check_probabilities: np.ndarray
+    """`[N, C]` the class probabilities of that look."""
 
     def take(self, order):
         return Looks(
@@ -168,19 +176,21 @@ def look_at_examples(predictor, source, split, batch_size=16):
 
     # No autograph: plain TF ops (autograph warns that it cannot convert this closure).
     @tf.function(reduce_retracing=True, autograph=False)
-    def run_zoom(images, sizes, first):
+    def zoomed_at(images, sizes, boxes):
+        """The look at a zoomed view around each box, original frame."""
         zoom_views = views.render_zoom_views(
-            images, sizes, first.boxes, predictor.image_size, predictor.resize_mode
+            images, sizes, boxes, predictor.image_size, predictor.resize_mode
         )
         zoom = predictor.predict_inputs(zoom_views.inputs)
-        zoom = zoom._replace(boxes=render.to_original_frame(zoom.boxes, zoom_views.windows))
-        return zoom.boxes, views.merge_refinement(first, zoom, predictor.refine_rule)
+        return zoom._replace(boxes=render.to_original_frame(zoom.boxes, zoom_views.windows))
 
     parts = []
     for batch in evaluation.evaluation_dataset(source, split, predictor, "none", batch_size):
         first = run_first(views.Views(batch["inputs"], batch["windows"], batch["mirrored"]))
         sizes = batch[render.ORIGINAL_SIZE]
-        zoom_boxes, merged = run_zoom(batch[IMAGE], sizes, first)
+        zoom = zoomed_at(batch[IMAGE], sizes, first.boxes)
+        merged = views.merge_refinement(first, zoom, predictor.refine_rule)
+        check = zoomed_at(batch[IMAGE], sizes, batch[BOX])
         parts.append(
             Looks(
                 ids=np.array([x.decode() for x in batch[ID].numpy()], dtype=object).astype(str),
@@ -188,10 +198,12 @@ def look_at_examples(predictor, source, split, batch_size=16):
                 given_boxes=batch[BOX].numpy(),
                 sizes=sizes.numpy(),
                 first_boxes=first.boxes.numpy(),
-                zoom_boxes=zoom_boxes.numpy(),
+                zoom_boxes=zoom.boxes.numpy(),
                 boxes=merged.boxes.numpy(),
                 probabilities=merged.probabilities.numpy(),
                 quality=None if merged.quality is None else merged.quality.numpy(),
+                check_boxes=check.boxes.numpy(),
+                check_probabilities=check.probabilities.numpy(),
             )
         )
     return Looks.concatenate(parts)

@@ -1,25 +1,29 @@
 """Which labels are likely wrong: every example ranked by the evidence of out-of-sample looks.
 
-Two kinds of evidence, each a score in [0, 1], the larger one decides the
+Two kinds of evidence, each a score in [0, 1]; the larger one decides the
 example's place and kind:
 
 - the class: `1 - p(given class)` from a model that never saw the example
   (the self-confidence of confident learning, Northcutt et al. 2021);
-- the box: how far the given box is from a box the model is sure of. The
-  box-quality head predicts the IoU of the model's box with the truth (`q`);
-  if the given box were the truth, its IoU with the model's box (`u`) would
-  come out near `q`. `q - u` is how much less it overlaps than the model
-  expects, and is large only where the model is sure (high `q`) and the
-  given box far from its box (low `u`). Where the two looks (first and
-  zoomed) disagree, the model is less sure than `q` says: their IoU scales
-  `q`. Models without box quality use the two looks' agreement alone.
+- the box: `1 - max(IoU(given, model's box), IoU(given, box found around the
+  given box))`. The model's own box (the two looks merged, as `predict`
+  gives it) misses a right box now and then; a look zoomed around the given
+  box finds a right box again even then, and finds no box there when the
+  given one lies on background or around most of the photo. A label keeps
+  the benefit of the doubt when either look agrees with it.
+
+Both scores read 0.5 the way the localization metric does: a given box that
+no look meets at IoU >= 0.5, a given class the model gives less than even
+odds. From `SUSPECT_SCORE` on, an example is a suspect with a kind and a
+suggested label. The model's box quality is not used: on injected errors
+(experiments/RESULTS.md, "Label audit") it ranked clean examples the model
+is sure but wrong about above moved and grown boxes.
 
 Near-duplicate photos (`NEAR_DUPLICATE_SIMILARITY` of their features) whose
 given classes differ are named as such: at least one of them is wrong.
 
-The kind of a box error comes from how the boxes lie (`box_kind`); an
-example whose larger score is under `SUSPECT_SCORE` has kind "none" (no
-correction is suggested for it).
+The kind of a box error comes from how the given box lies against the
+model's (`box_kind`); an example under `SUSPECT_SCORE` has kind "none".
 """
 
 import dataclasses
@@ -39,7 +43,8 @@ NONE = "none"
 KINDS = (WRONG_CLASS, BOX_ELSEWHERE, BOX_TOO_LOOSE, BOX_TOO_TIGHT, BOX_OFF, DUPLICATE, NONE)
 
 SUSPECT_SCORE = 0.5
-"""Scores from here on are suspects, with a kind and a suggested label (the corrections file)."""
+"""Scores from here on are suspects, with a kind and a suggested label (the corrections file):
+no look meets the given box at IoU 0.5, or the given class is less likely than not."""
 ELSEWHERE_IOU = 0.1
 """A given box overlapping the model's by at most this IoU is elsewhere."""
 NESTED_COVER = 0.8
@@ -78,11 +83,11 @@ def class_scores(looks):
 
 
 def box_scores(looks):
-    """`[N]` how much less the given box overlaps the model's than the model expects, in [0, 1]."""
-    given_vs_model = _iou(looks.given_boxes, looks.boxes)
-    looks_agree = _iou(looks.first_boxes, looks.zoom_boxes)
-    expected = looks_agree if looks.quality is None else looks.quality * looks_agree
-    return np.clip(expected - given_vs_model, 0.0, 1.0)
+    """`[N]` 1 - the IoU of the given box with the best matching honest look at it, in [0, 1]."""
+    best = np.maximum(
+        _iou(looks.given_boxes, looks.boxes), _iou(looks.given_boxes, looks.check_boxes)
+    )
+    return np.clip(1.0 - best, 0.0, 1.0)
 
 
 def _iou(a, b):
@@ -169,10 +174,10 @@ def _evidence(looks, i, predicted, class_names, duplicates):
         parts.append(f"model: {class_names[predicted]} {looks.probabilities[i, predicted]:.2f}")
     given_vs_model = float(_iou(looks.given_boxes[one], looks.boxes[one])[0])
     parts.append(f"IoU(given, model box)={given_vs_model:.2f}")
+    found_again = float(_iou(looks.given_boxes[one], looks.check_boxes[one])[0])
+    parts.append(f"IoU(given, box found around it)={found_again:.2f}")
     if looks.quality is not None:
         parts.append(f"model box quality={looks.quality[i]:.2f}")
-    looks_agree = float(_iou(looks.first_boxes[one], looks.zoom_boxes[one])[0])
-    parts.append(f"looks agree IoU={looks_agree:.2f}")
     area_ratio = _area(looks.given_boxes[one])[0] / max(_area(looks.boxes[one])[0], 1e-9)
     parts.append(f"area given/model={area_ratio:.2f}")
     if duplicates:

@@ -161,7 +161,7 @@ def test_corrections_read_back_as_the_suggested_labels(tmp_path):
     ranking = suspects_lib.rank(result(found), list(fixtures.CLASSES))
     files = {f"img{i}": paths[i] for i in range(3)}
     labels = audit_report.correction_labels(ranking, files)
-    assert [label.id for label in labels] == ["img0", "img1"]
+    assert [label.id for label in labels] == ["img1", "img0"]  # box score 1.0, class 0.95
     out = tmp_path / "corrections"
     writers.write_labels("voc", str(out), labels, list(fixtures.CLASSES))
     os.makedirs(out / "JPEGImages")
