@@ -32,7 +32,16 @@ FLOORS = (
     ("localizer.model", "localizer.ops", "localizer.provenance"),
     ("localizer.training", "localizer.serving"),
     ("localizer.inference",),
-    ("localizer.train", "localizer.evaluate", "localizer.predict", "localizer.export"),
+    # The data loop (label audit, selection): over inference, under the commands.
+    ("localizer.curation",),
+    (
+        "localizer.train",
+        "localizer.evaluate",
+        "localizer.predict",
+        "localizer.export",
+        "localizer.audit",
+        "localizer.select",
+    ),
     ("localizer.launch",),
     ("experiments",),
 )
