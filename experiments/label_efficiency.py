@@ -76,26 +76,26 @@ def pick(strategy, model, pool, budget, files, seed):
 
 
 def simulate(config, train, val, files, seed, start, step, steps, class_names):
-    """`{strategy: [row per step]}` for one seed; the first row is shared."""
+    """`{strategy: [row per step]}` for one seed; the first model (the same labelled photos for
+    every strategy) is trained once."""
     labelled = {name: initial_pool(len(train.ids), start, seed) for name in STRATEGIES}
     curves = {name: [] for name in STRATEGIES}
     budget = int(round(step * len(train.ids)))
-    first = None
     for number in range(steps + 1):
         for name in STRATEGIES:
-            if number == 0 and first is not None:
-                curves[name].append(dict(curves[STRATEGIES[0]][0]))
-                continue
             began = time.time()
-            rows = np.isin(train.example, labelled[name])
-            model = out_of_sample.train_heads(
-                config, train.features[rows], train.labels[rows], train.boxes[rows], seed
-            )
-            row = {
-                "labelled": len(labelled[name]),
-                "fraction": round(len(labelled[name]) / len(train.ids), 3),
-                **score_on_val(model, val, class_names),
-            }
+            if number == 0 and name != STRATEGIES[0]:
+                row = dict(curves[STRATEGIES[0]][0])
+            else:
+                rows = np.isin(train.example, labelled[name])
+                model = out_of_sample.train_heads(
+                    config, train.features[rows], train.labels[rows], train.boxes[rows], seed
+                )
+                row = {
+                    "labelled": len(labelled[name]),
+                    "fraction": round(len(labelled[name]) / len(train.ids), 3),
+                    **score_on_val(model, val, class_names),
+                }
             if number < steps:
                 pool = sorted(set(range(len(train.ids))) - set(labelled[name]))
                 labelled[name] = sorted(
@@ -103,7 +103,6 @@ def simulate(config, train, val, files, seed, start, step, steps, class_names):
                 )
             row["seconds"] = round(time.time() - began, 1)
             curves[name].append(row)
-            first = first or row
             logging.info("seed %d %s step %d: %s", seed, name, number, row)
     return curves
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from localizer import model as model_lib
+from localizer.curation import selection
 from localizer.inference import evaluation
 from localizer.inference.predictor import Predictor
 from localizer.ops import views
@@ -43,14 +44,6 @@ class SplitFeatures:
     """`[R]` the position of each row's example among the plain pass's rows."""
     ids: np.ndarray
     """`[N]` the examples' ids, in source order."""
-
-    @property
-    def embeddings(self):
-        """`[N, D]` L2-normalized, spatially averaged plain features: what near-duplicate photos
-        share."""
-        plain = self.features[: len(self.ids)]
-        pooled = plain.reshape(len(plain), -1, plain.shape[-1]).mean(axis=1)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
 
 
 def split_features(backbone, source, split, pipeline, passes):
@@ -147,6 +140,8 @@ class Looks:
     the first look missed it; a box on background or around most of the photo is not."""
     check_probabilities: np.ndarray
     """`[N, C]` the class probabilities of that look."""
+    embeddings: np.ndarray
+    """`[N, D]` `selection.embedder`'s embeddings of the photos (for near-duplicates)."""
 
     def take(self, order):
         return Looks(
@@ -173,6 +168,7 @@ def look_at_examples(predictor, source, split, batch_size=16):
     """`Looks` of `predictor` at every example of `split`, as `predict --refine` looks at a photo
     (no test-time augmentation)."""
     run_first = tf.function(predictor.predict_views, reduce_retracing=True)
+    _, embed = selection.embedder(predictor)
 
     # No autograph: plain TF ops (autograph warns that it cannot convert this closure).
     @tf.function(reduce_retracing=True, autograph=False)
@@ -204,6 +200,7 @@ def look_at_examples(predictor, source, split, batch_size=16):
                 quality=None if merged.quality is None else merged.quality.numpy(),
                 check_boxes=check.boxes.numpy(),
                 check_probabilities=check.probabilities.numpy(),
+                embeddings=embed(batch[IMAGE], batch["inputs"][:, 0]),
             )
         )
     return Looks.concatenate(parts)
@@ -216,8 +213,6 @@ class OutOfSample:
     looks: Looks
     folds: np.ndarray
     """`[N]` the fold each example was held out in."""
-    embeddings: np.ndarray
-    """`[N, D]` `SplitFeatures.embeddings`, in the order of `looks.ids`."""
 
 
 def out_of_sample(config, source, split, folds, progress=None):
@@ -256,7 +251,7 @@ def out_of_sample(config, source, split, folds, progress=None):
     looks = looks.take(np.argsort([order[x] for x in looks.ids], kind="stable"))
     if len(looks.ids) != len(features.ids):
         raise RuntimeError(f"{len(features.ids)} examples, {len(looks.ids)} judged")
-    return OutOfSample(looks, assignment, features.embeddings)
+    return OutOfSample(looks, assignment)
 
 
 def progress_bar(total, unit):

@@ -30,7 +30,7 @@ import dataclasses
 
 import numpy as np
 
-from localizer.curation import out_of_sample
+from localizer.curation import out_of_sample, selection
 from pipelines import boxes as box_lib
 
 WRONG_CLASS = "wrong_class"
@@ -51,8 +51,9 @@ NESTED_COVER = 0.8
 """A box holding at least this share of the other's area holds it (too loose or too tight) ..."""
 NESTED_AREA_RATIO = 2.0
 """... when it is at least this many times the other's area."""
-NEAR_DUPLICATE_SIMILARITY = 0.95
-"""Cosine similarity of two photos' pooled backbone features from which they are one photo."""
+NEAR_DUPLICATE_SIMILARITY = selection.DUPLICATE_SIMILARITY[selection.FEATURES]
+"""Cosine similarity of two photos' embeddings (`selection.embedder`) from which they are one
+photo: the threshold `select` skips near-duplicates at, calibrated there."""
 DUPLICATE_SCORE = 0.75
 """The score of a near-duplicate labelled with another class: one of the two is wrong, whatever
 the model thinks of each alone."""
@@ -130,7 +131,7 @@ def rank(result, class_names):
     """The `Ranking` of an `out_of_sample.OutOfSample`."""
     looks = result.looks
     by_class, by_box = class_scores(looks), box_scores(looks)
-    duplicates = near_duplicates(result.embeddings, looks.labels)
+    duplicates = near_duplicates(looks.embeddings, looks.labels)
     scores = np.maximum(by_class, by_box)
     for i in duplicates:
         scores[i] = max(scores[i], DUPLICATE_SCORE)

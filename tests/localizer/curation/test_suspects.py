@@ -11,7 +11,14 @@ CENTRE = [0.3, 0.3, 0.7, 0.7]
 
 
 def looks(
-    given_boxes, boxes, probabilities, labels, quality=None, zoom_boxes=None, check_boxes=None
+    given_boxes,
+    boxes,
+    probabilities,
+    labels,
+    quality=None,
+    zoom_boxes=None,
+    check_boxes=None,
+    embeddings=None,
 ):
     """`Looks` of `len(labels)` examples; by default both looks give `boxes`, and the look around
     the given box finds the model's box."""
@@ -29,14 +36,12 @@ def looks(
         quality=None if quality is None else np.array(quality, np.float32),
         check_boxes=boxes if check_boxes is None else np.array(check_boxes, np.float32),
         check_probabilities=np.array(probabilities, np.float32),
+        embeddings=np.eye(count, 8, dtype=np.float32) if embeddings is None else embeddings,
     )
 
 
-def result(looks_, embeddings=None):
-    count = len(looks_.ids)
-    if embeddings is None:
-        embeddings = np.eye(count, 8, dtype=np.float32)
-    return out_of_sample.OutOfSample(looks_, np.zeros(count, int), embeddings)
+def result(looks_):
+    return out_of_sample.OutOfSample(looks_, np.zeros(len(looks_.ids), int))
 
 
 def test_the_class_score_is_one_minus_the_given_class_probability():
@@ -105,9 +110,13 @@ def test_near_duplicates_given_other_classes_are_suspects_both():
     embeddings = np.eye(3, 8, dtype=np.float32)
     embeddings[1] = embeddings[0]
     found = looks(
-        [CENTRE] * 3, [CENTRE] * 3, [[0.6, 0.4, 0.0], [0.4, 0.6, 0.0], [1, 0, 0]], [0, 1, 0]
+        [CENTRE] * 3,
+        [CENTRE] * 3,
+        [[0.6, 0.4, 0.0], [0.4, 0.6, 0.0], [1, 0, 0]],
+        [0, 1, 0],
+        embeddings=embeddings,
     )
-    ranking = suspects_lib.rank(result(found, embeddings), NAMES)
+    ranking = suspects_lib.rank(result(found), NAMES)
     assert set(ranking.looks.ids[:2]) == {"img0", "img1"}
     assert list(ranking.kinds[:2]) == [suspects_lib.DUPLICATE] * 2
     assert "near-duplicate of img1" in ranking.evidence[list(ranking.looks.ids).index("img0")]
