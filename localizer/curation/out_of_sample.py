@@ -164,46 +164,56 @@ class Looks:
         )
 
 
-def look_at_examples(predictor, source, split, batch_size=16):
-    """`Looks` of `predictor` at every example of `split`, as `predict --refine` looks at a photo
-    (no test-time augmentation)."""
-    run_first = tf.function(predictor.predict_views, reduce_retracing=True)
-    _, embed = selection.embedder(predictor)
+class Looker:
+    """Looks at examples as `predict --refine` looks at a photo (no test-time augmentation), plus
+    the look around the given box (`Looks`). Its traced functions are made once: the fold models
+    take turns in one model (`out_of_sample` loads each fold's heads into it), so no fold traces
+    them again."""
 
-    # No autograph: plain TF ops (autograph warns that it cannot convert this closure).
-    @tf.function(reduce_retracing=True, autograph=False)
-    def zoomed_at(images, sizes, boxes):
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self._first = tf.function(predictor.predict_views, reduce_retracing=True)
+        self._embed = selection.embedder(predictor)[1]
+        # No autograph: plain TF ops (autograph warns that it cannot convert a method's closure).
+        self._zoomed_at = tf.function(self._zoomed_at_eager, reduce_retracing=True, autograph=False)
+
+    def _zoomed_at_eager(self, images, sizes, boxes):
         """The look at a zoomed view around each box, original frame."""
+        predictor = self.predictor
         zoom_views = views.render_zoom_views(
             images, sizes, boxes, predictor.image_size, predictor.resize_mode
         )
         zoom = predictor.predict_inputs(zoom_views.inputs)
         return zoom._replace(boxes=render.to_original_frame(zoom.boxes, zoom_views.windows))
 
-    parts = []
-    for batch in evaluation.evaluation_dataset(source, split, predictor, "none", batch_size):
-        first = run_first(views.Views(batch["inputs"], batch["windows"], batch["mirrored"]))
+    def __call__(self, source, split, batch_size=16):
+        """`Looks` at every example of `split`."""
+        parts = []
+        batches = evaluation.evaluation_dataset(source, split, self.predictor, "none", batch_size)
+        for batch in batches:
+            parts.append(self._look(batch))
+        return Looks.concatenate(parts)
+
+    def _look(self, batch):
+        first = self._first(views.Views(batch["inputs"], batch["windows"], batch["mirrored"]))
         sizes = batch[render.ORIGINAL_SIZE]
-        zoom = zoomed_at(batch[IMAGE], sizes, first.boxes)
-        merged = views.merge_refinement(first, zoom, predictor.refine_rule)
-        check = zoomed_at(batch[IMAGE], sizes, batch[BOX])
-        parts.append(
-            Looks(
-                ids=np.array([x.decode() for x in batch[ID].numpy()], dtype=object).astype(str),
-                labels=batch[LABEL].numpy(),
-                given_boxes=batch[BOX].numpy(),
-                sizes=sizes.numpy(),
-                first_boxes=first.boxes.numpy(),
-                zoom_boxes=zoom.boxes.numpy(),
-                boxes=merged.boxes.numpy(),
-                probabilities=merged.probabilities.numpy(),
-                quality=None if merged.quality is None else merged.quality.numpy(),
-                check_boxes=check.boxes.numpy(),
-                check_probabilities=check.probabilities.numpy(),
-                embeddings=embed(batch[IMAGE], batch["inputs"][:, 0]),
-            )
+        zoom = self._zoomed_at(batch[IMAGE], sizes, first.boxes)
+        merged = views.merge_refinement(first, zoom, self.predictor.refine_rule)
+        check = self._zoomed_at(batch[IMAGE], sizes, batch[BOX])
+        return Looks(
+            ids=np.array([x.decode() for x in batch[ID].numpy()], dtype=object).astype(str),
+            labels=batch[LABEL].numpy(),
+            given_boxes=batch[BOX].numpy(),
+            sizes=sizes.numpy(),
+            first_boxes=first.boxes.numpy(),
+            zoom_boxes=zoom.boxes.numpy(),
+            boxes=merged.boxes.numpy(),
+            probabilities=merged.probabilities.numpy(),
+            quality=None if merged.quality is None else merged.quality.numpy(),
+            check_boxes=check.boxes.numpy(),
+            check_probabilities=check.probabilities.numpy(),
+            embeddings=self._embed(batch[IMAGE], batch["inputs"][:, 0]),
         )
-    return Looks.concatenate(parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,31 +231,31 @@ def out_of_sample(config, source, split, folds, progress=None):
     `config`: a resolved `TrainConfig` (the model, the frozen stage's epochs, learning rate and
     feature passes, the pipeline). `progress(fold)`: called after each fold.
     """
-    backbone = model_lib.build_model(config.model).get_layer("backbone")
+    model = model_lib.build_model(config.model)  # its heads take each fold's turn
     features = split_features(
-        backbone, source, split, config.input_pipeline(), config.feature_passes
+        model.get_layer("backbone"), source, split, config.input_pipeline(), config.feature_passes
     )
+    look = Looker(Predictor.from_model(model, name=f"the {folds} fold models"))
     plain_labels = features.labels[: len(features.ids)]
     assignment = assign_folds(plain_labels, folds, config.seed or 0)
     parts = []
     for fold in range(folds):
         held_out = assignment == fold
         rows = training_rows(features.example, assignment, fold)
-        model = train_heads(
+        trained = train_heads(
             config,
             features.features[rows],
             features.labels[rows],
             features.boxes[rows],
             seed=(config.seed or 0) + fold,
         )
-        predictor = Predictor.from_model(model, name=f"fold {fold + 1} of {folds}")
+        model.get_layer("heads").set_weights(trained.get_layer("heads").get_weights())
+        del trained
         fold_source = Selected(source, {split: features.ids[held_out]})
-        parts.append(look_at_examples(predictor, fold_source, split, config.pipeline.batch_size))
+        parts.append(look(fold_source, split, config.pipeline.batch_size))
         logging.info("Fold %d of %d: %d examples judged.", fold + 1, folds, int(held_out.sum()))
         if progress:
             progress(fold)
-        del model, predictor
-        keras.backend.clear_session(free_memory=True)
     looks = Looks.concatenate(parts)
     order = {example_id: i for i, example_id in enumerate(features.ids)}
     looks = looks.take(np.argsort([order[x] for x in looks.ids], kind="stable"))
