@@ -136,6 +136,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    facts = common.benchmark_facts(  # the code as the run starts
+        "python -m experiments.label_efficiency --data_dir=../shared/data/realmix "
+        f"--seeds={','.join(FLAGS.seeds)} --start={FLAGS.start} --step={FLAGS.step} "
+        f"--steps={FLAGS.steps} --feature_passes={FLAGS.feature_passes} --record"
+    )
     source = pipelines.source_with_options("voc_dir", FLAGS.data_dir)
     class_names = list(source.class_names)
     config = config_lib.apply_overrides(
@@ -154,11 +159,7 @@ def main(argv):
             config, train, val, files, seed, FLAGS.start, FLAGS.step, FLAGS.steps, class_names
         )
     result = {
-        **common.benchmark_facts(
-            "python -m experiments.label_efficiency --data_dir=../shared/data/realmix "
-            f"--seeds={','.join(FLAGS.seeds)} --start={FLAGS.start} --step={FLAGS.step} "
-            f"--steps={FLAGS.steps} --feature_passes={FLAGS.feature_passes} --record"
-        ),
+        **facts,
         "data": "realmix train (pool) / val",
         "start": FLAGS.start,
         "step": FLAGS.step,

@@ -182,6 +182,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    facts = common.benchmark_facts(  # the code as the run starts
+        "python -m experiments.label_noise --data_dir=../shared/data/realmix "
+        f"--seed={FLAGS.seed} --fraction={FLAGS.fraction} --folds={FLAGS.folds} "
+        "--out=NEW_FOLDER --report_dir=NEW_FOLDER --record"
+    )
     injected = inject(FLAGS.data_dir, FLAGS.out, FLAGS.split, FLAGS.fraction, FLAGS.seed)
     command = [
         sys.executable,
@@ -211,11 +216,7 @@ def main(argv):
         path = os.path.join(common.REPO_ROOT, "experiments", "results", RECORD_FILE)
         recorded = json.load(open(path)) if os.path.exists(path) else {"runs": {}}
         recorded["runs"][f"seed {FLAGS.seed}"] = {
-            **common.benchmark_facts(
-                "python -m experiments.label_noise --data_dir=../shared/data/realmix "
-                f"--seed={FLAGS.seed} --fraction={FLAGS.fraction} --folds={FLAGS.folds} "
-                "--out=NEW_FOLDER --report_dir=NEW_FOLDER --record"
-            ),
+            **facts,
             **result,
         }
         common.write_benchmark(path, recorded)
