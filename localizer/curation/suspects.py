@@ -147,9 +147,10 @@ def rank(result, class_names):
                 kind = WRONG_CLASS
             else:
                 kind = box_kind(looks.given_boxes[i], looks.boxes[i])
-        box_wrong = kind not in (NONE, WRONG_CLASS, DUPLICATE)
-        kinds.append(kind)
-        labels.append(predicted if kind != NONE else looks.labels[i])
+        # Each half of the label changes on its own evidence; the kind names the stronger.
+        suspect = kind != NONE
+        labels.append(predicted if suspect and by_class[i] >= SUSPECT_SCORE else looks.labels[i])
+        box_wrong = suspect and by_box[i] >= SUSPECT_SCORE
         boxes.append(looks.boxes[i] if box_wrong else looks.given_boxes[i])
         evidence.append(
             _evidence(

@@ -125,3 +125,20 @@ def test_near_duplicates_given_other_classes_are_suspects_both():
 def test_near_duplicates_with_one_class_are_no_suspects():
     embeddings = np.ones([2, 4], np.float32) / 2
     assert suspects_lib.near_duplicates(embeddings, np.array([1, 1])) == {}
+
+
+def test_each_half_of_a_label_changes_on_its_own_evidence():
+    elsewhere = [0.0, 0.0, 0.2, 0.2]
+    found = looks(
+        given_boxes=[elsewhere, elsewhere],
+        boxes=[CENTRE] * 2,
+        # Both doubted; the box alone (the class kept: p(given) 0.6).
+        probabilities=[[0.1, 0.3, 0.6], [0.6, 0.3, 0.1]],
+        labels=[0, 0],
+    )
+    ranking = suspects_lib.rank(result(found), NAMES)
+    by_id = {example_id: i for i, example_id in enumerate(ranking.looks.ids)}
+    both, box_only = by_id["img0"], by_id["img1"]
+    assert ranking.kinds[both] == ranking.kinds[box_only] == suspects_lib.BOX_ELSEWHERE
+    assert ranking.suggested_labels[both] == 2 and ranking.suggested_labels[box_only] == 0
+    np.testing.assert_allclose(ranking.suggested_boxes[[both, box_only]], [CENTRE, CENTRE])
