@@ -149,6 +149,7 @@ def rank(result, class_names):
                 kind = box_kind(looks.given_boxes[i], looks.boxes[i])
         # Each half of the label changes on its own evidence; the kind names the stronger.
         suspect = kind != NONE
+        kinds.append(kind)
         labels.append(predicted if suspect and by_class[i] >= SUSPECT_SCORE else looks.labels[i])
         box_wrong = suspect and by_box[i] >= SUSPECT_SCORE
         boxes.append(looks.boxes[i] if box_wrong else looks.given_boxes[i])
