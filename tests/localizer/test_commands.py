@@ -482,6 +482,8 @@ HELP_COMMANDS = (
     "localizer.evaluate",
     "localizer.predict",
     "localizer.export",
+    "localizer.audit",
+    "localizer.select",
     "pipelines.show",
 )
 
@@ -526,7 +528,8 @@ def test_help_lists_the_dataset_flags_and_no_sibling_folder():
 @pytest.mark.parametrize("command", HELP_COMMANDS)
 def test_every_command_s_help_lists_every_flag_it_takes(command):
     short = _check_help(command)
-    assert "max_image_pixels" in short and (command == "localizer.predict" or "dataset" in short)
+    reads_files_only = command in ("localizer.predict", "localizer.select")
+    assert "max_image_pixels" in short and (reads_files_only or "dataset" in short)
 
 
 # --- train: a used work dir, and kill -9 at any instant ------------------------------------------
