@@ -20,7 +20,7 @@ import os
 
 from absl import flags
 
-from localizer.curation import audit, audit_report
+from localizer.curation import audit, audit_report, suspects
 from pipelines import cli, dataset_flags
 
 FLAGS = flags.FLAGS
@@ -42,16 +42,19 @@ def main(argv):
         folds=FLAGS.folds,
         data_dir=FLAGS.data_dir,
     )
-    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(summary["kinds"].items()))
+    kinds = ", ".join(
+        f"{n} {kind}" for kind, n in sorted(summary["kinds"].items()) if kind != suspects.NONE
+    )
     print(
         f"{summary['suspects']} suspects among {summary['examples']} examples ({kinds}) in "
         f"{summary['seconds']:.0f} s."
     )
     for name in (audit_report.SUSPECTS_FILE, audit_report.REPORT_FILE):
         print(f"{name}: {os.path.join(FLAGS.report_dir, name)}")
-    if summary["corrections"]:
+    corrections = summary["corrections"]
+    if corrections and corrections["count"]:
         print(
-            f"Corrections ({summary['corrections']}): "
+            f"Corrections ({corrections['format']}, {corrections['count']} labels to review): "
             f"{os.path.join(FLAGS.report_dir, audit_report.CORRECTIONS)}"
         )
 
@@ -65,7 +68,11 @@ def define_flags():
         "folds", audit.DEFAULT_FOLDS, "Models, each judging the examples the others trained on."
     )
     flags.DEFINE_multi_string(
-        "set", [], "Change the audit's model or its training: field.path=value (as train's --set)."
+        "set",
+        [],
+        "Change the audit's model or its head training: field.path=value, as train's --set "
+        "(model.*, frozen_epochs, frozen_lr, feature_passes, pipeline.*, seed; the fine-tuning "
+        "stage is not used).",
     )
 
 

@@ -6,6 +6,8 @@ features), `suspects` ranks them, `audit_report` writes what a person reads.
 Nothing is written into the dataset.
 """
 
+import collections
+import sys
 import time
 
 import numpy as np
@@ -16,7 +18,6 @@ from localizer.curation import suspects as suspects_lib
 from localizer.training import config as config_lib
 from pipelines import input_pipeline
 from pipelines.errors import UserError
-from pipelines.sources import writers
 from pipelines.sources.source import ID, IMAGE, Selected, check_usable
 
 DEFAULT_FOLDS = 5
@@ -39,30 +40,55 @@ def check_folds(folds, examples):
         )
 
 
+def check_training(config):
+    """The audit trains the frozen stage's heads only: it needs epochs there."""
+    if config.frozen_epochs < 1:
+        raise AuditError(
+            f"frozen_epochs={config.frozen_epochs}: the audit's fold models train their heads "
+            "for frozen_epochs (the frozen stage; fine_tune_* are not used); set it to 1 or more"
+        )
+
+
+def check_distinct_ids(source, split):
+    """Refuses a split whose examples share an id (a split file listing one twice, `a.jpg` and
+    `a.png`): suspects.csv and the corrections name examples by id."""
+    ids = [x.decode() for x in source.load(split).map(lambda e: e[ID]).as_numpy_iterator()]
+    repeated = sorted(x for x, n in collections.Counter(ids).items() if n > 1)
+    if repeated:
+        raise AuditError(
+            f"{source.name} split {split!r}: {len(repeated)} example ids repeat "
+            f"({', '.join(repeated[:3])}{', ...' if len(repeated) > 3 else ''}); an audit names "
+            "each example by its id: give each photo its own name (or list it once)"
+        )
+
+
+def warn_about_small_classes(labels, class_names, folds):
+    """A class with fewer examples than folds leaves some fold model without it, which then
+    calls that class wrong: say so."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    small = [f"{class_names[i]} ({n})" for i, n in enumerate(counts) if 0 < n < folds]
+    if small:
+        print(
+            f"warning: {', '.join(small)}: fewer examples than --folds={folds}; some fold "
+            "models never saw the class, so its examples may be called wrong_class",
+            file=sys.stderr,
+        )
+
+
 def audit(config, source, split, report_dir, dataset_kind, folds=DEFAULT_FOLDS, data_dir=None):
     """Audits `split` of `source` (`config`: a `TrainConfig`, resolved here); writes the report dir.
 
-    Returns `audit.json`'s dict. The report dir is checked before the long part.
+    Returns `audit.json`'s dict. The report dir and the data are checked before the long part.
     """
     audit_report.check_report_dir(report_dir, data_dir)
     config = config.resolve(source.class_names)
     config.validate()
+    check_training(config)
     examples = source.num_examples(split)
     check_usable(source, split, config.data.max_skipped_fraction)
     check_folds(folds, examples)
-    original_files = source.original_files(split)
-    corrections_format = audit_report.correction_format(dataset_kind)
-    corrections_dir = f"{report_dir}/{audit_report.CORRECTIONS}"
-    if original_files is not None:
-        writers.check_output(
-            corrections_format,
-            corrections_dir,
-            list(original_files.values()),
-            list(source.class_names),
-            ids=list(original_files),
-            split=split,
-            what="the report dir's corrections/",
-        )
+    check_distinct_ids(source, split)
+    audit_report.mark_report_dir(report_dir)
     start = time.time()
     logging.info(
         "Auditing %d examples of %s[%s] with %d folds.", examples, source.name, split, folds
@@ -71,8 +97,11 @@ def audit(config, source, split, report_dir, dataset_kind, folds=DEFAULT_FOLDS, 
     result = out_of_sample.out_of_sample(
         config, source, split, folds, progress=lambda fold: bar.add(1)
     )
-    ranking = suspects_lib.rank(result, list(source.class_names))
-    table = audit_report.rows(ranking, list(source.class_names), original_files)
+    class_names = list(source.class_names)
+    warn_about_small_classes(result.looks.labels, class_names, folds)
+    ranking = suspects_lib.rank(result, class_names)
+    original_files = source.original_files(split)
+    table = audit_report.rows(ranking, class_names, original_files)
     audit_report.write_suspects_csv(f"{report_dir}/{audit_report.SUSPECTS_FILE}", table)
     shown = [row["id"] for row in table[: audit_report.REPORT_ROWS]]
     audit_report.write_report(
@@ -81,11 +110,9 @@ def audit(config, source, split, report_dir, dataset_kind, folds=DEFAULT_FOLDS, 
         upright_images(source, split, shown),
         f"Label audit of {source.name} [{split}]: {ranking.suspects} suspects of {examples}",
     )
-    corrections = audit_report.correction_labels(ranking, original_files)
-    if corrections and original_files is not None:
-        writers.write_labels(
-            corrections_format, corrections_dir, corrections, list(source.class_names), split
-        )
+    corrections = audit_report.write_corrections(
+        report_dir, ranking, original_files, class_names, dataset_kind, split
+    )
     summary = audit_report.summary_json(
         ranking,
         dataset=source.name,
@@ -93,7 +120,7 @@ def audit(config, source, split, report_dir, dataset_kind, folds=DEFAULT_FOLDS, 
         examples=int(examples),
         folds=folds,
         seconds=round(time.time() - start, 1),
-        corrections=corrections_format if original_files is not None else None,
+        corrections=corrections,
     )
     audit_report.write_summary(report_dir, summary)
     return summary

@@ -16,6 +16,8 @@ import html
 import io
 import json
 import os
+import re
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -32,10 +34,12 @@ THUMBNAILS = "thumbnails"
 CORRECTIONS = "corrections"
 REPORT_ROWS = 50
 THUMBNAIL_SIDE = 320
+MIN_THUMBNAIL_SIDE = 160
 
-CORRECTION_FORMATS = {"voc_dir": "voc", "voc": "voc", "coco": "coco", "yolo": "yolo"}
-"""The writer format of each dataset kind whose own format can be written; other datasets (csv,
-generated, TFDS) get a COCO file, which every labelling tool imports."""
+CORRECTION_FORMATS = {"voc_dir": "voc", "coco": "coco", "yolo": "yolo"}
+"""The writer format of each dataset kind whose own format can be written; a CSV dataset gets a
+COCO file, which every labelling tool imports (datasets without files, generated or TFDS, get
+none)."""
 
 COLUMNS = (
     "rank",
@@ -74,13 +78,31 @@ def check_report_dir(report_dir, data_dir=None):
             "writes into the dataset: choose another --report_dir"
         )
     files.check_not_a_file(report_dir, "report dir", "choose another --report_dir")
-    if os.path.isdir(report_dir) and os.listdir(report_dir):
-        if not os.path.isfile(os.path.join(report_dir, SUMMARY_FILE)):
-            raise AuditDirError(
-                f"report dir {report_dir} holds files an audit did not write; choose a new or "
-                "empty --report_dir"
-            )
+    if os.path.isdir(report_dir) and os.listdir(report_dir) and not _an_audits(report_dir):
+        raise AuditDirError(
+            f"report dir {report_dir} holds files an audit did not write; choose a new or "
+            "empty --report_dir"
+        )
     return files.check_writable_folder(report_dir, "report dir", todo="choose another --report_dir")
+
+
+WRITTEN_BY = "localizer.audit"
+
+
+def _an_audits(report_dir):
+    """Whether `audit.json` there says an audit wrote the folder."""
+    try:
+        with open(os.path.join(report_dir, SUMMARY_FILE), encoding="utf-8") as f:
+            return json.load(f).get("written_by") == WRITTEN_BY
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def mark_report_dir(report_dir):
+    """Marks the folder as the audit's before anything else is written there: a run killed
+    halfway leaves a folder the next run takes as its own."""
+    if not _an_audits(report_dir):
+        write_summary(report_dir, {"status": "running"})
 
 
 def pixel_box(box, size):
@@ -140,10 +162,13 @@ def thumbnail(image, given, suggested, kind):
     """PNG bytes: the photo (uint8 `[H, W, 3]`) scaled to `THUMBNAIL_SIDE`, the given box in red,
     the suggested one (when it differs) in green, dashed."""
     picture = Image.fromarray(np.asarray(image))
-    scale = min(1.0, THUMBNAIL_SIDE / max(picture.size))
+    # Large photos shrink to THUMBNAIL_SIDE; small ones grow (pixels kept square) until the box
+    # lines no longer hide them.
+    scale = THUMBNAIL_SIDE / max(picture.size)
+    scale = scale if scale < 1.0 else max(1, int(MIN_THUMBNAIL_SIDE // max(picture.size)))
     picture = picture.resize(
         (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-        Image.Resampling.LANCZOS,
+        Image.Resampling.LANCZOS if scale < 1.0 else Image.Resampling.NEAREST,
     )
     draw = ImageDraw.Draw(picture)
     draw.rectangle([v * scale for v in given], outline=(230, 30, 30), width=3)
@@ -180,10 +205,17 @@ def thumbnail_name(row):
     return f"{row['rank']:04d}.png"
 
 
+THUMBNAIL_NAME = re.compile(r"\d{4,}\.png")
+
+
 def write_report(report_dir, table, images, title):
     """report.html over the first `REPORT_ROWS` rows; `images`: `{id: uint8 [H, W, 3]}` of those
     rows (upright)."""
-    os.makedirs(os.path.join(report_dir, THUMBNAILS), exist_ok=True)
+    folder = os.path.join(report_dir, THUMBNAILS)
+    os.makedirs(folder, exist_ok=True)
+    for old in os.listdir(folder):  # an earlier audit's: the folder is the audit's (its mark)
+        if THUMBNAIL_NAME.fullmatch(old):
+            os.remove(os.path.join(folder, old))
     lines = [
         "<!doctype html><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -203,7 +235,7 @@ def write_report(report_dir, table, images, title):
         png = thumbnail(images[row["id"]], given, suggested, row["kind"])
         files.atomic_write(
             os.path.join(report_dir, THUMBNAILS, name),
-            lambda temporary, data=png: open(temporary, "wb").write(data),
+            lambda temporary, data=png: _write_file(temporary, data),
         )
         lines.append(
             f"<tr><td>{row['rank']}</td><td><img src='{THUMBNAILS}/{name}'></td>"
@@ -214,10 +246,13 @@ def write_report(report_dir, table, images, title):
         )
     lines.append("</table>")
     text = "\n".join(lines) + "\n"
-    files.atomic_write(
-        os.path.join(report_dir, REPORT_FILE),
-        lambda temporary: open(temporary, "w", encoding="utf-8").write(text),
-    )
+    path = os.path.join(report_dir, REPORT_FILE)
+    files.atomic_write(path, lambda temporary: _write_file(temporary, text.encode()))
+
+
+def _write_file(path, data):
+    with open(path, "wb") as f:  # closed here, so a full disk raises here
+        f.write(data)
 
 
 def correction_format(dataset_kind):
@@ -225,14 +260,15 @@ def correction_format(dataset_kind):
 
 
 def correction_labels(ranking, original_files):
-    """`writers.Label`s of the suspects: their suggested class and box, marked for review."""
+    """`writers.Label`s of the suspects: their suggested class and box, marked for review, each
+    named by its photo's file stem (as VOC and YOLO name label files)."""
     looks = ranking.looks
     labels = []
     for i in range(ranking.suspects):
         example_id = looks.ids[i]
         labels.append(
             writers.Label(
-                image_path=(original_files or {}).get(example_id, example_id),
+                image_path=original_files[example_id],
                 height=int(looks.sizes[i][0]),
                 width=int(looks.sizes[i][1]),
                 label=int(ranking.suggested_labels[i]),
@@ -240,14 +276,35 @@ def correction_labels(ranking, original_files):
                 score=float(looks.probabilities[i].max()),
                 box_quality=None if looks.quality is None else float(looks.quality[i]),
                 review=True,
-                id=example_id,
             )
         )
     return labels
 
 
+def write_corrections(report_dir, ranking, original_files, class_names, dataset_kind, split):
+    """Writes the suspects' corrections (`corrections/`); returns `{"format", "count"}`, or None
+    where there are none to write: a dataset without files (generated, TFDS), or labels its
+    format cannot hold (a `warning:` line says why; suspects.csv has them all)."""
+    if original_files is None:
+        return None
+    fmt = correction_format(dataset_kind)
+    folder = os.path.join(report_dir, CORRECTIONS)
+    labels = correction_labels(ranking, original_files)
+    try:
+        if labels or os.path.isdir(folder):  # none: an earlier audit's corrections are removed
+            writers.write_labels(fmt, folder, labels, class_names, split)
+    except (writers.LabelsFormatError, writers.LabelsOutputError) as error:
+        print(
+            f"warning: no corrections written ({error}); suspects.csv lists them", file=sys.stderr
+        )
+        return None
+    return {"format": fmt, "count": len(labels)}
+
+
 def write_summary(report_dir, summary):
-    files.write_json_atomically(os.path.join(report_dir, SUMMARY_FILE), summary, indent=1)
+    files.write_json_atomically(
+        os.path.join(report_dir, SUMMARY_FILE), {"written_by": WRITTEN_BY, **summary}, indent=1
+    )
 
 
 def counts_by_kind(ranking):

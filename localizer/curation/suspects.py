@@ -14,7 +14,7 @@ example's place and kind:
 
 Both scores read 0.5 the way the localization metric does: a given box that
 no look meets at IoU >= 0.5, a given class the model gives less than even
-odds. From `SUSPECT_SCORE` on, an example is a suspect with a kind and a
+odds. Above `SUSPECT_SCORE`, an example is a suspect with a kind and a
 suggested label. The model's box quality is not used: on injected errors
 (experiments/RESULTS.md, "Label audit") it ranked clean examples the model
 is sure but wrong about above moved and grown boxes.
@@ -31,6 +31,7 @@ import dataclasses
 import numpy as np
 
 from localizer.curation import out_of_sample, selection
+from localizer.ops import statistics
 from pipelines import boxes as box_lib
 
 WRONG_CLASS = "wrong_class"
@@ -42,9 +43,10 @@ DUPLICATE = "duplicate_other_class"
 NONE = "none"
 KINDS = (WRONG_CLASS, BOX_ELSEWHERE, BOX_TOO_LOOSE, BOX_TOO_TIGHT, BOX_OFF, DUPLICATE, NONE)
 
-SUSPECT_SCORE = 0.5
-"""Scores from here on are suspects, with a kind and a suggested label (the corrections file):
-no look meets the given box at IoU 0.5, or the given class is less likely than not."""
+SUSPECT_SCORE = 1.0 - statistics.LOC_IOU_THRESHOLD
+"""Scores above it are suspects, with a kind and a suggested label (the corrections file): no
+look meets the given box at the localization threshold (IoU 0.5), or the given class is less
+likely than not."""
 ELSEWHERE_IOU = 0.1
 """A given box overlapping the model's by at most this IoU is elsewhere."""
 NESTED_COVER = 0.8
@@ -53,7 +55,8 @@ NESTED_AREA_RATIO = 2.0
 """... when it is at least this many times the other's area."""
 NEAR_DUPLICATE_SIMILARITY = selection.DUPLICATE_SIMILARITY[selection.FEATURES]
 """Cosine similarity of two photos' embeddings (`selection.embedder`) from which they are one
-photo: the threshold `select` skips near-duplicates at, calibrated there."""
+photo: `select`'s threshold. It was calibrated on the features of a model fine-tuned on realmix;
+the audit's fold models share the ImageNet backbone as built, which was not measured."""
 DUPLICATE_SCORE = 0.75
 """The score of a near-duplicate labelled with another class: one of the two is wrong, whatever
 the model thinks of each alone."""
@@ -140,7 +143,7 @@ def rank(result, class_names):
     for i in order:
         predicted = int(looks.probabilities[i].argmax())
         kind = NONE
-        if scores[i] >= SUSPECT_SCORE:
+        if scores[i] > SUSPECT_SCORE:
             if i in duplicates and scores[i] == DUPLICATE_SCORE > max(by_class[i], by_box[i]):
                 kind = DUPLICATE
             elif by_class[i] >= by_box[i]:
@@ -150,8 +153,8 @@ def rank(result, class_names):
         # Each half of the label changes on its own evidence; the kind names the stronger.
         suspect = kind != NONE
         kinds.append(kind)
-        labels.append(predicted if suspect and by_class[i] >= SUSPECT_SCORE else looks.labels[i])
-        box_wrong = suspect and by_box[i] >= SUSPECT_SCORE
+        labels.append(predicted if suspect and by_class[i] > SUSPECT_SCORE else looks.labels[i])
+        box_wrong = suspect and by_box[i] > SUSPECT_SCORE
         boxes.append(looks.boxes[i] if box_wrong else looks.given_boxes[i])
         evidence.append(
             _evidence(

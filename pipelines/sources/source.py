@@ -226,8 +226,14 @@ class Selected(Source):
         examples = self.source.load(split)
         if split not in self.ids_by_split:
             return examples
-        wanted = tf.constant(sorted(set(self.ids_by_split[split])), tf.string)
-        return examples.filter(lambda element: tf.reduce_any(tf.equal(element[ID], wanted)))
+        wanted = sorted(set(self.ids_by_split[split]))
+        table = tf.lookup.StaticHashTable(  # one lookup per element, whatever the number wanted
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(wanted, tf.string), tf.ones([len(wanted)], tf.int32)
+            ),
+            default_value=0,
+        )
+        return examples.filter(lambda element: table.lookup(element[ID]) > 0)
 
     def original_files(self, split):
         return self.source.original_files(split)

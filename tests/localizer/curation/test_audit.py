@@ -1,6 +1,7 @@
 """`python -m localizer.audit`: every example judged out of sample, written where a person reads."""
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -56,9 +57,6 @@ def read_rows(report_dir):
 def test_every_example_is_ranked_once_with_upright_pixel_boxes(audited):
     data_dir, report_dir, run = audited
     rows = read_rows(report_dir)
-    assert [row["id"] for row in rows] == sorted(
-        (row["id"] for row in rows), key=lambda x: [r["id"] for r in rows].index(x)
-    )
     assert sorted(row["id"] for row in rows) == sorted(
         f"photo{i}_o{o}" for i, o in enumerate(ORIENTATIONS)
     )
@@ -132,6 +130,31 @@ def test_folds_hold_every_class_evenly():
     np.testing.assert_array_equal(folds, out_of_sample.assign_folds(labels, 3, seed=0))
 
 
+def test_every_view_of_the_features_is_traced_to_its_example(tmp_path):
+    """The augmented passes come shuffled: each row must still name its own example (or a fold
+    model would train on a view of an example it judges). With augmentation off every view of an
+    example is its plain view, so a row's features must equal its example's plain row."""
+    import dataclasses
+
+    from localizer import model as model_lib
+    from localizer.training import config as config_lib
+    from pipelines import augment
+
+    data_dir = fixtures.make_voc_folder(tmp_path / "voc")
+    source = pipelines.source_with_options("voc_dir", data_dir)
+    config = config_lib.apply_overrides(config_lib.default_config(), TINY).resolve(
+        source.class_names
+    )
+    pipeline = dataclasses.replace(config.input_pipeline(), augment=augment.AugmentConfig.off())
+    backbone = model_lib.build_model(config.model).get_layer("backbone")
+    features = out_of_sample.split_features(backbone, source, "train", pipeline, passes=3)
+    assert sorted(features.ids) == ["img0", "img1", "img2", "img3"]
+    assert len(features.example) == 4 + 2 * 4  # batches of 4: every view kept
+    plain = features.features[features.example]
+    np.testing.assert_allclose(features.features, plain, atol=1e-4)
+    np.testing.assert_array_equal(features.labels, features.labels[features.example])
+
+
 def test_a_fold_model_never_trains_on_what_it_judges():
     example = np.array([0, 1, 2, 3, 2, 0, 1, 3])  # rows: a plain pass, then an augmented one
     assignment = np.array([0, 1, 0, 1])
@@ -161,19 +184,71 @@ def test_corrections_read_back_as_the_suggested_labels(tmp_path):
     ranking = suspects_lib.rank(result(found), list(fixtures.CLASSES))
     files = {f"img{i}": paths[i] for i in range(3)}
     labels = audit_report.correction_labels(ranking, files)
-    assert [label.id for label in labels] == ["img1", "img0"]  # box score 1.0, class 0.95
+    assert [writers.example_id(label) for label in labels] == ["img1", "img0"]  # box, class
     out = tmp_path / "corrections"
     writers.write_labels("voc", str(out), labels, list(fixtures.CLASSES))
     os.makedirs(out / "JPEGImages")
     for label in labels:
-        os.link(files[label.id], out / "JPEGImages" / os.path.basename(files[label.id]))
+        os.link(label.image_path, out / "JPEGImages" / os.path.basename(label.image_path))
     source = pipelines.source_with_options("voc_dir", str(out))
     element = {e["id"].numpy().decode(): e for e in source.load("train")}
     for i, label in enumerate(labels):
-        assert int(element[label.id]["label"]) == ranking.suggested_labels[i]
-        np.testing.assert_allclose(element[label.id]["box"], ranking.suggested_boxes[i], atol=1e-3)
+        example = element[writers.example_id(label)]
+        assert int(example["label"]) == ranking.suggested_labels[i]
+        np.testing.assert_allclose(example["box"], ranking.suggested_boxes[i], atol=1e-3)
     assert int(element["img0"]["label"]) == 1  # the class the model gives
     np.testing.assert_allclose(element["img1"]["box"], CENTRE, atol=1e-3)  # the model's box
+
+
+def test_a_csv_dataset_s_corrections_name_its_photos(tmp_path):
+    """A CSV example's id is its file name; its corrections (a COCO file) name the photo once."""
+    from tests.localizer.curation.test_suspects import CENTRE, looks, result
+
+    found = looks(
+        given_boxes=[CENTRE], boxes=[CENTRE], probabilities=[[0.05, 0.9, 0.05]], labels=[0]
+    )
+    found = dataclasses.replace(found, ids=np.array(["cat.jpg"]))
+    ranking = suspects_lib.rank(result(found), list(fixtures.CLASSES))
+    photos = {"cat.jpg": str(tmp_path / "images" / "cat.jpg")}
+    written = audit_report.write_corrections(
+        str(tmp_path / "report"), ranking, photos, list(fixtures.CLASSES), "csv", "train"
+    )
+    assert written == {"format": "coco", "count": 1}
+    document = json.load(
+        open(
+            tmp_path / "report" / audit_report.CORRECTIONS / "annotations" / "instances_train.json"
+        )
+    )
+    assert [image["file_name"] for image in document["images"]] == ["cat.jpg"]
+
+
+def test_no_corrections_for_a_dataset_without_files():
+    from tests.localizer.curation.test_suspects import CENTRE, looks, result
+
+    found = looks(given_boxes=[CENTRE], boxes=[CENTRE], probabilities=[[0, 1, 0]], labels=[0])
+    ranking = suspects_lib.rank(result(found), list(fixtures.CLASSES))
+    assert (
+        audit_report.write_corrections("unused", ranking, None, fixtures.CLASSES, "tfds", "x")
+        is None
+    )
+
+
+def test_small_photos_are_drawn_large_enough_to_see():
+    import io
+
+    from PIL import Image
+
+    png = audit_report.thumbnail(np.zeros([16, 12, 3], np.uint8), [1, 1, 8, 8], [2, 2, 9, 9], "x")
+    assert min(Image.open(io.BytesIO(png)).size) >= audit_report.MIN_THUMBNAIL_SIDE * 12 // 16 - 12
+
+
+def test_a_users_audit_json_does_not_open_a_folder(tmp_path):
+    (tmp_path / "audit.json").write_text("{}")
+    with pytest.raises(audit_report.AuditDirError, match="did not write"):
+        audit_report.check_report_dir(str(tmp_path))
+    audit_report.check_report_dir(str(tmp_path / "new"))
+    audit_report.mark_report_dir(str(tmp_path / "new"))
+    audit_report.check_report_dir(str(tmp_path / "new"))  # marked before the long part: ours
 
 
 def test_too_few_folds_or_examples_are_refused():
