@@ -13,6 +13,7 @@ import time
 import numpy as np
 from absl import logging
 
+from localizer import provenance
 from localizer.curation import audit_report, out_of_sample
 from localizer.curation import suspects as suspects_lib
 from localizer.training import config as config_lib
@@ -121,6 +122,7 @@ def audit(config, source, split, report_dir, dataset_kind, folds=DEFAULT_FOLDS, 
         folds=folds,
         seconds=round(time.time() - start, 1),
         corrections=corrections,
+        code=provenance.code_version(),
     )
     audit_report.write_summary(report_dir, summary)
     return summary

@@ -13,7 +13,8 @@ A photo's value is the weighted mean of its signals (`WEIGHTS`): the error a lab
 correct if the model's guess were taken as the label. `choose` takes photos by value, greedily,
 and skips a photo whose embedding is a near-duplicate of one already chosen (cosine similarity
 at least the threshold of its kind of embedding, `DUPLICATE_SIMILARITY`): a re-saved, resized
-or mirrored copy of a labelled photo teaches nothing new.
+or mirrored copy of a photo already chosen teaches nothing new (photos labelled before are not
+looked at: pass only the unlabelled ones).
 
 The signals can be computed by `candidates_from_files` or by anyone else (fold models in a
 simulation): `Candidates` holds them, `value_scores` and `choose` read nothing else. Its
