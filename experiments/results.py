@@ -311,7 +311,8 @@ def label_audit_section():
             f"| {recall['box_grown']:.3f} | {run['seconds'] / 60:.1f} min | {run['folds']} "
             f"| {run['date']}, {run['machine']} | {_commit(run)} |"
         )
-    return lines + [""]
+    notes = [f"- {name}: {run['note']}." for name, run in bench["runs"].items() if run.get("note")]
+    return lines + ([""] + notes if notes else []) + [""]
 
 
 def label_efficiency_section():
