@@ -57,6 +57,8 @@ NEAR_DUPLICATE_SIMILARITY = selection.DUPLICATE_SIMILARITY[selection.FEATURES]
 """Cosine similarity of two photos' embeddings (`selection.embedder`) from which they are one
 photo: `select`'s threshold. It was calibrated on the features of a model fine-tuned on realmix;
 the audit's fold models share the ImageNet backbone as built, which was not measured."""
+SIMILARITY_BLOCK = 1024
+"""Photos compared with the whole split at a time (`near_duplicates`)."""
 DUPLICATE_SCORE = 0.75
 """The score of a near-duplicate labelled with another class: one of the two is wrong, whatever
 the model thinks of each alone."""
@@ -121,12 +123,15 @@ def box_kind(given, model):
 def near_duplicates(embeddings, labels, similarity=NEAR_DUPLICATE_SIMILARITY):
     """`{example: [other examples]}`: near-duplicate photos given another class."""
     found = {}
-    cosine = embeddings @ embeddings.T
-    np.fill_diagonal(cosine, -1.0)
-    for i, j in zip(*np.nonzero(np.triu(cosine >= similarity)), strict=True):
-        if labels[i] != labels[j]:
-            found.setdefault(int(i), []).append(int(j))
-            found.setdefault(int(j), []).append(int(i))
+    embeddings = np.asarray(embeddings, np.float32)
+    # Row blocks: memory grows with the block times the split, not with the split squared.
+    for start in range(0, len(embeddings), SIMILARITY_BLOCK):
+        cosine = embeddings[start : start + SIMILARITY_BLOCK] @ embeddings.T
+        for row, j in zip(*np.nonzero(cosine >= similarity), strict=True):
+            i = start + int(row)
+            if i < j and labels[i] != labels[j]:
+                found.setdefault(i, []).append(int(j))
+                found.setdefault(int(j), []).append(i)
     return found
 
 

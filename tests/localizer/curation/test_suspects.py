@@ -142,3 +142,11 @@ def test_each_half_of_a_label_changes_on_its_own_evidence():
     assert ranking.kinds[both] == ranking.kinds[box_only] == suspects_lib.BOX_ELSEWHERE
     assert ranking.suggested_labels[both] == 2 and ranking.suggested_labels[box_only] == 0
     np.testing.assert_allclose(ranking.suggested_boxes[[both, box_only]], [CENTRE, CENTRE])
+
+
+def test_near_duplicates_are_found_across_blocks(monkeypatch):
+    monkeypatch.setattr(suspects_lib, "SIMILARITY_BLOCK", 2)
+    embeddings = np.eye(5, 8, dtype=np.float32)
+    embeddings[4] = embeddings[0]  # in another block than its twin
+    found = suspects_lib.near_duplicates(embeddings, np.array([0, 1, 2, 0, 1]))
+    assert found == {0: [4], 4: [0]}
