@@ -68,17 +68,71 @@ def split_features(backbone, source, split, pipeline, passes):
     return SplitFeatures(features, labels, boxes, example, ids)
 
 
-def assign_folds(labels, folds, seed):
-    """`[N]` fold of each example: every class spread evenly over the folds, in a seeded order."""
+def assign_folds(labels, folds, seed, groups=None):
+    """`[N]` fold of each example: every class spread evenly over the folds, in a seeded order.
+
+    `groups`: `[N]` a group id per example (near-duplicate photos share one); a group goes to one
+    fold whole, so a copy with the same wrong label never trains the model that judges it. A
+    group counts for the class of its first example.
+    """
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    first = {}
+    for i, group in enumerate(groups):
+        first.setdefault(int(group), i)
     rng = np.random.default_rng(seed)
     assignment = np.empty(len(labels), np.int64)
     offset = 0
     for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
+        members = rng.permutation([g for g, i in first.items() if labels[i] == label])
         # Each class starts where the last one ended, so small classes do not all fill fold 0.
-        assignment[members] = (offset + np.arange(len(members))) % folds
+        for k, group in enumerate(members):
+            assignment[groups == group] = (offset + k) % folds
         offset += len(members)
     return assignment
+
+
+def similar_pairs(embeddings, similarity):
+    """`(i, j)`, `i < j`, of the photos whose embeddings' cosine similarity is at least
+    `similarity`. A block of rows at a time: memory grows with the split, not its square."""
+    embeddings = np.asarray(embeddings, np.float32)
+    for start in range(0, len(embeddings), SIMILARITY_BLOCK):
+        cosine = embeddings[start : start + SIMILARITY_BLOCK] @ embeddings.T
+        for row, j in zip(*np.nonzero(cosine >= similarity), strict=True):
+            if start + row < j:
+                yield start + int(row), int(j)
+
+
+SIMILARITY_BLOCK = 1024
+"""Photos compared with the whole split at a time (`similar_pairs`)."""
+
+
+def duplicate_groups(embeddings, similarity):
+    """`[N]` a group id per photo: photos joined by `similar_pairs` (and the photos joined to
+    those) share one."""
+    parent = list(range(len(embeddings)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in similar_pairs(embeddings, similarity):
+        parent[root(i)] = root(j)
+    return np.array([root(i) for i in range(len(embeddings))])
+
+
+def split_embeddings(embed, source, split, pipeline, ids):
+    """`[N, D]` `selection.embedder`'s embeddings of the split's photos, in the order of `ids`."""
+    plain = dataclasses.replace(pipeline, augment=augment.AugmentConfig.off())
+    found, parts = [], []
+    for batch in input_pipeline.batched_examples(source, split, plain, training=False):
+        # A Keras model's embedding reads the rendered inputs only (`selection.embedder`).
+        parts.append(embed(None, batch[IMAGE]))
+        found += [x.decode() for x in batch[ID].numpy()]
+    if found != list(ids):
+        raise RuntimeError("the split's order changed between two passes")
+    return np.concatenate(parts)
 
 
 def training_rows(example, assignment, fold):
@@ -140,7 +194,7 @@ class Looks:
     the first look missed it; a box on background or around most of the photo is not."""
     check_probabilities: np.ndarray
     """`[N, C]` the class probabilities of that look."""
-    embeddings: np.ndarray
+    embeddings: np.ndarray | None
     """`[N, D]` `selection.embedder`'s embeddings of the photos (for near-duplicates)."""
 
     def take(self, order):
@@ -173,7 +227,6 @@ class Looker:
     def __init__(self, predictor):
         self.predictor = predictor
         self._first = tf.function(predictor.predict_views, reduce_retracing=True)
-        self._embed = selection.embedder(predictor)[1]
         # No autograph: plain TF ops (autograph warns that it cannot convert a method's closure).
         self._zoomed_at = tf.function(self._zoomed_at_eager, reduce_retracing=True, autograph=False)
 
@@ -212,7 +265,7 @@ class Looker:
             quality=None if merged.quality is None else merged.quality.numpy(),
             check_boxes=check.boxes.numpy(),
             check_probabilities=check.probabilities.numpy(),
-            embeddings=self._embed(batch[IMAGE], batch["inputs"][:, 0]),
+            embeddings=None,  # the split's, computed once (`split_embeddings`)
         )
 
 
@@ -235,9 +288,19 @@ def out_of_sample(config, source, split, folds, progress=None):
     features = split_features(
         model.get_layer("backbone"), source, split, config.input_pipeline(), config.feature_passes
     )
-    look = Looker(Predictor.from_model(model, name=f"the {folds} fold models"))
+    predictor = Predictor.from_model(model, name=f"the {folds} fold models")
+    look = Looker(predictor)
+    # The backbone is frozen: one embedding of each photo serves every fold.
+    embeddings = split_embeddings(
+        selection.embedder(predictor)[1], source, split, config.input_pipeline(), features.ids
+    )
     plain_labels = features.labels[: len(features.ids)]
-    assignment = assign_folds(plain_labels, folds, config.seed or 0)
+    groups = duplicate_groups(embeddings, selection.DUPLICATE_SIMILARITY[selection.FEATURES])
+    assignment = assign_folds(plain_labels, folds, config.seed or 0, groups)
+    if np.bincount(assignment, minlength=folds).min() == 0:
+        # Groups so large that a fold is empty (another may hold every example): without them.
+        logging.warning("Near-duplicate groups leave a fold empty; folds drawn without them.")
+        assignment = assign_folds(plain_labels, folds, config.seed or 0)
     parts = []
     for fold in range(folds):
         held_out = assignment == fold
@@ -261,7 +324,7 @@ def out_of_sample(config, source, split, folds, progress=None):
     looks = looks.take(np.argsort([order[x] for x in looks.ids], kind="stable"))
     if len(looks.ids) != len(features.ids):
         raise RuntimeError(f"{len(features.ids)} examples, {len(looks.ids)} judged")
-    return OutOfSample(looks, assignment)
+    return OutOfSample(dataclasses.replace(looks, embeddings=embeddings), assignment)
 
 
 def progress_bar(total, unit):

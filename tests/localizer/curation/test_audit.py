@@ -155,6 +155,19 @@ def test_every_view_of_the_features_is_traced_to_its_example(tmp_path):
     np.testing.assert_array_equal(features.labels, features.labels[features.example])
 
 
+def test_near_duplicate_photos_are_judged_in_one_fold():
+    """A copy with the same wrong label in another fold would teach the model judging it."""
+    embeddings = np.eye(6, 8, dtype=np.float32)
+    embeddings[3] = embeddings[0]
+    embeddings[5] = 0.999 * embeddings[3] + 0.045 * np.eye(8)[7]  # a copy of the copy
+    groups = out_of_sample.duplicate_groups(embeddings, 0.99)
+    assert groups[0] == groups[3] == groups[5] and len(set(groups)) == 4
+    labels = np.array([0, 1, 2, 0, 1, 0])
+    for seed in range(5):
+        folds = out_of_sample.assign_folds(labels, 3, seed, groups)
+        assert folds[0] == folds[3] == folds[5]
+
+
 def test_a_fold_model_never_trains_on_what_it_judges():
     example = np.array([0, 1, 2, 3, 2, 0, 1, 3])  # rows: a plain pass, then an augmented one
     assignment = np.array([0, 1, 0, 1])

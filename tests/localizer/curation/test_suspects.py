@@ -145,7 +145,7 @@ def test_each_half_of_a_label_changes_on_its_own_evidence():
 
 
 def test_near_duplicates_are_found_across_blocks(monkeypatch):
-    monkeypatch.setattr(suspects_lib, "SIMILARITY_BLOCK", 2)
+    monkeypatch.setattr(out_of_sample, "SIMILARITY_BLOCK", 2)
     embeddings = np.eye(5, 8, dtype=np.float32)
     embeddings[4] = embeddings[0]  # in another block than its twin
     found = suspects_lib.near_duplicates(embeddings, np.array([0, 1, 2, 0, 1]))
