@@ -28,6 +28,19 @@ def make_image(height, width, objects, seed=0):
     return image
 
 
+def white_box_example(height=48, width=64, box=(0.25, 0.2, 0.75, 0.6)):
+    """A source element: a black image with a white rectangle exactly on `box` (pixel-aligned),
+    label 1."""
+    from pipelines.element import BOX, IMAGE, LABEL
+
+    image = np.zeros((height, width, 3), np.uint8)
+    ymin, xmin, ymax, xmax = box
+    image[
+        round(ymin * height) : round(ymax * height), round(xmin * width) : round(xmax * width)
+    ] = 255
+    return {IMAGE: tf.constant(image), LABEL: tf.constant(1), BOX: tf.constant(box, tf.float32)}
+
+
 def write_image(path, image):
     encoded = (
         tf.io.encode_png(image) if path.endswith(".png") else tf.io.encode_jpeg(image, quality=95)

@@ -5,19 +5,10 @@ import pytest
 import tensorflow as tf
 
 from pipelines import augment, decode, render
-from pipelines.sources.source import BOX, IMAGE, LABEL
+from pipelines.sources.source import BOX, IMAGE
+from tests import fixtures
 
 SEED = tf.constant([3, 7], tf.int64)
-
-
-def _example(height=48, width=64, box=(0.25, 0.2, 0.75, 0.6)):
-    """Black image with a white rectangle exactly on `box` (pixel-aligned)."""
-    image = np.zeros((height, width, 3), np.uint8)
-    ymin, xmin, ymax, xmax = box
-    image[
-        round(ymin * height) : round(ymax * height), round(xmin * width) : round(xmax * width)
-    ] = 255
-    return {IMAGE: tf.constant(image), LABEL: tf.constant(1), BOX: tf.constant(box, tf.float32)}
 
 
 AUG = augment.AugmentConfig()
@@ -43,8 +34,8 @@ OPS = {
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_op_is_the_same_eagerly_and_in_dataset_map(name):
     op = OPS[name]
-    eager = op(_example())
-    mapped = next(iter(tf.data.Dataset.from_tensors(_example()).map(op)))
+    eager = op(fixtures.white_box_example())
+    mapped = next(iter(tf.data.Dataset.from_tensors(fixtures.white_box_example()).map(op)))
     assert sorted(eager) == sorted(mapped)
     for key in eager:
         np.testing.assert_allclose(
@@ -66,7 +57,7 @@ def _random_examples(count, rng):
                 round(x1 * width) / width,
             ]
         )
-        yield _example(int(height), int(width), tuple(box))
+        yield fixtures.white_box_example(int(height), int(width), tuple(box))
 
 
 def _box_of_bright_pixels(image, threshold=191):
@@ -184,7 +175,7 @@ def test_zoom_view_is_the_refinement_window_around_a_nearby_box():
 
 
 def test_zoom_views_come_as_often_as_asked_and_change_nothing_else():
-    example = _example()
+    example = fixtures.white_box_example()
     config = augment.AugmentConfig(zoom_view_prob=0.3)
     seeds = [tf.constant([i, 9], tf.int64) for i in range(200)]
     zoomed = 0

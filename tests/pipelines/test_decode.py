@@ -8,22 +8,12 @@ import tensorflow as tf
 
 import pipelines
 from pipelines import decode, render
-from pipelines.sources.source import BOX, ID, IMAGE, LABEL
+from pipelines.sources.source import BOX, ID, IMAGE
 from tests import fixtures
 
 
-def _example(height=48, width=64, box=(0.25, 0.2, 0.75, 0.6)):
-    """Black image with a white rectangle exactly on `box` (pixel-aligned)."""
-    image = np.zeros((height, width, 3), np.uint8)
-    ymin, xmin, ymax, xmax = box
-    image[
-        round(ymin * height) : round(ymax * height), round(xmin * width) : round(xmax * width)
-    ] = 255
-    return {IMAGE: tf.constant(image), LABEL: tf.constant(1), BOX: tf.constant(box, tf.float32)}
-
-
 def test_decode_is_the_same_eagerly_and_in_dataset_map():
-    image = _example()[IMAGE]
+    image = fixtures.white_box_example()[IMAGE]
     element = {IMAGE: tf.io.encode_png(image), BOX: tf.constant([0.0, 0.0, 1.0, 1.0])}
     eager = decode.decode(element)
     mapped = next(iter(tf.data.Dataset.from_tensors(element).map(decode.decode)))

@@ -5,17 +5,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines import render
-from pipelines.sources.source import BOX, IMAGE, LABEL
-
-
-def _example(height=48, width=64, box=(0.25, 0.2, 0.75, 0.6)):
-    """Black image with a white rectangle exactly on `box` (pixel-aligned)."""
-    image = np.zeros((height, width, 3), np.uint8)
-    ymin, xmin, ymax, xmax = box
-    image[
-        round(ymin * height) : round(ymax * height), round(xmin * width) : round(xmax * width)
-    ] = 255
-    return {IMAGE: tf.constant(image), LABEL: tf.constant(1), BOX: tf.constant(box, tf.float32)}
+from pipelines.sources.source import BOX, IMAGE
+from tests import fixtures
 
 
 @pytest.mark.parametrize("size", [(40, 100), (100, 40), (50, 50), (3, 200)])
@@ -75,7 +66,7 @@ def test_render_snaps_the_window_by_less_than_a_pixel():
 
 
 def test_views_compose():
-    example = _example()
+    example = fixtures.white_box_example()
     zoomed = render.compose_window(example, tf.constant([0.0, 0.0, 0.5, 0.5]))
     both = render.compose_window(zoomed, tf.constant([0.5, 0.5, 1.0, 1.0]))
     np.testing.assert_allclose(both[render.WINDOW], [0.25, 0.25, 0.5, 0.5], atol=1e-6)
