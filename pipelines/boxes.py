@@ -15,6 +15,7 @@ losses and metrics is written with `keras.ops` so it runs on any backend.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -67,6 +68,13 @@ def to_internal(boxes, source_format, height, width):
     return keras.utils.bounding_boxes.convert_format(
         boxes, source=source_format, target=BOX_FORMAT, height=height, width=width
     )
+
+
+def rounded_pixel_xyxy(box, height, width):
+    """One BOX_FORMAT box as pixel `[xmin, ymin, xmax, ymax]` floats rounded to 0.1 px, for an
+    image of `height` x `width`: what predict's JSON and the audit's table print."""
+    xyxy = from_internal(np.asarray(box, np.float32), PIXEL_XYXY, int(height), int(width))
+    return [round(float(v), 1) for v in xyxy]
 
 
 def from_internal(boxes, target_format, height, width):

@@ -141,6 +141,17 @@ def atomic_write(path, write):
     return path
 
 
+def write_bytes_atomically(path, data):
+    """`data` (bytes) into `path` via `atomic_write`, its folder made first."""
+
+    def write(temporary):
+        with open(temporary, "wb") as f:  # closed here, so a full disk raises here
+            f.write(data)
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return atomic_write(path, write)
+
+
 def write_json_atomically(path, data, **json_options):
     """`json.dump(data)` into `path` via `atomic_write`."""
 

@@ -105,17 +105,6 @@ def mark_report_dir(report_dir):
         write_summary(report_dir, {"status": "running"})
 
 
-def pixel_box(box, size):
-    """A BOX_FORMAT box as pixel [xmin, ymin, xmax, ymax] of an image of `size` (height, width)."""
-    height, width = (int(v) for v in size)
-    return [
-        round(float(v), 1)
-        for v in box_lib.from_internal(
-            np.asarray(box, np.float32), box_lib.PIXEL_XYXY, height, width
-        )
-    ]
-
-
 def rows(ranking, class_names, original_files):
     """`suspects.csv`'s rows (dicts keyed by `COLUMNS`), in rank order."""
     looks = ranking.looks
@@ -123,8 +112,8 @@ def rows(ranking, class_names, original_files):
     table = []
     for i, example_id in enumerate(looks.ids):
         size = looks.sizes[i]
-        given = pixel_box(looks.given_boxes[i], size)
-        suggested = pixel_box(ranking.suggested_boxes[i], size)
+        given = box_lib.rounded_pixel_xyxy(looks.given_boxes[i], *size)
+        suggested = box_lib.rounded_pixel_xyxy(ranking.suggested_boxes[i], *size)
         label = int(looks.labels[i])
         table.append(
             {
@@ -233,10 +222,7 @@ def write_report(report_dir, table, images, title):
         given = [row[c] for c in COLUMNS[5:9]]
         suggested = [row[c] for c in COLUMNS[10:14]]
         png = thumbnail(images[row["id"]], given, suggested, row["kind"])
-        files.atomic_write(
-            os.path.join(report_dir, THUMBNAILS, name),
-            lambda temporary, data=png: _write_file(temporary, data),
-        )
+        files.write_bytes_atomically(os.path.join(report_dir, THUMBNAILS, name), png)
         lines.append(
             f"<tr><td>{row['rank']}</td><td><img src='{THUMBNAILS}/{name}'></td>"
             f"<td><b>{html.escape(row['id'])}</b><br>{row['kind']}<br>{row['score']}</td>"
@@ -246,13 +232,7 @@ def write_report(report_dir, table, images, title):
         )
     lines.append("</table>")
     text = "\n".join(lines) + "\n"
-    path = os.path.join(report_dir, REPORT_FILE)
-    files.atomic_write(path, lambda temporary: _write_file(temporary, text.encode()))
-
-
-def _write_file(path, data):
-    with open(path, "wb") as f:  # closed here, so a full disk raises here
-        f.write(data)
+    files.write_bytes_atomically(os.path.join(report_dir, REPORT_FILE), text.encode())
 
 
 def correction_format(dataset_kind):

@@ -244,10 +244,7 @@ def predict_file(
         "score": round(float(probabilities[top[0]]), 4),
         "top5": [{"class": names[int(i)], "score": round(float(probabilities[i]), 4)} for i in top],
         "box": [round(float(v), 4) for v in box],
-        "box_pixels_xyxy": [
-            round(float(v), 1)
-            for v in box_lib.from_internal(box, box_lib.PIXEL_XYXY, height, width)
-        ],
+        "box_pixels_xyxy": box_lib.rounded_pixel_xyxy(box, height, width),
         "image_size": [int(height), int(width)],
     }
     if quality is not None:

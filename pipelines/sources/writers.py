@@ -419,15 +419,6 @@ def _splits_written(manifest, fmt, split):
     return sorted(splits)
 
 
-def _write_bytes(path, data):
-    def write(temporary):
-        with open(temporary, "wb") as f:
-            f.write(data)
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    files.atomic_write(path, write)
-
-
 def _write_manifest(out_dir, fmt, class_names, entries):
     document = {
         "written_by": WRITTEN_BY,
@@ -435,7 +426,9 @@ def _write_manifest(out_dir, fmt, class_names, entries):
         "class_names": list(class_names),
         "files": dict(sorted(entries.items())),
     }
-    _write_bytes(os.path.join(out_dir, MANIFEST), (json.dumps(document, indent=1) + "\n").encode())
+    files.write_bytes_atomically(
+        os.path.join(out_dir, MANIFEST), (json.dumps(document, indent=1) + "\n").encode()
+    )
 
 
 def _write(out_dir, fmt, class_names, split, manifest, contents):
@@ -453,7 +446,7 @@ def _write(out_dir, fmt, class_names, split, manifest, contents):
     written = []
     for name, (data, _) in contents.items():
         path = os.path.join(out_dir, *name.split("/"))
-        _write_bytes(path, data)
+        files.write_bytes_atomically(path, data)
         written.append(path)
     for name in stale:
         path = os.path.join(out_dir, *name.split("/"))
