@@ -12,6 +12,8 @@
 PYTHON_SYSTEM ?= python3
 VENV ?= .venv
 TF ?= cpu
+# The development install has the optional extras too, so that their tests run.
+EXTRAS ?= dev,onnx,demo
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TF)
 
@@ -45,7 +47,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,$(TF)]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),$(TF)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
