@@ -7,8 +7,11 @@
 `--model` is a `.keras` file, an exported SavedModel version folder, or a
 `.tflite` file an export wrote (`<version>/assets.extra/localizer.tflite` or
 `localizer_int8.tflite`: the export's metadata gives its classes, size and
-resize mode); every `--tta` and `--refine` runs through the same views code
-on each (a TFLite file runs its `predict_images` with XNNPACK). Boxes
+resize mode), or its `.onnx` file (`localizer.onnx`, run by onnxruntime on the
+CPU: needs the extra `.[onnx]`; its classes, size and resize mode are in the
+file and must agree with the export's); every `--tta` and `--refine` runs
+through the same views code on each (a TFLite file runs its `predict_images`
+with XNNPACK). Boxes
 are compared in the original image (the letterbox undone). Writes into the
 report dir (checked writable before the evaluation starts; its files are
 replaced atomically): metrics.json, report.md (the same as Markdown tables),
@@ -26,7 +29,7 @@ import os
 from absl import flags
 
 from localizer.inference import evaluation, report
-from localizer.inference.predictor import TFLITE_SUFFIX, Predictor
+from localizer.inference.predictor import ONNX_SUFFIX, TFLITE_SUFFIX, Predictor
 from localizer.ops import views
 from localizer.serving import signatures
 from pipelines import cli, dataset_flags, files
@@ -58,14 +61,17 @@ REPORTS_ROOT = "reports"
 
 
 def default_report_dir(model, split):
-    """A `.keras` file's: beside it (in its work dir). An export's (a version folder or a `.tflite`
-    file in it):
-    `reports/<export dir name>-<version>[-<tflite file>]-<split>`, never inside the export or its
-    base path,
-    which TF Serving watches and a new export is published into.
+    """A `.keras` file's: beside it (in its work dir). An export's (a version folder, or a `.tflite`
+    or `.onnx` file in it): `reports/<export dir name>-<version>[-<file>]-<split>`, never inside
+    the export or its base path, which TF Serving watches and a new export is published into.
+    `<file>` is a TFLite file's name without `.tflite` (`localizer`, `localizer_int8`), an ONNX
+    file's name with `-onnx` for its suffix (`localizer-onnx`: the float TFLite file has the same
+    stem, and its report would be replaced).
     """
     path = os.path.normpath(os.path.abspath(model))
-    version_dir = signatures.export_of_tflite(path) if path.endswith(TFLITE_SUFFIX) else None
+    stem, suffix = os.path.splitext(os.path.basename(path))
+    file_in_export = suffix in (TFLITE_SUFFIX, ONNX_SUFFIX)
+    version_dir = signatures.export_of_tflite(path) if file_in_export else None
     if version_dir is None and not os.path.isdir(path):
         return os.path.join(os.path.dirname(path), f"report-{split}")
     parts = [
@@ -73,7 +79,7 @@ def default_report_dir(model, split):
         os.path.basename(version_dir or path),
     ]
     if version_dir:
-        parts.append(os.path.splitext(os.path.basename(path))[0])
+        parts.append(stem if suffix == TFLITE_SUFFIX else f"{stem}-{suffix[1:]}")
     return os.path.join(REPORTS_ROOT, "-".join(parts + [split]))
 
 
@@ -82,15 +88,15 @@ def define_flags():
     flags.DEFINE_string(
         "model",
         None,
-        "A .keras file, an exported SavedModel version folder, or a .tflite file "
-        "in its assets.extra/.",
+        "A .keras file, an exported SavedModel version folder, or a .tflite or .onnx file "
+        "in its assets.extra/ (.onnx: needs the extra .[onnx]).",
         required=True,
     )
     flags.DEFINE_string(
         "report_dir",
         None,
         "Where the report goes (default: beside a .keras model; for an "
-        "export, reports/<export dir name>-<version>[-<tflite file>]-<split>).",
+        "export, reports/<export dir name>-<version>[-<tflite or onnx file>]-<split>).",
     )
     flags.DEFINE_enum("tta", "none", list(views.TTA_MODES), "Test-time augmentation.")
     flags.DEFINE_boolean(

@@ -1,7 +1,7 @@
 """Export a localizer for TF Serving: `python -m localizer.export` (or `make export`).
 
     python -m localizer.export --model=work/quickstart/best.keras --export_dir=models/localizer
-    [--version=N]
+    [--version=N] [--tflite] [--tflite_int8] [--onnx]
 
 Flags and `main` only: the work is `localizer.serving.export_lib.export_saved_model`.
 """
@@ -15,11 +15,12 @@ from absl import flags, logging
 
 from localizer import model as model_lib
 from localizer.inference.predictor import load_keras_model
-from localizer.serving import calibration, export_lib, verify
+from localizer.serving import calibration, export_lib, onnx_export, verify
 from localizer.serving.signatures import (
     BYTES_INPUT,
     IMAGES_INPUT,
     IMAGES_SIGNATURE,
+    ONNX_FILE,
     SERVING_SIGNATURE,
     TFLITE_FILE,
     TFLITE_INT8_FILE,
@@ -45,6 +46,8 @@ def main(argv):
         cli.require_positive(FLAGS.version, "version")
     if FLAGS.tflite_int8:
         cli.require_positive(FLAGS.calibration_images, "calibration_images")
+    if FLAGS.onnx:  # before the model is loaded: a missing package fails at once
+        onnx_export.require(onnx_export.CONVERTER_PACKAGES, "--onnx")
     files.check_writable_folder(FLAGS.export_dir, "export dir", todo="choose another --export_dir")
     model = load_keras_model(FLAGS.model, hint="pass --model=<a .keras file from training>")
     metadata = model_lib.model_metadata(model)
@@ -81,6 +84,8 @@ def main(argv):
             f"  TFLite int8 (predict_images only, {len(int8_images[0])} calibration images): "
             f"{os.path.join(path, TFLITE_INT8_FILE)}"
         )
+    if FLAGS.onnx:
+        print(f"  ONNX (predict_images only): {os.path.join(path, ONNX_FILE)}")
     for check in checks:
         print(f"  checked: {check.line()}")
     print(
@@ -101,6 +106,7 @@ def _export(model, max_image_pixels, int8_images, check_images, on_check):
             refine=FLAGS.refine,
             tflite=FLAGS.tflite,
             tflite_int8=int8_images,
+            onnx=FLAGS.onnx,
             checks=export_lib.ExportChecks(images=check_images, on_check=on_check),
         )
     except ExportVerificationError as error:
@@ -218,6 +224,12 @@ def define_flags():
         "Also write assets.extra/localizer_int8.tflite: predict_images "
         "quantized to full integer, calibrated on the training split (the work dir's config.json "
         "beside --model names it, or --dataset/--data_dir/--split), checked.",
+    )
+    flags.DEFINE_boolean(
+        "onnx",
+        False,
+        "Also write assets.extra/localizer.onnx (predict_images converted with tf2onnx, run by "
+        'onnxruntime and checked; needs pip install -e ".[onnx]").',
     )
     flags.DEFINE_integer(
         "calibration_images",

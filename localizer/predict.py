@@ -55,7 +55,11 @@ def main(argv):
 
 def define_flags():
     flags.DEFINE_string(
-        "model", None, "A .keras file or an exported SavedModel version folder.", required=True
+        "model",
+        None,
+        "A .keras file, an exported SavedModel version folder, or a .tflite or .onnx file in its "
+        "assets.extra/ (.onnx: needs the extra .[onnx]).",
+        required=True,
     )
     flags.DEFINE_string(
         "draw_dir",

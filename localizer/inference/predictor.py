@@ -1,5 +1,5 @@
-"""A trained localizer, loaded from a `.keras` file, an exported SavedModel or its TFLite file,
-ready to run on images."""
+"""A trained localizer, loaded from a `.keras` file, an exported SavedModel or its TFLite or ONNX
+file, ready to run on images."""
 
 import os
 import threading
@@ -22,9 +22,10 @@ class ModelFileError(UserError, ValueError):
 
 MODEL_HINT = (
     "pass --model=<a .keras file from training, an export's version folder such as "
-    "models/localizer/1, or a .tflite file in its assets.extra/>"
+    "models/localizer/1, or a .tflite or .onnx file in its assets.extra/>"
 )
 TFLITE_SUFFIX = ".tflite"
+ONNX_SUFFIX = ".onnx"
 
 
 def load_keras_model(path, hint=MODEL_HINT):
@@ -139,15 +140,17 @@ def tflite_output_shapes(num_classes, has_box_quality):
     return shapes
 
 
-def tflite_signature_problem(input_shape, outputs, metadata):
-    """What in a TFLite `predict_images` contradicts the export's `metadata`, in words; None when it
-    fits.
+def tflite_signature_problem(input_shape, outputs, metadata, source=None):
+    """What in a TFLite (or ONNX) `predict_images` contradicts the export's `metadata`, in words;
+    None when it fits.
 
-    `input_shape`: its images' shape after the batch; `outputs`: `{name: array}` for one image.
+    `input_shape`: its images' shape after the batch; `outputs`: `{name: array}` for one image;
+    `source`: where `metadata` comes from, in words (default: the export's metadata.json).
     """
+    source = source or f"its export's {signatures.METADATA_ASSET}"
     size, num_classes = metadata["image_size"], len(metadata["class_names"])
     if input_shape != [size, size, 3]:
-        return f"takes images of shape {input_shape}, its export {size} px"
+        return f"takes images of shape {input_shape}, {source} says {size} px"
     expected = tflite_output_shapes(num_classes, signatures.OUTPUT_BOX_QUALITY in outputs)
     if set(outputs) != set(expected):
         return f"has the outputs {sorted(outputs)}, not {sorted(expected)}"
@@ -155,12 +158,88 @@ def tflite_signature_problem(input_shape, outputs, metadata):
         found = list(np.shape(outputs[name])[1:])
         if found != shape and shape == [num_classes]:
             return (
-                f"gives {name} for {found[0] if len(found) == 1 else found} classes, its export's "
-                f"{signatures.METADATA_ASSET} names {num_classes}"
+                f"gives {name} for {found[0] if len(found) == 1 else found} classes, {source} "
+                f"names {num_classes}"
             )
         if found != shape:
             return f"gives {name} of shape {found}, not {shape}"
     return None
+
+
+ONNX_TODO = "export it again (--onnx)"
+ONNX_IMAGES_TYPE = "tensor(uint8)"
+"""onnxruntime's name for the type of the images input."""
+
+
+def load_onnx(path):
+    """An ONNX file an export wrote: `(onnxruntime session, metadata)`; one-line errors.
+
+    The class names, image size and resize mode are the file's own (its metadata_props, which
+    `export --onnx` writes), so a copy outside the export runs too; a file in an export's
+    `assets.extra/` must agree with that export's `metadata.json`. The session runs on every core.
+    """
+    from localizer.serving import onnx_export
+
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model {path} not found; {MODEL_HINT}")
+    onnx_export.require(onnx_export.RUNTIME_PACKAGES, f"model {path} (an .onnx file)")
+    try:
+        session = onnx_export.session(path)
+        properties = session.get_modelmeta().custom_metadata_map
+        (images,) = session.get_inputs()
+        shape = list(images.shape[1:])
+    except Exception as error:  # a damaged or truncated protobuf, a graph it cannot run
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ModelFileError(
+            f"model {path} cannot be loaded as a localizer ONNX file ({first}); {ONNX_TODO}"
+        ) from None
+    metadata = _onnx_metadata(path, onnx_export.file_metadata(properties))
+    if (images.name, images.type) != (signatures.IMAGES_INPUT, ONNX_IMAGES_TYPE):
+        raise ModelFileError(
+            f"model {path} takes {images.name} ({images.type}), not {signatures.IMAGES_INPUT} "
+            f"({ONNX_IMAGES_TYPE}): it is not a file an export wrote; {ONNX_TODO}"
+        )
+    size = metadata["image_size"]
+    outputs = {}
+    if shape == [size, size, 3]:  # else the problem is the shape, named below
+        try:  # the output shapes, from one image: checked now, not as a stack on the first batch
+            outputs = onnx_export.run(session, np.zeros([1, size, size, 3], np.uint8))
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            raise ModelFileError(
+                f"model {path} does not run as a localizer ONNX file ({first}); {ONNX_TODO}"
+            ) from None
+    problem = tflite_signature_problem(shape, outputs, metadata, "its metadata_props")
+    if problem:
+        raise ModelFileError(
+            f"model {path} {problem}: it is not a file an export wrote; {ONNX_TODO}"
+        )
+    return session, metadata
+
+
+def _onnx_metadata(path, metadata):
+    """The export metadata an ONNX file at `path` holds (`metadata`, read from its
+    metadata_props), checked, and checked against its export's `metadata.json` when it lies in
+    one; ModelFileError (one line) otherwise."""
+    problem = signatures.metadata_problem(metadata)
+    if problem:
+        raise ModelFileError(
+            f"model {path}: its metadata_props {problem}: it is not a file an export wrote; "
+            f"{ONNX_TODO}"
+        )
+    version_dir = signatures.export_of_tflite(path)  # any file in <version>/assets.extra/
+    if version_dir is None:
+        return metadata
+    exported = signatures.load_metadata(version_dir)
+    differ = [field for field in signatures.METADATA_FIELDS if exported[field] != metadata[field]]
+    if differ:
+        raise ModelFileError(
+            f"model {path} has {', '.join(f'{f}={metadata[f]!r}' for f in differ)} in its "
+            f"metadata_props, its export's {signatures.metadata_path(version_dir)} "
+            f"{', '.join(f'{f}={exported[f]!r}' for f in differ)}: it is another model's "
+            f"file; {ONNX_TODO}"
+        )
+    return metadata
 
 
 class Prediction(NamedTuple):
@@ -176,7 +255,7 @@ class Prediction(NamedTuple):
 
 class Predictor:
     """A trained localizer, from a `.keras` file, an exported SavedModel folder or its `.tflite`
-    file.
+    or `.onnx` file.
 
     `predict_inputs(images)` runs rendered model inputs (uint8 `[N, S, S, 3]`)
     and returns boxes in the input frame, class probabilities, for
@@ -192,6 +271,8 @@ class Predictor:
             self._load_saved_model(path)
         elif path.endswith(TFLITE_SUFFIX):
             self._load_tflite(path)
+        elif path.endswith(ONNX_SUFFIX):
+            self._load_onnx(path)
         else:
             self._load_keras(path)
 
@@ -235,18 +316,25 @@ class Predictor:
                 return tuple(np.zeros([0, *shape], np.float32) for shape in shapes.values())
             with lock:  # the runner resizes its input to the batch
                 outputs = runner(**{signatures.IMAGES_INPUT: images})
-            return tuple(outputs[name].astype(np.float32) for name in shapes)
+            return tuple(outputs[name] for name in shapes)
 
-        def run(images):
-            # numpy_function: evaluation and the views code call this inside tf.function.
-            outputs = tf.numpy_function(
-                run_numpy, [images], [tf.float32] * len(shapes), stateful=True
-            )
-            for output, shape in zip(outputs, shapes.values(), strict=True):
-                output.set_shape([None, *shape])
-            return dict(zip(shapes, outputs, strict=True))
+        self._run = _numpy_runner(run_numpy, shapes)
 
-        self._run = run
+    def _load_onnx(self, path):
+        from localizer.serving import onnx_export
+
+        session, self.metadata = load_onnx(path)
+        names = {output.name for output in session.get_outputs()}
+        self._per_class = False
+        self.has_box_quality = signatures.OUTPUT_BOX_QUALITY in names
+        shapes = tflite_output_shapes(len(self.metadata["class_names"]), self.has_box_quality)
+
+        def run_numpy(images):
+            # No lock: an onnxruntime session runs calls from several threads at once.
+            outputs = onnx_export.run(session, images)  # an empty batch too (checked on export)
+            return tuple(outputs[name] for name in shapes)
+
+        self._run = _numpy_runner(run_numpy, shapes)
 
     @property
     def class_names(self):
@@ -301,3 +389,22 @@ class Predictor:
             look.probabilities[0].numpy(),
             None if look.quality is None else float(look.quality[0]),
         )
+
+
+def _numpy_runner(run_numpy, shapes):
+    """`images -> {output: float32 tensor [B, *shape]}` over `run_numpy`, a function of uint8
+    numpy images returning the arrays of `shapes` (`{output: shape after the batch}`) in order.
+
+    tf.numpy_function: evaluation and the views code call it inside tf.function.
+    """
+
+    def as_float32(images):
+        return tuple(np.asarray(value, np.float32) for value in run_numpy(images))
+
+    def run(images):
+        outputs = tf.numpy_function(as_float32, [images], [tf.float32] * len(shapes), stateful=True)
+        for output, shape in zip(outputs, shapes.values(), strict=True):
+            output.set_shape([None, *shape])
+        return dict(zip(shapes, outputs, strict=True))
+
+    return run

@@ -57,6 +57,12 @@ images in, float32 outputs), calibrated on a seeded sample of the training
 split (`--calibration_images`) rendered as the model sees it. The training
 data is the run's own (the work dir's config.json beside --model) unless
 --dataset/--data_dir/--split name it.
+
+`--onnx` also writes `<version>/assets.extra/localizer.onnx`: `predict_images`
+converted to ONNX with tf2onnx (uint8 `images` `[batch, S, S, 3]` in, the same
+float32 outputs; the class names, image size and resize mode in the file's
+metadata_props), run by onnxruntime and checked against the SavedModel
+(`localizer.serving.onnx_export`; needs the extra `.[onnx]`).
 """
 
 import dataclasses
@@ -68,11 +74,12 @@ import uuid
 
 import tensorflow as tf
 
-from localizer.serving import versions
+from localizer.serving import onnx_export, versions
 from localizer.serving.graph import LocalizerServing
 from localizer.serving.signatures import (
     CLASS_NAMES_ASSET,
     METADATA_ASSET,
+    ONNX_FILE,
     TFLITE_FILE,
     TFLITE_INT8_FILE,
 )
@@ -91,7 +98,7 @@ class ExportChecks:
         against the model on `images` before publishing it.
       images: `[verify.CheckImage]`, encoded images like those the model is
         for (`verify.dataset_check_images`); default: `verify.generated_check_images`.
-        The TFLite files are checked on them too.
+        The TFLite and ONNX files are checked on them too.
       on_check: called with each passed check's `verify.CheckFigures`.
     """
 
@@ -108,6 +115,7 @@ def export_saved_model(
     refine=False,
     tflite=False,
     tflite_int8=None,
+    onnx=False,
     checks=None,
 ):
     """Exports `model` to `<export_dir>/<version>/`; returns that path.
@@ -129,6 +137,9 @@ def export_saved_model(
         also write `assets.extra/localizer_int8.tflite`, `predict_images`
         quantized to full integer on the first, checked against the
         SavedModel on the second and the check images (`localizer.serving.tflite`).
+      onnx: also write `assets.extra/localizer.onnx`: `predict_images` converted to ONNX,
+        run by onnxruntime and checked against the SavedModel (`localizer.serving.onnx_export`;
+        needs the extra `.[onnx]`).
       checks: `ExportChecks`: whether and on what the export checks itself (default: verify
         on generated images).
 
@@ -147,7 +158,7 @@ def export_saved_model(
     module = LocalizerServing(model, max_image_pixels, refine)
     checks = checks or ExportChecks()
     check_images = checks.images
-    if check_images is None and (checks.verify or tflite or tflite_int8 is not None):
+    if check_images is None and (checks.verify or tflite or onnx or tflite_int8 is not None):
         check_images = generated_check_images(module.metadata()["image_size"])
     report = checks.on_check or (lambda figures: None)
     temporary = os.path.join(
@@ -164,6 +175,12 @@ def export_saved_model(
             report(
                 export_tflite_int8(
                     temporary, os.path.join(temporary, TFLITE_INT8_FILE), *tflite_int8, check_images
+                )
+            )
+        if onnx:
+            report(
+                onnx_export.export_onnx(
+                    model, temporary, os.path.join(temporary, ONNX_FILE), check_images
                 )
             )
         return versions.publish(temporary, export_dir, version)

@@ -30,6 +30,11 @@ TFLITE_FILE = os.path.join(ASSETS_EXTRA, "localizer.tflite")
 TFLITE_INT8_FILE = os.path.join(ASSETS_EXTRA, "localizer_int8.tflite")
 """`predict_images` in TFLite: float32, and full-integer (int8 weights and activations, uint8 images
 in)."""
+ONNX_FILE = os.path.join(ASSETS_EXTRA, "localizer.onnx")
+"""`predict_images` in ONNX (`localizer.serving.onnx_export`): the same input and outputs, the
+export's metadata in the file's metadata_props."""
+ONNX_BATCH = "batch"
+"""The name of the ONNX file's dynamic batch dimension (dim 0 of its input and every output)."""
 
 
 def metadata_path(version_dir):

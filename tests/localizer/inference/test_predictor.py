@@ -143,6 +143,7 @@ def test_a_foreign_tflite_file_in_an_export_is_refused_at_once(tmp_path):
     assert "\n" not in str(error.value) and "export it again" in str(error.value)
     other_size = foreign_tflite(tmp_path / "1" / "assets.extra" / "other.tflite", 3, image_size=48)
     with pytest.raises(
-        ModelFileError, match=r"takes images of shape \[48, 48, 3\], its export 32 px"
+        ModelFileError,
+        match=r"takes images of shape \[48, 48, 3\], its export's metadata.json says 32 px",
     ):
         Predictor(other_size)
