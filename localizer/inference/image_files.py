@@ -219,6 +219,41 @@ def check_min_box_quality(predictor, min_box_quality):
         )
 
 
+def prediction_record(
+    file, class_names, box, probabilities, quality, height, width, min_box_quality=None
+):
+    """The JSON record `predict` prints for one image: its `file` name, class, score, top-5,
+    box (BOX_FORMAT, normalized yxyx, and pixel xyxy of the `height` x `width` upright image), and
+    for a box-quality model (`quality` not None) `"box_quality"`, with `"unsure": true` below
+    `min_box_quality`.
+
+    The one builder of that record: predict and the demo page (`localizer.inference.demo_model`,
+    from serving_default's outputs) give the same fields and values.
+    """
+    top = np.argsort(probabilities)[::-1][:5]
+    record = {
+        "file": file,
+        "class": class_names[int(top[0])],
+        "score": round(float(probabilities[top[0]]), 4),
+        "top5": [
+            {"class": class_names[int(i)], "score": round(float(probabilities[i]), 4)} for i in top
+        ],
+        "box": [round(float(v), 4) for v in box],
+        "box_pixels_xyxy": box_lib.rounded_pixel_xyxy(box, height, width),
+        "image_size": [int(height), int(width)],
+    }
+    if quality is not None:
+        record["box_quality"] = round(float(quality), 4)
+        if min_box_quality is not None and quality < min_box_quality:
+            record["unsure"] = True
+    if min(height, width) < image_header.MIN_IMAGE_SIDE:
+        record["warning"] = (
+            f"image is {width}x{height}: under {image_header.MIN_IMAGE_SIDE} px a side "
+            f"(training skips such images), the box means little"
+        )
+    return record
+
+
 def predict_file(
     predictor,
     path,
@@ -236,26 +271,9 @@ def predict_file(
     image = read_image(path, max_image_pixels)
     box, probabilities, quality = predictor.predict_image(image, tta, refine)
     height, width = image.shape[:2]
-    top = np.argsort(probabilities)[::-1][:5]
-    names = predictor.class_names
-    record = {
-        "file": path,
-        "class": names[int(top[0])],
-        "score": round(float(probabilities[top[0]]), 4),
-        "top5": [{"class": names[int(i)], "score": round(float(probabilities[i]), 4)} for i in top],
-        "box": [round(float(v), 4) for v in box],
-        "box_pixels_xyxy": box_lib.rounded_pixel_xyxy(box, height, width),
-        "image_size": [int(height), int(width)],
-    }
-    if quality is not None:
-        record["box_quality"] = round(float(quality), 4)
-        if min_box_quality is not None and quality < min_box_quality:
-            record["unsure"] = True
-    if min(height, width) < image_header.MIN_IMAGE_SIDE:
-        record["warning"] = (
-            f"image is {width}x{height}: under {image_header.MIN_IMAGE_SIDE} px a side "
-            f"(training skips such images), the box means little"
-        )
+    record = prediction_record(
+        path, predictor.class_names, box, probabilities, quality, height, width, min_box_quality
+    )
     return record, image
 
 
