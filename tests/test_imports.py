@@ -41,6 +41,7 @@ FLOORS = (
         "localizer.export",
         "localizer.audit",
         "localizer.select",
+        "localizer.demo",
     ),
     ("localizer.launch",),
     ("experiments",),

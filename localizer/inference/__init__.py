@@ -6,4 +6,6 @@ evaluation.py   a dataset split through a Predictor: every metric, streaming
 report.py, plots.py   metrics.json, report.md and the figures
 image_files.py  predictions for image files, as JSON lines, optionally drawn
 annotations.py  predict's predictions as label files for labelling tools (--annotations)
+demo_model.py   one photo -> predict's record, through serving_default for an export (the demo)
+demo_page.py    the demo's Gradio page (python -m localizer.demo)
 """

@@ -484,6 +484,7 @@ HELP_COMMANDS = (
     "localizer.export",
     "localizer.audit",
     "localizer.select",
+    "localizer.demo",
     "pipelines.show",
 )
 
@@ -528,7 +529,7 @@ def test_help_lists_the_dataset_flags_and_no_sibling_folder():
 @pytest.mark.parametrize("command", HELP_COMMANDS)
 def test_every_command_s_help_lists_every_flag_it_takes(command):
     short = _check_help(command)
-    reads_files_only = command in ("localizer.predict", "localizer.select")
+    reads_files_only = command in ("localizer.predict", "localizer.select", "localizer.demo")
     assert "max_image_pixels" in short and (reads_files_only or "dataset" in short)
 
 
