@@ -5,6 +5,7 @@
 #   make evaluate [MODEL=work/quickstart/best.keras]
 #   make export MODEL=... EXPORT_DIR=models/localizer [EXPORT_FLAGS="--tflite --tflite_int8"]
 #   make test (lint + fast tests) | lint | format | test-slow | coverage | bench | real-check | clean
+#   make browser (chromium for the demo page's browser test; CI runs it before make test)
 #
 # TF=cpu (default) installs the `tensorflow-cpu` wheel and no CUDA packages;
 # TF=gpu installs `tensorflow[and-cuda]` for machines with an NVIDIA GPU.
@@ -38,7 +39,7 @@ TEST_WORKERS ?= 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install train evaluate export test lint format test-slow coverage bench real-check clean
+.PHONY: install train evaluate export test lint format test-slow coverage bench real-check browser clean
 
 install: $(STAMP)
 
@@ -95,6 +96,17 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench_distributed
 	$(PY) -m experiments.bench_serving
 	$(PY) -m experiments.results
+
+# Debian's chromium and its chromedriver, which the demo page's browser test drives
+# (tests/localizer/test_demo_browser.py: skipped without them, failed without them in CI). Installed
+# with apt when missing (as root, as CI runs); a no-op when both are there.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
 
 clean:
 	rm -rf $(VENV) work reports build .pytest_cache *.egg-info
