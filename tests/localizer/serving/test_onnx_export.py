@@ -217,3 +217,30 @@ def test_export_without_tf2onnx_is_one_line_naming_the_extra_before_the_long_par
     assert_user_error(result, "needs the package tf2onnx")
     assert ".[onnx]" in result.stderr
     assert not export_dir.exists()
+
+
+@pytest.mark.slow  # a whole export by the command line; the fast tests export in the process
+def test_export_command_prints_the_onnx_check_and_keeps_tf2onnx_quiet(
+    tmp_path, random_tiny_model_path
+):
+    import re
+
+    export_dir = tmp_path / "models"
+    result = fixtures.run_python(
+        "-m",
+        "localizer.export",
+        f"--model={random_tiny_model_path}",
+        f"--export_dir={export_dir}",
+        "--onnx",
+        "--norefine",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ONNX (predict_images only): {export_dir / '1' / ONNX_FILE}" in result.stdout
+    assert re.search(
+        r"checked: ONNX predict_images against the SavedModel on 10 images \(8 generated, 2 noise\)"
+        r": largest differences class_logits \S+, probabilities \S+, box \S+, box_quality \S+ "
+        r"\(each at most 1e-04\), batches of 0, 1 and 10 images",
+        result.stdout,
+    ), result.stdout
+    for noise in ("tf2onnx", "Using opset", "Optimizing ONNX"):
+        assert noise not in result.stderr, result.stderr[-3000:]
