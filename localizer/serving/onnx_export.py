@@ -53,8 +53,9 @@ RUNTIME_PACKAGES = ("onnxruntime",)
 """What running the file needs (evaluate, predict)."""
 
 ONNX_OPSET = 17
-"""The ONNX opset the file is written in: what tf2onnx 1.17 was validated on, and onnxruntime
-from 1.14 on runs it."""
+"""The ONNX opset the file is written in: the one the conversion was tried and checked at (every
+export checks its file again); an older runtime may refuse a newer opset, so it is not raised
+without a reason."""
 
 ONNX_TOLERANCE = 1e-4
 """The ONNX file's outputs may differ from the SavedModel's `predict_images` by this much
