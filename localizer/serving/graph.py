@@ -17,6 +17,7 @@ import tensorflow as tf
 from localizer import model as model_lib
 from localizer.model.outputs import BOX, BOX_QUALITY, CLASS_LOGITS
 from localizer.ops import views
+from localizer.serving import folding
 from localizer.serving.signatures import (
     BYTES_INPUT,
     CLASS_ID,
@@ -49,11 +50,13 @@ class LocalizerServing(tf.Module):
     does, works with both.
     """
 
-    def __init__(self, model, max_image_pixels=MAX_IMAGE_PIXELS, refine=False):
+    def __init__(self, model, max_image_pixels=MAX_IMAGE_PIXELS, refine=False, fold=True):
+        """`fold`: run `folding.fold_batch_norms(model)` (same results, a faster graph); False
+        serves the model as it is (to measure what folding gains)."""
         super().__init__(name="localizer_serving")
         self._refine = bool(refine)
         metadata = model_lib.model_metadata(model)
-        self._keras = _Untracked(model)
+        self._keras = _Untracked(folding.fold_batch_norms(model) if fold else model)
         self._has_box_quality = BOX_QUALITY in model.output
         self._class_names = list(metadata["class_names"])
         self._resize_mode = metadata["resize_mode"]
