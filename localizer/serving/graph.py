@@ -40,38 +40,56 @@ class _Untracked:
 
 
 class LocalizerServing(tf.Module):
-    """The serving graph: a `tf.Module` with the two signatures and the variables they read.
+    """The serving graph: a `tf.Module` with the two signatures (and the variables they read,
+    when not optimized).
 
     The Keras model itself is deliberately not tracked: a SavedModel that
     tracks a Keras 3 model as an object loads with `tf.saved_model.load` but
     not with the TF1 session loader that TF Serving's C++ uses (its variables
-    are never restored there: "Could not find variable ..."). Tracking the
-    tf.Variables the signatures capture, as `keras.export.ExportArchive`
-    does, works with both.
+    are never restored there: "Could not find variable ..."). Optimized (the
+    default), the weights are constants of the graph (`inference_function`);
+    otherwise the module tracks the tf.Variables the signatures capture, as
+    `keras.export.ExportArchive` does. Both load both ways.
     """
 
-    def __init__(self, model, max_image_pixels=MAX_IMAGE_PIXELS, refine=False, fold=True):
-        """`fold`: run `folding.fold_batch_norms(model)` (same results, a faster graph); False
-        serves the model as it is (to measure what folding gains)."""
+    def __init__(self, model, max_image_pixels=MAX_IMAGE_PIXELS, refine=False, optimize=True):
+        """`optimize`: the signatures run `inference_function(model)` (the same results, faster
+        on CPU: RESULTS.md, "Serving speed"); False runs the model as it is, reading its
+        variables (to measure what the optimization gains)."""
         super().__init__(name="localizer_serving")
         self._refine = bool(refine)
         metadata = model_lib.model_metadata(model)
-        self._keras = _Untracked(folding.fold_batch_norms(model) if fold else model)
         self._has_box_quality = BOX_QUALITY in model.output
         self._class_names = list(metadata["class_names"])
         self._resize_mode = metadata["resize_mode"]
         self._image_size = int(metadata["image_size"])
         self._max_image_pixels = int(max_image_pixels or 0)
         size = self._image_size
-        self.serve_bytes = tf.function(
-            self._serve_bytes,
-            input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)],
-        )
-        self.predict_images = tf.function(
-            self._predict_images,
-            input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name=IMAGES_INPUT)],
+        images_spec = tf.TensorSpec([None, size, size, 3], tf.uint8, name=IMAGES_INPUT)
+        if optimize:
+            self._model = _Untracked(inference_function(model, images_spec))
+        else:
+            self._model = _Untracked(lambda images, training: model(images, training=training))
+        # The functions are held untracked: saved as attributes, tf.saved_model.save would trace
+        # them a second time, and store the model's weights (constants of the graph) twice.
+        self._functions = _Untracked(
+            {
+                SERVING_SIGNATURE: tf.function(
+                    self._serve_bytes,
+                    input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)],
+                ),
+                IMAGES_SIGNATURE: tf.function(self._predict_images, input_signature=[images_spec]),
+            }
         )
         self.model_variables = _captured_variables(self.signatures().values())
+
+    def serve_bytes(self, image_bytes):
+        """The `serving_default` signature, called in Python."""
+        return self._functions.value[SERVING_SIGNATURE](image_bytes)
+
+    def predict_images(self, images):
+        """The `predict_images` signature, called in Python."""
+        return self._functions.value[IMAGES_SIGNATURE](images)
 
     def metadata(self):
         return {
@@ -84,8 +102,8 @@ class LocalizerServing(tf.Module):
 
     def signatures(self):
         return {
-            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
-            IMAGES_SIGNATURE: self.predict_images.get_concrete_function(),
+            name: function.get_concrete_function()
+            for name, function in self._functions.value.items()
         }
 
     def _run_model(self, images):
@@ -96,7 +114,7 @@ class LocalizerServing(tf.Module):
             shapes[BOX_QUALITY] = []
 
         def run():
-            outputs = self._keras.value(images, training=False)
+            outputs = self._model.value(images, training=False)
             return {name: tf.cast(outputs[name], tf.float32) for name in shapes}
 
         def empty():
@@ -198,6 +216,36 @@ class LocalizerServing(tf.Module):
         if quality is not None:
             outputs[BOX_QUALITY] = quality
         return outputs
+
+
+def inference_function(model, images_spec):
+    """`model(images, training=False)` as one `tf.function` over `images_spec`, built for serving:
+
+    - each BatchNormalization folded into its convolution (`folding.fold_batch_norms`), which
+      lets TensorFlow's CPU fusions (Conv2D + BiasAdd + Relu6) apply;
+    - the weights are constants of the graph, not variables: oneDNN then converts each
+      convolution's filter to its own layout once and keeps it, where a variable's filter is
+      converted again on every call.
+
+    Measured on the realmix default (RESULTS.md, "Serving speed"). One function, so the weights
+    are stored once in the SavedModel however many signatures and looks call it. Its result
+    equals the model's up to float rounding; the export checks it against the model.
+    """
+    folded = folding.fold_batch_norms(model)
+    trainable = [variable.numpy() for variable in folded.trainable_variables]
+    non_trainable = [variable.numpy() for variable in folded.non_trainable_variables]
+
+    def call(images):
+        outputs, _ = folded.stateless_call(
+            [tf.constant(value) for value in trainable],
+            [tf.constant(value) for value in non_trainable],
+            images,
+            training=False,
+        )
+        return outputs
+
+    function = tf.function(call, input_signature=[images_spec])
+    return lambda images, training: function(images)
 
 
 def _captured_variables(functions):
