@@ -1,26 +1,31 @@
-"""Serving throughput: the exported SavedModel from JPEG bytes vs the model on ready tensors.
+"""Serving speed on CPU: every runtime of one export, on the same images, in one process.
 
-    python -m experiments.bench_serving [--data_dir=../shared/data/realmix/JPEGImages] [--runs=5]
+    python -m experiments.bench_serving [--model=<realmix_default work dir>/best.keras]
+        [--runs=5] [--record]
 
-Builds the default-size localizer (EfficientNet-Lite0, 224 px, 9 classes;
-random weights: only the time matters), exports it with
-`localizer.export_lib.export_saved_model` and loads it back, then times, in one
-process, at batch 1 and 32:
+Exports the model (`localizer.serving.export_lib`, with `--tflite`, `--tflite_int8` and
+`--onnx`; int8 calibrated on the model's training split when its work dir names one, else on
+the benchmark's own photos), and also saves the serving graph as it was before it was optimized
+(`LocalizerServing(optimize=False)`: the Keras model reading its variables). Without --model it
+builds the default-size localizer with random weights (only the time matters then). Then times,
+at batch 1 and 32, on photos rendered as the model sees them (realmix JPEGs when
+../shared/data/realmix exists, else generated ones):
 
-  savedmodel_from_bytes   serving_default on encoded JPEG bytes: decode +
-                          letterbox resize + model + box mapping, all in the graph
-  keras_direct_call       the Keras model, called in a `tf.function`, on images
-                          already decoded and resized (same preprocessing)
-  keras_predict_on_batch  `model.predict_on_batch` on the same tensors
-  savedmodel_tensors      the export's `predict_images` on the same tensors
+  predict_images   of the SavedModel before and after, each run in a TF1 session as TF Serving
+                   runs it, and after through `tf.saved_model.load` (TF2 Python);
+                   the float and int8 TFLite files (XNNPACK, all cores); the ONNX file
+                   (onnxruntime, all cores);
+                   the same optimized computation under XLA (`jit_compile=True`), a candidate
+                   that is not shipped;
+  serving_default  from the JPEG bytes (decode, render, both looks, box mapping), before and
+                   after, in a TF1 session.
 
-Within a run the paths take turns call by call, so they share the machine's
-load. The report gives, per path, the median over runs of images/s, p50/p99
-over all calls' latencies, and the median over runs of the ratio to
-keras_direct_call measured in the same run (robust to load that drifts
-between runs on a shared machine). JPEGs come from
-`../shared/data/realmix/JPEGImages` when it exists, else are generated.
-Results go to `experiments/results/bench_serving.json`.
+The paths take turns call by call, so they share the machine's load; the table gives medians of
+the runs: latency per call, images/s, and the share of the CPU's peak that the model's FLOPs
+(counted by TF's profiler on the computation at batch 1) run at, where the peak is a large
+float32 matmul measured in the same process. `serving_default` is also given as a multiple of
+its model compute: the optimized predict_images' time for the looks it takes (2 with refine).
+Results: `experiments/results/bench_serving.json` (with --record).
 
 With `--int8_model=WORKDIR/best.keras` (a model trained on realmix, e.g.
 `python -m localizer.train --experiment=realmix_default --workdir=work/realmix_default`),
@@ -93,44 +98,18 @@ def generated_jpegs(count, seed=0):
     ]
 
 
-def build_paths(model, loaded, encoded, image_size, resize_mode):
-    """`{path name: (callable(batch_index_slice) -> None, inputs per batch)}` for the benchmark."""
-    import tensorflow as tf
-
-    from pipelines import decode, render
-
-    images = tf.stack(
-        [
-            render.resize_image(decode.decode_image_bytes(tf.constant(d)), image_size, resize_mode)[
-                0
-            ]
-            for d in encoded
-        ]
-    )
-    encoded = tf.constant(encoded)
-    serve = loaded.signatures["serving_default"]
-    predict_images = loaded.signatures["predict_images"]
-    direct = tf.function(lambda x: model(x, training=False))
-
-    return {
-        FROM_BYTES: lambda i, j: serve(image_bytes=encoded[i:j])["box"].numpy(),
-        TENSOR_BASELINE: lambda i, j: direct(images[i:j])["box"].numpy(),
-        "keras_predict_on_batch": lambda i, j: model.predict_on_batch(images[i:j]),
-        "savedmodel_tensors": lambda i, j: predict_images(images=images[i:j])["box"].numpy(),
-    }
-
-
-def run_benchmark(paths, num_images, batch_sizes, runs, calls):
-    """Per batch size and path: images/s of each run and every call's latency.
+def run_benchmark(paths, num_images, batch_sizes, runs, calls, batch_1_only=()):
+    """Per batch size and path: images/s of each run and every call's latency (the paths named in
+    `batch_1_only` at batch 1 only).
 
     Within a run the paths take turns call by call (the order rotating), so
     every path sees the same machine load: on a shared machine the load drifts
     between runs, and the per-run ratios stay comparable where separate
     blocks of calls would not.
     """
-    names = list(paths)
     results = {}
     for batch_size in batch_sizes:
+        names = [name for name in paths if batch_size == 1 or name not in batch_1_only]
         per_path = {name: {"throughput_runs": [], "latencies": []} for name in names}
         for name in names:  # warm-up: tracing, first-call allocations
             for _ in range(2):
@@ -154,43 +133,6 @@ def run_benchmark(paths, num_images, batch_sizes, runs, calls):
                 )
         results[batch_size] = per_path
     return results
-
-
-def summarize(raw, data, batch_sizes, runs, calls):
-    summary = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "load_average_at_start": data["load"],
-        "tensorflow": data["tf_version"],
-        "model": "efficientnet_lite0 (weights=None), 224 px, 9 classes, letterbox",
-        "data": data["source"],
-        "command": "python -m experiments.bench_serving",
-        "runs": runs,
-        "calls_per_run": {str(b): calls[b] for b in batch_sizes},
-        "batches": {},
-    }
-    for batch_size in batch_sizes:
-        rows = {}
-        for name, values in raw[batch_size].items():
-            latencies_ms = np.array(values["latencies"]) * 1000.0
-            rows[name] = {
-                "images_per_s_median": round(statistics.median(values["throughput_runs"]), 1),
-                "latency_ms_p50": round(float(np.percentile(latencies_ms, 50)), 2),
-                "latency_ms_p99": round(float(np.percentile(latencies_ms, 99)), 2),
-                "images_per_s_runs": [round(x, 1) for x in values["throughput_runs"]],
-            }
-        baseline_runs = raw[batch_size][TENSOR_BASELINE]["throughput_runs"]
-        for name, row in rows.items():
-            ratios = [
-                a / b
-                for a, b in zip(
-                    raw[batch_size][name]["throughput_runs"], baseline_runs, strict=True
-                )
-            ]
-            row["ratio_to_keras_direct_call"] = round(statistics.median(ratios), 3)
-            row["ratio_to_keras_direct_call_runs"] = [round(r, 3) for r in ratios]
-        summary["batches"][str(batch_size)] = rows
-    return summary
 
 
 def folder_bytes(path):
@@ -353,69 +295,332 @@ def main(argv):
 
 
 def serving_throughput():
-    import keras
     import tensorflow as tf
     from absl import logging
 
+    from experiments import common
     from localizer import model as model_lib
-    from localizer.serving import export_lib
+    from localizer.serving import export_lib, signatures
+    from localizer.serving.graph import LocalizerServing
 
     logging.set_verbosity(logging.WARNING)  # SavedModel's INFO lines while exporting
-    load = round(os.getloadavg()[0], 2)
-    folder = FLAGS.data_dir or (DEFAULT_JPEGS if os.path.isdir(DEFAULT_JPEGS) else None)
+    facts = common.benchmark_facts(_command())
+    facts["load_average_at_start"] = round(os.getloadavg()[0], 2)
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
-    count = max(FLAGS.num_images, max(batch_sizes))
-    if folder:
-        encoded = load_jpegs(folder, count)
-        source = f"{len(encoded)} JPEGs from {os.path.relpath(os.path.abspath(folder), REPO_ROOT)}"
-    else:
-        encoded = generated_jpegs(count)
-        source = f"{len(encoded)} generated 480x360 JPEGs"
-    keras.utils.set_random_seed(0)
-    model = model_lib.build_model(
-        model_lib.ModelConfig(
-            num_classes=len(CLASS_NAMES),
-            class_names=CLASS_NAMES,
-            weights="none",
-            image_size=FLAGS.image_size,
-        )
-    )
+    model, model_name = _model()
     metadata = model_lib.model_metadata(model)
-    calls = {b: max(1, FLAGS.images_per_run // b) for b in batch_sizes}
+    encoded, source = _photos(max(FLAGS.num_images, max(batch_sizes)))
+    rendered = _rendered(encoded, metadata)
+    onnx = _onnx_installed()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        path = export_lib.export_saved_model(model, tmp)
+        after = export_lib.export_saved_model(
+            model,
+            os.path.join(tmp, "after"),
+            refine=True,
+            tflite=True,
+            tflite_int8=_int8_images(model, rendered),
+            onnx=onnx,
+        )
         export_s = time.perf_counter() - started
-        loaded = tf.saved_model.load(path)
-        paths = build_paths(model, loaded, encoded, metadata["image_size"], metadata["resize_mode"])
-        raw = run_benchmark(paths, len(encoded), batch_sizes, FLAGS.runs, calls)
-    summary = summarize(
-        raw,
-        {"load": load, "tf_version": tf.__version__, "source": source},
-        batch_sizes,
-        FLAGS.runs,
-        calls,
-    )
-    summary["export_and_verify_s"] = round(export_s, 1)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        json.dump(summary, f, indent=2)
+        before = os.path.join(tmp, "before")
+        module = LocalizerServing(model, refine=True, optimize=False)
+        tf.saved_model.save(module, before, signatures=module.signatures())
+        sessions = {
+            f"{kind}_{name}": session_runner(path, signature)
+            for name, path in (("before", before), ("after", after))
+            for kind, signature in (
+                ("images", signatures.IMAGES_SIGNATURE),
+                ("bytes", signatures.SERVING_SIGNATURE),
+            )
+        }
+        paths = _paths(after, model, rendered, encoded, sessions, onnx)
+        calls = {b: max(1, FLAGS.images_per_run // b) for b in batch_sizes}
+        raw = run_benchmark(
+            paths, len(encoded), batch_sizes, FLAGS.runs, calls, batch_1_only=[XLA_CANDIDATE]
+        )
+        peak = peak_flops()
+        flops = model_flops(model, metadata["image_size"])
+        sizes = _file_sizes(after)
+    result = {
+        **facts,
+        "model": model_name,
+        "data": source,
+        "runs": FLAGS.runs,
+        "calls_per_run": {str(b): calls[b] for b in batch_sizes},
+        "export_s": round(export_s, 1),
+        "model_gflops_per_image": round(flops / 1e9, 3),
+        "peak_gflops_per_s": round(peak / 1e9, 1),
+        "looks_per_photo": LOOKS,
+        "size_mb": sizes,
+        "batches": summarize(raw, flops, peak),
+    }
+    print_table(result)
+    if FLAGS.record:
+        common.write_benchmark(RESULTS, result)
 
+
+LOOKS = 2
+"""Model calls per photo in serving_default with refine (the first look and the zoomed one)."""
+
+XLA_CANDIDATE = "xla_candidate"
+"""Timed at batch 1 only: at batch 32 one call takes seconds (measured 5.8 s)."""
+
+SAVEDMODEL_AFTER = "savedmodel_session"
+"""The row the other paths are compared with: what TF Serving runs, as exported."""
+
+PATH_LABELS = {
+    "savedmodel_session_before": "SavedModel predict_images, TF1 session, before (not optimized)",
+    SAVEDMODEL_AFTER: "SavedModel predict_images, TF1 session (as TF Serving runs it)",
+    "savedmodel_tf2": "SavedModel predict_images, tf.saved_model.load",
+    XLA_CANDIDATE: "the same computation with jit_compile=True (XLA; not shipped)",
+    "tflite_float": "TFLite float32 (XNNPACK)",
+    "tflite_int8": "TFLite int8 (XNNPACK)",
+    "onnxruntime": "ONNX Runtime (CPU)",
+    "serving_default_before": "SavedModel serving_default from JPEG bytes, before",
+    "serving_default": "SavedModel serving_default from JPEG bytes (both looks)",
+}
+
+
+def _command():
+    flags_given = "".join(
+        f" --{name}={FLAGS[name].value}"
+        for name in ("model", "runs", "batch_sizes", "images_per_run", "num_images")
+        if FLAGS[name].present
+    )
+    if FLAGS.model:
+        flags_given = flags_given.replace(FLAGS.model, "<realmix_default work dir>/best.keras")
+    return "python -m experiments.bench_serving" + flags_given
+
+
+def _model():
+    """The model to time and its description: --model, else the default localizer with random
+    weights."""
+    import keras
+
+    from localizer import model as model_lib
+    from localizer.inference.predictor import load_keras_model
+
+    if FLAGS.model:
+        return load_keras_model(FLAGS.model), f"{os.path.basename(FLAGS.model)} (trained)"
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_model(
+        model_lib.ModelConfig(num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES, weights="none")
+    )
+    return model, "the default localizer (efficientnet_lite0, random weights)"
+
+
+def _photos(count):
+    folder = FLAGS.data_dir or (DEFAULT_JPEGS if os.path.isdir(DEFAULT_JPEGS) else None)
+    if folder:
+        encoded = load_jpegs(folder, count)
+        return (
+            encoded,
+            f"{len(encoded)} JPEGs of {os.path.relpath(os.path.abspath(folder), REPO_ROOT)}",
+        )
+    return generated_jpegs(count), f"{count} generated 480x360 JPEGs"
+
+
+def _rendered(encoded, metadata):
+    """The photos as the model sees them: uint8 `[N, S, S, 3]`."""
+    import tensorflow as tf
+
+    from pipelines import decode, render
+
+    return np.stack(
+        [
+            render.resize_image(
+                decode.decode_image_bytes(tf.constant(data)),
+                metadata["image_size"],
+                metadata["resize_mode"],
+            )[0].numpy()
+            for data in encoded
+        ]
+    )
+
+
+def _int8_images(model, rendered):
+    """`(calibration, check)` images for the int8 file: the model's training split when its work
+    dir names one (as `localizer.export` calibrates), else the benchmark's photos."""
+    from localizer import model as model_lib
+    from localizer.serving import calibration
+    from localizer.training import data as data_lib
+    from localizer.training import workdir
+
+    data = workdir.recorded_data(FLAGS.model) if FLAGS.model else None
+    if data is None:
+        return rendered, rendered[:4]
+    metadata = model_lib.model_metadata(model)
+    return calibration.calibration_and_check_images(
+        data_lib.build_source(data),
+        data.train_split,
+        metadata["image_size"],
+        metadata["resize_mode"],
+        count=calibration.CALIBRATION_IMAGES,
+    )
+
+
+def session_runner(path, signature):
+    """`run(inputs)` of a signature through a TF1 session, as TF Serving runs it (the session
+    stays open; unlike `verify.tf1_session` it leaves no graph as the default, so eager paths
+    keep running eagerly beside it)."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        session = tf.compat.v1.Session(graph=graph)
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
+    signature_def = meta_graph.signature_def[signature]
+    fetches = {name: info.name for name, info in signature_def.outputs.items()}
+    (feed,) = [info.name for info in signature_def.inputs.values()]
+    return lambda inputs: session.run(fetches, {feed: inputs})
+
+
+def _paths(version, model, rendered, encoded, sessions, onnx):
+    """`{path name: callable(start, stop)}`, each running one batch of the photos."""
+    import tensorflow as tf
+
+    from localizer.serving import onnx_export, signatures, tflite
+    from localizer.serving.graph import inference_function
+
+    images = tf.constant(rendered)
+    predict_images = tf.saved_model.load(version).signatures[signatures.IMAGES_SIGNATURE]
+    spec = tf.TensorSpec([None, *rendered.shape[1:]], tf.uint8)
+    xla = tf.function(inference_function(model, spec), jit_compile=True)
+    runners = {
+        name: tflite.interpreter(
+            path=os.path.join(version, file), num_threads=os.cpu_count()
+        ).get_signature_runner(signatures.IMAGES_SIGNATURE)
+        for name, file in (
+            ("tflite_float", signatures.TFLITE_FILE),
+            ("tflite_int8", signatures.TFLITE_INT8_FILE),
+        )
+    }
+
+    def session_path(run, inputs):
+        return lambda i, j: run(inputs[i:j])
+
+    encoded = np.array(encoded, object)
+
+    paths = {
+        "savedmodel_session_before": session_path(sessions["images_before"], rendered),
+        SAVEDMODEL_AFTER: session_path(sessions["images_after"], rendered),
+        "savedmodel_tf2": lambda i, j: predict_images(images=images[i:j])["box"].numpy(),
+        XLA_CANDIDATE: lambda i, j: xla(images[i:j], training=False)["box"].numpy(),
+        "tflite_float": lambda i, j: runners["tflite_float"](images=rendered[i:j]),
+        "tflite_int8": lambda i, j: runners["tflite_int8"](images=rendered[i:j]),
+        "serving_default_before": session_path(sessions["bytes_before"], encoded),
+        "serving_default": session_path(sessions["bytes_after"], encoded),
+    }
+    if onnx:
+        session = onnx_export.session(os.path.join(version, signatures.ONNX_FILE))
+        paths["onnxruntime"] = lambda i, j: onnx_export.run(session, rendered[i:j])
+    return {name: paths[name] for name in PATH_LABELS if name in paths}
+
+
+def _onnx_installed():
+    from localizer.serving import onnx_export
+
+    try:
+        onnx_export.require(onnx_export.CONVERTER_PACKAGES, "the ONNX row")
+    except onnx_export.MissingPackageError as error:
+        print(f"note: no ONNX row: {error}")
+        return False
+    return True
+
+
+def _file_sizes(version):
+    from localizer.serving import signatures
+
+    extra = {
+        "tflite_float": signatures.TFLITE_FILE,
+        "tflite_int8": signatures.TFLITE_INT8_FILE,
+        "onnx": signatures.ONNX_FILE,
+    }
+    sizes = {
+        name: os.path.getsize(os.path.join(version, file))
+        for name, file in extra.items()
+        if os.path.exists(os.path.join(version, file))
+    }
+    sizes["savedmodel"] = folder_bytes(version) - sum(sizes.values())
+    return {name: round(size / 1e6, 2) for name, size in sizes.items()}
+
+
+def peak_flops(size=2048, repeats=10):
+    """This CPU's float32 peak as TensorFlow reaches it: FLOP/s of a large matmul (median)."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([size, size], seed=[0, 0])
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    matmul(a).numpy()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        matmul(a).numpy()
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times)
+
+
+def model_flops(model, image_size):
+    """FLOPs of one image through the model (multiply-adds count 2), by TF's profiler."""
+    import tensorflow as tf
+
+    function = tf.function(lambda images: model(images, training=False))
+    graph = function.get_concrete_function(
+        tf.TensorSpec([1, image_size, image_size, 3], tf.uint8)
+    ).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def summarize(raw, flops, peak):
+    """Per batch size and path: latency, images/s, share of peak, and ratios (medians of runs)."""
+    table = {}
+    for batch_size, per_path in raw.items():
+        reference = per_path[SAVEDMODEL_AFTER]["throughput_runs"]
+        rows = {}
+        for name, values in per_path.items():
+            latencies_ms = np.array(values["latencies"]) * 1000.0
+            images_per_s = statistics.median(values["throughput_runs"])
+            looks = LOOKS if name.startswith("serving_default") else 1
+            rows[name] = {
+                "latency_ms_p50": round(float(np.percentile(latencies_ms, 50)), 2),
+                "latency_ms_p99": round(float(np.percentile(latencies_ms, 99)), 2),
+                "images_per_s": round(images_per_s, 1),
+                "share_of_peak": round(images_per_s * looks * flops / peak, 3),
+                "x_savedmodel_time": round(
+                    statistics.median(
+                        r / v for r, v in zip(reference, values["throughput_runs"], strict=True)
+                    ),
+                    2,
+                ),
+            }
+        for name in ("serving_default", "serving_default_before"):
+            if name in rows:
+                rows[name]["x_model_compute"] = round(rows[name]["x_savedmodel_time"] / LOOKS, 2)
+        table[str(batch_size)] = rows
+    return table
+
+
+def print_table(result):
     print(
-        f"Serving throughput, {summary['model']}; {source}; {summary['machine']} "
-        f"(load average {load} at start); {FLAGS.runs} runs, medians"
+        f"Serving speed: {result['model']}; {result['data']}; {result['machine']} (load "
+        f"{result['load_average_at_start']} at start); {result['runs']} runs, medians; model "
+        f"{result['model_gflops_per_image']} GFLOPs/image, peak {result['peak_gflops_per_s']} "
+        "GFLOP/s"
     )
     print(
-        "| batch | path | images/s | p50 ms | p99 ms | x keras_direct_call (same run) "
-        "|\n|---|---|---|---|---|---|"
+        "| batch | runtime | p50 ms | images/s | share of peak | x SavedModel time |\n"
+        "|---|---|---|---|---|---|"
     )
-    for batch_size, rows in summary["batches"].items():
+    for batch_size, rows in result["batches"].items():
         for name, row in rows.items():
             print(
-                f"| {batch_size} | {name} | {row['images_per_s_median']} | {row['latency_ms_p50']} "
-                f"| {row['latency_ms_p99']} | {row['ratio_to_keras_direct_call']} |"
+                f"| {batch_size} | {PATH_LABELS[name]} | {row['latency_ms_p50']} | "
+                f"{row['images_per_s']} | {row['share_of_peak']:.1%} | "
+                f"{row['x_savedmodel_time']} |"
             )
-    print(f"Wrote {RESULTS}")
 
 
 if __name__ == "__main__":
@@ -425,12 +630,18 @@ if __name__ == "__main__":
     flags.DEFINE_integer("runs", 5, "Runs; medians over them are reported.")
     flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes to time.")
     flags.DEFINE_integer(
-        "images_per_run", 96, "Images per path per run (calls = this / batch size)."
+        "images_per_run", 64, "Images per path per run (calls = this / batch size)."
     )
     flags.DEFINE_integer("num_images", 64, "Distinct JPEGs to cycle through.")
-    flags.DEFINE_integer("image_size", 224, "Model input size.")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "A trained .keras (e.g. the realmix_default work dir's best.keras; int8 calibrates on its "
+        "training split); default: the default localizer with random weights.",
+    )
+    flags.DEFINE_boolean("record", False, f"Write {os.path.relpath(RESULTS, REPO_ROOT)}.")
     flags.DEFINE_boolean(
-        "serving_throughput", True, "Time serving_default and the Keras paths (random weights)."
+        "serving_throughput", True, "Time every runtime of one export (the table above)."
     )
     flags.DEFINE_string(
         "int8_model", None, "A realmix-trained best.keras in its work dir: measure int8 TFLite."

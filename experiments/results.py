@@ -260,27 +260,49 @@ def _tta_table(tta):
 
 
 def serving_section():
+    from experiments.bench_serving import PATH_LABELS
+
     bench = _read_json(BENCH_SERVING)
     if bench is None:
         return []
     lines = [
-        "## Serving throughput",
+        "## Serving speed",
         "",
-        f"`{bench['command']}`: {bench['model']}; {bench['machine']}; {bench['date']}. The "
-        "exported `serving_default` from JPEG bytes against the same model on decoded, resized "
-        "tensors, alternating call by call in one process; medians of the runs.",
+        f"`{bench['command']}`: {bench['model']}, exported with `--tflite --tflite_int8 --onnx` "
+        f"and `refine`; {bench['data']}; {bench['machine']}; {bench['date']}; commit "
+        f"{_commit(bench)}. Every runtime of one export on the same photos, taking turns call by "
+        f"call in one process; medians of {bench['runs']} runs. Share of peak: the model's "
+        f"{bench['model_gflops_per_image']} GFLOPs per image (TF's profiler; twice that for "
+        "`serving_default`'s two looks) at the images/s reached, over this CPU's float32 peak "
+        f"as TensorFlow reaches it ({bench['peak_gflops_per_s']} GFLOP/s, a 2048x2048 matmul); "
+        "int8 computes in integers, so its share only compares. Before: the serving graph as it "
+        "was (`LocalizerServing(optimize=False)`, the Keras model reading its variables).",
         "",
-        "| batch | path | images/s | p50 ms | p99 ms | x Keras direct call (median of per-run "
-        "ratios) |",
-        "|---|---|---|---|---|---|",
+        "| batch | runtime | p50 ms | p99 ms | images/s | share of peak | x SavedModel time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for batch, paths in bench["batches"].items():
         for name, r in paths.items():
             lines.append(
-                f"| {batch} | {name} | {r['images_per_s_median']} | {r['latency_ms_p50']} "
-                f"| {r['latency_ms_p99']} | {r['ratio_to_keras_direct_call']} |"
+                f"| {batch} | {PATH_LABELS[name]} | {r['latency_ms_p50']} | "
+                f"{r['latency_ms_p99']} | {r['images_per_s']} | {r['share_of_peak']:.1%} | "
+                f"{r['x_savedmodel_time']} |"
             )
-    return lines + [""]
+    compute = [
+        f"{rows['serving_default']['x_model_compute']}x at batch {batch}"
+        for batch, rows in bench["batches"].items()
+        if "serving_default" in rows
+    ]
+    lines += [
+        "",
+        "`serving_default` (decode, render, both looks, box mapping) against its model compute "
+        f"(the SavedModel's predict_images time for its {bench['looks_per_photo']} looks): "
+        f"{', '.join(compute)}. Sizes (MB): "
+        + ", ".join(f"{name} {size}" for name, size in bench["size_mb"].items())
+        + ".",
+        "",
+    ]
+    return lines
 
 
 LABEL_AUDIT = os.path.join(HERE, "results", "label_audit.json")
