@@ -219,8 +219,9 @@ class LocalizerServing(tf.Module):
 
 
 def inference_function(model, images_spec):
-    """`model(images, training=False)` as one `tf.function` over `images_spec`, built for serving:
+    """`model(images, training=False)` as one `tf.function` over `images_spec`, for serving.
 
+    Built for CPU speed:
     - each BatchNormalization folded into its convolution (`folding.fold_batch_norms`), which
       lets TensorFlow's CPU fusions (Conv2D + BiasAdd + Relu6) apply;
     - the weights are constants of the graph, not variables: oneDNN then converts each

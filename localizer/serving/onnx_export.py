@@ -39,7 +39,12 @@ from localizer.serving.signatures import (
     PROBABILITIES,
     load_metadata,
 )
-from localizer.serving.verify import CheckFigures, ExportVerificationError, describe
+from localizer.serving.verify import (
+    FLOAT_TOLERANCE,
+    CheckFigures,
+    ExportVerificationError,
+    describe,
+)
 from pipelines.errors import UserError
 
 EXTRA = ".[onnx]"
@@ -56,17 +61,6 @@ ONNX_OPSET = 17
 """The ONNX opset the file is written in: the one the conversion was tried and checked at (every
 export checks its file again); an older runtime may refuse a newer opset, so it is not raised
 without a reason."""
-
-ONNX_TOLERANCE = 1e-4
-"""The ONNX file's outputs may differ from the SavedModel's `predict_images` by this much
-(largest absolute difference of any output on any check image).
-
-The same budget as the float TFLite file's and the SavedModel's own check against Keras
-(`verify.verify_export`): onnxruntime's CPU kernels and TensorFlow's sum in other orders, which in
-float32 moves logits of magnitude ~10 by ~1e-6 (2.3e-6 measured on the realmix model), 40x under
-the budget; a wrongly converted op (a BatchNormalization, the resize, a missing softmax) moves
-them by 1e-2 or more.
-"""
 
 ONNX_TODO = (
     "nothing was published; export without --onnx, and report it with this line and --debug's "
@@ -186,7 +180,7 @@ def convert(model, metadata):
     return proto
 
 
-def export_onnx(model, saved_model_dir, output_path, check_images, atol=ONNX_TOLERANCE):
+def export_onnx(model, saved_model_dir, output_path, check_images, atol=FLOAT_TOLERANCE):
     """Writes `model`'s `predict_images` as ONNX to `output_path`, then checks the file, run by
     onnxruntime, against the export's SavedModel on `check_images` (`verify.CheckImage`): the same
     outputs, each within `atol`, on the whole batch, on its first image alone and on an empty

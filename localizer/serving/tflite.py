@@ -23,7 +23,12 @@ from localizer.serving.signatures import (
     PROBABILITIES,
     load_metadata,
 )
-from localizer.serving.verify import CheckFigures, ExportVerificationError, describe
+from localizer.serving.verify import (
+    FLOAT_TOLERANCE,
+    CheckFigures,
+    ExportVerificationError,
+    describe,
+)
 from pipelines import decode, render
 
 INT8_BOX_TOLERANCE = 0.05
@@ -149,7 +154,7 @@ TFLITE_TODO = (
 )
 
 
-def export_tflite(saved_model_dir, output_path, check_images, atol=1e-4):
+def export_tflite(saved_model_dir, output_path, check_images, atol=FLOAT_TOLERANCE):
     """Converts the export's `predict_images` to TFLite and checks it on `check_images`
     (`verify.CheckImage`).
 

@@ -198,16 +198,28 @@ BUG = (
 )
 
 
+FLOAT_TOLERANCE = 1e-4
+"""How far a float32 export's outputs may be from what it is checked against: the SavedModel's
+from the Keras model, and the float TFLite and ONNX files' from the SavedModel (largest absolute
+difference of any output on any check image). Runtimes and fused kernels sum in other orders,
+which moves logits of magnitude ~10 by ~1e-6 (measured up to 9e-6 on the realmix model); a wrong
+op (a BatchNormalization, the resize, a missing softmax) moves them by 1e-2 or more."""
+
+LOW_PRECISION_TOLERANCE = 1e-2
+"""`FLOAT_TOLERANCE` for a model computing in float16/bfloat16 (mixed precision), where eager and
+graph kernels may round differently."""
+
+
 def verify_export(path, model, check_images, atol=None, refine=False):
     """Loads the SavedModel at `path` and checks both signatures against `model` on `check_images`.
 
-    `atol` defaults to 1e-4, or 1e-2 for a model computing in float16/bfloat16
-    (mixed precision), where eager and graph kernels may round differently.
+    `atol` defaults to `FLOAT_TOLERANCE`, or `LOW_PRECISION_TOLERANCE` for a mixed-precision
+    model.
     Returns the `CheckFigures`; raises ExportVerificationError naming what
     differs, by how much and on which check image.
     """
     if atol is None:
-        atol = 1e-2 if _computes_in_low_precision(model) else 1e-4
+        atol = LOW_PRECISION_TOLERANCE if _computes_in_low_precision(model) else FLOAT_TOLERANCE
     loaded = tf.saved_model.load(path)
     missing = {SERVING_SIGNATURE, IMAGES_SIGNATURE} - set(loaded.signatures)
     if missing:

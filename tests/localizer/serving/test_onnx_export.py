@@ -16,7 +16,7 @@ import tensorflow as tf
 import pipelines
 from localizer.inference import evaluation
 from localizer.inference.predictor import ModelFileError, Predictor
-from localizer.serving import export_lib, onnx_export, signatures
+from localizer.serving import export_lib, onnx_export, signatures, verify
 from localizer.serving.signatures import ONNX_BATCH, ONNX_FILE
 from pipelines import decode
 from pipelines.errors import UserError
@@ -90,7 +90,7 @@ def test_the_file_computes_predict_images_on_batches_of_0_1_and_3(onnx_export_di
         assert set(outputs) == set(expected) == set(OUTPUTS)
         for key in OUTPUTS:
             assert outputs[key].dtype == np.float32 and outputs[key].shape == expected[key].shape
-            np.testing.assert_allclose(outputs[key], expected[key], atol=onnx_export.ONNX_TOLERANCE)
+            np.testing.assert_allclose(outputs[key], expected[key], atol=verify.FLOAT_TOLERANCE)
     assert np.ptp(expected["box"], axis=0).max() > 1e-3  # boxes that depend on the image
 
 
