@@ -3,16 +3,17 @@
 Tiny random models hide real failures (an export whose self-check trips only
 on a trained model's boxes, photos read sideways). This trains the default
 recipe with a short fine-tuning stage on a real VOC-format folder, exports it
-with `--tflite --tflite_int8`, and scores the same `val` photos through:
+with `--tflite --tflite_int8 --onnx`, and scores the same `val` photos through:
 
   keras        python -m localizer.evaluate --model=best.keras
   savedmodel   python -m localizer.evaluate --model=<export version>
   tflite       python -m localizer.evaluate --model=.../localizer.tflite
   int8         python -m localizer.evaluate --model=.../localizer_int8.tflite
+  onnx         python -m localizer.evaluate --model=.../localizer.onnx (onnxruntime)
   serving      serving_default in a TF1 session (as TF Serving runs it), fed the JPEG bytes
   predict      python -m localizer.predict on the photo folder
   and, on EXIF-tagged copies of the same photos (each stored turned by one of
-  orientations 2-8, re-encoded, tagged): keras, serving and predict again.
+  orientations 2-8, re-encoded, tagged): keras, onnx, serving and predict again.
 
 It fails (exit 1) when any two runtimes disagree beyond their budgets
 (`BUDGETS`); every figure goes to `experiments/results/real_model_check.json`.
@@ -69,12 +70,14 @@ BUDGETS = {
     # pixels (graph vs eager, float TFLite): rounding only, a box or two at a threshold.
     ("savedmodel", "keras"): 0.01,
     ("tflite", "keras"): 0.01,
+    ("onnx", "keras"): 0.01,
     ("serving", "keras"): 0.01,
     ("predict", "keras"): 0.01,
     # int8 weights and activations (the README's int8 figures are within 0.01 of float).
     ("int8", "tflite"): 0.04,
     # EXIF-tagged copies are re-encoded turned (JPEG at quality 95): the pixels move a little.
     ("keras_tagged", "keras"): 0.03,
+    ("onnx_tagged", "onnx"): 0.03,
     ("serving_tagged", "serving"): 0.03,
     ("predict_tagged", "predict"): 0.03,
 }
@@ -118,7 +121,8 @@ def train(data_dir, workdir, fine_tune_epochs):
 
 
 def export(model, export_dir):
-    """Exports with both TFLite files (checked by the export itself); returns the version folder."""
+    """Exports with both TFLite files and the ONNX file (each checked by the export itself);
+    returns the version folder."""
     output = _run(
         [
             "localizer.export",
@@ -126,6 +130,7 @@ def export(model, export_dir):
             f"--export_dir={export_dir}",
             "--tflite",
             "--tflite_int8",
+            "--onnx",
         ]
     )
     print("\n".join("    " + line for line in output.strip().splitlines()))
@@ -324,8 +329,11 @@ def check(data_dir, workdir):
     print(f"Real-model check on {data_dir} in {workdir}", flush=True)
     model = FLAGS.model or train(data_dir, os.path.join(workdir, "train"), FLAGS.fine_tune_epochs)
     version_dir = export(model, os.path.join(workdir, "models"))
-    tflite = os.path.join(version_dir, "assets.extra", "localizer.tflite")
-    int8 = os.path.join(version_dir, "assets.extra", "localizer_int8.tflite")
+    from localizer.serving import signatures
+
+    tflite = os.path.join(version_dir, signatures.TFLITE_FILE)
+    int8 = os.path.join(version_dir, signatures.TFLITE_INT8_FILE)
+    onnx = os.path.join(version_dir, signatures.ONNX_FILE)
     tagged_dir = tagged_copy(data_dir, os.path.join(workdir, "tagged"))
     results = {}
     for name, path, folder in (
@@ -333,7 +341,9 @@ def check(data_dir, workdir):
         ("savedmodel", version_dir, data_dir),
         ("tflite", tflite, data_dir),
         ("int8", int8, data_dir),
+        ("onnx", onnx, data_dir),
         ("keras_tagged", model, tagged_dir),
+        ("onnx_tagged", onnx, tagged_dir),
     ):
         results[name] = evaluate(path, folder, os.path.join(workdir, "reports", name))
     targets = truth(data_dir)
