@@ -244,3 +244,47 @@ def test_export_command_prints_the_onnx_check_and_keeps_tf2onnx_quiet(
     ), result.stdout
     for noise in ("tf2onnx", "Using opset", "Optimizing ONNX"):
         assert noise not in result.stderr, result.stderr[-3000:]
+
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
+
+
+def readme_onnx_snippet():
+    """The Python block of the README's "Running the ONNX file", as a user copies it."""
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("### Running the ONNX file") :]
+    return section[section.index("```python\n") + len("```python\n") :].split("\n```", 1)[0]
+
+
+def test_the_readme_snippet_runs_the_file_with_onnxruntime_alone_as_predict_does(
+    onnx_export_dir, tmp_path
+):
+    from tests.localizer.test_demo import tagged_photo
+
+    _, _, version_dir, _, _ = onnx_export_dir
+    photo = tagged_photo(str(tmp_path), orientation=6)  # stored turned, as phones do
+    code = readme_onnx_snippet()
+    assert not any(
+        f"{word} {package}" in code
+        for word in ("import", "from")
+        for package in ("tensorflow", "localizer", "pipelines")
+    )
+    code = code.replace("models/localizer/1/assets.extra/localizer.onnx", _onnx_path(version_dir))
+    code = code.replace('"photo.jpg"', repr(photo)).replace("print(", "(")
+    found = {}
+    exec(compile(code, "README.md", "exec"), found)  # noqa: S102 - the README's own code
+    prediction = Predictor(_onnx_path(version_dir)).predict_image(
+        decode.decode_image_bytes(tf.constant(open(photo, "rb").read())), refine=False
+    )
+    height, width = 48, 64  # upright
+    expected = prediction.box * [height, width, height, width]
+    assert (
+        found["names"][int(found["probabilities"].argmax())]
+        == fixtures.CLASSES[int(prediction.probabilities.argmax())]
+    )
+    # Pixels xyxy of the upright photo; the two JPEG decoders and resizes round a little apart.
+    np.testing.assert_allclose(
+        found["box_xyxy"], [expected[1], expected[0], expected[3], expected[2]], atol=1.0
+    )
+    np.testing.assert_allclose(found["probabilities"], prediction.probabilities, atol=0.02)
