@@ -199,25 +199,13 @@ def export_onnx(model, saved_model_dir, output_path, check_images, atol=FLOAT_TO
             f"the ONNX file outputs {sorted(outputs)}, the SavedModel {sorted(expected)}; "
             f"{ONNX_TODO}"
         )
-    figures = []
-    for key in (CLASS_LOGITS, PROBABILITIES, BOX, BOX_QUALITY):
-        if key not in expected:
-            continue
-        per_image = np.abs(outputs[key] - expected[key]).reshape(len(images), -1).max(axis=1)
-        error = float(per_image.max())
-        if outputs[key].dtype != np.float32 or error > atol:
-            raise ExportVerificationError(
-                f"the ONNX file's {key} ({outputs[key].dtype}) differs from the SavedModel's by "
-                f"{error:.2e} (limit {atol:.0e}) on check image "
-                f"{check_images[int(per_image.argmax())].name}; {ONNX_TODO}"
-            )
-        figures.append(f"{key} {error:.1e}")
+    figures = tflite.largest_differences("ONNX", outputs, expected, check_images, atol, ONNX_TODO)
     batches = _check_batches(onnx_session, images, expected, atol)
     return CheckFigures(
         "ONNX predict_images against the SavedModel",
         describe(image.kind for image in check_images),
         (
-            f"largest differences {', '.join(figures)} (each at most {atol:.0e})",
+            f"largest differences {figures} (each at most {atol:.0e})",
             f"batches of {', '.join(map(str, batches[:-1]))} and {batches[-1]} images",
         ),
     )

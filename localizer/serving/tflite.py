@@ -169,24 +169,32 @@ def export_tflite(saved_model_dir, output_path, check_images, atol=FLOAT_TOLERAN
     images, expected = _check_inputs(saved_model_dir, check_images)
     outputs = run_signature(content, images)
     _check_same_outputs("TFLite", outputs, expected)
+    figures = largest_differences("TFLite", outputs, expected, check_images, atol, TFLITE_TODO)
+    return CheckFigures(
+        "TFLite predict_images against the SavedModel",
+        describe(image.kind for image in check_images),
+        (f"largest differences {figures} (each at most {atol:.0e})",),
+    )
+
+
+def largest_differences(kind, outputs, expected, check_images, atol, todo):
+    """`"class_logits 3.0e-06, ..."`: each float32 output's largest difference from the
+    SavedModel's (`expected`) over `check_images`; ExportVerificationError (naming the check image
+    and `todo`) when one is over `atol` or is not float32."""
     figures = []
     for key in (CLASS_LOGITS, PROBABILITIES, BOX, BOX_QUALITY):
         if key not in expected:
             continue
-        per_image = np.abs(outputs[key] - expected[key]).reshape(len(images), -1).max(axis=1)
+        per_image = np.abs(outputs[key] - expected[key]).reshape(len(expected[key]), -1).max(axis=1)
         error = float(per_image.max())
-        if error > atol:
+        if outputs[key].dtype != np.float32 or error > atol:
             raise ExportVerificationError(
-                f"the TFLite file's {key} differs from the SavedModel's by {error:.2e} (limit "
-                f"{atol:.0e}) on check image {check_images[int(per_image.argmax())].name}; "
-                f"{TFLITE_TODO}"
+                f"the {kind} file's {key} ({outputs[key].dtype}) differs from the SavedModel's by "
+                f"{error:.2e} (limit {atol:.0e}) on check image "
+                f"{check_images[int(per_image.argmax())].name}; {todo}"
             )
         figures.append(f"{key} {error:.1e}")
-    return CheckFigures(
-        "TFLite predict_images against the SavedModel",
-        describe(image.kind for image in check_images),
-        (f"largest differences {', '.join(figures)} (each at most {atol:.0e})",),
-    )
+    return ", ".join(figures)
 
 
 def convert_int8(saved_model_dir, calibration_images):
