@@ -71,7 +71,7 @@ def default_report_dir(model, split):
     path = os.path.normpath(os.path.abspath(model))
     stem, suffix = os.path.splitext(os.path.basename(path))
     file_in_export = suffix in (TFLITE_SUFFIX, ONNX_SUFFIX)
-    version_dir = signatures.export_of_tflite(path) if file_in_export else None
+    version_dir = signatures.export_of_model_file(path) if file_in_export else None
     if version_dir is None and not os.path.isdir(path):
         return os.path.join(os.path.dirname(path), f"report-{split}")
     parts = [

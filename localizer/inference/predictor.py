@@ -82,7 +82,7 @@ def load_tflite(path):
 
     if not os.path.isfile(path):
         raise ModelFileError(f"model {path} not found; {MODEL_HINT}")
-    version_dir = signatures.export_of_tflite(path)
+    version_dir = signatures.export_of_model_file(path)
     if version_dir is None:
         raise ModelFileError(
             f"model {path} is not in an export's {signatures.ASSETS_EXTRA}/ folder, where its "
@@ -115,7 +115,7 @@ def load_tflite(path):
         raise ModelFileError(
             f"model {path} cannot be loaded as a localizer TFLite file ({first}); {TFLITE_TODO}"
         ) from None
-    problem = tflite_signature_problem(shape, outputs, metadata)
+    problem = file_signature_problem(shape, outputs, metadata)
     if problem:
         # Checked now: a mismatch would otherwise surface on the first batch, as a TF stack.
         raise ModelFileError(
@@ -127,7 +127,7 @@ def load_tflite(path):
 TFLITE_TODO = "export it again (--tflite or --tflite_int8)"
 
 
-def tflite_output_shapes(num_classes, has_box_quality):
+def file_output_shapes(num_classes, has_box_quality):
     """`{output name: shape after the batch}` of `predict_images` for a model of `num_classes`
     classes."""
     shapes = {
@@ -140,7 +140,7 @@ def tflite_output_shapes(num_classes, has_box_quality):
     return shapes
 
 
-def tflite_signature_problem(input_shape, outputs, metadata, source=None):
+def file_signature_problem(input_shape, outputs, metadata, source=None):
     """What in a TFLite (or ONNX) `predict_images` contradicts the export's `metadata`, in words;
     None when it fits.
 
@@ -151,7 +151,7 @@ def tflite_signature_problem(input_shape, outputs, metadata, source=None):
     size, num_classes = metadata["image_size"], len(metadata["class_names"])
     if input_shape != [size, size, 3]:
         return f"takes images of shape {input_shape}, {source} says {size} px"
-    expected = tflite_output_shapes(num_classes, signatures.OUTPUT_BOX_QUALITY in outputs)
+    expected = file_output_shapes(num_classes, signatures.OUTPUT_BOX_QUALITY in outputs)
     if set(outputs) != set(expected):
         return f"has the outputs {sorted(outputs)}, not {sorted(expected)}"
     for name, shape in expected.items():
@@ -209,7 +209,7 @@ def load_onnx(path):
             raise ModelFileError(
                 f"model {path} does not run as a localizer ONNX file ({first}); {ONNX_TODO}"
             ) from None
-    problem = tflite_signature_problem(shape, outputs, metadata, "its metadata_props")
+    problem = file_signature_problem(shape, outputs, metadata, "its metadata_props")
     if problem:
         raise ModelFileError(
             f"model {path} {problem}: it is not a file an export wrote; {ONNX_TODO}"
@@ -227,7 +227,7 @@ def _onnx_metadata(path, metadata):
             f"model {path}: its metadata_props {problem}: it is not a file an export wrote; "
             f"{ONNX_TODO}"
         )
-    version_dir = signatures.export_of_tflite(path)  # any file in <version>/assets.extra/
+    version_dir = signatures.export_of_model_file(path)  # any file in <version>/assets.extra/
     if version_dir is None:
         return metadata
     exported = signatures.load_metadata(version_dir)
@@ -309,7 +309,7 @@ class Predictor:
         self._per_class = False
         self.has_box_quality = signatures.OUTPUT_BOX_QUALITY in runner.get_output_details()
         lock = threading.Lock()  # an interpreter runs one call at a time
-        shapes = tflite_output_shapes(len(self.metadata["class_names"]), self.has_box_quality)
+        shapes = file_output_shapes(len(self.metadata["class_names"]), self.has_box_quality)
 
         def run_numpy(images):
             if not len(images):
@@ -327,7 +327,7 @@ class Predictor:
         names = {output.name for output in session.get_outputs()}
         self._per_class = False
         self.has_box_quality = signatures.OUTPUT_BOX_QUALITY in names
-        shapes = tflite_output_shapes(len(self.metadata["class_names"]), self.has_box_quality)
+        shapes = file_output_shapes(len(self.metadata["class_names"]), self.has_box_quality)
 
         def run_numpy(images):
             # No lock: an onnxruntime session runs calls from several threads at once.

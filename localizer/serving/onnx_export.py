@@ -191,7 +191,7 @@ def export_onnx(model, saved_model_dir, output_path, check_images, atol=FLOAT_TO
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
     with open(output_path, "wb") as f:
         f.write(proto.SerializeToString())
-    images, expected = tflite._check_inputs(saved_model_dir, check_images)
+    images, expected = tflite.rendered_check_inputs(saved_model_dir, check_images)
     onnx_session = session(output_path)
     outputs = run(onnx_session, images)
     if set(outputs) != set(expected):

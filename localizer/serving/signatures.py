@@ -98,9 +98,9 @@ def metadata_problem(metadata):
     return None
 
 
-def export_of_tflite(path):
-    """The version folder a `.tflite` file belongs to (it lies in `<version>/assets.extra/`), or
-    None."""
+def export_of_model_file(path):
+    """The version folder a model file of an export (`.tflite`, `.onnx`) belongs to (it lies in
+    `<version>/assets.extra/`), or None."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.basename(folder) != ASSETS_EXTRA or not os.path.isfile(
         metadata_path(os.path.dirname(folder))

@@ -124,7 +124,7 @@ def _write(content, output_path):
         f.write(content)
 
 
-def _check_inputs(saved_model_dir, check_images, extra_images=None):
+def rendered_check_inputs(saved_model_dir, check_images, extra_images=None):
     """`check_images` (`verify.CheckImage`) rendered as the model sees them, then `extra_images`
     (already
     rendered), and the SavedModel's `predict_images` outputs on them.
@@ -166,7 +166,7 @@ def export_tflite(saved_model_dir, output_path, check_images, atol=FLOAT_TOLERAN
     with quiet_native_logs():
         content = converter.convert()
     _write(content, output_path)
-    images, expected = _check_inputs(saved_model_dir, check_images)
+    images, expected = rendered_check_inputs(saved_model_dir, check_images)
     outputs = run_signature(content, images)
     _check_same_outputs("TFLite", outputs, expected)
     figures = largest_differences("TFLite", outputs, expected, check_images, atol, TFLITE_TODO)
@@ -269,7 +269,7 @@ def export_tflite_int8(
             f"ops are left in float after the int8 conversion: {computing}; {INT8_TODO}"
         )
     _write(content, output_path)
-    images, expected = _check_inputs(saved_model_dir, check_images, dataset_images)
+    images, expected = rendered_check_inputs(saved_model_dir, check_images, dataset_images)
     outputs = run_signature(content, images)
     _check_same_outputs("int8 TFLite", outputs, expected)
     box_error, same_class, quality_error = int8_disagreement(outputs, expected)
