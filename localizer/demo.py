@@ -41,8 +41,8 @@ def define_flags():
     flags.DEFINE_string(
         "model",
         None,
-        "An exported SavedModel version folder (answers through serving_default) or a .keras "
-        "file (answers as predict does).",
+        "An exported SavedModel version folder (answers through serving_default), or a .keras "
+        "file or an export's .tflite or .onnx file (answers as predict does).",
         required=True,
     )
     flags.DEFINE_integer("port", demo_page.DEFAULT_PORT, "The port the page listens on.")

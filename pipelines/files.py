@@ -4,6 +4,7 @@ or the new one, never half of one), and where its caches live.
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import uuid
@@ -119,16 +120,37 @@ def is_disk_full(error):
     return any(words in text for words in DISK_FULL_WORDS)
 
 
+MAX_NAME_BYTES = 255
+"""The longest file name (one path component, in bytes) that Linux, macOS and Windows file systems
+all take."""
+
+
+def fitting_name(name, limit=MAX_NAME_BYTES):
+    """`name`, or when its UTF-8 form is longer than `limit` bytes, a name that fits: the start of
+    its stem, `~` and 8 hex digits of the whole name's digest (distinct names stay distinct), and
+    its suffixes (`.jpg.pred.png`: what tools read the format by) kept whole where they are
+    short."""
+    if len(name.encode()) <= limit:
+        return name
+    dot = name.find(".", 1)
+    suffix = name[dot:] if dot > 0 and len(name[dot:].encode()) <= limit // 4 else ""
+    mark = "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    budget = limit - len(mark.encode()) - len(suffix.encode())
+    head = name[: len(name) - len(suffix)].encode()[:budget].decode(errors="ignore")
+    return head + mark + suffix
+
+
 def atomic_write(path, write):
     """Calls `write(temporary)` for a temporary path beside `path`, then renames it to `path`.
 
-    The temporary name ends with the file's own name, so its suffix (by which
-    Keras picks the format) is kept. On any failure the temporary file is
-    removed and the previous `path` is left as it was; a full disk raises
+    The temporary name ends with the file's own name (`fitting_name` of it, when the prefix would
+    make it too long), so its suffix (by which Keras picks the format) is kept. On any failure the
+    temporary file is removed and the previous `path` is left as it was; a full disk raises
     DiskFullError naming `path` (a write's own error names no file).
     """
     directory, name = os.path.split(os.path.abspath(os.fspath(path)))
-    temporary = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}")
+    prefix = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    temporary = os.path.join(directory, prefix + fitting_name(name, MAX_NAME_BYTES - len(prefix)))
     try:
         write(temporary)
         os.replace(temporary, path)

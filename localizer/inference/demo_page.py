@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from localizer.inference import image_files
 from localizer.inference.demo_model import DemoModel
-from pipelines import image_header
+from pipelines import files, image_header
 from pipelines.errors import FlagValueError, UserError
 
 INSTALL_HINT = 'pip install -e ".[demo]"'
@@ -166,9 +166,10 @@ def quality_text(record, model):
     return text
 
 
-def _file_name(name):
-    """`name` safe to write in a folder of ours (no separators or odd characters)."""
-    return re.sub(r"[^\w.-]", "_", name) or "photo"
+def _file_name(name, suffix):
+    """`name` + `suffix`, safe to write in a folder of ours: no separators or odd characters, and
+    short enough for the file system (`files.fitting_name`)."""
+    return files.fitting_name((re.sub(r"[^\w.-]", "_", name) or "photo") + suffix)
 
 
 def answer(model, upload, work_dir):
@@ -189,10 +190,10 @@ def answer(model, upload, work_dir):
             "traceback is in the terminal running the demo)."
         )
     folder = tempfile.mkdtemp(dir=work_dir)  # one per answer: two photos of one name never mix
-    drawing = os.path.join(folder, _file_name(name) + image_files.DRAWING_SUFFIX)
+    drawing = os.path.join(folder, _file_name(name, image_files.DRAWING_SUFFIX))
     image_files.draw(image, record, drawing)
     line = json.dumps(record)
-    record_file = os.path.join(folder, _file_name(name) + RECORD_SUFFIX)
+    record_file = os.path.join(folder, _file_name(name, RECORD_SUFFIX))
     with open(record_file, "w", encoding="utf-8") as f:
         f.write(line + "\n")
     return Answer(

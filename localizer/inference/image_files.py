@@ -143,10 +143,10 @@ def drawing_names(paths):
     names, taken = {}, set()
     for path in distinct_files(paths):
         base = os.path.basename(path)
-        name, count = f"{base}{DRAWING_SUFFIX}", 1
+        name, count = files.fitting_name(f"{base}{DRAWING_SUFFIX}"), 1
         while name in taken:
             count += 1
-            name = f"{base}-{count}{DRAWING_SUFFIX}"
+            name = files.fitting_name(f"{base}-{count}{DRAWING_SUFFIX}")
         taken.add(name)
         names[path] = name
     return names

@@ -91,6 +91,9 @@ def metadata_problem(metadata):
     names, size = metadata["class_names"], metadata["image_size"]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         return f"has class_names={str(names)[:100]}, not a list of names"
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return f"names the class{'es' if len(repeated) > 1 else ''} {repeated[:5]} twice"
     if metadata["resize_mode"] not in RESIZE_MODES:
         return f"has resize_mode={metadata['resize_mode']!r}, not one of {RESIZE_MODES}"
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:

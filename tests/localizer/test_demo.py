@@ -156,6 +156,12 @@ def test_bad_photos_are_messages_and_the_next_photo_works(random_tiny_model_path
     good = demo_page.answer(model, upload(tagged_photo(tmp_path)), str(tmp_path))
     assert json.loads(good.record)["file"] == "phone.jpg"
     assert demo_page.answer(model, None, str(tmp_path)) == demo_page.Answer()  # cleared
+    # A name the file system takes, but not with ".pred.png" after it: the files get names that fit.
+    long = demo_page.answer(
+        model, upload(tagged_photo(tmp_path), "y" * 240 + ".jpg"), str(tmp_path)
+    )
+    assert json.loads(long.record)["file"] == "y" * 240 + ".jpg"
+    assert os.path.isfile(long.drawing) and os.path.isfile(long.record_file)
 
 
 def test_a_bug_is_a_line_on_the_page_and_a_traceback_in_the_terminal(tmp_path, capsys):

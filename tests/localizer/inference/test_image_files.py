@@ -24,6 +24,23 @@ def test_drawings_never_collide_or_land_among_inputs(tmp_path):
     image_files.check_draw_dir(str(tmp_path / "drawn"), [str(photos)])
 
 
+def test_a_photo_with_a_long_name_is_drawn_under_a_name_that_fits(tmp_path, tiny_model_path):
+    from pipelines import files
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    name = "猫" * 76 + ".jpg"  # 232 bytes: legal, but not with ".pred.png" after it
+    fixtures.write_image(str(folder / name), fixtures.make_image(40, 50, [("cat", (5, 5, 30, 30))]))
+    out = io.StringIO()
+    failures = image_files.run(
+        tiny_model_path, [str(folder)], draw_dir=str(tmp_path / "drawn"), out=out, refine=False
+    )
+    assert failures == 0 and "class" in json.loads(out.getvalue())
+    (drawing,) = os.listdir(tmp_path / "drawn")
+    assert drawing == files.fitting_name(name + image_files.DRAWING_SUFFIX)
+    assert drawing.endswith(".jpg.pred.png")
+
+
 BOMBS = {
     "bomb.png": fixtures.png_bomb,
     "bomb.gif": fixtures.gif_bomb,

@@ -103,6 +103,10 @@ METADATA = {"class_names": list(fixtures.CLASSES), "resize_mode": "letterbox", "
         (json.dumps({**METADATA, "image_size": "32"}), "image_size='32', not a positive integer"),
         (json.dumps({**METADATA, "resize_mode": "crop"}), "resize_mode='crop'"),
         (json.dumps({**METADATA, "class_names": []}), "not a list of names"),
+        (
+            json.dumps({**METADATA, "class_names": ["x", "x", "y"]}),
+            r"names the class \['x'\] twice",
+        ),
     ],
 )
 def test_export_metadata_without_a_field_is_one_line(tmp_path, text, fragment):
