@@ -12,6 +12,18 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("pipelines", "localizer", "experiments")
 
+COMMANDS = (
+    "localizer.train",
+    "localizer.evaluate",
+    "localizer.predict",
+    "localizer.export",
+    "localizer.audit",
+    "localizer.select",
+    "localizer.demo",
+)
+"""The user's commands (`python -m <name>`): one floor, over the library, and each with a --help
+that tests/localizer/test_commands.py checks."""
+
 FLOORS = (
     # The ground floor: what every other module may use, importing nothing of the project above.
     (
@@ -34,15 +46,7 @@ FLOORS = (
     ("localizer.inference",),
     # The data loop (label audit, selection): over inference, under the commands.
     ("localizer.curation",),
-    (
-        "localizer.train",
-        "localizer.evaluate",
-        "localizer.predict",
-        "localizer.export",
-        "localizer.audit",
-        "localizer.select",
-        "localizer.demo",
-    ),
+    COMMANDS,
     ("localizer.launch",),
     ("experiments",),
 )

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests import fixtures
+from tests.test_imports import COMMANDS
 
 REPO_ROOT = fixtures.REPO_ROOT
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -477,16 +478,7 @@ def test_inputs_unchanged_by_every_command(world, tmp_path):
 
 # --- help lists every flag a command takes ------------------------------------------------------
 
-HELP_COMMANDS = (
-    "localizer.train",
-    "localizer.evaluate",
-    "localizer.predict",
-    "localizer.export",
-    "localizer.audit",
-    "localizer.select",
-    "localizer.demo",
-    "pipelines.show",
-)
+HELP_COMMANDS = (*COMMANDS, "pipelines.show")
 
 
 def _help_flags(command, which):
