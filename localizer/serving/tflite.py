@@ -28,8 +28,8 @@ from localizer.serving.verify import (
     CheckFigures,
     ExportVerificationError,
     describe,
+    render_encoded,
 )
-from pipelines import decode, render
 
 INT8_BOX_TOLERANCE = 0.05
 """The int8 file's box may differ from the SavedModel's by this much (the median over the check
@@ -132,11 +132,7 @@ def rendered_check_inputs(saved_model_dir, check_images, extra_images=None):
     metadata = load_metadata(saved_model_dir)
     images = np.stack(
         [
-            render.resize_image(
-                decode.decode_image_bytes(tf.constant(image.data)),
-                metadata["image_size"],
-                metadata["resize_mode"],
-            )[0].numpy()
+            render_encoded(image.data, metadata["image_size"], metadata["resize_mode"]).numpy()
             for image in check_images
         ]
     )

@@ -287,12 +287,17 @@ def _check_classes(served, expected, class_names, check_images, atol):
         )
 
 
-def _check_predict_images(loaded, model, data, metadata, atol):
+def render_encoded(data, image_size, resize_mode):
+    """One encoded image as the model sees it: decoded upright and resized as in training, uint8
+    `[S, S, 3]`."""
     image, _ = render.resize_image(
-        decode.decode_image_bytes(tf.constant(data)),
-        metadata["image_size"],
-        metadata["resize_mode"],
+        decode.decode_image_bytes(tf.constant(data)), image_size, resize_mode
     )
+    return image
+
+
+def _check_predict_images(loaded, model, data, metadata, atol):
+    image = render_encoded(data, metadata["image_size"], metadata["resize_mode"])
     raw = loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: image[None]})
     reference = model(image[None], training=False)
     for key in (BOX, BOX_QUALITY):
@@ -332,17 +337,21 @@ def tf1_session(path, signature):
     The loader imports the graph, restores the variables with the saver and
     runs the init op (assets), like TF Serving's C++ `LoadSavedModel`, once;
     each call feeds and fetches the signature's tensors by name, as a served
-    request does.
+    request does. The session's graph is the default only while it loads, so eager code keeps
+    running eagerly inside the block (a benchmark times both side by side).
     """
     logger, level = tf.get_logger(), tf.get_logger().level
-    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        logger.setLevel("ERROR")  # the TF1 loader's deprecation notice
-        try:
-            meta_graph = tf.compat.v1.saved_model.loader.load(
-                session, [tf.saved_model.SERVING], path
-            )
-        finally:
-            logger.setLevel(level)
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    try:
+        with graph.as_default():
+            logger.setLevel("ERROR")  # the TF1 loader's deprecation notice
+            try:
+                meta_graph = tf.compat.v1.saved_model.loader.load(
+                    session, [tf.saved_model.SERVING], path
+                )
+            finally:
+                logger.setLevel(level)
         signature_def = meta_graph.signature_def[signature]
         fetches = {name: info.name for name, info in signature_def.outputs.items()}
 
@@ -351,3 +360,5 @@ def tf1_session(path, signature):
             return session.run(fetches, feeds)
 
         yield run
+    finally:
+        session.close()
