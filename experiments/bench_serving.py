@@ -39,6 +39,7 @@ turns call by call; file sizes. Results: `experiments/results/bench_int8.json`.
 `--noserving_throughput` skips the throughput part above.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -152,20 +153,12 @@ def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
     from localizer.inference import evaluation
     from localizer.inference.predictor import Predictor, load_keras_model
     from localizer.serving import calibration, export_lib, signatures, tflite
-    from localizer.training import data as data_lib
     from localizer.training import workdir
 
     model = load_keras_model(model_path)
     metadata = model_lib.model_metadata(model)
     data = workdir.recorded_data(model_path)
-    train_source = data_lib.build_source(data)
-    images = calibration.calibration_and_check_images(
-        train_source,
-        data.train_split,
-        metadata["image_size"],
-        metadata["resize_mode"],
-        count=calibration_images or calibration.CALIBRATION_IMAGES,
-    )
+    images = training_calibration(model, data, calibration_images)
     val_source = pipelines.source_with_options("voc_dir", data_dir)
     result = {
         "model": model_path,
@@ -182,11 +175,7 @@ def int8_benchmark(model_path, data_dir, runs, calls, calibration_images):
             "tflite_float": os.path.join(version, signatures.TFLITE_FILE),
             "tflite_int8": os.path.join(version, signatures.TFLITE_INT8_FILE),
         }
-        sizes = {name: os.path.getsize(files[name]) for name in ("tflite_float", "tflite_int8")}
-        sizes["savedmodel"] = folder_bytes(version) - sum(
-            sizes.values()
-        )  # without the TFLite files inside it
-        result["size_mb"] = {name: round(size / 1e6, 2) for name, size in sizes.items()}
+        result["size_mb"] = _file_sizes(version)
         result["float_ops_in_int8"] = tflite.float_ops(open(files["tflite_int8"], "rb").read())
         result["evaluation"] = {}
         for name, path in (
@@ -302,6 +291,7 @@ def serving_throughput():
     from localizer import model as model_lib
     from localizer.serving import export_lib, signatures
     from localizer.serving.graph import LocalizerServing
+    from localizer.serving.verify import tf1_session
 
     logging.set_verbosity(logging.WARNING)  # SavedModel's INFO lines while exporting
     facts = common.benchmark_facts(_command())
@@ -326,19 +316,20 @@ def serving_throughput():
         before = os.path.join(tmp, "before")
         module = LocalizerServing(model, refine=True, optimize=False)
         tf.saved_model.save(module, before, signatures=module.signatures())
-        sessions = {
-            f"{kind}_{name}": session_runner(path, signature)
-            for name, path in (("before", before), ("after", after))
-            for kind, signature in (
-                ("images", signatures.IMAGES_SIGNATURE),
-                ("bytes", signatures.SERVING_SIGNATURE),
+        with contextlib.ExitStack() as open_sessions:
+            sessions = {
+                f"{kind}_{name}": open_sessions.enter_context(tf1_session(path, signature))
+                for name, path in (("before", before), ("after", after))
+                for kind, signature in (
+                    ("images", signatures.IMAGES_SIGNATURE),
+                    ("bytes", signatures.SERVING_SIGNATURE),
+                )
+            }
+            paths = _paths(after, model, rendered, encoded, sessions, onnx)
+            calls = {b: max(1, FLAGS.images_per_run // b) for b in batch_sizes}
+            raw = run_benchmark(
+                paths, len(encoded), batch_sizes, FLAGS.runs, calls, batch_1_only=[XLA_CANDIDATE]
             )
-        }
-        paths = _paths(after, model, rendered, encoded, sessions, onnx)
-        calls = {b: max(1, FLAGS.images_per_run // b) for b in batch_sizes}
-        raw = run_benchmark(
-            paths, len(encoded), batch_sizes, FLAGS.runs, calls, batch_1_only=[XLA_CANDIDATE]
-        )
         peak = peak_flops()
         flops = model_flops(model, metadata["image_size"])
         sizes = _file_sizes(after)
@@ -423,57 +414,40 @@ def _photos(count):
 
 def _rendered(encoded, metadata):
     """The photos as the model sees them: uint8 `[N, S, S, 3]`."""
-    import tensorflow as tf
-
-    from pipelines import decode, render
+    from localizer.serving.verify import render_encoded
 
     return np.stack(
         [
-            render.resize_image(
-                decode.decode_image_bytes(tf.constant(data)),
-                metadata["image_size"],
-                metadata["resize_mode"],
-            )[0].numpy()
+            render_encoded(data, metadata["image_size"], metadata["resize_mode"]).numpy()
             for data in encoded
         ]
     )
 
 
-def _int8_images(model, rendered):
-    """`(calibration, check)` images for the int8 file: the model's training split when its work
-    dir names one (as `localizer.export` calibrates), else the benchmark's photos."""
+def training_calibration(model, data, count=None):
+    """`(calibration, check)` images for the int8 file from the model's training split as its
+    work dir recorded it (`data`), as `localizer.export` calibrates."""
     from localizer import model as model_lib
     from localizer.serving import calibration
     from localizer.training import data as data_lib
-    from localizer.training import workdir
 
-    data = workdir.recorded_data(FLAGS.model) if FLAGS.model else None
-    if data is None:
-        return rendered, rendered[:4]
     metadata = model_lib.model_metadata(model)
     return calibration.calibration_and_check_images(
         data_lib.build_source(data),
         data.train_split,
         metadata["image_size"],
         metadata["resize_mode"],
-        count=calibration.CALIBRATION_IMAGES,
+        count=count or calibration.CALIBRATION_IMAGES,
     )
 
 
-def session_runner(path, signature):
-    """`run(inputs)` of a signature through a TF1 session, as TF Serving runs it (the session
-    stays open; unlike `verify.tf1_session` it leaves no graph as the default, so eager paths
-    keep running eagerly beside it)."""
-    import tensorflow as tf
+def _int8_images(model, rendered):
+    """`(calibration, check)` images for the int8 file: the model's training split when its work
+    dir names one, else the benchmark's photos."""
+    from localizer.training import workdir
 
-    graph = tf.Graph()
-    with graph.as_default():
-        session = tf.compat.v1.Session(graph=graph)
-        meta_graph = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
-    signature_def = meta_graph.signature_def[signature]
-    fetches = {name: info.name for name, info in signature_def.outputs.items()}
-    (feed,) = [info.name for info in signature_def.inputs.values()]
-    return lambda inputs: session.run(fetches, {feed: inputs})
+    data = workdir.recorded_data(FLAGS.model) if FLAGS.model else None
+    return training_calibration(model, data) if data else (rendered, rendered[:4])
 
 
 def _paths(version, model, rendered, encoded, sessions, onnx):
@@ -497,20 +471,24 @@ def _paths(version, model, rendered, encoded, sessions, onnx):
         )
     }
 
-    def session_path(run, inputs):
-        return lambda i, j: run(inputs[i:j])
+    def session_path(run, inputs, name):
+        return lambda i, j: run({name: inputs[i:j]})
 
     encoded = np.array(encoded, object)
 
     paths = {
-        "savedmodel_session_before": session_path(sessions["images_before"], rendered),
-        SAVEDMODEL_AFTER: session_path(sessions["images_after"], rendered),
+        "savedmodel_session_before": session_path(
+            sessions["images_before"], rendered, signatures.IMAGES_INPUT
+        ),
+        SAVEDMODEL_AFTER: session_path(sessions["images_after"], rendered, signatures.IMAGES_INPUT),
         "savedmodel_tf2": lambda i, j: predict_images(images=images[i:j])["box"].numpy(),
         XLA_CANDIDATE: lambda i, j: xla(images[i:j], training=False)["box"].numpy(),
         "tflite_float": lambda i, j: runners["tflite_float"](images=rendered[i:j]),
         "tflite_int8": lambda i, j: runners["tflite_int8"](images=rendered[i:j]),
-        "serving_default_before": session_path(sessions["bytes_before"], encoded),
-        "serving_default": session_path(sessions["bytes_after"], encoded),
+        "serving_default_before": session_path(
+            sessions["bytes_before"], encoded, signatures.BYTES_INPUT
+        ),
+        "serving_default": session_path(sessions["bytes_after"], encoded, signatures.BYTES_INPUT),
     }
     if onnx:
         session = onnx_export.session(os.path.join(version, signatures.ONNX_FILE))
