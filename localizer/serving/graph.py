@@ -69,7 +69,7 @@ class LocalizerServing(tf.Module):
         if optimize:
             self._model = _Untracked(inference_function(model, images_spec))
         else:
-            self._model = _Untracked(lambda images, training: model(images, training=training))
+            self._model = _Untracked(lambda images: model(images, training=False))
         # The functions are held untracked: saved as attributes, tf.saved_model.save would trace
         # them a second time, and store the model's weights (constants of the graph) twice.
         self._functions = _Untracked(
@@ -114,7 +114,7 @@ class LocalizerServing(tf.Module):
             shapes[BOX_QUALITY] = []
 
         def run():
-            outputs = self._model.value(images, training=False)
+            outputs = self._model.value(images)
             return {name: tf.cast(outputs[name], tf.float32) for name in shapes}
 
         def empty():
@@ -245,8 +245,7 @@ def inference_function(model, images_spec):
         )
         return outputs
 
-    function = tf.function(call, input_signature=[images_spec])
-    return lambda images, training: function(images)
+    return tf.function(call, input_signature=[images_spec])
 
 
 def _captured_variables(functions):
