@@ -3,11 +3,13 @@
     python -m experiments.bench_serving [--model=<realmix_default work dir>/best.keras]
         [--runs=5] [--record]
 
-Exports the model (`localizer.serving.export_lib`, with `--tflite`, `--tflite_int8` and
-`--onnx`; int8 calibrated on the model's training split when its work dir names one, else on
-the benchmark's own photos), and also saves the serving graph as it was before it was optimized
-(`LocalizerServing(optimize=False)`: the Keras model reading its variables). Without --model it
-builds the default-size localizer with random weights (only the time matters then). Then times,
+Exports the model (`localizer.serving.export_lib`, with `--tflite`, `--onnx` and, for a model
+whose work dir names its training data, `--tflite_int8` calibrated on that split as
+`localizer.export` does: a model with random weights has no int8 row, as its outputs do not
+survive quantization and the export's int8 check refuses it), and also saves the serving graph
+as it was before it was optimized (`LocalizerServing(optimize=False)`: the Keras model reading
+its variables). Without --model it builds the default-size localizer with random weights (only
+the time matters then). Then times,
 at batch 1 and 32, on photos rendered as the model sees them (realmix JPEGs when
 ../shared/data/realmix exists, else generated ones):
 
@@ -309,7 +311,7 @@ def serving_throughput():
             os.path.join(tmp, "after"),
             refine=True,
             tflite=True,
-            tflite_int8=_int8_images(model, rendered),
+            tflite_int8=_int8_images(model),
             onnx=onnx,
         )
         export_s = time.perf_counter() - started
@@ -441,13 +443,21 @@ def training_calibration(model, data, count=None):
     )
 
 
-def _int8_images(model, rendered):
-    """`(calibration, check)` images for the int8 file: the model's training split when its work
-    dir names one, else the benchmark's photos."""
+def _int8_images(model):
+    """`(calibration, check)` images for the int8 file from the model's training split when its
+    work dir names one; else None (no int8 file)."""
     from localizer.training import workdir
 
     data = workdir.recorded_data(FLAGS.model) if FLAGS.model else None
-    return training_calibration(model, data) if data else (rendered, rendered[:4])
+    if data is None:
+        print("note: no int8 row: int8 is calibrated on a trained model's training data (--model)")
+        return None
+    return training_calibration(model, data)
+
+
+def _batch_runner(runner, images):
+    """`callable(start, stop)` running a TFLite signature runner on `images[start:stop]`."""
+    return lambda i, j: runner(images=images[i:j])
 
 
 def _paths(version, model, rendered, encoded, sessions, onnx):
@@ -469,6 +479,7 @@ def _paths(version, model, rendered, encoded, sessions, onnx):
             ("tflite_float", signatures.TFLITE_FILE),
             ("tflite_int8", signatures.TFLITE_INT8_FILE),
         )
+        if os.path.exists(os.path.join(version, file))
     }
 
     def session_path(run, inputs, name):
@@ -482,9 +493,8 @@ def _paths(version, model, rendered, encoded, sessions, onnx):
         ),
         SAVEDMODEL_AFTER: session_path(sessions["images_after"], rendered, signatures.IMAGES_INPUT),
         "savedmodel_tf2": lambda i, j: predict_images(images=images[i:j])["box"].numpy(),
-        XLA_CANDIDATE: lambda i, j: xla(images[i:j], training=False)["box"].numpy(),
-        "tflite_float": lambda i, j: runners["tflite_float"](images=rendered[i:j]),
-        "tflite_int8": lambda i, j: runners["tflite_int8"](images=rendered[i:j]),
+        XLA_CANDIDATE: lambda i, j: xla(images[i:j])["box"].numpy(),
+        **{name: _batch_runner(runner, rendered) for name, runner in runners.items()},
         "serving_default_before": session_path(
             sessions["bytes_before"], encoded, signatures.BYTES_INPUT
         ),
